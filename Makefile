@@ -1,0 +1,38 @@
+# The two fresh-machine commands are `make run` and `make test` (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= 2
+CONFIG ?= config/config.yaml
+PYTEST_ARGS ?=
+
+.PHONY: install run smoke test lint report clean
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first and pinned: anything that pulls an unpinned torch gets a multi-GB CUDA build.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[bench,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --rerun-incomplete
+	@echo "Report: results/report/index.html (and results/report/report.md)"
+
+smoke: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --configfile config/smoke.yaml --rerun-incomplete
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/snakemake --lint --configfile $(CONFIG)
+
+clean:
+	rm -rf results/* resources .snakemake logs
+	touch results/.gitkeep
