@@ -1,0 +1,91 @@
+"""Helpers shared by the integration methods: input checks, parameters, seeds, atomic output."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EMBEDDING_KEY = "X_emb"
+
+
+def resolve_params(method: str, defaults: Mapping[str, Any], params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Merge config ``methods.<method>`` over the method's defaults; reject unknown keys early."""
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise ValueError(
+            f"config methods.{method} has unknown parameter(s) {unknown}; "
+            f"{method} accepts {sorted(defaults)}. Fix config/config.yaml (or your --configfile)."
+        )
+    return {**defaults, **params}
+
+
+def check_obs_key(adata, key: str | None, role: str, method: str) -> None:
+    """Raise a clear error when ``adata.obs[key]`` is missing or has missing values."""
+    if key is None:
+        raise ValueError(f"{method} needs a {role} key, but the dataset's {role}_key is not set in the config.")
+    if key not in adata.obs:
+        raise KeyError(
+            f"{method}: obs column {key!r} ({role}_key) not found; available columns: {list(adata.obs.columns)}. "
+            f"Set datasets.<name>.{role}_key in the config."
+        )
+    if adata.obs[key].isna().any():
+        raise ValueError(f"{method}: obs column {key!r} ({role}_key) has missing values; fill or drop them.")
+
+
+def hvg_mask(adata) -> np.ndarray:
+    """Boolean mask of highly variable genes (all genes if the column is absent or selects none)."""
+    if "highly_variable" in adata.var and adata.var["highly_variable"].any():
+        return adata.var["highly_variable"].to_numpy(dtype=bool)
+    return np.ones(adata.n_vars, dtype=bool)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and (if imported) torch so repeated runs with one seed agree."""
+    random.seed(seed)
+    np.random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a core dependency
+        return
+    torch.manual_seed(seed)
+
+
+def set_threads(threads: int) -> None:
+    """Limit torch's intra-op threads to the job's Snakemake ``threads``."""
+    import torch
+
+    torch.set_num_threads(max(1, int(threads)))
+
+
+def categories(values: Iterable) -> list[str]:
+    return sorted({str(v) for v in values})
+
+
+def write_embedding(adata, path: str | Path, *, method: str, seed: int) -> None:
+    """Write obs index + ``obsm["X_emb"]`` + ``uns["runtime_s"]`` to ``path`` atomically.
+
+    The file is written next to its destination under a temporary name and renamed, so an
+    interrupted job never leaves a complete-looking output behind.
+    """
+    import anndata as ad
+    import pandas as pd
+
+    if EMBEDDING_KEY not in adata.obsm:
+        raise KeyError(f"{method} did not write adata.obsm[{EMBEDDING_KEY!r}]")
+    out = ad.AnnData(obs=pd.DataFrame(index=adata.obs_names.copy()))
+    out.obsm[EMBEDDING_KEY] = np.asarray(adata.obsm[EMBEDDING_KEY], dtype=np.float32)
+    out.uns["runtime_s"] = float(adata.uns["runtime_s"])
+    out.uns["method"] = method
+    out.uns["seed"] = int(seed)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    out.write_h5ad(tmp)
+    os.replace(tmp, path)
