@@ -1,0 +1,59 @@
+"""What an annotation method is: a fitter returning a fitted annotator."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import anndata as ad
+import numpy as np
+
+
+@dataclass
+class FittedAnnotator:
+    """A method trained on the reference.
+
+    `predict(query)` labels query cells; it is what inference time measures. `map_query(query)`
+    is the one-time, query-specific training some methods need before predicting (scANVI's
+    scArches surgery); it is timed separately as `query_fit_s`.
+    """
+
+    predict: Callable[[ad.AnnData], np.ndarray]
+    map_query: Callable[[ad.AnnData], None] | None = None
+
+
+class AnnotationFitter(Protocol):
+    """Every annotation method has this signature."""
+
+    def __call__(
+        self,
+        reference: ad.AnnData,
+        *,
+        label_key: str,
+        batch_key: str,
+        seed: int,
+        params: Mapping[str, Any],
+        threads: int,
+    ) -> FittedAnnotator: ...
+
+
+def hvg_mask(adata: ad.AnnData) -> np.ndarray:
+    """Boolean gene mask: `var['highly_variable']` from preprocessing, else every gene."""
+    if "highly_variable" in adata.var:
+        mask = adata.var["highly_variable"].to_numpy(dtype=bool)
+        if mask.any():
+            return mask
+    return np.ones(adata.n_vars, dtype=bool)
+
+
+def dense(x) -> np.ndarray:
+    """A float32 dense copy of a (possibly sparse) matrix."""
+    return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float32)
+
+
+def counts_of(adata: ad.AnnData):
+    """Raw counts: `layers['counts']` (the preprocessing contract), else X with a clear error."""
+    if "counts" in adata.layers:
+        return adata.layers["counts"]
+    raise ValueError("annotation needs raw counts in layers['counts'] (results/{dataset}/preprocessed.h5ad)")
