@@ -1,0 +1,57 @@
+"""File helpers shared by the workflow scripts: atomic writes, so no half-written output survives."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    import anndata
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds.
+
+    The temporary file lives in the same directory (same file system), so the final
+    :func:`os.replace` is atomic: readers see either the old file, no file, or the complete one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_h5ad_atomic(adata: anndata.AnnData, path: str | os.PathLike[str]) -> None:
+    """Write ``adata`` to ``path`` (gzip-free h5ad) through a temporary file and an atomic rename."""
+    with atomic_path(path) as tmp:
+        adata.write_h5ad(tmp)
+
+
+def configure_logging(log_file: str | os.PathLike[str] | None, level: int = logging.INFO) -> None:
+    """Log to ``log_file`` (the rule's ``log:``) and to stderr, which Snakemake shows."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w"))
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True
+    )
+
+
+def fail(message: str) -> NoReturn:
+    """Log a user-facing error (no traceback: the message says what to do) and exit non-zero."""
+    logging.getLogger("scdiva.bench").error(message)
+    sys.exit(1)

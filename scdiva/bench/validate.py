@@ -1,0 +1,209 @@
+"""Check a dataset against its config entry before any method sees it.
+
+Every check raises :class:`DatasetValidationError` with a message that names the dataset, the
+offending key / layer / value, and the config key to change.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    import anndata
+
+ENSEMBL_ID = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
+COUNT_SAMPLE_SIZE = 1_000_000
+
+
+class DatasetValidationError(ValueError):
+    """The dataset does not match its config entry (missing key, not counts, too few batches...)."""
+
+
+def _available(values: Sequence[str]) -> str:
+    return ", ".join(repr(v) for v in values) if len(values) else "(none)"
+
+
+def check_obs_key(adata: anndata.AnnData, key: str, *, dataset: str, config_key: str) -> None:
+    """``key`` must be an obs column; the error lists the columns there are."""
+    if key not in adata.obs.columns:
+        raise DatasetValidationError(
+            f"dataset {dataset!r}: obs column {key!r} (config `datasets.{dataset}.{config_key}`) not found. "
+            f"Available obs columns: {_available(list(adata.obs.columns))}. "
+            f"Set `datasets.{dataset}.{config_key}` to one of them."
+        )
+    missing = int(adata.obs[key].isna().sum())
+    if missing:
+        raise DatasetValidationError(
+            f"dataset {dataset!r}: obs column {key!r} (`datasets.{dataset}.{config_key}`) has {missing} "
+            "missing values; fill or drop those cells first."
+        )
+
+
+def counts_matrix(adata: anndata.AnnData, counts_layer: str | None, *, dataset: str):
+    """The matrix that should hold raw counts: ``layers[counts_layer]`` or ``X``."""
+    if counts_layer is None:
+        return adata.X
+    if counts_layer not in adata.layers:
+        raise DatasetValidationError(
+            f"dataset {dataset!r}: layer {counts_layer!r} (config `datasets.{dataset}.counts_layer`) not found. "
+            f"Available layers: {_available(list(adata.layers.keys()))}; remove `counts_layer` to use X."
+        )
+    return adata.layers[counts_layer]
+
+
+def _sample_values(matrix, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``size`` stored values and their flat positions (all of them when there are fewer)."""
+    if sp.issparse(matrix):
+        csr = sp.csr_matrix(matrix)
+        values = csr.data
+        n = values.size
+        idx = np.arange(n) if n <= size else np.sort(rng.choice(n, size=size, replace=False))
+        rows = np.searchsorted(csr.indptr, idx, side="right") - 1
+        return values[idx], np.stack([rows, csr.indices[idx]], axis=1)
+    dense = np.asarray(matrix)
+    n = dense.size
+    idx = np.arange(n) if n <= size else np.sort(rng.choice(n, size=size, replace=False))
+    return dense.ravel()[idx], np.stack(np.unravel_index(idx, dense.shape), axis=1)
+
+
+def check_counts(
+    adata: anndata.AnnData,
+    counts_layer: str | None,
+    *,
+    dataset: str,
+    sample_size: int = COUNT_SAMPLE_SIZE,
+    seed: int = 0,
+) -> None:
+    """X (or ``layers[counts_layer]``) must hold non-negative integer counts.
+
+    Checks up to ``sample_size`` stored values (all when fewer), exactly: a value passes only if it
+    equals its rounded value, so log-normalised or scaled data never slips through.
+    """
+    matrix = counts_matrix(adata, counts_layer, dataset=dataset)
+    where = f"layers[{counts_layer!r}]" if counts_layer else "X"
+    layers = [name for name in adata.layers.keys() if name != counts_layer]
+    hint = (
+        f" If raw counts are in a layer, set `datasets.{dataset}.counts_layer` (layers here: {_available(layers)})."
+        if counts_layer is None
+        else f" Point `datasets.{dataset}.counts_layer` at the layer with raw counts, or remove it to use X."
+    )
+    values, positions = _sample_values(matrix, np.random.default_rng(seed), sample_size)
+    if values.size == 0:
+        raise DatasetValidationError(f"dataset {dataset!r}: {where} holds no non-zero values.")
+
+    def example(mask: np.ndarray) -> str:
+        i = int(np.flatnonzero(mask)[0])
+        row, col = positions[i]
+        return f"{values[i]!r} for cell {adata.obs_names[row]!r}, gene {adata.var_names[col]!r}"
+
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise DatasetValidationError(f"dataset {dataset!r}: {where} has non-finite values ({example(bad)}).")
+    bad = values < 0
+    if bad.any():
+        raise DatasetValidationError(
+            f"dataset {dataset!r}: {where} has negative values ({example(bad)}), so it is not raw counts "
+            f"(scaled or centred data?).{hint}"
+        )
+    bad = values != np.round(values)
+    if bad.any():
+        raise DatasetValidationError(
+            f"dataset {dataset!r}: {where} has non-integer values ({example(bad)}), so it is not raw counts "
+            f"(log-normalised data?). The workflow normalises itself and needs raw integer counts.{hint}"
+        )
+
+
+def check_categories(
+    adata: anndata.AnnData, key: str, *, dataset: str, config_key: str, what: str, minimum: int = 2
+) -> None:
+    """``obs[key]`` must have at least ``minimum`` distinct values (batches to integrate, labels to score)."""
+    values = adata.obs[key].astype(str).unique()
+    if len(values) < minimum:
+        raise DatasetValidationError(
+            f"dataset {dataset!r}: obs column {key!r} (`datasets.{dataset}.{config_key}`) has "
+            f"{len(values)} {what} ({_available(sorted(values))}) after subsampling; at least {minimum} are needed. "
+            f"Choose another column for `datasets.{dataset}.{config_key}`"
+            + (" or raise `subsample`." if config_key == "batch_key" else ".")
+        )
+
+
+def check_annotation_batches(
+    adata: anndata.AnnData,
+    batch_key: str,
+    reference: Sequence[str],
+    query: Sequence[str],
+    *,
+    dataset: str,
+) -> None:
+    """Reference and query batches must exist and not overlap."""
+    present = set(adata.obs[batch_key].astype(str))
+    for role, batches in (("reference_batches", reference), ("query_batches", query)):
+        unknown = [b for b in batches if b not in present]
+        if unknown:
+            raise DatasetValidationError(
+                f"dataset {dataset!r}: `datasets.{dataset}.annotation.{role}` names batches {unknown} that are "
+                f"not values of obs[{batch_key!r}]; values present: {_available(sorted(present))}."
+            )
+    overlap = sorted(set(reference) & set(query))
+    if overlap:
+        raise DatasetValidationError(
+            f"dataset {dataset!r}: batches {overlap} are both reference and query in "
+            f"`datasets.{dataset}.annotation`; a query batch must be unseen by the reference."
+        )
+
+
+def check_gene_names(adata: anndata.AnnData, gene_id_column: str | None, *, dataset: str) -> None:
+    """``gene_id_column`` must exist and, like var_names, hold no empty names."""
+    if gene_id_column is not None and gene_id_column not in adata.var.columns:
+        raise DatasetValidationError(
+            f"dataset {dataset!r}: var column {gene_id_column!r} (config `datasets.{dataset}.gene_id_column`) "
+            f"not found. Available var columns: {_available(list(adata.var.columns))}; remove `gene_id_column` "
+            "to use var_names."
+        )
+    names = adata.var[gene_id_column] if gene_id_column else adata.var_names.to_series()
+    empty = names.isna() | (names.astype(str).str.strip() == "")
+    if empty.any():
+        where = f"var[{gene_id_column!r}]" if gene_id_column else "var_names"
+        raise DatasetValidationError(
+            f"dataset {dataset!r}: {where} has {int(empty.sum())} empty gene names; fix them or choose "
+            f"another `datasets.{dataset}.gene_id_column`."
+        )
+
+
+def is_ensembl(names: Sequence[str]) -> bool:
+    """True if most names look like Ensembl gene ids (ENSG..., ENSMUSG...)."""
+    names = [str(n) for n in names]
+    return bool(names) and sum(bool(ENSEMBL_ID.match(n)) for n in names) > 0.9 * len(names)
+
+
+def validate_dataset(
+    adata: anndata.AnnData,
+    *,
+    dataset: str,
+    batch_key: str,
+    label_key: str,
+    coarse_label_key: str | None = None,
+    counts_layer: str | None = None,
+    gene_id_column: str | None = None,
+    annotation: dict | None = None,
+) -> None:
+    """Run every check for one config entry; the first failure raises :class:`DatasetValidationError`."""
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise DatasetValidationError(f"dataset {dataset!r} is empty ({adata.n_obs} cells x {adata.n_vars} genes).")
+    check_obs_key(adata, batch_key, dataset=dataset, config_key="batch_key")
+    check_obs_key(adata, label_key, dataset=dataset, config_key="label_key")
+    if coarse_label_key is not None:
+        check_obs_key(adata, coarse_label_key, dataset=dataset, config_key="coarse_label_key")
+    check_gene_names(adata, gene_id_column, dataset=dataset)
+    check_counts(adata, counts_layer, dataset=dataset)
+    check_categories(adata, batch_key, dataset=dataset, config_key="batch_key", what="batches")
+    check_categories(adata, label_key, dataset=dataset, config_key="label_key", what="labels")
+    if annotation:
+        check_annotation_batches(
+            adata, batch_key, annotation["reference_batches"], annotation["query_batches"], dataset=dataset
+        )

@@ -1,0 +1,1 @@
+# Placeholder (owned by PIPELINE-METHODS); replaced by the real rules.

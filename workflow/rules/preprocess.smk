@@ -1,0 +1,27 @@
+# Validate the staged dataset against its config entry, then QC, normalise, select HVGs and run PCA.
+# Every method rule reads this rule's output, so a bad dataset stops the run before any method.
+
+
+rule preprocess:
+    input:
+        staged_h5ad,
+    output:
+        "results/{dataset}/preprocessed.h5ad",
+    params:
+        entry=lambda wc: dataset_config(wc.dataset),
+        settings=config["preprocess"],
+        seed=seeds()[0],
+    log:
+        "results/logs/preprocess/{dataset}.log",
+    benchmark:
+        "results/benchmarks/preprocess/{dataset}.tsv"
+    # Validation is cheap: run it for every dataset before any method job.
+    priority: 50
+    threads: 1
+    resources:
+        mem_mb=lambda wc: resources_for("preprocess")["mem_mb"],
+        runtime=lambda wc: resources_for("preprocess")["runtime"],
+    conda:
+        "../../envs/scdiva.yaml"
+    script:
+        "../scripts/preprocess.py"

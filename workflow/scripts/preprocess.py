@@ -1,0 +1,27 @@
+"""Snakemake adapter: validate and preprocess one staged dataset (see scdiva.bench.preprocess)."""
+
+import anndata
+
+from scdiva.bench.io import configure_logging, fail, write_h5ad_atomic
+from scdiva.bench.preprocess import PreprocessSettings, preprocess
+from scdiva.bench.validate import DatasetValidationError
+
+configure_logging(snakemake.log[0])
+entry = dict(snakemake.params.entry)
+try:
+    adata = preprocess(
+        anndata.read_h5ad(snakemake.input[0]),
+        dataset=snakemake.wildcards.dataset,
+        batch_key=entry["batch_key"],
+        label_key=entry["label_key"],
+        coarse_label_key=entry.get("coarse_label_key"),
+        counts_layer=entry.get("counts_layer"),
+        gene_id_column=entry.get("gene_id_column"),
+        subsample=entry.get("subsample"),
+        annotation=entry.get("annotation"),
+        settings=PreprocessSettings.from_config(snakemake.params.settings),
+        seed=snakemake.params.seed,
+    )
+except DatasetValidationError as err:
+    fail(str(err))
+write_h5ad_atomic(adata, snakemake.output[0])
