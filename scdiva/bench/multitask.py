@@ -1,0 +1,198 @@
+"""Multi-task benchmark: ScDiVa trained with 1, 3 and 5 task heads, scored on held-out cells.
+
+The five tasks, in the order heads are added:
+
+1. `annotation` - fine cell types (`label_key`); scored by accuracy and macro-F1.
+2. `integration` - batch-invariant latent (`batch_key`); scored by batch ASW on the latent
+   (scib-metrics `silhouette_batch`, [0, 1], higher = better mixing) and cell-type ASW.
+3. `masked_expression` - reconstruct hidden expression values; scored by the model's own
+   masked-expression loss on held-out cells (lower is better), when the model exposes it.
+4. `coarse` - broad cell types (`coarse_label_key`, e.g. `cell_type_broad`); accuracy, macro-F1.
+5. `cell_cycle` - phase (G1/S/G2M) assigned by `scanpy.tl.score_genes_cell_cycle` with the
+   Tirosh et al. (2015) S and G2M gene lists (the copies shipped in scib's resources); accuracy,
+   macro-F1. These labels are themselves a score of a few genes, so the task is only as
+   meaningful as the number of list genes in the data (recorded in the output).
+
+All models are trained from scratch with the same size, steps, seed and training cells; only
+the set of heads differs. The held-out cells (stratified by label) are never trained on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+#: Task sets by head count, each a prefix of the next.
+TASK_ORDER = ("annotation", "integration", "masked_expression", "coarse", "cell_cycle")
+HEAD_SETS: dict[int, tuple[str, ...]] = {1: TASK_ORDER[:1], 3: TASK_ORDER[:3], 5: TASK_ORDER[:5]}
+PHASE_KEY = "cell_cycle_phase"
+
+
+def tirosh_cell_cycle_genes() -> tuple[list[str], list[str]]:
+    """The Tirosh et al. 2015 S-phase (43) and G2/M (54) human gene symbols, from scib's resources."""
+    base = resources.files("scib").joinpath("resources")
+    s_genes = base.joinpath("s_genes_tirosh_hm.txt").read_text().split()
+    g2m_genes = base.joinpath("g2m_genes_tirosh_hm.txt").read_text().split()
+    return s_genes, g2m_genes
+
+
+def assign_cell_cycle_phase(adata: ad.AnnData, *, seed: int = 0) -> dict[str, Any]:
+    """Write `obs['cell_cycle_phase']` from scanpy's scoring on log-normalised X.
+
+    Returns how many of the list genes the data holds and the phase counts. Raises if no S or
+    no G2M gene is present, since the phase would then be undefined.
+    """
+    import scanpy as sc
+
+    s_genes, g2m_genes = tirosh_cell_cycle_genes()
+    s_found = [g for g in s_genes if g in adata.var_names]
+    g2m_found = [g for g in g2m_genes if g in adata.var_names]
+    if not s_found or not g2m_found:
+        raise ValueError(f"cell-cycle task: {len(s_found)} of {len(s_genes)} S genes and {len(g2m_found)} of "
+                         f"{len(g2m_genes)} G2M genes are in the data; need at least one of each")
+    sc.tl.score_genes_cell_cycle(adata, s_genes=s_found, g2m_genes=g2m_found, random_state=seed)
+    adata.obs[PHASE_KEY] = adata.obs.pop("phase").astype(str)
+    return {"s_genes_found": s_found, "g2m_genes_found": g2m_found, "n_s_genes": len(s_genes),
+            "n_g2m_genes": len(g2m_genes),
+            "phase_counts": {k: int(v) for k, v in adata.obs[PHASE_KEY].value_counts().items()}}
+
+
+def held_out_split(adata: ad.AnnData, label_key: str, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of held-out cells: `fraction` of each label, at least one per label of >= 2 cells."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"multitask.held_out_fraction must be in (0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    held = np.zeros(adata.n_obs, dtype=bool)
+    for label in pd.unique(adata.obs[label_key].astype(str)):
+        idx = np.flatnonzero(adata.obs[label_key].astype(str).to_numpy() == label)
+        if len(idx) >= 2:
+            n = max(1, int(round(fraction * len(idx))))
+            held[rng.choice(idx, size=n, replace=False)] = True
+    return held
+
+
+@dataclass
+class MultitaskResult:
+    """Scores of one head count on the held-out cells, plus what the training reported."""
+
+    n_tasks: int
+    tasks: tuple[str, ...]
+    scores: dict[str, float]
+    train_s: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _task_specs(tasks: Sequence[str], coarse_label_key: str | None):
+    from scdiva import TaskSpec
+
+    specs: list[Any] = []
+    for task in tasks:
+        if task == "coarse":
+            if coarse_label_key is None:
+                raise ValueError("the 'coarse' task needs the dataset's coarse_label_key in the config")
+            specs.append(TaskSpec("coarse", kind="classifier", obs_key=coarse_label_key))
+        elif task == "cell_cycle":
+            specs.append(TaskSpec("cell_cycle", kind="classifier", obs_key=PHASE_KEY))
+        else:
+            specs.append(task)
+    return specs
+
+
+def score_heads(model, held: ad.AnnData, tasks: Sequence[str], *, label_key: str, batch_key: str,
+                coarse_label_key: str | None) -> dict[str, float]:
+    """Each trained task's score on held-out cells (see the module docstring for the metrics)."""
+    from scdiva.bench.annotation.metrics import annotation_metrics
+    from scdiva.bench.metrics import silhouette_batch, silhouette_label
+
+    scores: dict[str, float] = {}
+    truth = {"annotation": label_key, "coarse": coarse_label_key, "cell_cycle": PHASE_KEY}
+    for task in tasks:
+        if task in truth:
+            predicted, _ = model.predict_labels(held, task=task)
+            metrics = annotation_metrics(held.obs[truth[task]].astype(str).to_numpy(), np.asarray(predicted, dtype=str))
+            scores[f"{task}_accuracy"] = metrics["accuracy"]
+            scores[f"{task}_macro_f1"] = metrics["macro_f1"]
+        elif task == "masked_expression" and hasattr(model, "evaluate"):
+            losses = model.evaluate(held, tasks=["masked_expression"])
+            scores["masked_expression_loss"] = float(losses["masked_expression"])
+    # Every model has a latent, so batch mixing is scored for all head counts.
+    latent = np.asarray(model.get_latent(held), dtype=np.float32)
+    labels = held.obs[label_key].astype(str).to_numpy()
+    scores["integration_silhouette_batch"] = float(silhouette_batch(latent, labels,
+                                                                    held.obs[batch_key].astype(str).to_numpy()))
+    scores["integration_silhouette_label"] = float(silhouette_label(latent, labels))
+    return scores
+
+
+def run_multitask(
+    adata: ad.AnnData,
+    *,
+    label_key: str,
+    batch_key: str,
+    coarse_label_key: str | None,
+    head_counts: Sequence[int] = (1, 3, 5),
+    size: str = "tiny",
+    max_steps: int = 300,
+    batch_size: int = 64,
+    held_out_fraction: float = 0.2,
+    seed: int = 0,
+    threads: int = 1,
+    fit_kwargs: Mapping[str, Any] | None = None,
+) -> tuple[list[MultitaskResult], dict[str, Any]]:
+    """Train one ScDiVa per head count on the same cells; score every head on held-out cells.
+
+    `adata` is the preprocessed AnnData (raw counts in `layers['counts']`, log-normalised X).
+    Returns the per-head-count results and facts about the setup (held-out size, cell-cycle genes).
+    """
+    import time
+
+    import torch
+
+    from scdiva import ScDiVaModel
+    from scdiva.bench.methods.scdiva import counts_view
+
+    unknown = [n for n in head_counts if n not in HEAD_SETS]
+    if unknown:
+        raise ValueError(f"multitask.head_counts {unknown} not defined; choose from {sorted(HEAD_SETS)}")
+    for key in (label_key, batch_key, coarse_label_key):
+        if key is not None and key not in adata.obs:
+            raise KeyError(f"obs has no column '{key}' (multitask); columns: {list(adata.obs.columns)}")
+    torch.set_num_threads(threads)
+    work = adata.copy()
+    info: dict[str, Any] = {"cell_cycle": assign_cell_cycle_phase(work, seed=seed)}
+    held_mask = held_out_split(work, label_key, held_out_fraction, seed)
+    data = counts_view(work)
+    train, held = data[~held_mask].copy(), data[held_mask].copy()
+    info.update(n_train=int(train.n_obs), n_held_out=int(held.n_obs), size=size, max_steps=max_steps,
+                batch_size=batch_size, seed=seed)
+    majority = held.obs[PHASE_KEY].value_counts(normalize=True).iloc[0]
+    info["cell_cycle"]["held_out_majority_fraction"] = float(majority)
+    results = []
+    for n_tasks in head_counts:
+        tasks = HEAD_SETS[n_tasks]
+        model = ScDiVaModel.from_config(size, genes=train.var_names)
+        start = time.perf_counter()
+        history = model.fit(train, tasks=_task_specs(tasks, coarse_label_key), batch_key=batch_key,
+                            label_key=label_key, max_steps=max_steps, batch_size=batch_size, seed=seed,
+                            **dict(fit_kwargs or {}))
+        train_s = time.perf_counter() - start
+        scores = score_heads(model, held, tasks, label_key=label_key, batch_key=batch_key,
+                             coarse_label_key=coarse_label_key)
+        results.append(MultitaskResult(n_tasks, tasks, scores, train_s, list(history or [])))
+    return results, info
+
+
+def multitask_long_form(results: Sequence[MultitaskResult], dataset: str, seed: int) -> pd.DataFrame:
+    """Rows `dataset, method, seed, n_tasks, metric, value`; method is `scdiva_tasks{n}`."""
+    rows = []
+    for result in results:
+        values = {**result.scores, "train_s": result.train_s}
+        rows += [{"dataset": dataset, "method": f"scdiva_tasks{result.n_tasks}", "seed": seed,
+                  "n_tasks": result.n_tasks, "metric": k, "value": float(v)} for k, v in values.items()]
+    return pd.DataFrame(rows)
