@@ -1,0 +1,97 @@
+"""ScDiVa checkpoints as workflow inputs: fetch a published one with a sha256 per file.
+
+A published checkpoint in config `checkpoints.<name>` names exactly one source:
+
+- `path`: a local directory (or `file://` URL) - works offline;
+- `url`: a base http(s) URL; each file is `<url>/<file>`;
+- `repo` + `revision`: a Hugging Face repo id at a fixed revision (commit), through
+  `huggingface_hub`, so its local cache serves offline runs (`HF_HUB_OFFLINE=1`).
+
+`sha256` maps every file (config.json, model.safetensors, vocab.json) to its hex digest; a
+mismatch stops the run and the half-fetched directory is removed, so no unverified checkpoint
+ever looks complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+CHECKPOINT_FILES = ("config.json", "model.safetensors", "vocab.json")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint source is missing, unreachable or fails its sha256 check."""
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _source_kind(name: str, spec: Mapping[str, Any]) -> str:
+    kinds = [k for k in ("path", "url", "repo") if spec.get(k)]
+    if len(kinds) != 1:
+        raise CheckpointError(f"config checkpoints.{name}.published needs exactly one of path, url or repo; got {kinds}")
+    if kinds[0] == "repo" and not spec.get("revision"):
+        raise CheckpointError(f"config checkpoints.{name}.published.repo needs a fixed `revision` (a commit)")
+    missing = [f for f in CHECKPOINT_FILES if f not in (spec.get("sha256") or {})]
+    if missing:
+        raise CheckpointError(f"config checkpoints.{name}.published.sha256 lacks digests for {missing}")
+    return kinds[0]
+
+
+def _fetch_file(kind: str, spec: Mapping[str, Any], filename: str, target: Path) -> None:
+    if kind == "path":
+        source = Path(urlparse(spec["path"]).path if spec["path"].startswith("file://") else spec["path"])
+        if not (source / filename).is_file():
+            raise CheckpointError(f"checkpoint file {source / filename} not found")
+        shutil.copyfile(source / filename, target)
+    elif kind == "url":
+        url = f"{spec['url'].rstrip('/')}/{filename}"
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response, open(target, "wb") as out:
+                shutil.copyfileobj(response, out)
+        except OSError as err:
+            raise CheckpointError(f"cannot download {url}: {err}") from err
+    else:
+        from huggingface_hub import hf_hub_download
+
+        try:
+            cached = hf_hub_download(repo_id=spec["repo"], filename=filename, revision=str(spec["revision"]))
+        except Exception as err:  # network, auth or missing file: say which
+            raise CheckpointError(f"cannot fetch {filename} of {spec['repo']}@{spec['revision']}: {err}") from err
+        shutil.copyfile(cached, target)
+
+
+def fetch_checkpoint(name: str, spec: Mapping[str, Any], out_dir: str | Path) -> Path:
+    """Fetch, verify and install a published checkpoint into `out_dir` atomically."""
+    kind = _source_kind(name, spec)
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        for filename in CHECKPOINT_FILES:
+            target = staging / filename
+            _fetch_file(kind, spec, filename, target)
+            expected = str(spec["sha256"][filename]).lower()
+            actual = sha256_of(target)
+            if actual != expected:
+                raise CheckpointError(f"checkpoint {name}: {filename} has sha256 {actual}, config says {expected}; "
+                                      "the source changed or the digest in the config is wrong")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return out_dir
