@@ -1,0 +1,64 @@
+# Cell-type annotation: train on the reference batches, predict the query batches
+# (`datasets.<name>.annotation`), per method and seed; then one table for all.
+
+
+def annotation_datasets():
+    return [d for d in dataset_names() if dataset_config(d).get("annotation")]
+
+
+def annotation_methods():
+    return list(config.get("annotation", {}).get("methods", []))
+
+
+def annotation_params(method):
+    return dict(config.get("annotation", {}).get("params", {}).get(method) or {})
+
+
+def annotation_inputs(wildcards):
+    inputs = {"h5ad": f"results/{wildcards.dataset}/preprocessed.h5ad"}
+    if wildcards.method == "scdiva":
+        inputs["checkpoint"] = checkpoint_files(annotation_params("scdiva").get("checkpoint", "scdiva_tiny"))
+    return inputs
+
+
+rule annotate:
+    input:
+        unpack(annotation_inputs),
+    output:
+        predictions="results/{dataset}/annotation/{method}/seed{seed}.csv",
+        scores="results/{dataset}/annotation/{method}/seed{seed}.scores.csv",
+        info="results/{dataset}/annotation/{method}/seed{seed}.json",
+        confusion="results/{dataset}/annotation/{method}/seed{seed}.confusion.png",
+    params:
+        entry=lambda wc: dataset_config(wc.dataset),
+        params=lambda wc: annotation_params(wc.method),
+        timing_repeats=config.get("annotation", {}).get("timing_repeats", 3),
+    log:
+        "results/logs/annotate/{dataset}.{method}.seed{seed}.log",
+    benchmark:
+        "results/benchmarks/annotate/{dataset}.{method}.seed{seed}.tsv"
+    threads: lambda wc: resources_for(wc.method)["threads"]
+    resources:
+        mem_mb=lambda wc: resources_for(wc.method)["mem_mb"],
+        runtime=lambda wc: resources_for(wc.method)["runtime"],
+        gpu=lambda wc: 1 if use_gpu() and wc.method in ("scdiva", "scanvi") else 0,
+    conda:
+        "../../envs/scdiva.yaml"
+    script:
+        "../scripts/annotate.py"
+
+
+rule annotation_table:
+    input:
+        expand("results/{dataset}/annotation/{method}/seed{seed}.scores.csv",
+               dataset=annotation_datasets(), method=annotation_methods(), seed=seeds()),
+    output:
+        summary="results/tables/annotation_scores.csv",
+        by_seed="results/tables/annotation_scores_by_seed.csv",
+    params:
+        keys=["dataset", "method", "metric"],
+    log:
+        "results/logs/annotation_table/annotation_table.log",
+    localrule: True
+    script:
+        "../scripts/seed_table.py"

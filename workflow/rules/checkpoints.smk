@@ -1,0 +1,98 @@
+# ScDiVa checkpoints as workflow inputs (config `checkpoints:`). Each entry is either
+#   published: {path | url | repo + revision, sha256: {config.json, model.safetensors, vocab.json}}
+#   recipe:    {size, dataset, batches, tasks, max_steps, batch_size, seed}   -> pretrained here
+# and lands in resources/checkpoints/{checkpoint}/ (config.json, model.safetensors, vocab.json).
+
+CHECKPOINT_FILES = ["config.json", "model.safetensors", "vocab.json"]
+
+
+def checkpoint_names(kind):
+    return [name for name, entry in config.get("checkpoints", {}).items() if kind in entry]
+
+
+def _one_of(names):
+    # A wildcard constraint matching exactly these names (never matching when there are none).
+    return "|".join(re.escape(n) for n in names) or "(?!x)x"
+
+
+def checkpoint_files(name):
+    """The files of checkpoint ``name``: inputs of every rule that loads it."""
+    if name not in config.get("checkpoints", {}):
+        raise WorkflowError(f"ScDiVa checkpoint {name!r} is not defined in config `checkpoints`; "
+                            f"defined: {sorted(config.get('checkpoints', {}))}")
+    return [f"resources/checkpoints/{name}/{f}" for f in CHECKPOINT_FILES]
+
+
+def recipe_batches(entry):
+    """Batches of the pretraining corpus: 'reference' = the dataset's annotation reference batches."""
+    batches = entry.get("batches", "reference")
+    if batches == "all":
+        return None
+    if batches == "reference":
+        annotation = dataset_config(entry["dataset"]).get("annotation")
+        return list(annotation["reference_batches"]) if annotation else None
+    return list(batches)
+
+
+def gpu_resources():
+    return {"gpu": 1} if use_gpu() else {}
+
+
+rule fetch_checkpoint:
+    output:
+        [f"resources/checkpoints/{{checkpoint}}/{f}" for f in CHECKPOINT_FILES],
+    wildcard_constraints:
+        checkpoint=_one_of(checkpoint_names("published")),
+    params:
+        spec=lambda wc: config["checkpoints"][wc.checkpoint]["published"],
+    log:
+        "results/logs/fetch_checkpoint/{checkpoint}.log",
+    localrule: True
+    conda:
+        "../../envs/scdiva.yaml"
+    script:
+        "../scripts/fetch_checkpoint.py"
+
+
+rule pretrain_corpus:
+    input:
+        lambda wc: f"results/{config['checkpoints'][wc.checkpoint]['recipe']['dataset']}/preprocessed.h5ad",
+    output:
+        temp("results/checkpoints/{checkpoint}/corpus.h5ad"),
+    wildcard_constraints:
+        checkpoint=_one_of(checkpoint_names("recipe")),
+    params:
+        recipe=lambda wc: config["checkpoints"][wc.checkpoint]["recipe"],
+        batches=lambda wc: recipe_batches(config["checkpoints"][wc.checkpoint]["recipe"]),
+        batch_key=lambda wc: dataset_config(config["checkpoints"][wc.checkpoint]["recipe"]["dataset"])["batch_key"],
+    log:
+        "results/logs/pretrain_corpus/{checkpoint}.log",
+    conda:
+        "../../envs/scdiva.yaml"
+    script:
+        "../scripts/pretrain_corpus.py"
+
+
+rule pretrain:
+    input:
+        "results/checkpoints/{checkpoint}/corpus.h5ad",
+    output:
+        [f"resources/checkpoints/{{checkpoint}}/{f}" for f in CHECKPOINT_FILES],
+    wildcard_constraints:
+        checkpoint=_one_of(checkpoint_names("recipe")),
+    params:
+        recipe=lambda wc: config["checkpoints"][wc.checkpoint]["recipe"],
+        batch_key=lambda wc: dataset_config(config["checkpoints"][wc.checkpoint]["recipe"]["dataset"])["batch_key"],
+    log:
+        "results/logs/pretrain/{checkpoint}.log",
+    benchmark:
+        "results/benchmarks/pretrain/{checkpoint}.tsv"
+    threads: lambda wc: resources_for("scdiva")["threads"]
+    resources:
+        mem_mb=lambda wc: resources_for("scdiva")["mem_mb"],
+        runtime=lambda wc: resources_for("scdiva")["runtime"],
+        **gpu_resources(),
+    conda:
+        "../../envs/scdiva.yaml"
+    script:
+        "../scripts/pretrain.py"
