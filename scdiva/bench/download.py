@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import http.client
 import json
 import logging
 import os
@@ -187,13 +188,19 @@ def _download_http(url: str, part: Path, timeout: float = HTTP_TIMEOUT_S) -> Non
         if resumed:
             logger.info("%s: resuming at byte %d", url, have)
         with open(part, "ab" if resumed else "wb") as handle, _progress(total, have, Path(url).name) as bar:
-            for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
-                handle.write(chunk)
-                bar.update(len(chunk))
+            try:
+                for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
+                    handle.write(chunk)
+                    bar.update(len(chunk))
+            except (http.client.HTTPException, OSError) as err:
+                raise DownloadError(
+                    f"download of {url} was interrupted after {handle.tell()} bytes ({err!r}); "
+                    f"run again to resume it from {part}"
+                ) from err
     if total is not None and part.stat().st_size != total:
         raise DownloadError(
-            f"download of {url} ended early ({part.stat().st_size} of {total} bytes); "
-            "run again to resume it"
+            f"download of {url} was interrupted after {part.stat().st_size} of {total} bytes; "
+            f"run again to resume it from {part}"
         )
 
 

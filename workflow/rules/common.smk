@@ -24,7 +24,26 @@ STAGED_DIR = "resources/datasets"
 SHA256_LOCK = f"{STAGED_DIR}/sha256.lock.json"
 
 
-validate(config, schema="../../config/schema.yaml")
+def _config_error(err):
+    """One line per schema violation: where in the config, what is wrong, what is allowed."""
+    where = ".".join(str(part) for part in err.absolute_path) or "(top level)"
+    message = f"invalid config at `{where}`: {err.message}"
+    if err.validator == "additionalProperties" and "properties" in err.schema:
+        message += f". Allowed keys here: {', '.join(err.schema['properties'])}"
+    elif err.validator == "required":
+        message += f" (add it under `{where}`)"
+    return message + ". See config/schema.yaml."
+
+
+try:
+    validate(config, schema="../../config/schema.yaml")
+except WorkflowError as err:
+    import jsonschema
+
+    cause = err.__cause__ or err.__context__  # the jsonschema error validate() was handling
+    if not isinstance(cause, jsonschema.ValidationError):
+        raise
+    raise WorkflowError(_config_error(cause)) from None
 
 
 # --- config accessors --------------------------------------------------------------------------

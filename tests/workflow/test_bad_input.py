@@ -1,0 +1,141 @@
+"""Bad input, end to end through the real Snakemake CLI.
+
+Each case runs the whole workflow (default target) in a temporary working directory with an extra
+``--configfile`` that breaks one thing. Snakemake must exit non-zero with a message naming the
+problem, before any integration method runs, and leave no result file (h5ad / csv) behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import anndata
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PBMC = REPO_ROOT / "data" / "pbmc_3chem_symphony.h5ad"
+# What each run asks for. TODO(pipeline-input): the default target (all) once integrate.smk has rules.
+TARGETS: tuple[str, ...] = ("results/pbmc_3chem/preprocessed.h5ad",)
+
+
+def run_snakemake(workdir: Path, overlay: dict, *extra: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    """Run the repository's workflow in ``workdir`` with ``overlay`` merged onto config/config.yaml."""
+    configfile = workdir / "overlay.yaml"
+    configfile.write_text(yaml.safe_dump(overlay))
+    cmd = [
+        sys.executable, "-m", "snakemake",
+        "--snakefile", str(REPO_ROOT / "Snakefile"),
+        "--directory", str(workdir),
+        "--cores", "1",
+        *extra, *TARGETS,
+        "--configfile", str(configfile),  # last: it takes several values
+    ]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir)
+
+
+def result_files(workdir: Path) -> list[Path]:
+    results = workdir / "results"
+    return sorted(p for p in results.rglob("*") if p.suffix in (".h5ad", ".csv")) if results.exists() else []
+
+
+def assert_fails_cleanly(proc: subprocess.CompletedProcess, workdir: Path, *fragments: str) -> None:
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output[-3000:]
+    for fragment in fragments:
+        assert fragment in output, f"{fragment!r} not in Snakemake's output:\n{output[-3000:]}"
+    assert result_files(workdir) == []
+    # No job of a later stage (integration, metrics, report) was started.
+    started = {line.split()[-1].rstrip(":") for line in output.splitlines() if line.strip().startswith(("rule ", "localrule "))}
+    assert started <= {"download", "preprocess"}, started
+
+
+def write_variant(path: Path, change) -> tuple[str, str]:
+    """Write a changed copy of the embedded data; returns (path, sha256) for the overlay."""
+    adata = anndata.read_h5ad(PBMC)
+    adata = change(adata)
+    adata.write_h5ad(path)
+    return str(path), hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def dataset_overlay(**entry) -> dict:
+    return {"datasets": {"pbmc_3chem": entry}}
+
+
+def test_missing_source_file(tmp_path):
+    proc = run_snakemake(tmp_path, dataset_overlay(source="data/no_such_file.h5ad"))
+    assert_fails_cleanly(proc, tmp_path, "source file", "no_such_file.h5ad does not exist", "datasets.pbmc_3chem.source")
+    assert not (tmp_path / "resources").exists()  # rejected while parsing: no job ran at all
+
+
+def test_sha256_mismatch(tmp_path):
+    wrong = "0" * 64
+    proc = run_snakemake(tmp_path, dataset_overlay(sha256=wrong))
+    assert_fails_cleanly(
+        proc, tmp_path, "sha256 mismatch", wrong, "ac9987e219aa5eafa969e92739ba2c6f37d081d889aa3cbb15228de38758c0eb",
+        "datasets.pbmc_3chem.sha256",
+    )
+    assert not list((tmp_path / "resources" / "datasets").glob("pbmc_3chem.h5ad*"))
+
+
+def test_unknown_obs_key(tmp_path):
+    proc = run_snakemake(tmp_path, dataset_overlay(batch_key="chemistry"))
+    assert_fails_cleanly(proc, tmp_path, "obs column 'chemistry'", "datasets.pbmc_3chem.batch_key", "'donor'")
+
+
+def test_non_integer_x(tmp_path):
+    def log_normalise(adata):
+        adata.X = adata.X.log1p()
+        return adata
+
+    source, digest = write_variant(tmp_path / "lognorm.h5ad", log_normalise)
+    proc = run_snakemake(tmp_path, dataset_overlay(source=source, sha256=digest))
+    assert_fails_cleanly(proc, tmp_path, "X has non-integer values", "datasets.pbmc_3chem.counts_layer")
+
+
+def test_single_batch(tmp_path):
+    def one_chemistry(adata):
+        return adata[adata.obs["donor"] == "5p"].copy()
+
+    source, digest = write_variant(tmp_path / "one_batch.h5ad", one_chemistry)
+    proc = run_snakemake(tmp_path, dataset_overlay(source=source, sha256=digest))
+    assert_fails_cleanly(proc, tmp_path, "has 1 batches ('5p')", "at least 2 are needed")
+
+
+def test_unknown_method(tmp_path):
+    proc = run_snakemake(tmp_path, {"integration": {"methods": ["harmony", "bbknn"]}})
+    assert_fails_cleanly(proc, tmp_path, "unknown methods ['bbknn']", "known methods:", "harmony")
+    assert not (tmp_path / "resources").exists()
+
+
+def test_unknown_method_parameter(tmp_path):
+    proc = run_snakemake(tmp_path, {"methods": {"scvi": {"epochs": 3}}})
+    assert_fails_cleanly(proc, tmp_path, "`methods.scvi` has unknown parameters ['epochs']", "max_epochs")
+
+
+@pytest.mark.parametrize(
+    ("overlay", "message"),
+    [
+        ({"preprocess": {"n_hvg": 500}}, "invalid config at `preprocess`: Additional properties are not allowed ('n_hvg'"),
+        ({"preprocess": {"n_top_genes": "many"}}, "invalid config at `preprocess.n_top_genes`: 'many' is not of type"),
+    ],
+    ids=["unknown-key", "wrong-type"],  # every level and type: test_config.py, without the CLI
+)
+def test_schema_violation(tmp_path, overlay, message):
+    proc = run_snakemake(tmp_path, overlay)
+    assert_fails_cleanly(proc, tmp_path, message)
+    assert not (tmp_path / "resources").exists()
+
+
+def test_dry_run_of_a_valid_config_plans_download_then_preprocess(tmp_path):
+    # The counterpart of the cases above: the same harness, a valid overlay, runs. Relative paths
+    # resolve against the repository, not this working directory.
+    proc = run_snakemake(tmp_path, dataset_overlay(subsample=600), "--dry-run")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert "download" in output and "preprocess" in output
+    assert result_files(tmp_path) == []
+
