@@ -214,3 +214,36 @@ def test_lock_file_keeps_entries_of_other_urls(tmp_path, payload):
     with FileServer(payload) as srv:
         stage_dataset(srv.url, tmp_path / "a.h5ad", lock_file=lock)
     assert read_lock(lock) == {"https://example.org/other.h5ad": "a" * 64, srv.url: PBMC_SHA256}
+
+
+def test_download_rule_records_and_enforces_url_digest(tmp_path, payload):
+    """Through the Snakemake CLI: a URL without sha256 is recorded in the lock file, then enforced."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    def stage(url: str) -> subprocess.CompletedProcess:
+        overlay = tmp_path / "web.yaml"
+        overlay.write_text(yaml.safe_dump(
+            {"datasets": {"web_pbmc": {"source": url, "batch_key": "donor", "label_key": "cell_type"}}}
+        ))
+        cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO_ROOT / "Snakefile"),
+               "--directory", str(tmp_path), "--cores", "1", "resources/datasets/web_pbmc.h5ad",
+               "--configfile", str(overlay)]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+    staged = tmp_path / "resources" / "datasets" / "web_pbmc.h5ad"
+    lock = tmp_path / "resources" / "datasets" / "sha256.lock.json"
+    with FileServer(payload) as srv:
+        first = stage(srv.url)
+        assert first.returncode == 0, first.stderr[-3000:]
+        assert staged.read_bytes() == payload
+        assert read_lock(lock) == {srv.url: PBMC_SHA256}
+
+        staged.unlink()
+        srv.payload = payload[:-10] + b"0123456789"
+        second = stage(srv.url)
+    assert second.returncode != 0
+    assert "sha256 mismatch" in second.stderr and str(lock.name) in second.stderr
+    assert not staged.exists()

@@ -6,8 +6,8 @@
 
 import os
 import re
+import sys
 from pathlib import Path
-from urllib.parse import urlparse
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -16,9 +16,14 @@ from snakemake.utils import validate
 # `snakemake --directory elsewhere` reads the same files.
 REPO_ROOT = Path(workflow.basedir).resolve()
 # Workflow scripts import scdiva.bench from this checkout whichever Python runs them (the venv,
-# a conda env made from envs/, a cluster node): jobs inherit the environment.
-# (Set here, not read, so it needs no `envvars:` assertion.)
+# a conda env made from envs/, a cluster node): jobs inherit the environment. Set here, not
+# read, so it needs no `envvars:` assertion.
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])))
+if str(REPO_ROOT) not in sys.path:
+    sys.path.append(str(REPO_ROOT))  # the same for this process, if scdiva is not installed
+
+from scdiva.bench.download import DownloadError, resolve_source
+
 SCRIPTS = REPO_ROOT / "workflow" / "scripts"
 STAGED_DIR = "resources/datasets"
 SHA256_LOCK = f"{STAGED_DIR}/sha256.lock.json"
@@ -27,12 +32,13 @@ SHA256_LOCK = f"{STAGED_DIR}/sha256.lock.json"
 def _config_error(err):
     """One line per schema violation: where in the config, what is wrong, what is allowed."""
     where = ".".join(str(part) for part in err.absolute_path) or "(top level)"
-    message = f"invalid config at `{where}`: {err.message}"
+    parts = [f"invalid config at `{where}`: {err.message}"]
     if err.validator == "additionalProperties" and "properties" in err.schema:
-        message += f". Allowed keys here: {', '.join(err.schema['properties'])}"
+        parts.append(f"Allowed keys here: {', '.join(err.schema['properties'])}")
     elif err.validator == "required":
-        message += f" (add it under `{where}`)"
-    return message + ". See config/schema.yaml."
+        parts.append(f"Add it under `{where}`")
+    parts.append("See config/schema.yaml.")
+    return ". ".join(parts)
 
 
 try:
@@ -112,19 +118,9 @@ def final_outputs():
 # --- semantic checks ---------------------------------------------------------------------------
 
 
-def _is_url(source):
-    return urlparse(source).scheme in ("http", "https")
-
-
 def local_source_path(source):
-    """Absolute path of a local or file:// source; None for http(s) URLs."""
-    parsed = urlparse(source)
-    if parsed.scheme in ("http", "https"):
-        return None
-    if parsed.scheme == "file":
-        return Path(parsed.path)
-    path = Path(source).expanduser()
-    return path if path.is_absolute() else REPO_ROOT / path
+    """Absolute path of a local or file:// dataset source; None for an http(s) URL."""
+    return resolve_source(source, REPO_ROOT).path
 
 
 def _check_methods():
@@ -152,7 +148,10 @@ def _check_methods():
 def _check_datasets():
     for name, entry in config["datasets"].items():
         source = entry["source"]
-        path = local_source_path(source)
+        try:
+            path = local_source_path(source)
+        except DownloadError as err:
+            raise WorkflowError(f"dataset {name!r}: {err} (config `datasets.{name}.source`).") from None
         if path is not None and not path.is_file():
             raise WorkflowError(
                 f"dataset {name!r}: source file {path} does not exist (config `datasets.{name}.source`: "
