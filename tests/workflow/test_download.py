@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import anndata
 import pytest
+import yaml
 
 from scdiva.bench.download import (
     ChecksumMismatchError,
@@ -218,10 +221,6 @@ def test_lock_file_keeps_entries_of_other_urls(tmp_path, payload):
 
 def test_download_rule_records_and_enforces_url_digest(tmp_path, payload):
     """Through the Snakemake CLI: a URL without sha256 is recorded in the lock file, then enforced."""
-    import subprocess
-    import sys
-
-    import yaml
 
     def stage(url: str) -> subprocess.CompletedProcess:
         overlay = tmp_path / "web.yaml"
