@@ -26,6 +26,12 @@ from scdiva.bench.methods._common import EMBEDDING_KEY, resolve_params, write_em
 from scdiva.bench.methods.harmony import HARMONY_DEFAULTS, run_harmony
 from scdiva.bench.methods.scanorama import SCANORAMA_DEFAULTS, run_scanorama
 from scdiva.bench.methods.scanvi_model import SCANVI_DEFAULTS, run_scanvi
+from scdiva.bench.methods.scdiva import (
+    SCDIVA_FINETUNED_DEFAULTS,
+    SCDIVA_ZEROSHOT_DEFAULTS,
+    run_scdiva_finetuned,
+    run_scdiva_zeroshot,
+)
 from scdiva.bench.methods.scvi_model import SCVI_DEFAULTS, run_scvi
 from scdiva.bench.methods.unintegrated import UNINTEGRATED_DEFAULTS, run_unintegrated
 
@@ -37,6 +43,8 @@ INTEGRATION_METHODS: dict[str, IntegrationMethod] = {
     "scanorama": run_scanorama,
     "scvi": run_scvi,
     "scanvi": run_scanvi,
+    "scdiva_zeroshot": run_scdiva_zeroshot,
+    "scdiva_finetuned": run_scdiva_finetuned,
 }
 
 DEFAULT_PARAMS: dict[str, Mapping[str, Any]] = {
@@ -45,10 +53,12 @@ DEFAULT_PARAMS: dict[str, Mapping[str, Any]] = {
     "scanorama": SCANORAMA_DEFAULTS,
     "scvi": SCVI_DEFAULTS,
     "scanvi": SCANVI_DEFAULTS,
+    "scdiva_zeroshot": SCDIVA_ZEROSHOT_DEFAULTS,
+    "scdiva_finetuned": SCDIVA_FINETUNED_DEFAULTS,
 }
 
 # Methods whose Snakemake job requests a GPU (resources.gpu=1) when config `gpu: true`.
-GPU_CAPABLE_METHODS: set[str] = {"scvi", "scanvi"}
+GPU_CAPABLE_METHODS: set[str] = {"scvi", "scanvi", "scdiva_zeroshot", "scdiva_finetuned"}
 
 # Methods that need cell-type labels (label_key) to train.
 LABEL_AWARE_METHODS: set[str] = {"scanvi"}
