@@ -28,8 +28,12 @@ wildcard_constraints:
 
 include: "workflow/rules/download.smk"
 include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/checkpoints.smk"
 include: "workflow/rules/integrate.smk"
 include: "workflow/rules/metrics.smk"
+include: "workflow/rules/annotation.smk"
+include: "workflow/rules/multitask.smk"
+include: "workflow/rules/paper.smk"
 include: "workflow/rules/report.smk"
 
 

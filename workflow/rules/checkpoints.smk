@@ -96,3 +96,13 @@ rule pretrain:
         "../../envs/scdiva.yaml"
     script:
         "../scripts/pretrain.py"
+
+
+def scdiva_checkpoint_inputs(wildcards):
+    """Extra inputs of an integration job: the checkpoint files when the method is a ScDiVa one."""
+    if not wildcards.method.startswith("scdiva"):
+        return []
+    from scdiva.bench.methods import DEFAULT_PARAMS
+
+    name = {**DEFAULT_PARAMS[wildcards.method], **method_params(wildcards.method)}["checkpoint"]
+    return checkpoint_files(name)

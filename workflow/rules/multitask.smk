@@ -43,9 +43,18 @@ rule multitask_table:
         summary="results/tables/multitask_scores.csv",
         by_seed="results/tables/multitask_scores_by_seed.csv",
     params:
-        keys=["dataset", "method", "n_tasks", "metric"],
+        group_by=["dataset", "method", "n_tasks", "metric"],
     log:
         "results/logs/multitask_table/multitask_table.log",
     localrule: True
     script:
         "../scripts/seed_table.py"
+
+
+# `rule all` builds the multi-task table when the config has a `multitask` section.
+_final_outputs_before_multitask = final_outputs
+
+
+def final_outputs():
+    extra = ["results/tables/multitask_scores.csv"] if "multitask" in config and multitask_datasets() else []
+    return _final_outputs_before_multitask() + extra

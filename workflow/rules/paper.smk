@@ -24,3 +24,15 @@ rule trajectory:
         "../../envs/scdiva.yaml"
     script:
         "../scripts/trajectory.py"
+
+
+def trajectory_figures():
+    """Trajectory figures for the report: every dataset, once a ScDiVa embedding is configured."""
+    return [f"results/{d}/trajectory.png" for d in dataset_names()] if trajectory_methods() else []
+
+
+_final_outputs_before_paper = final_outputs
+
+
+def final_outputs():
+    return _final_outputs_before_paper() + trajectory_figures()

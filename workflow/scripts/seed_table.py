@@ -6,7 +6,7 @@ from scdiva.bench.io import atomic_path
 from scdiva.bench.seed_tables import summarise_seeds
 
 by_seed = pd.concat([pd.read_csv(path) for path in snakemake.input], ignore_index=True)
-keys = list(snakemake.params.keys)
+keys = list(snakemake.params.group_by)
 with atomic_path(snakemake.output.by_seed) as tmp:
     by_seed.to_csv(tmp, index=False)
 with atomic_path(snakemake.output.summary) as tmp:
