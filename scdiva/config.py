@@ -1,0 +1,132 @@
+"""Model configuration and the named sizes (``tiny``, ``small``, ``base``, ``large``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: Named architectures. ``tiny``/``small`` train in minutes on a laptop CPU; ``base`` (~350M
+#: parameters) and ``large`` (~1.5B) are the published-scale shapes (build them on the meta device
+#: to inspect them; training them needs accelerators).
+NAMED_SIZES: dict[str, dict[str, Any]] = {
+    "tiny": dict(d_model=64, n_layers=2, n_heads=4, d_ff=128, n_latent=16, decoder_hidden=128,
+                 max_tokens=64, n_zero_tokens=8, vocab_size_hint=2_000),
+    "small": dict(d_model=128, n_layers=3, n_heads=4, d_ff=256, n_latent=24, decoder_hidden=256,
+                  max_tokens=128, n_zero_tokens=16, vocab_size_hint=5_000),
+    "base": dict(d_model=1024, n_layers=24, n_heads=16, d_ff=4096, n_latent=64, decoder_hidden=1024,
+                 max_tokens=1200, n_zero_tokens=200, vocab_size_hint=20_000),
+    "large": dict(d_model=2048, n_layers=32, n_heads=32, d_ff=6656, n_latent=128, decoder_hidden=2048,
+                  max_tokens=2048, n_zero_tokens=256, vocab_size_hint=30_000),
+}
+
+#: Nominal parameter counts the named sizes are built to (checked by the tests within 15%).
+NOMINAL_PARAMETERS: dict[str, int] = {"base": 350_000_000, "large": 1_500_000_000}
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid (the message names the field and the allowed values)."""
+
+
+@dataclass
+class ScDiVaConfig:
+    """Architecture and tokenisation hyperparameters of a ScDiVa model.
+
+    Build one from a named size with :meth:`from_size` (``ScDiVaConfig.from_size("tiny")``) and
+    override any field by keyword. ``n_genes`` is the gene-vocabulary size *without* the special
+    tokens; it is set from the vocabulary when a model is created.
+    """
+
+    size: str = "custom"
+    n_genes: int = 2_000
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    d_ff: int = 128
+    dropout: float = 0.1
+    n_latent: int = 16
+    decoder_hidden: int = 128
+    #: at most this many expressed genes per cell are tokens (the most highly expressed ones)
+    max_tokens: int = 64
+    #: unexpressed genes sampled per cell as zero-valued tokens (teach the model what "off" means)
+    n_zero_tokens: int = 8
+    #: fraction of gene tokens whose value is hidden for the masked-expression task
+    mask_ratio: float = 0.15
+    #: library size each cell is normalised to before log1p (the value input)
+    target_sum: float = 1e4
+    #: number of steps over which the KL weight rises linearly from 0 to ``kl_weight``
+    kl_warmup_steps: int = 200
+    kl_weight: float = 1.0
+    #: task heads (filled in by training; saved so ``from_pretrained`` can rebuild them)
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    #: batch categories the count decoder is conditioned on (empty: no decoder yet)
+    batch_categories: list[str] = field(default_factory=list)
+    #: the size hint of the vocabulary this size was designed for (meta-device parameter counts)
+    vocab_size_hint: int = 2_000
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ---------------------------------------------------------------- construction
+    @classmethod
+    def from_size(cls, size: str, **overrides: Any) -> ScDiVaConfig:
+        """Config of a named size (``tiny``, ``small``, ``base``, ``large``) with overrides."""
+        if size not in NAMED_SIZES:
+            raise ConfigError(f"unknown model size {size!r}; choose one of {sorted(NAMED_SIZES)}")
+        values = dict(NAMED_SIZES[size])
+        values.setdefault("n_genes", values["vocab_size_hint"])
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown config field(s) {sorted(unknown)}; valid fields: "
+                              f"{sorted(f.name for f in dataclasses.fields(cls))}")
+        values.update(overrides)
+        return cls(size=size, **values)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ScDiVaConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known - {"model_type", "scdiva_version"}
+        if unknown:
+            raise ConfigError(f"config.json has unknown field(s) {sorted(unknown)}")
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> ScDiVaConfig:
+        path = Path(path)
+        try:
+            values = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path} is not valid JSON: {err}") from err
+        return cls.from_dict(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        from scdiva import __version__
+
+        return {"model_type": "scdiva", "scdiva_version": __version__, **dataclasses.asdict(self)}
+
+    def to_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    # ---------------------------------------------------------------- validation
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first invalid field."""
+        positive_ints = ["n_genes", "d_model", "n_layers", "n_heads", "d_ff", "n_latent",
+                         "decoder_hidden", "max_tokens"]
+        for name in positive_ints:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.n_zero_tokens, int) or self.n_zero_tokens < 0:
+            raise ConfigError(f"n_zero_tokens must be an integer >= 0, got {self.n_zero_tokens!r}")
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if not 0.0 <= self.mask_ratio < 1.0:
+            raise ConfigError(f"mask_ratio must be in [0, 1), got {self.mask_ratio!r}")
+        if not self.target_sum > 0:
+            raise ConfigError(f"target_sum must be > 0, got {self.target_sum!r}")
+        if self.kl_weight < 0 or self.kl_warmup_steps < 0:
+            raise ConfigError("kl_weight and kl_warmup_steps must be >= 0")

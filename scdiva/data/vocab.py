@@ -1,0 +1,192 @@
+"""Gene vocabulary: ordered gene identifiers plus special tokens, and AnnData alignment."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import anndata
+
+#: special tokens come first so gene ``i`` of the vocabulary has token id ``i + N_SPECIAL``
+SPECIAL_TOKENS = ("<pad>", "<cls>")
+PAD_ID, CLS_ID = 0, 1
+N_SPECIAL = len(SPECIAL_TOKENS)
+
+_ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
+#: var columns searched (after ``var_names``) when no ``gene_column`` is given
+CANDIDATE_GENE_COLUMNS = ("gene_symbols", "gene_symbol", "symbol", "feature_name", "feature_id",
+                          "gene_ids", "gene_id", "ensembl_id", "ensembl_ids")
+
+
+class GeneMismatchError(ValueError):
+    """Too few of a dataset's genes are in the model's vocabulary."""
+
+
+def is_ensembl_id(name: str) -> bool:
+    return bool(_ENSEMBL.match(name))
+
+
+def _strip_version(name: str) -> str:
+    """``ENSG00000141510.17`` -> ``ENSG00000141510``; symbols unchanged."""
+    return name.split(".", 1)[0] if is_ensembl_id(name) else name
+
+
+@dataclass(frozen=True)
+class GeneAlignment:
+    """Where a dataset's genes sit in the vocabulary.
+
+    ``var_to_token[j]`` is the token id of the dataset's gene ``j`` (``-1`` if not in the
+    vocabulary); ``observed`` marks the vocabulary genes the dataset measures.
+    """
+
+    var_to_token: np.ndarray
+    observed: np.ndarray
+    coverage: float
+    n_matched: int
+    column: str
+
+    def summary(self) -> str:
+        return (f"{self.n_matched:,} of {self.observed.size:,} vocabulary genes found "
+                f"({self.coverage:.1%} coverage) using {self.column}")
+
+
+class GeneVocab:
+    """Ordered gene identifiers plus special tokens (``<pad>``, ``<cls>``).
+
+    Each gene has a primary identifier (a symbol or an Ensembl id) and optionally an alias (the
+    other kind), so a dataset indexed by either can be aligned. Ensembl version suffixes are
+    ignored when matching.
+    """
+
+    def __init__(self, genes: Iterable[str], aliases: Iterable[str | None] | None = None):
+        self.genes: list[str] = [str(g) for g in genes]
+        if not self.genes:
+            raise ValueError("a gene vocabulary needs at least one gene")
+        duplicates = _duplicates(self.genes)
+        if duplicates:
+            raise ValueError(f"gene vocabulary has duplicate identifiers, e.g. {duplicates[:5]}; "
+                             "make var_names unique first (adata.var_names_make_unique())")
+        self.aliases: list[str | None] = (list(aliases) if aliases is not None
+                                          else [None] * len(self.genes))
+        if len(self.aliases) != len(self.genes):
+            raise ValueError("aliases must have one entry per gene")
+        self._index: dict[str, int] = {}
+        for i, (gene, alias) in enumerate(zip(self.genes, self.aliases, strict=True)):
+            for key in (gene, alias):
+                if key is not None and str(key) != "nan":
+                    self._index.setdefault(_strip_version(str(key)).upper(), i)
+
+    # ---------------------------------------------------------------- basics
+    def __len__(self) -> int:
+        return len(self.genes)
+
+    @property
+    def n_tokens(self) -> int:
+        """Vocabulary size including the special tokens."""
+        return len(self.genes) + N_SPECIAL
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, GeneVocab) and self.genes == other.genes and self.aliases == other.aliases
+
+    def __repr__(self) -> str:
+        return f"GeneVocab({len(self):,} genes: {', '.join(self.genes[:3])}, ...)"
+
+    def token_ids(self, names: Sequence[str]) -> np.ndarray:
+        """Token id per name (``-1`` where the name is not in the vocabulary)."""
+        return np.array([self._lookup(n) for n in names], dtype=np.int64)
+
+    def _lookup(self, name: str) -> int:
+        i = self._index.get(_strip_version(str(name)).upper())
+        return -1 if i is None else i + N_SPECIAL
+
+    # ---------------------------------------------------------------- AnnData
+    @classmethod
+    def from_adata(cls, adata: anndata.AnnData, gene_column: str | None = None) -> GeneVocab:
+        """Vocabulary of a dataset's genes (``var_names`` or ``var[gene_column]``), in its order."""
+        names = adata.var_names if gene_column is None else adata.var[gene_column]
+        return cls([str(n) for n in names])
+
+    def align(self, adata: anndata.AnnData, gene_column: str | None = None,
+              min_coverage: float = 0.5) -> GeneAlignment:
+        """Map ``adata``'s genes onto the vocabulary.
+
+        Coverage is the fraction of *vocabulary* genes the dataset measures. Without
+        ``gene_column`` the var names are tried first, then common var columns (symbols or
+        Ensembl ids), and the best match is used. Raises :class:`GeneMismatchError` if coverage
+        is below ``min_coverage``, naming the column and examples of missing genes.
+        """
+        candidates: list[tuple[str, Sequence[str]]]
+        if gene_column is not None:
+            if gene_column not in adata.var.columns:
+                raise KeyError(f"gene_column {gene_column!r} is not a var column; available: "
+                               f"{list(adata.var.columns)} (or leave it unset to use var_names)")
+            candidates = [(f"var[{gene_column!r}]", adata.var[gene_column].astype(str).tolist())]
+        else:
+            candidates = [("var_names", adata.var_names.astype(str).tolist())]
+            candidates += [(f"var[{c!r}]", adata.var[c].astype(str).tolist())
+                           for c in CANDIDATE_GENE_COLUMNS if c in adata.var.columns]
+        best: GeneAlignment | None = None
+        for column, names in candidates:
+            alignment = self._align_names(names, column)
+            if best is None or alignment.n_matched > best.n_matched:
+                best = alignment
+        assert best is not None
+        if best.coverage < min_coverage:
+            missing = [g for g, seen in zip(self.genes, best.observed, strict=True) if not seen][:8]
+            dataset_examples = list(candidates[0][1][:5])
+            raise GeneMismatchError(
+                f"only {best.n_matched:,} of the model's {len(self):,} vocabulary genes are in the "
+                f"data ({best.coverage:.1%} < min_coverage={min_coverage:.0%}), looking at "
+                f"{best.column}. Vocabulary genes missing from the data, e.g. {missing}; the data's "
+                f"genes look like {dataset_examples}. Pass gene_column= to use another var column "
+                "(symbols and Ensembl ids are both matched), or lower min_coverage.")
+        return best
+
+    def _align_names(self, names: Sequence[str], column: str) -> GeneAlignment:
+        var_to_token = self.token_ids(names)
+        # a vocabulary gene matched by two dataset columns keeps the first one only
+        seen_tokens: set[int] = set()
+        for j, token in enumerate(var_to_token):
+            if token >= 0:
+                if token in seen_tokens:
+                    var_to_token[j] = -1
+                seen_tokens.add(int(token))
+        observed = np.zeros(len(self), dtype=bool)
+        observed[var_to_token[var_to_token >= 0] - N_SPECIAL] = True
+        n_matched = int(observed.sum())
+        return GeneAlignment(var_to_token, observed, n_matched / len(self), n_matched, column)
+
+    # ---------------------------------------------------------------- persistence
+    def to_dict(self) -> dict:
+        out: dict = {"special_tokens": list(SPECIAL_TOKENS), "genes": self.genes}
+        if any(a is not None for a in self.aliases):
+            out["aliases"] = self.aliases
+        return out
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict()) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> GeneVocab:
+        values = json.loads(Path(path).read_text())
+        if list(values.get("special_tokens", [])) != list(SPECIAL_TOKENS):
+            raise ValueError(f"{path}: special tokens {values.get('special_tokens')} differ from "
+                             f"this version's {list(SPECIAL_TOKENS)}")
+        return cls(values["genes"], values.get("aliases"))
+
+
+def _duplicates(names: Sequence[str]) -> list[str]:
+    seen: set[str] = set()
+    dup: list[str] = []
+    for n in names:
+        if n in seen:
+            dup.append(n)
+        seen.add(n)
+    return dup

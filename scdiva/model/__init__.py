@@ -1,0 +1,7 @@
+"""User-facing models: AnnData in, AnnData / numpy out."""
+
+from scdiva.model.inference import ScDiVaInference
+from scdiva.model.scdiva_model import ScDiVaModel
+from scdiva.model.tasks import TaskSpec
+
+__all__ = ["ScDiVaInference", "ScDiVaModel", "TaskSpec"]

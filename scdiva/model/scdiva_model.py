@@ -1,0 +1,333 @@
+"""``ScDiVaModel``: the user-facing model (AnnData in, numpy/AnnData out), like scvi-tools' models."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from scdiva.config import ScDiVaConfig
+from scdiva.data.dataset import CellTokenDataset, ObsEncoding, TokenBatch, collate_cells, default_counts_layer
+from scdiva.data.vocab import GeneVocab
+from scdiva.model.pretrained import CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, resolve_checkpoint
+from scdiva.model.tasks import TaskSpec, resolve_tasks
+from scdiva.module.scdiva_module import ScDiVaModule
+from scdiva.train.trainer import TrainingSettings, steps_per_epoch, train
+
+if TYPE_CHECKING:
+    import anndata
+
+logger = logging.getLogger(__name__)
+
+#: ``layer="auto"``: ``layers["counts"]`` if the AnnData has it, else ``X``
+AUTO = "auto"
+#: training length when neither max_steps nor max_epochs is given
+DEFAULT_MAX_EPOCHS = 20
+
+
+class ScDiVaModel:
+    """ScDiVa: a variational transformer over a cell's genes, with task heads.
+
+    Create one with :meth:`from_config` (fresh) or :meth:`from_pretrained` (saved), train it with
+    :meth:`fit`, then use :meth:`get_latent` / :meth:`predict_labels` on AnnData or
+    :meth:`encode` / :meth:`predict` on token batches. ``model.module`` is the pure-torch network.
+    """
+
+    def __init__(self, config: ScDiVaConfig, vocab: GeneVocab, module: ScDiVaModule | None = None,
+                 device: str | torch.device | None = None):
+        if config.n_genes != len(vocab):
+            raise ValueError(f"config.n_genes ({config.n_genes}) != vocabulary size ({len(vocab)})")
+        self.config = config
+        self.vocab = vocab
+        self.module = module if module is not None else ScDiVaModule(config)
+        self.device = torch.device(device) if device is not None else (
+            torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
+        self.module.to(self.device).eval()
+
+    # ---------------------------------------------------------------- construction
+    @classmethod
+    def from_config(cls, size: str | ScDiVaConfig = "tiny", genes: Sequence[str] | None = None, *,
+                    vocab: GeneVocab | None = None, device: str | torch.device | None = None,
+                    seed: int = 0, **overrides: Any) -> ScDiVaModel:
+        """A freshly initialised model of a named size (or a config) over a gene vocabulary.
+
+        ``genes`` (e.g. ``adata.var_names``) becomes the vocabulary, in order; or pass ``vocab``.
+        ``overrides`` change config fields (``ScDiVaConfig.from_size(size, **overrides)``).
+        """
+        if (genes is None) == (vocab is None):
+            raise ValueError("give exactly one of genes= (e.g. adata.var_names) or vocab=")
+        vocab = vocab if vocab is not None else GeneVocab([str(g) for g in genes])
+        if isinstance(size, ScDiVaConfig):
+            config = ScDiVaConfig.from_dict({**size.to_dict(), **overrides, "n_genes": len(vocab)})
+        else:
+            config = ScDiVaConfig.from_size(size, **{**overrides, "n_genes": len(vocab)})
+        torch.manual_seed(seed)
+        return cls(config, vocab, device=device)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, device: str | torch.device | None = None) -> ScDiVaModel:
+        """Load a checkpoint from a local directory or a Hugging Face repo id (``org/name``).
+
+        Only ``config.json``, ``vocab.json`` and ``model.safetensors`` are read; a directory that
+        holds pickle files (``*.bin``, ``*.pt``, ``*.pkl``, ...) is refused.
+        """
+        directory = resolve_checkpoint(name_or_path)
+        config = ScDiVaConfig.from_json(directory / CONFIG_FILE)
+        vocab = GeneVocab.load(directory / VOCAB_FILE)
+        model = cls(config, vocab, device="cpu")
+        state = load_file(str(directory / WEIGHTS_FILE))
+        missing, unexpected = model.module.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(f"{directory / WEIGHTS_FILE} does not match {CONFIG_FILE}: missing "
+                             f"{missing[:5]}, unexpected {unexpected[:5]}")
+        model.to(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+        return model
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write ``config.json``, ``model.safetensors`` and ``vocab.json`` (no pickle) atomically."""
+        directory = Path(directory)
+        tmp = directory.with_name(f".{directory.name}.tmp")
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self._write_files(tmp)
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+        return directory
+
+    def _write_files(self, directory: Path) -> None:
+        self.config.to_json(directory / CONFIG_FILE)
+        self.vocab.save(directory / VOCAB_FILE)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt", "model_type": "scdiva"})
+
+    def to(self, device: str | torch.device) -> ScDiVaModel:
+        self.device = torch.device(device)
+        self.module.to(self.device)
+        return self
+
+    @property
+    def tasks(self) -> list[str]:
+        """Names of the task heads (usable as ``predict(..., task=name)``)."""
+        return list(self.module.heads.keys())
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.module.parameters())
+
+    def __repr__(self) -> str:
+        return (f"ScDiVaModel(size={self.config.size!r}, parameters={self.num_parameters():,}, "
+                f"genes={len(self.vocab):,}, latent={self.config.n_latent}, tasks={self.tasks})")
+
+    # ---------------------------------------------------------------- data
+    def _dataset(self, adata: anndata.AnnData, *, layer: str | None = AUTO, gene_column: str | None = None,
+                 min_coverage: float = 0.5, batch: ObsEncoding | None = None,
+                 labels: dict[str, ObsEncoding] | None = None, seed: int = 0) -> CellTokenDataset:
+        if adata.n_obs == 0:
+            raise ValueError("the AnnData has no cells")
+        alignment = self.vocab.align(adata, gene_column=gene_column, min_coverage=min_coverage)
+        logger.info("gene alignment: %s", alignment.summary())
+        if layer == AUTO:
+            layer = default_counts_layer(adata)
+        return CellTokenDataset(adata, self.vocab, alignment, max_tokens=self.config.max_tokens,
+                                n_zero_tokens=self.config.n_zero_tokens, target_sum=self.config.target_sum,
+                                layer=layer, batch=batch, labels=labels, seed=seed)
+
+    def _prepare_tasks(self, adata: anndata.AnnData, specs: list[TaskSpec], batch_key: str | None
+                       ) -> tuple[ObsEncoding | None, dict[str, ObsEncoding]]:
+        """Create or update the heads the tasks need; encode their obs columns."""
+        batch = None
+        if any(s.kind == "integration" for s in specs) and batch_key is not None:
+            found = ObsEncoding.from_adata(adata, batch_key, what="batch_key").categories
+            old = list(self.config.batch_categories)
+            new = old + [c for c in found if c not in old]
+            if new != old:
+                self.module.decoder.set_batches(old, new)
+                self.module.decoder.to(self.device)
+                self.config.batch_categories = new
+            batch = ObsEncoding.from_adata(adata, batch_key, categories=new, what="batch_key")
+        labels: dict[str, ObsEncoding] = {}
+        for spec in specs:
+            if spec.kind != "classifier":
+                continue
+            encoding = ObsEncoding.from_adata(adata, spec.obs_key, what=f"label column of task {spec.name!r}")
+            existing = next((t for t in self.config.tasks if t["name"] == spec.name), None)
+            if existing is not None and existing["categories"] == encoding.categories:
+                labels[spec.name] = encoding
+                continue
+            if existing is not None:  # new label set: a fresh head for this task
+                logger.warning("task %r: label categories changed; its classifier head is re-initialised",
+                               spec.name)
+                self.config.tasks.remove(existing)
+            head_spec = {"name": spec.name, "kind": "classifier", "obs_key": spec.obs_key,
+                         "categories": encoding.categories}
+            self.config.tasks.append(head_spec)
+            self.module.add_head(head_spec)
+            labels[spec.name] = encoding
+        return batch, labels
+
+    # ---------------------------------------------------------------- training
+    def fit(self, adata: anndata.AnnData, tasks: Sequence[str | TaskSpec] = ("masked_expression", "integration"),
+            batch_key: str | None = None, label_key: str | None = None, max_steps: int | None = None,
+            max_epochs: int | None = None, batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
+            checkpoint_dir: str | os.PathLike | None = None, resume: bool = False, *,
+            layer: str | None = AUTO, gene_column: str | None = None, min_coverage: float = 0.5,
+            weight_decay: float = 0.01, warmup_fraction: float = 0.05, clip_grad_norm: float = 1.0,
+            checkpoint_every: int | None = None, progress_bar: bool = True, precision: str = "auto",
+            num_workers: int = 0) -> list[dict[str, Any]]:
+        """Train on ``adata`` for the given tasks; returns the loss history (one dict per step).
+
+        Tasks: ``"masked_expression"`` (predict hidden expression values), ``"integration"`` (the
+        ELBO of the batch-conditioned count decoder; needs ``batch_key`` to correct batches),
+        ``"annotation"`` (classifier of ``label_key``) and any ``TaskSpec(name, kind="classifier",
+        obs_key=...)``. Pretraining is typically ``["masked_expression", "integration"]``, then
+        fine-tuning ``["annotation"]`` (or both together). Cells with a missing label are skipped
+        by that label's classifier only.
+
+        The counts come from ``layer`` (default: ``layers["counts"]`` if present, else ``X``) and
+        must be raw integers. Training runs ``max_steps`` optimizer steps (or ``max_epochs`` epochs;
+        default ``DEFAULT_MAX_EPOCHS`` epochs). With ``checkpoint_dir`` a checkpoint is written every
+        ``checkpoint_every`` steps and ``resume=True`` continues from it exactly.
+        """
+        specs = resolve_tasks(tasks, label_key)
+        batch, labels = self._prepare_tasks(adata, specs, batch_key)
+        dataset = self._dataset(adata, layer=layer, gene_column=gene_column, min_coverage=min_coverage,
+                                batch=batch, labels=labels, seed=seed)
+        return self._train([dataset], specs, max_steps=max_steps, max_epochs=max_epochs, batch_size=batch_size,
+                           lr=lr, seed=seed, checkpoint_dir=checkpoint_dir, resume=resume,
+                           weight_decay=weight_decay, warmup_fraction=warmup_fraction,
+                           clip_grad_norm=clip_grad_norm, checkpoint_every=checkpoint_every,
+                           progress_bar=progress_bar, precision=precision, num_workers=num_workers)
+
+    def fit_integration(self, adatas: Sequence[anndata.AnnData], batch_labels: Sequence[np.ndarray], *,
+                        max_steps: int | None = None, max_epochs: int | None = None, batch_size: int = 64,
+                        lr: float = 5e-4, seed: int = 0, layer: str | None = AUTO,
+                        gene_column: str | None = None, min_coverage: float = 0.5,
+                        **settings: Any) -> list[dict[str, Any]]:
+        """Fine-tune the integration objective on several AnnData (gene sets may differ).
+
+        ``batch_labels[i]`` is the batch of each cell of ``adatas[i]``; the decoder is conditioned
+        on these batches (new ones are added to those the model knows).
+        """
+        if len(adatas) != len(batch_labels):
+            raise ValueError("give one batch-label array per AnnData")
+        found = sorted({str(b) for labels in batch_labels for b in labels})
+        old = list(self.config.batch_categories)
+        new = old + [c for c in found if c not in old]
+        if new != old:
+            self.module.decoder.set_batches(old, new)
+            self.module.decoder.to(self.device)
+            self.config.batch_categories = new
+        lookup = {c: i for i, c in enumerate(new)}
+        datasets = []
+        for adata, labels in zip(adatas, batch_labels, strict=True):
+            if len(labels) != adata.n_obs:
+                raise ValueError(f"batch labels ({len(labels)}) do not match the AnnData's {adata.n_obs} cells")
+            codes = np.array([lookup[str(b)] for b in labels], dtype=np.int64)
+            datasets.append(self._dataset(adata, layer=layer, gene_column=gene_column, min_coverage=min_coverage,
+                                          batch=ObsEncoding("batch", new, codes), seed=seed))
+        return self._train(datasets, [TaskSpec("integration", kind="integration")], max_steps=max_steps,
+                           max_epochs=max_epochs, batch_size=batch_size, lr=lr, seed=seed, **settings)
+
+    def _train(self, datasets: list[CellTokenDataset], specs: list[TaskSpec], *, max_steps: int | None,
+               max_epochs: int | None, batch_size: int, seed: int, **settings: Any) -> list[dict[str, Any]]:
+        n_cells = sum(len(d) for d in datasets)
+        if max_steps is None:
+            epochs = DEFAULT_MAX_EPOCHS if max_epochs is None else max_epochs
+            world = int(os.environ.get("WORLD_SIZE", "1"))
+            max_steps = max(1, math.ceil(epochs * steps_per_epoch(n_cells, batch_size, world)))
+        elif max_epochs is not None:
+            raise ValueError("give max_steps or max_epochs, not both")
+        training = TrainingSettings(max_steps=max_steps, batch_size=batch_size, seed=seed, device=self.device,
+                                    task_weights={s.name: s.weight for s in specs}, **settings)
+        return train(self.module, datasets, [s.name for s in specs], training, save_model=self._write_files)
+
+    # ---------------------------------------------------------------- inference (tensor level)
+    @torch.no_grad()
+    def encode(self, x: TokenBatch) -> torch.Tensor:
+        """Latent mean ``(n_cells, n_latent)`` of a token batch (see :meth:`tokenize`)."""
+        self.module.eval()
+        with self._autocast():
+            return self.module.encode(x.to(self.device)).float()
+
+    @torch.no_grad()
+    def predict(self, x: TokenBatch, task: str = "annotation") -> torch.Tensor:
+        """Output of a task head on a token batch: class probabilities for classifiers,
+        normalised expression for ``integration``, predicted values for ``masked_expression``."""
+        head = self._head(task)
+        self.module.eval()
+        x = x.to(self.device)
+        with self._autocast():
+            output = head(self.module(x), x).float()
+        return torch.softmax(output, dim=-1) if head.kind == "classifier" else output
+
+    def tokenize(self, adata: anndata.AnnData, *, layer: str | None = AUTO, gene_column: str | None = None,
+                 min_coverage: float = 0.5) -> TokenBatch:
+        """All cells of a (small) AnnData as one token batch, for :meth:`encode` / :meth:`predict`."""
+        dataset = self._dataset(adata, layer=layer, gene_column=gene_column, min_coverage=min_coverage)
+        return collate_cells([dataset[i] for i in range(len(dataset))], self.config.n_genes)
+
+    def _head(self, task: str):
+        if task not in self.module.heads:
+            raise KeyError(f"model has no task {task!r}; its tasks are {self.tasks}. Train one with "
+                           f"fit(..., tasks=[{task!r}], label_key=...)")
+        return self.module.heads[task]
+
+    def _autocast(self):
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
+                              enabled=self.device.type == "cuda")
+
+    # ---------------------------------------------------------------- inference (AnnData level)
+    @torch.no_grad()
+    def _map_cells(self, adata, fn, *, batch_size: int, layer, gene_column, min_coverage, progress_bar: bool):
+        from tqdm.auto import tqdm
+
+        dataset = self._dataset(adata, layer=layer, gene_column=gene_column, min_coverage=min_coverage)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size, shuffle=False,
+            collate_fn=lambda items: collate_cells(items, self.config.n_genes))
+        self.module.eval()
+        outputs = []
+        for batch in tqdm(loader, desc="ScDiVa inference", unit="batch", disable=not progress_bar):
+            batch = batch.to(self.device)
+            with self._autocast():
+                outputs.append(fn(batch).float().cpu())
+        return torch.cat(outputs).numpy()
+
+    def get_latent(self, adata: anndata.AnnData, batch_size: int = 256, *, layer: str | None = AUTO,
+                   gene_column: str | None = None, min_coverage: float = 0.5,
+                   progress_bar: bool = False) -> np.ndarray:
+        """Latent mean of every cell, ``(n_cells, n_latent)`` float32 (batch-corrected if the model
+        was trained with the integration task and a batch key)."""
+        return self._map_cells(adata, self.module.encode, batch_size=batch_size, layer=layer,
+                               gene_column=gene_column, min_coverage=min_coverage, progress_bar=progress_bar)
+
+    def predict_proba(self, adata: anndata.AnnData, task: str = "annotation", batch_size: int = 256, *,
+                      layer: str | None = AUTO, gene_column: str | None = None, min_coverage: float = 0.5,
+                      progress_bar: bool = False) -> tuple[np.ndarray, list[str]]:
+        """Class probabilities ``(n_cells, n_classes)`` of a classifier task, and the class names."""
+        head = self._head(task)
+        if head.kind != "classifier":
+            raise ValueError(f"task {task!r} is a {head.kind!r} task, not a classifier")
+
+        def probabilities(batch: TokenBatch) -> torch.Tensor:
+            return torch.softmax(head(self.module(batch), batch).float(), dim=-1)
+
+        proba = self._map_cells(adata, probabilities, batch_size=batch_size, layer=layer,
+                                gene_column=gene_column, min_coverage=min_coverage, progress_bar=progress_bar)
+        return proba, list(head.categories)
+
+    def predict_labels(self, adata: anndata.AnnData, task: str = "annotation", **kwargs: Any
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted label (str array) and its probability (the confidence, in [0, 1]) per cell."""
+        proba, categories = self.predict_proba(adata, task=task, **kwargs)
+        best = proba.argmax(1)
+        return np.asarray(categories, dtype=object)[best], proba[np.arange(len(best)), best]

@@ -1,0 +1,74 @@
+"""Building blocks: gene/value embedding and pre-norm transformer blocks (pure torch)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from scdiva.data.vocab import PAD_ID
+
+
+class GeneValueEmbedding(nn.Module):
+    """Token embedding = gene identity embedding + embedding of the gene's expression value.
+
+    The value is embedded with a *continuous* projection (a small MLP of the scalar
+    ``log1p(normalised count)``) rather than by binning: it keeps the order and resolution of the
+    values, needs no bin edges to choose per dataset, and behaves the same at any sequencing depth
+    because values are already library-size normalised. Masked values (masked-expression
+    pretraining) are replaced by a learned mask vector. There is no positional embedding: a
+    cell is a *set* of genes, so the token order carries no information.
+    """
+
+    def __init__(self, n_tokens: int, d_model: int):
+        super().__init__()
+        self.gene = nn.Embedding(n_tokens, d_model, padding_idx=PAD_ID)
+        self.value = nn.Sequential(nn.Linear(1, d_model), nn.GELU(), nn.Linear(d_model, d_model))
+        self.mask_value = nn.Parameter(torch.zeros(d_model))
+        nn.init.normal_(self.gene.weight, std=0.02)
+        with torch.no_grad():
+            self.gene.weight[PAD_ID].zero_()
+
+    def forward(self, gene_ids: torch.Tensor, values: torch.Tensor,
+                value_mask: torch.Tensor | None = None) -> torch.Tensor:
+        value_embedding = self.value(values.unsqueeze(-1))
+        if value_mask is not None:
+            value_embedding = torch.where(value_mask.unsqueeze(-1), self.mask_value.to(value_embedding.dtype),
+                                          value_embedding)
+        return self.gene(gene_ids) + value_embedding
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over ``scaled_dot_product_attention`` with a padding mask."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        b, length, d = x.shape
+        q, k, v = self.qkv(x).view(b, length, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        # boolean attn_mask: True = may attend; padded keys are excluded for every query
+        attn_mask = None if padding_mask is None else ~padding_mask[:, None, None, :]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
+                                           dropout_p=0.0)  # attention dropout off: it forces the slow math kernel
+        return self.out(y.transpose(1, 2).reshape(b, length, d))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: ``x + attn(norm(x))`` then ``x + ffn(norm(x))`` (stable without warm tricks)."""
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(d_model)
+        self.attn = SelfAttention(d_model, n_heads, dropout)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.ffn = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_ff, d_model))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.dropout(self.attn(self.norm1(x), padding_mask))
+        return x + self.dropout(self.ffn(self.norm2(x)))

@@ -1,0 +1,110 @@
+"""The ScDiVa network: transformer encoder over gene tokens, variational latent, task heads."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from scdiva.config import ScDiVaConfig
+from scdiva.data.vocab import CLS_ID, N_SPECIAL, PAD_ID
+from scdiva.module.heads import TASK_REGISTRY, CountDecoderHead, EncoderOutput, TaskHead
+from scdiva.module.layers import GeneValueEmbedding, TransformerBlock
+
+#: heads every model has; classifier heads are added per task from ``config.tasks``
+CORE_TASKS = ("masked_expression", "integration")
+
+
+class ScDiVaModule(nn.Module):
+    """Pure-torch ScDiVa (no AnnData here; see :class:`scdiva.ScDiVaModel` for that).
+
+    ``tokens -> embedding -> pre-norm transformer -> cell representation (cls ++ mean of tokens)
+    -> q(z | cell) = N(mean, exp(logvar)) -> task heads``.
+    """
+
+    def __init__(self, config: ScDiVaConfig):
+        super().__init__()
+        self.config = config
+        self.embedding = GeneValueEmbedding(config.n_genes + N_SPECIAL, config.d_model)
+        self.blocks = nn.ModuleList(TransformerBlock(config.d_model, config.n_heads, config.d_ff, config.dropout)
+                                    for _ in range(config.n_layers))
+        # the <cls> token starts as a projection of the cell's whole log-normalised profile (all
+        # genes, not only the top-k tokens): cheap (one matmul) and it lets a short token sequence
+        # see every gene, like the first layer of scVI's encoder
+        self.profile_projection = nn.Sequential(nn.Linear(config.n_genes, config.d_model), nn.LayerNorm(config.d_model))
+        self.final_norm = nn.LayerNorm(config.d_model)
+        self.latent_encoder = nn.Sequential(nn.Linear(2 * config.d_model, config.decoder_hidden), nn.GELU(),
+                                            nn.LayerNorm(config.decoder_hidden))
+        self.latent_mean = nn.Linear(config.decoder_hidden, config.n_latent)
+        self.latent_logvar = nn.Linear(config.decoder_hidden, config.n_latent)
+        self.heads = nn.ModuleDict({kind: TASK_REGISTRY[kind](config) for kind in CORE_TASKS})
+        for spec in config.tasks:
+            self.add_head(spec)
+
+    def add_head(self, spec: dict) -> TaskHead:
+        """Build the head of a task spec (``{"name", "kind", ...}``) and attach it under its name."""
+        kind = spec["kind"]
+        if kind not in TASK_REGISTRY:
+            raise ValueError(f"unknown task kind {kind!r}; registered kinds: {sorted(TASK_REGISTRY)}")
+        options = {k: v for k, v in spec.items() if k not in ("name", "kind")}
+        head = TASK_REGISTRY[kind](self.config, spec["name"], **options)
+        device = next(self.parameters()).device
+        self.heads[spec["name"]] = head.to(device) if device.type != "meta" else head
+        return head
+
+    @property
+    def decoder(self) -> CountDecoderHead:
+        return self.heads["integration"]  # type: ignore[return-value]
+
+    def forward(self, batch, mask_values: bool = False) -> EncoderOutput:
+        """Encode a :class:`~scdiva.data.dataset.TokenBatch`.
+
+        With ``mask_values`` a random ``config.mask_ratio`` of the gene tokens (never ``<cls>``
+        or padding) have their value hidden, for the masked-expression task.
+        """
+        value_mask = None
+        if mask_values and self.config.mask_ratio > 0:
+            maskable = (batch.gene_ids != PAD_ID) & (batch.gene_ids != CLS_ID)
+            value_mask = (torch.rand(batch.gene_ids.shape, device=batch.gene_ids.device)
+                          < self.config.mask_ratio) & maskable
+        x = self.embedding(batch.gene_ids, batch.values, value_mask)
+        if batch.counts is not None:
+            x[:, 0] = x[:, 0] + self.profile_projection(self._profile(batch, value_mask))
+        for block in self.blocks:
+            x = block(x, batch.padding_mask)
+        x = self.final_norm(x)
+        keep = (~batch.padding_mask).unsqueeze(-1).to(x.dtype)
+        mean_pool = (x * keep).sum(1) / keep.sum(1).clamp(min=1.0)
+        cell = torch.cat([x[:, 0], mean_pool], dim=-1)
+        h = self.latent_encoder(cell)
+        qz_mean = self.latent_mean(h)
+        qz_logvar = self.latent_logvar(h).clamp(-10.0, 8.0)
+        if self.training:
+            z = qz_mean + torch.randn_like(qz_mean) * (0.5 * qz_logvar).exp()  # reparameterisation
+        else:
+            z = qz_mean
+        return EncoderOutput(x, cell, qz_mean, qz_logvar, z, value_mask)
+
+    def _profile(self, batch, value_mask: torch.Tensor | None) -> torch.Tensor:
+        """log1p(library-normalised counts) over the vocabulary; masked genes are zeroed so the
+        masked-expression task cannot read its answer from the profile."""
+        library = batch.library.clamp(min=1.0).unsqueeze(-1)
+        profile = torch.log1p(batch.counts / library * self.config.target_sum)
+        if value_mask is not None and value_mask.any():
+            rows = torch.arange(profile.shape[0], device=profile.device).unsqueeze(-1).expand_as(value_mask)
+            profile = profile.index_put((rows[value_mask], batch.gene_ids[value_mask] - N_SPECIAL),
+                                        torch.zeros((), device=profile.device))
+        return profile
+
+    def encode(self, batch) -> torch.Tensor:
+        """Latent mean (B, n_latent)."""
+        return self.forward(batch).qz_mean
+
+    def losses(self, batch, tasks: list[str], step: int) -> dict[str, torch.Tensor]:
+        """Loss per task (tasks with nothing to learn in this batch are left out)."""
+        out = self.forward(batch, mask_values="masked_expression" in tasks)
+        result = {}
+        for task in tasks:
+            loss = self.heads[task].loss(out, batch, step)
+            if loss is not None:
+                result[task] = loss
+        return result
