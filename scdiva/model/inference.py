@@ -27,12 +27,12 @@ class ScDiVaInference:
 
     def __init__(self, model_name: str | os.PathLike | None = None, *, model: ScDiVaModel | None = None,
                  device: str | None = None, batch_size: int = 256, layer: str | None = AUTO,
-                 gene_column: str | None = None, min_coverage: float = 0.5):
+                 gene_column: str | None = None, min_coverage: float = 0.5, progress_bar: bool = False):
         if (model_name is None) == (model is None):
             raise ValueError("give exactly one of model_name= (checkpoint directory or repo id) or model=")
         self.model = model if model is not None else ScDiVaModel.from_pretrained(model_name, device=device)
         self._options: dict[str, Any] = dict(batch_size=batch_size, layer=layer, gene_column=gene_column,
-                                             min_coverage=min_coverage)
+                                             min_coverage=min_coverage, progress_bar=progress_bar)
 
     def embed(self, adata: anndata.AnnData, key_added: str = EMBEDDING_KEY) -> anndata.AnnData:
         """Write the latent mean to ``adata.obsm[key_added]`` (default ``"X_scdiva"``)."""
@@ -51,7 +51,7 @@ class ScDiVaInference:
 
     def integrate_batches(self, adatas: Sequence[anndata.AnnData], batch_key: str | None = None,
                           batch_names: Sequence[str] | None = None, max_steps: int | None = 200,
-                          lr: float = 5e-4, seed: int = 0, progress_bar: bool = True,
+                          lr: float = 5e-4, seed: int = 0, progress_bar: bool | None = None,
                           key_added: str = EMBEDDING_KEY) -> anndata.AnnData:
         """One AnnData of all cells with a batch-corrected latent in ``obsm[key_added]``.
 
@@ -80,7 +80,8 @@ class ScDiVaInference:
                 batch_labels.append(np.full(adata.n_obs, name, dtype=object))
         if max_steps:
             self.model.fit_integration(adatas, batch_labels, max_steps=max_steps, lr=lr, seed=seed,
-                                       progress_bar=progress_bar, **_without(self._options, "batch_size"))
+                                       progress_bar=self._options["progress_bar"] if progress_bar is None else progress_bar,
+                                       **_without(self._options, "batch_size", "progress_bar"))
         latents = [self.model.get_latent(a, **self._options) for a in adatas]
         obs = pd.concat([a.obs.assign(batch=b) for a, b in zip(adatas, batch_labels, strict=True)])
         obs.index = _unique_index([a.obs_names for a in adatas], names)
@@ -90,8 +91,8 @@ class ScDiVaInference:
         return result
 
 
-def _without(options: dict[str, Any], key: str) -> dict[str, Any]:
-    return {k: v for k, v in options.items() if k != key}
+def _without(options: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if k not in keys}
 
 
 def _unique_index(indices, names: Sequence[str]):

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 #: ``layer="auto"``: ``layers["counts"]`` if the AnnData has it, else ``X``
 AUTO = "auto"
 #: training length when neither max_steps nor max_epochs is given
-DEFAULT_MAX_EPOCHS = 20
+DEFAULT_MAX_EPOCHS = 15
 
 
 class ScDiVaModel:
