@@ -1,0 +1,198 @@
+"""Report sections of the paper comparison: claimed beside measured, annotation, multi-task, trajectory.
+
+Every number in a "measured" column or figure is read from this run's tables; the claims file
+only supplies the "claimed (paper)" column (see `scdiva.bench.claims`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scdiva.bench.claims import PaperClaims, compare, display_table
+from scdiva.bench.report.document import Section
+
+INTEGRATION_SCDIVA = ["scdiva_finetuned", "scdiva_zeroshot"]
+CLAIMED_INTEGRATION_METRICS = {"silhouette_batch": "batch ASW", "kbet": "kBET",
+                               "graph_connectivity": "graph connectivity"}
+
+
+def _empty(columns: Sequence[str] = ("dataset", "method", "metric", "value")) -> pd.DataFrame:
+    return pd.DataFrame(columns=list(columns))
+
+
+def read_table(path: str | os.PathLike | None) -> pd.DataFrame:
+    """A long-form table, or an empty one when the file is not part of this run."""
+    return pd.read_csv(path) if path and Path(path).is_file() else _empty()
+
+
+def claims_section(claims: PaperClaims, integration: pd.DataFrame, annotation: pd.DataFrame,
+                   multitask: pd.DataFrame, hardware: str) -> Section:
+    """The paper's three tables, each with "claimed (paper)" beside "measured (this run, ...)"."""
+    parts = [
+        "The paper's numbers (`config/paper_claims.yaml`, transcribed as printed) beside what this run "
+        "measured. The paper's datasets are far larger (150K-500K cells) than the embedded data "
+        "(about a thousand cells), so the comparison is of tendencies, not a reproduction. A paper "
+        "dataset with no stand-in in this run is marked *not run*. 'ASW' is read as scIB's batch ASW "
+        "and 'F1' as macro-F1 (the stricter reading), as `measured_as` in the claims file states. "
+        "The best non-ScDiVa method of this run is shown for context.",
+    ]
+    for table, measured, methods in (
+        ("integration", integration, [m for m in INTEGRATION_SCDIVA if m in set(integration.get("method", []))]
+         or INTEGRATION_SCDIVA[:1]),
+        ("annotation", annotation, ["scdiva"]),
+        ("multitask", multitask, ["scdiva"]),
+    ):
+        comparison = compare(claims, table, measured if len(measured) else _empty(), methods)
+        parts.append(f"### {claims.caption(table)}\n\n" + display_table(comparison, hardware).to_markdown(index=False))
+    return Section(title="Paper claims vs this run", markdown="\n\n".join(parts), order=5)
+
+
+def plot_grouped_bars(table: pd.DataFrame, metrics: Mapping[str, str], path: str | os.PathLike, *,
+                      title: str, ylabel: str = "score") -> None:
+    """Bars of `metrics` (name -> label) per method, one panel per dataset, std as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(dict.fromkeys(table["dataset"]))
+    fig, axes = plt.subplots(1, max(1, len(datasets)), figsize=(6.5 * max(1, len(datasets)), 4), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets, strict=False):
+        sel = table[(table["dataset"] == dataset) & table["metric"].isin(metrics)]
+        methods = list(dict.fromkeys(sel["method"]))
+        width = 0.8 / max(1, len(metrics))
+        for i, (metric, label) in enumerate(metrics.items()):
+            rows = sel[sel["metric"] == metric].set_index("method").reindex(methods)
+            err = rows["std"].fillna(0).to_numpy() if "std" in rows else None
+            ax.bar(np.arange(len(methods)) + i * width, rows["value"].to_numpy(dtype=float), width,
+                   yerr=err, label=label, capsize=2)
+        ax.set_xticks(np.arange(len(methods)) + width * (len(metrics) - 1) / 2, methods, rotation=30, ha="right")
+        ax.set_title(dataset, fontsize=10)
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _wide(table: pd.DataFrame, metrics: Mapping[str, str], digits: int = 3) -> pd.DataFrame:
+    """dataset x method rows, one column per metric, 'mean ± std' when several seeds."""
+    sel = table[table["metric"].isin(metrics)].copy()
+
+    def cell(row: pd.Series) -> str:
+        text = f"{row['value']:.{digits}g}"
+        if "std" in row and pd.notna(row["std"]) and row.get("n_seeds", 1) > 1:
+            text += f" ± {row['std']:.2g}"
+        return text
+
+    sel["cell"] = sel.apply(cell, axis=1)
+    wide = sel.pivot_table(index=["dataset", "method"], columns="metric", values="cell", aggfunc="first", sort=False)
+    return wide.reindex(columns=[m for m in metrics if m in wide.columns]).rename(columns=dict(metrics))
+
+
+def integration_claims_section(integration: pd.DataFrame, figure: str) -> Section:
+    """Bars of the paper's three integration metrics for every method of this run."""
+    plot_grouped_bars(integration, CLAIMED_INTEGRATION_METRICS, figure,
+                      title="Integration metrics the paper reports, per method (this run; higher is better)")
+    return Section(title="Integration: the paper's metrics per method", order=6, figures=[str(figure)],
+                   markdown=_wide(integration, CLAIMED_INTEGRATION_METRICS).to_markdown())
+
+
+ANNOTATION_METRICS = {"accuracy": "accuracy", "macro_f1": "macro-F1",
+                      "inference_s_per_1k_cells": "inference s / 1K cells", "train_s": "training s",
+                      "query_fit_s": "query fit s"}
+
+
+def annotation_section(annotation: pd.DataFrame, infos: Mapping[str, Mapping], figure: str,
+                       confusion_figures: Sequence[str]) -> Section:
+    """Accuracy / macro-F1 / timing table and bars, unseen classes, per-class F1, confusion matrices."""
+    plot_grouped_bars(annotation, {"accuracy": "accuracy", "macro_f1": "macro-F1"}, figure,
+                      title="Annotation on the query batches (higher is better)")
+    lines = ["Methods train on the reference batches and label the query batches "
+             "(`datasets.<name>.annotation`). Inference time is the median of repeated `predict` calls on "
+             "the whole query on this machine, per 1,000 cells; scANVI's query surgery is reported "
+             "separately as *query fit s*. Query classes absent from the reference count as errors."]
+    for key, info in sorted(infos.items()):
+        unseen = info.get("unseen_query_classes") or {}
+        lines.append(f"- `{key}`: reference {info.get('reference_batches')} ({info.get('n_reference')} cells), "
+                     f"query {info.get('query_batches')} ({info.get('n_query')} cells); classes unseen in the "
+                     f"reference: {', '.join(f'{k} ({v} cells)' for k, v in unseen.items()) or 'none'}; "
+                     f"hardware: {info.get('hardware')}")
+    per_class = annotation[annotation["metric"].str.startswith("f1:")].copy()
+    per_class["class"] = per_class["metric"].str.removeprefix("f1:")
+    per_class_table = per_class.pivot_table(index=["dataset", "class"], columns="method", values="value")
+    markdown = ("\n".join(lines) + "\n\n" + _wide(annotation, ANNOTATION_METRICS).to_markdown()
+                + "\n\n<details><summary>Per-class F1</summary>\n\n" + per_class_table.round(3).to_markdown()
+                + "\n\n</details>")
+    return Section(title="Cell-type annotation", markdown=markdown, order=20,
+                   figures=[str(figure), *map(str, confusion_figures)])
+
+
+def plot_multitask(multitask: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Each task's held-out score against the number of heads (one line per metric)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scores = multitask[~multitask["metric"].isin(["train_s"])]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for (dataset, metric), rows in scores.groupby(["dataset", "metric"], sort=False):
+        rows = rows.sort_values("n_tasks")
+        ax.errorbar(rows["n_tasks"], rows["value"], yerr=rows["std"].fillna(0) if "std" in rows else None,
+                    marker="o", capsize=2, label=f"{metric} ({dataset})")
+    ax.set_xlabel("number of task heads")
+    ax.set_xticks(sorted(scores["n_tasks"].unique()))
+    ax.set_ylabel("score on held-out cells")
+    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1, 0.5))
+    ax.set_title("ScDiVa multi-task: held-out score by head count", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def multitask_section(multitask: pd.DataFrame, infos: Mapping[str, Mapping], figure: str) -> Section:
+    """Task scores by head count, with what the cell-cycle labels rest on."""
+    plot_multitask(multitask, figure)
+    lines = ["Tasks added in order: 1 = annotation; 3 = + integration, masked expression; 5 = + coarse "
+             "labels, cell-cycle phase. Every model is trained from scratch on the same cells, steps and "
+             "seed; scores are on held-out cells (stratified by cell type). Accuracy / macro-F1 / ASW / "
+             "Pearson: higher is better; masked-expression MSE: lower is better."]
+    for key, info in sorted(infos.items()):
+        cc = info.get("cell_cycle", {})
+        lines.append(
+            f"- `{key}`: {info.get('n_train')} training / {info.get('n_held_out')} held-out cells, "
+            f"{info.get('size')} model, {info.get('max_steps')} steps. Cell-cycle phase from "
+            f"{len(cc.get('s_genes_found', []))} of {cc.get('n_s_genes')} S genes and "
+            f"{len(cc.get('g2m_genes_found', []))} of {cc.get('n_g2m_genes')} G2M genes (Tirosh et al.); "
+            f"phases {cc.get('phase_counts')}. The majority phase is "
+            f"{cc.get('held_out_majority_fraction', float('nan')):.1%} of held-out cells, the accuracy a "
+            "constant guess reaches; with so few list genes these labels are weak and the task says little.")
+    table = multitask.assign(heads=multitask["n_tasks"].astype(int).astype(str) + " heads").pivot_table(
+        index=["dataset", "metric"], columns="heads", values="value", sort=False)
+    return Section(title="Multi-task learning", order=30, figures=[str(figure)],
+                   markdown="\n".join(lines) + "\n\n" + table.round(4).to_markdown())
+
+
+def trajectory_section(figures: Sequence[str], medians: Sequence[str]) -> Section:
+    """PAGA + diffusion pseudotime figures and the median pseudotime per cell type."""
+    parts = ["Diffusion pseudotime and PAGA on PCA and on ScDiVa's latent, rooted at the first HSC when the "
+             "data has one (else the cell with the largest first diffusion component). PBMCs are mostly "
+             "mature cells, so this shows how each embedding orders cells, not a validated trajectory."]
+    for path in medians:
+        parts.append(f"Median pseudotime per cell type (`{Path(path).parent.name}`):\n\n"
+                     + pd.read_csv(path, index_col=0).round(3).to_markdown())
+    return Section(title="Trajectory: PAGA and diffusion pseudotime", order=40, figures=list(map(str, figures)),
+                   markdown="\n\n".join(parts))
+
+
+def load_infos(paths: Sequence[str]) -> dict[str, dict]:
+    """Per-job JSON side files, keyed by their path relative to results/."""
+    return {os.path.relpath(p, "results"): json.loads(Path(p).read_text()) for p in paths}

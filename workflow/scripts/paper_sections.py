@@ -1,0 +1,41 @@
+"""Snakemake adapter: the paper-comparison report sections (scdiva.bench.report.paper) as JSON files."""
+
+import json
+from pathlib import Path
+
+from scdiva.bench.claims import hardware_description, load_claims
+from scdiva.bench.io import configure_logging
+from scdiva.bench.report import paper
+
+configure_logging(snakemake.log[0])
+for figure in snakemake.params.figures.values():
+    Path(figure).parent.mkdir(parents=True, exist_ok=True)
+inp, out = snakemake.input, snakemake.output
+integration = paper.read_table(inp.get("integration"))
+annotation = paper.read_table(inp.get("annotation"))
+multitask = paper.read_table(inp.get("multitask"))
+annotation_infos = paper.load_infos(inp.get("annotation_infos", []))
+# The hardware the timed jobs ran on (a cluster may differ from the machine building the report).
+hardware = "; ".join(sorted({i["hardware"] for i in annotation_infos.values() if "hardware" in i})) \
+    or hardware_description()
+
+paper.claims_section(load_claims(inp.claims), integration, annotation, multitask, hardware).to_json(out.claims)
+sections = {"integration": None, "annotation": None, "multitask": None, "trajectory": None}
+if len(integration):
+    sections["integration"] = paper.integration_claims_section(integration, snakemake.params.figures['integration'])
+if len(annotation):
+    sections["annotation"] = paper.annotation_section(annotation, annotation_infos, snakemake.params.figures['annotation'],
+                                                      list(inp.get("confusion", [])))
+if len(multitask):
+    sections["multitask"] = paper.multitask_section(multitask, paper.load_infos(inp.get("multitask_infos", [])),
+                                                    snakemake.params.figures['multitask'])
+if inp.get("trajectory"):
+    sections["trajectory"] = paper.trajectory_section(list(inp.trajectory), list(inp.trajectory_medians))
+for name, section in sections.items():
+    path = getattr(out, name)
+    if section is None:  # keep the output set fixed: an explicit "not part of this run" section
+        with open(path, "w") as fh:
+            json.dump({"title": f"{name.capitalize()} (not run)", "order": 99,
+                       "markdown": f"The {name} benchmark is not part of this run's config."}, fh)
+    else:
+        section.to_json(path)
