@@ -82,7 +82,13 @@ rule pretrain:
         checkpoint=_one_of(checkpoint_names("recipe")),
     params:
         recipe=lambda wc: config["checkpoints"][wc.checkpoint]["recipe"],
+        tasks=lambda wc: " ".join(config["checkpoints"][wc.checkpoint]["recipe"].get(
+            "tasks", ["masked_expression", "integration"])),
         batch_key=lambda wc: dataset_config(config["checkpoints"][wc.checkpoint]["recipe"]["dataset"])["batch_key"],
+        device="cuda" if use_gpu() else "cpu",
+        # `scdiva train` writes into a staging directory that replaces the output only when complete.
+        staging=lambda wc: f"resources/checkpoints/.{wc.checkpoint}.partial",
+        out_dir=lambda wc: f"resources/checkpoints/{wc.checkpoint}",
     log:
         "results/logs/pretrain/{checkpoint}.log",
     benchmark:
@@ -94,8 +100,14 @@ rule pretrain:
         **gpu_resources(),
     conda:
         "../../envs/scdiva.yaml"
-    script:
-        "../scripts/pretrain.py"
+    shell:
+        "rm -rf {params.staging} && "
+        "scdiva train --data {input} --output {params.staging} --size {params.recipe[size]} "
+        "--tasks {params.tasks} --batch-key {params.batch_key} --max-steps {params.recipe[max_steps]} "
+        "--batch-size {params.recipe[batch_size]} --seed {params.recipe[seed]} --device {params.device} "
+        "--threads {threads} --history {params.staging}.history.json > {log} 2>&1 && "
+        "mv {params.staging}.history.json results/logs/pretrain/{wildcards.checkpoint}.history.json && "
+        "rm -rf {params.out_dir} && mv {params.staging} {params.out_dir}"
 
 
 def scdiva_checkpoint_inputs(wildcards):
