@@ -1,0 +1,318 @@
+"""scIB integration metrics (via scib-metrics) and their batch / bio / total aggregates.
+
+Every metric is scaled to [0, 1] with higher = better, as in scIB (Luecken et al. 2022). The
+neighbour graph is built once per embedding with pynndescent (15, 50 and 90 neighbours, as
+``scib_metrics.benchmark.Benchmarker`` does) and shared by the graph-based metrics.
+
+Aggregates (:func:`aggregate_scores`, the one place they are computed):
+
+* ``batch_score`` = mean of the batch-correction metrics flagged ``in_aggregate``
+* ``bio_score``   = mean of the bio-conservation metrics flagged ``in_aggregate``
+* ``total_score`` = 0.4 * batch_score + 0.6 * bio_score (scIB's weights)
+
+They are computed from the raw metric values of one (dataset, method, seed), NOT min-max scaled
+across methods (scIB's paper scales across methods; scib-metrics' ``Benchmarker.get_results``
+does not by default). Raw values therefore stay comparable when methods are added or removed.
+The aggregate set follows scib-metrics' default ``Benchmarker``: BRAS (not the classic batch ASW)
+for batch, k-means NMI/ARI for bio. ``silhouette_batch`` and the Leiden NMI/ARI are computed and
+reported as diagnostics but left out of the aggregates so no quantity is counted twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+BATCH_WEIGHT = 0.4
+BIO_WEIGHT = 0.6
+NEIGHBOR_COUNTS = (15, 50, 90)
+AGGREGATES = ("batch_score", "bio_score", "total_score")
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """What a metric column means. All metrics lie in [0, 1] and higher is better."""
+
+    name: str
+    kind: Literal["batch", "bio"]
+    label: str
+    description: str
+    in_aggregate: bool = True
+
+
+METRICS: dict[str, MetricInfo] = {
+    m.name: m
+    for m in (
+        MetricInfo("isolated_labels", "bio", "Isolated labels",
+                   "ASW of the labels present in the fewest batches vs all other cells"),
+        MetricInfo("nmi_kmeans", "bio", "KMeans NMI", "NMI between k-means clusters and labels"),
+        MetricInfo("ari_kmeans", "bio", "KMeans ARI", "ARI between k-means clusters and labels"),
+        MetricInfo("nmi_leiden", "bio", "Leiden NMI",
+                   "NMI between Leiden clusters (best resolution) and labels", in_aggregate=False),
+        MetricInfo("ari_leiden", "bio", "Leiden ARI",
+                   "ARI between Leiden clusters (best resolution) and labels", in_aggregate=False),
+        MetricInfo("silhouette_label", "bio", "Silhouette label", "cell-type ASW, rescaled (asw + 1) / 2"),
+        MetricInfo("clisi", "bio", "cLISI", "cell-type LISI on 90 neighbours, scaled so 1 = pure neighbourhoods"),
+        MetricInfo("bras", "batch", "BRAS", "batch-removal adapted silhouette within labels (cosine)"),
+        MetricInfo("silhouette_batch", "batch", "Silhouette batch",
+                   "classic scIB batch ASW within labels, 1 - |asw|", in_aggregate=False),
+        MetricInfo("ilisi", "batch", "iLISI", "batch LISI on 90 neighbours, scaled so 1 = all batches mixed"),
+        MetricInfo("kbet", "batch", "kBET", "kBET acceptance rate per label on 50 neighbours"),
+        MetricInfo("graph_connectivity", "batch", "Graph connectivity",
+                   "largest connected fraction of each label's 15-NN subgraph"),
+        MetricInfo("pcr_comparison", "batch", "PCR comparison",
+                   "reduction of variance explained by batch vs the unintegrated PCA"),
+    )
+}
+
+
+# --- individual metrics (thin, documented wrappers over scib-metrics) -------------------------
+
+EXACT_KNN_MAX_CELLS = 50_000
+
+
+def compute_neighbors(embedding: np.ndarray, n_neighbors: int = max(NEIGHBOR_COUNTS), *, seed: int = 0,
+                      n_jobs: int = 1):
+    """k-NN graph of ``embedding`` as a scib-metrics ``NeighborsResults`` (self included, as in scib-metrics).
+
+    Exact (scikit-learn) up to :data:`EXACT_KNN_MAX_CELLS` cells - cheap there and free of
+    approximation error - and approximate (pynndescent, scib-metrics' default) above.
+    """
+    from scib_metrics.nearest_neighbors import NeighborsResults, pynndescent
+
+    embedding = np.asarray(embedding, dtype=np.float32)
+    n_neighbors = min(n_neighbors, embedding.shape[0] - 1)
+    if embedding.shape[0] > EXACT_KNN_MAX_CELLS:
+        return pynndescent(embedding, n_neighbors=n_neighbors, random_state=seed, n_jobs=n_jobs)
+    from sklearn.neighbors import NearestNeighbors
+
+    distances, indices = NearestNeighbors(n_neighbors=n_neighbors, n_jobs=n_jobs).fit(embedding).kneighbors(embedding)
+    return NeighborsResults(indices=indices, distances=distances)
+
+
+def silhouette_label(embedding: np.ndarray, labels: np.ndarray) -> float:
+    """Cell-type silhouette. Range [0, 1]; higher = cell types better separated (bio conservation)."""
+    import scib_metrics
+
+    return float(scib_metrics.silhouette_label(embedding, labels))
+
+
+def silhouette_batch(embedding: np.ndarray, labels: np.ndarray, batches: np.ndarray) -> float:
+    """Classic scIB batch ASW within each label, 1 - |asw|. Range [0, 1]; higher = batches better mixed."""
+    import scib_metrics
+
+    return float(scib_metrics.silhouette_batch(embedding, labels, batches))
+
+
+def bras(embedding: np.ndarray, labels: np.ndarray, batches: np.ndarray) -> float:
+    """Batch removal adapted silhouette (BRAS). Range [0, 1]; higher = batches better mixed."""
+    import scib_metrics
+
+    return float(scib_metrics.bras(embedding, labels, batches))
+
+
+def isolated_labels(embedding: np.ndarray, labels: np.ndarray, batches: np.ndarray) -> float:
+    """Isolated-label ASW. Range [0, 1]; higher = rare/batch-specific labels kept apart (bio)."""
+    import scib_metrics
+
+    return float(scib_metrics.isolated_labels(embedding, labels, batches))
+
+
+def nmi_ari_kmeans(embedding: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """NMI and ARI of k-means (k = number of labels) vs labels. Each in [0, 1]; higher = better (bio)."""
+    import scib_metrics
+
+    res = scib_metrics.nmi_ari_cluster_labels_kmeans(embedding, labels)
+    return {"nmi_kmeans": float(res["nmi"]), "ari_kmeans": float(res["ari"])}
+
+
+def nmi_ari_leiden(neighbors, labels: np.ndarray, *, seed: int = 0) -> dict[str, float]:
+    """NMI and ARI of Leiden clusters at the best of 10 resolutions. Each in [0, 1]; higher = better."""
+    import scib_metrics
+
+    res = scib_metrics.nmi_ari_cluster_labels_leiden(neighbors, labels, optimize_resolution=True, seed=seed)
+    return {"nmi_leiden": float(res["nmi"]), "ari_leiden": float(res["ari"])}
+
+
+def clisi(neighbors, labels: np.ndarray) -> float:
+    """Scaled cell-type LISI. Range [0, 1]; higher = neighbourhoods hold one cell type (bio)."""
+    import scib_metrics
+
+    return float(scib_metrics.clisi_knn(neighbors, labels))
+
+
+def ilisi(neighbors, batches: np.ndarray) -> float:
+    """Scaled integration LISI. Range [0, 1]; higher = neighbourhoods mix all batches."""
+    import scib_metrics
+
+    return float(scib_metrics.ilisi_knn(neighbors, batches))
+
+
+def kbet(neighbors, batches: np.ndarray, labels: np.ndarray) -> float:
+    """kBET acceptance rate, per label. Range [0, 1]; higher = local batch composition matches global."""
+    import scib_metrics
+
+    return float(scib_metrics.kbet_per_label(neighbors, batches, labels))
+
+
+def graph_connectivity(neighbors, labels: np.ndarray) -> float:
+    """Mean largest-connected-component fraction per label. Range [0, 1]; higher = labels stay connected."""
+    import scib_metrics
+
+    return float(scib_metrics.graph_connectivity(neighbors, labels))
+
+
+def pcr_comparison(pre_embedding: np.ndarray, embedding: np.ndarray, batches: np.ndarray) -> float:
+    """Drop in batch-explained variance vs the unintegrated PCA. Range [0, 1]; higher = more removed."""
+    import scib_metrics
+
+    return float(scib_metrics.pcr_comparison(pre_embedding, embedding, batches, categorical=True))
+
+
+# --- all metrics for one embedding ----------------------------------------------------------
+
+def compute_integration_metrics(
+    embedding: np.ndarray,
+    *,
+    batches: np.ndarray,
+    labels: np.ndarray,
+    pre_embedding: np.ndarray,
+    seed: int = 0,
+    n_jobs: int = 1,
+    progress: bool = True,
+) -> dict[str, float]:
+    """All metrics in :data:`METRICS` for one embedding (cells x dims); returns name -> value.
+
+    ``pre_embedding`` is the unintegrated PCA (for PCR comparison). Checks shapes and finiteness
+    before the (slow) neighbour search.
+    """
+    from tqdm.auto import tqdm
+
+    embedding = np.asarray(embedding, dtype=np.float32)
+    batches = np.asarray(batches).astype(str)
+    labels = np.asarray(labels).astype(str)
+    n = embedding.shape[0]
+    if embedding.ndim != 2 or len(batches) != n or len(labels) != n or pre_embedding.shape[0] != n:
+        raise ValueError(
+            f"embedding {embedding.shape}, batches {len(batches)}, labels {len(labels)} and "
+            f"pre_embedding {pre_embedding.shape} must all have one row per cell"
+        )
+    if not np.isfinite(embedding).all():
+        raise ValueError("embedding has non-finite values")
+    if len(np.unique(batches)) < 2:
+        raise ValueError("batch metrics need at least 2 batches")
+
+    neighbors = compute_neighbors(embedding, seed=seed, n_jobs=n_jobs)
+    nn = {k: neighbors.subset_neighbors(n=min(k, neighbors.indices.shape[1])) for k in NEIGHBOR_COUNTS}
+    steps = {
+        "isolated_labels": lambda: isolated_labels(embedding, labels, batches),
+        "nmi_ari_kmeans": lambda: nmi_ari_kmeans(embedding, labels),
+        "nmi_ari_leiden": lambda: nmi_ari_leiden(nn[15], labels, seed=seed),
+        "silhouette_label": lambda: silhouette_label(embedding, labels),
+        "clisi": lambda: clisi(nn[90], labels),
+        "bras": lambda: bras(embedding, labels, batches),
+        "silhouette_batch": lambda: silhouette_batch(embedding, labels, batches),
+        "ilisi": lambda: ilisi(nn[90], batches),
+        "kbet": lambda: kbet(nn[50], batches, labels),
+        "graph_connectivity": lambda: graph_connectivity(nn[15], labels),
+        "pcr_comparison": lambda: pcr_comparison(np.asarray(pre_embedding), embedding, batches),
+    }
+    results: dict[str, float] = {}
+    for name, step in tqdm(steps.items(), desc="scIB metrics", disable=not progress):
+        value = step()
+        results.update(value if isinstance(value, dict) else {name: value})
+    return {name: results[name] for name in METRICS}
+
+
+def aggregate_scores(values: Mapping[str, float]) -> dict[str, float]:
+    """batch_score, bio_score and total_score (0.4 batch + 0.6 bio) from raw metric values.
+
+    Only metrics with ``in_aggregate=True`` count; NaN metrics (e.g. kBET with too few cells) are
+    skipped in their group's mean. Range [0, 1]; higher = better.
+    """
+    def group_mean(kind: str) -> float:
+        vals = [values[m.name] for m in METRICS.values()
+                if m.kind == kind and m.in_aggregate and m.name in values and np.isfinite(values[m.name])]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    batch, bio = group_mean("batch"), group_mean("bio")
+    return {"batch_score": batch, "bio_score": bio, "total_score": BATCH_WEIGHT * batch + BIO_WEIGHT * bio}
+
+
+def metrics_frame(values: Mapping[str, float], **ids: Any) -> pd.DataFrame:
+    """Long table (``ids`` columns, metric, value) of metric values plus their aggregates."""
+    row = {**values, **aggregate_scores(values)}
+    return pd.DataFrame({**{k: [v] * len(row) for k, v in ids.items()}, "metric": list(row),
+                         "value": list(row.values())})
+
+
+def metric_kind(name: str) -> str:
+    """'batch', 'bio' or 'aggregate' for a metric column name."""
+    return "aggregate" if name in AGGREGATES else METRICS[name].kind
+
+
+def enable_jax_cache(cache_dir: str | Path | None) -> None:
+    """Persist JAX compilations in ``cache_dir`` so later metrics jobs skip recompiling."""
+    if not cache_dir:
+        return
+    import jax
+
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(Path(cache_dir).resolve()))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+def score_embedding_files(
+    embedding_path: str | Path,
+    preprocessed_path: str | Path,
+    output_path: str | Path,
+    *,
+    dataset: str,
+    method: str,
+    seed: int,
+    batch_key: str,
+    label_key: str,
+    jax_cache_dir: str | Path | None = None,
+    n_jobs: int = 1,
+) -> pd.DataFrame:
+    """Score ``obsm["X_emb"]`` of an integration output against its preprocessed dataset.
+
+    Writes the by-seed long CSV (dataset, method, seed, metric, kind, value) atomically and returns it.
+    """
+    import anndata as ad
+
+    from scdiva.bench.io import atomic_path
+
+    ref = ad.read_h5ad(preprocessed_path)
+    emb = ad.read_h5ad(embedding_path)
+    for key, role in ((batch_key, "batch_key"), (label_key, "label_key")):
+        if key not in ref.obs:
+            raise KeyError(f"{preprocessed_path}: obs has no {role} column {key!r}")
+    if "X_emb" not in emb.obsm:
+        raise KeyError(f"{embedding_path}: no obsm['X_emb']; rerun its integrate job")
+    if "X_pca" not in ref.obsm:
+        raise KeyError(f"{preprocessed_path}: no obsm['X_pca'] (needed for PCR comparison); rerun preprocess")
+    if not ref.obs_names.equals(emb.obs_names):
+        if set(ref.obs_names) != set(emb.obs_names):
+            raise ValueError(f"{embedding_path} and {preprocessed_path} hold different cells; rerun integrate")
+        ref = ref[emb.obs_names]
+    enable_jax_cache(jax_cache_dir)
+    values = compute_integration_metrics(
+        emb.obsm["X_emb"],
+        batches=ref.obs[batch_key].to_numpy(),
+        labels=ref.obs[label_key].to_numpy(),
+        pre_embedding=np.asarray(ref.obsm["X_pca"]),
+        seed=seed,
+        n_jobs=n_jobs,
+    )
+    frame = metrics_frame(values, dataset=dataset, method=method, seed=seed)
+    frame.insert(frame.columns.get_loc("metric") + 1, "kind", frame["metric"].map(metric_kind))
+    with atomic_path(output_path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return frame

@@ -1,0 +1,163 @@
+"""Sections of the integration benchmark: score tables, results figure, UMAPs, wall times, versions."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scdiva.bench.io import atomic_path
+from scdiva.bench.metrics import AGGREGATES, BATCH_WEIGHT, BIO_WEIGHT, METRICS
+from scdiva.bench.report.document import Section
+from scdiva.bench.report.figures import results_table_figure, umap_grid
+from scdiva.bench.tables import wide_table
+
+VERSION_PACKAGES = ("scdiva", "scanpy", "anndata", "scvi-tools", "scib-metrics", "harmonypy", "scanorama",
+                    "torch", "jax", "numpy", "pandas", "scikit-learn", "snakemake")
+
+
+@dataclass
+class DatasetInputs:
+    """What the report needs of one dataset: its obs keys, preprocessed file and embeddings (method -> h5ad)."""
+
+    batch_key: str
+    label_key: str
+    preprocessed: str
+    embeddings: Mapping[str, str]
+
+
+def _write_csv(frame: pd.DataFrame, path: Path, **kwargs) -> Path:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, **kwargs)
+    return path
+
+
+def mean_std_table(long: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Methods x metrics as strings ``mean ± std`` (just ``mean`` with one seed), best total first."""
+    wide = wide_table(long, dataset)
+    sub = long[long["dataset"] == dataset]
+    std = sub.pivot(index="method", columns="metric", values="std").reindex_like(wide)
+    return pd.DataFrame(
+        {c: [f"{m:.3f}" if not np.isfinite(s) else f"{m:.3f} ± {s:.3f}"
+             for m, s in zip(wide[c], std[c], strict=True)] for c in wide.columns},
+        index=wide.index,
+    )
+
+
+def benchmark_walltimes(bench_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """Wall time (s) and peak memory (MB) of every finished job from Snakemake ``benchmark:`` files."""
+    rows = []
+    for path in sorted(Path(bench_dir).glob("**/*.tsv")):
+        frame = pd.read_csv(path, sep="\t")
+        if frame.empty:
+            continue
+        rows.append({"rule": path.parent.name, "job": path.stem, "wall_s": float(frame["s"].iloc[-1]),
+                     "max_rss_mb": pd.to_numeric(frame["max_rss"], errors="coerce").iloc[-1]})
+    return pd.DataFrame(rows, columns=["rule", "job", "wall_s", "max_rss_mb"])
+
+
+def package_versions(packages: Sequence[str] = VERSION_PACKAGES) -> pd.DataFrame:
+    rows = []
+    for name in packages:
+        try:
+            rows.append({"package": name, "version": metadata.version(name)})
+        except metadata.PackageNotFoundError:
+            rows.append({"package": name, "version": "not installed"})
+    return pd.DataFrame(rows)
+
+
+def _metric_glossary() -> str:
+    lines = ["| metric | kind | in aggregate | meaning |", "|---|---|---|---|"]
+    for m in METRICS.values():
+        lines.append(f"| {m.label} (`{m.name}`) | {m.kind} | {'yes' if m.in_aggregate else 'no'} | {m.description} |")
+    return "\n".join(lines)
+
+
+def integration_sections(
+    long: pd.DataFrame,
+    datasets: Mapping[str, DatasetInputs],
+    out_dir: str | os.PathLike[str],
+    *,
+    bench_dir: str | os.PathLike[str] = "results/benchmarks",
+    seed: int = 0,
+) -> list[Section]:
+    """Write the integration tables and figures under ``out_dir`` and return their report sections."""
+    out_dir = Path(out_dir)
+    tables, figures = out_dir / "tables", out_dir / "figures"
+    tables.mkdir(parents=True, exist_ok=True)
+    figures.mkdir(parents=True, exist_ok=True)
+    _write_csv(long, tables / "integration_scores.csv", index=False)
+    n_seeds = int(long["n_seeds"].max())
+    sections = [Section(
+        title="Integration benchmark: how to read it",
+        order=10,
+        markdown=(
+            "Every metric is in [0, 1], higher is better (scIB, Luecken et al. 2022, computed with "
+            f"scib-metrics). Batch score = mean of the batch-correction metrics, bio score = mean of the "
+            f"bio-conservation metrics marked *in aggregate*, total = {BATCH_WEIGHT} x batch + "
+            f"{BIO_WEIGHT} x bio. Aggregates use the raw metric values (no min-max scaling across "
+            f"methods). Values are means over {n_seeds} seed(s); `± std` is the sample standard "
+            "deviation over seeds.\n\n" + _metric_glossary()
+        ),
+    )]
+    for i, (dataset, inputs) in enumerate(datasets.items()):
+        wide = wide_table(long, dataset)
+        _write_csv(wide, tables / f"{dataset}_integration_wide.csv")
+        pretty = mean_std_table(long, dataset)
+        pretty.columns = [METRICS[c].label if c in METRICS else c for c in pretty.columns]
+        _write_csv(pretty, tables / f"{dataset}_integration.csv")
+        with atomic_path(tables / f"{dataset}_integration.tex") as tmp:
+            tmp.write_text(pretty.to_latex(escape=True, caption=f"Integration scores on {dataset} "
+                                           "(mean ± std over seeds; higher is better).",
+                                           label=f"tab:{dataset}-integration"))
+        fig_table = [figures / f"{dataset}_scib_results.png", figures / f"{dataset}_scib_results.pdf"]
+        results_table_figure(wide, fig_table, title=f"{dataset}: integration scores")
+
+        import anndata as ad
+
+        ref = ad.read_h5ad(inputs.preprocessed, backed="r")
+        obs = ref.obs[[inputs.batch_key, inputs.label_key]].copy()
+        ref.file.close()
+        embeddings = {}
+        for method in wide.index:
+            emb = ad.read_h5ad(inputs.embeddings[method])
+            # Align to the preprocessed cell order whatever order the method wrote.
+            embeddings[method] = pd.DataFrame(np.asarray(emb.obsm["X_emb"]), index=emb.obs_names).loc[obs.index].to_numpy()
+        fig_umap = [figures / f"{dataset}_umap.png", figures / f"{dataset}_umap.pdf"]
+        umap_grid(obs, embeddings, batch_key=inputs.batch_key, label_key=inputs.label_key,
+                  paths=fig_umap, seed=seed)
+        best = wide.index[0]
+        sections.append(Section(
+            title=f"Integration: {dataset}",
+            order=20 + i,
+            markdown=(
+                f"Batch key `{inputs.batch_key}`, label key `{inputs.label_key}`. Best total score: "
+                f"**{best}** ({wide.loc[best, 'total_score']:.3f}). Tables: `tables/{dataset}_integration.csv`, "
+                f"`.tex`; raw means: `tables/{dataset}_integration_wide.csv`.\n\n"
+                + pretty[[METRICS[c].label if c in METRICS else c for c in wide.columns if c in AGGREGATES]
+                         ].to_markdown() + "\n\n<details><summary>All metrics</summary>\n\n"
+                + pretty.to_markdown() + "\n\n</details>\n\nUMAP rows are methods (seed "
+                f"{seed}); left coloured by batch, right by label."
+            ),
+            figures=[str(fig_table[0]), str(fig_umap[0])],
+        ))
+    walltimes = benchmark_walltimes(bench_dir)
+    _write_csv(walltimes, tables / "benchmark_walltimes.csv", index=False)
+    per_rule = walltimes.groupby("rule")["wall_s"].agg(["count", "sum", "max"]).round(1)
+    jobs = walltimes.sort_values("wall_s", ascending=False).round(1)
+    sections.append(Section(
+        title="Wall time per rule (Snakemake benchmark files)",
+        order=80,
+        markdown=(f"Sum of job wall times: {walltimes['wall_s'].sum():.0f} s (jobs may run in parallel).\n\n"
+                  + per_rule.to_markdown() + "\n\n<details><summary>Per job</summary>\n\n"
+                  + jobs.to_markdown(index=False) + "\n\n</details>"),
+    ))
+    versions = package_versions()
+    _write_csv(versions, tables / "versions.csv", index=False)
+    sections.append(Section(title="Package versions", order=90, markdown=versions.to_markdown(index=False)))
+    return sections

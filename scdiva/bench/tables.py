@@ -1,0 +1,59 @@
+"""Collect per-(dataset, method, seed) metric files into the benchmark tables.
+
+* by seed: ``dataset, method, seed, metric, kind, value`` (one row per metric and seed)
+* long:    ``dataset, method, metric, kind, value, std, n_seeds`` (value = mean over seeds, std = sample
+  standard deviation, NaN with one seed)
+* wide:    one dataset, methods as rows (best total first), metrics as columns (means)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from scdiva.bench.metrics import AGGREGATES, METRICS
+
+BY_SEED_COLUMNS = ["dataset", "method", "seed", "metric", "kind", "value"]
+LONG_COLUMNS = ["dataset", "method", "metric", "kind", "value", "std", "n_seeds"]
+METRIC_ORDER = [*METRICS, *AGGREGATES]
+
+
+def read_metric_files(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """Concatenate ``seed{seed}.metrics.csv`` files; each must have the by-seed columns."""
+    frames = []
+    for path in paths:
+        frame = pd.read_csv(path)
+        missing = set(BY_SEED_COLUMNS) - set(frame.columns)
+        if missing:
+            raise ValueError(f"{path}: missing columns {sorted(missing)}; rerun its metrics job")
+        frames.append(frame[BY_SEED_COLUMNS])
+    if not frames:
+        raise ValueError("no metric files given")
+    return sort_metrics(pd.concat(frames, ignore_index=True))
+
+
+def sort_metrics(frame: pd.DataFrame) -> pd.DataFrame:
+    order = {m: i for i, m in enumerate(METRIC_ORDER)}
+    key = frame["metric"].map(lambda m: order.get(m, len(order)))
+    return frame.assign(_k=key).sort_values(["dataset", "method", "_k"], kind="stable").drop(columns="_k")
+
+
+def summarise_seeds(by_seed: pd.DataFrame) -> pd.DataFrame:
+    """Mean, sample std (ddof=1) and count over seeds, per dataset, method and metric."""
+    grouped = by_seed.groupby(["dataset", "method", "metric", "kind"], sort=False)["value"]
+    long = grouped.agg(value="mean", std="std", n_seeds="count").reset_index()
+    return sort_metrics(long)[LONG_COLUMNS].reset_index(drop=True)
+
+
+def wide_table(long: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Methods x metrics (means) for one dataset, sorted by total score (best first)."""
+    sub = long[long["dataset"] == dataset]
+    if sub.empty:
+        raise ValueError(f"no metrics for dataset {dataset!r}")
+    wide = sub.pivot(index="method", columns="metric", values="value")
+    wide = wide[[m for m in METRIC_ORDER if m in wide.columns]]
+    return wide.sort_values("total_score", ascending=False)
+
+

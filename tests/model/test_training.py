@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+
+from scdiva import ScDiVaModel
+from scdiva.module.scdiva_module import ScDiVaModule
+from scdiva.train.trainer import lr_factor
+
+
+def test_tiny_overfits_a_small_batch(pbmc):
+    cells = pbmc[:32].copy()
+    model = ScDiVaModel.from_config("tiny", genes=cells.var_names, dropout=0.0, seed=0)
+    history = model.fit(cells, tasks=["annotation"], label_key="cell_type", max_steps=60, batch_size=32,
+                        lr=3e-3, warmup_fraction=0.0, progress_bar=False)
+    first, last = history[0]["loss"], np.mean([h["loss"] for h in history[-3:]])
+    assert last < 0.1 * first, (first, last)
+    labels, _ = model.predict_labels(cells)
+    assert np.mean(labels == cells.obs["cell_type"].astype(str).to_numpy()) == 1.0
+
+
+def test_resume_continues_the_loss_curve_exactly(small_pbmc, tmp_path, monkeypatch):
+    settings = dict(tasks=["masked_expression", "integration"], batch_key="donor", max_steps=8, batch_size=32,
+                    seed=1, progress_bar=False)
+    uninterrupted = ScDiVaModel.from_config("tiny", genes=small_pbmc.var_names, seed=0).fit(small_pbmc, **settings)
+
+    class Interrupted(Exception):
+        pass
+
+    original = ScDiVaModule.losses
+    calls = {"n": 0}
+
+    def losses_then_crash(self, batch, tasks, step):
+        calls["n"] += 1
+        if calls["n"] > 6:  # crash in step 7, after the checkpoint of step 4 (and before one at 8)
+            raise Interrupted
+        return original(self, batch, tasks, step)
+
+    monkeypatch.setattr(ScDiVaModule, "losses", losses_then_crash)
+    with pytest.raises(Interrupted):
+        ScDiVaModel.from_config("tiny", genes=small_pbmc.var_names, seed=0).fit(
+            small_pbmc, checkpoint_dir=tmp_path, checkpoint_every=4, **settings)
+    monkeypatch.setattr(ScDiVaModule, "losses", original)
+    assert (tmp_path / "last" / "model.safetensors").is_file()
+    assert not any(p.suffix in (".pt", ".pkl", ".bin") for p in (tmp_path / "last").iterdir())
+
+    resumed = ScDiVaModel.from_config("tiny", genes=small_pbmc.var_names, seed=123).fit(
+        small_pbmc, checkpoint_dir=tmp_path, resume=True, checkpoint_every=4, **settings)
+    assert [h["step"] for h in resumed] == list(range(1, 9))
+    np.testing.assert_allclose([h["loss"] for h in resumed], [h["loss"] for h in uninterrupted], rtol=1e-5)
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(small_pbmc, tmp_path):
+    model = ScDiVaModel.from_config("tiny", genes=small_pbmc.var_names)
+    model.fit(small_pbmc, tasks=["masked_expression"], max_steps=2, batch_size=64, checkpoint_dir=tmp_path,
+              progress_bar=False)
+    with pytest.raises(ValueError, match="cannot resume"):
+        model.fit(small_pbmc, tasks=["masked_expression"], max_steps=3, batch_size=64, checkpoint_dir=tmp_path,
+                  resume=True, progress_bar=False)
+
+
+def test_learning_rate_schedule_warms_up_then_decays():
+    factors = [lr_factor(s, 100, 10) for s in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:], strict=False)) and factors[-1] >= 0.1
+
+
+def test_bad_training_input_fails_before_training(small_pbmc):
+    model = ScDiVaModel.from_config("tiny", genes=small_pbmc.var_names)
+    with pytest.raises(ValueError, match="needs label_key"):
+        model.fit(small_pbmc, tasks=["annotation"], max_steps=1)
+    with pytest.raises(KeyError, match="'celltype' is not in adata.obs"):
+        model.fit(small_pbmc, tasks=["annotation"], label_key="celltype", max_steps=1)
+    with pytest.raises(ValueError, match="unknown task"):
+        model.fit(small_pbmc, tasks=["clustering"], max_steps=1)
