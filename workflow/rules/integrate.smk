@@ -1,1 +1,33 @@
-# Placeholder (owned by PIPELINE-METHODS); replaced by the real rules.
+# One job per (dataset, method, seed): embed the preprocessed cells with an integration method from
+# scdiva.bench.methods.INTEGRATION_METHODS. Output: obs index + obsm["X_emb"] + uns["runtime_s"].
+
+
+def integration_gpu(method):
+    """1 GPU only for GPU-capable methods, and only when config `gpu: true`."""
+    from scdiva.bench.methods import GPU_CAPABLE_METHODS
+
+    return 1 if use_gpu() and method in GPU_CAPABLE_METHODS else 0
+
+
+rule integrate:
+    input:
+        preprocessed_h5ad,
+    output:
+        "results/{dataset}/integration/{method}/seed{seed}.h5ad",
+    params:
+        batch_key=lambda wc: dataset_config(wc.dataset)["batch_key"],
+        label_key=lambda wc: dataset_config(wc.dataset).get("label_key"),
+        method_params=lambda wc: method_params(wc.method),
+    log:
+        "results/logs/integrate/{dataset}.{method}.seed{seed}.log",
+    benchmark:
+        "results/benchmarks/integrate/{dataset}.{method}.seed{seed}.tsv"
+    threads: lambda wc: resources_for(wc.method)["threads"]
+    resources:
+        mem_mb=lambda wc: resources_for(wc.method)["mem_mb"],
+        runtime=lambda wc: resources_for(wc.method)["runtime"],
+        gpu=lambda wc: integration_gpu(wc.method),
+    conda:
+        "../../envs/scdiva.yaml"
+    script:
+        "../scripts/integrate.py"

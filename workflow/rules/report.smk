@@ -1,1 +1,62 @@
-# Placeholder (owned by PIPELINE-METHODS); replaced by the real rules.
+# The benchmark report: results/report/{index.html,report.md,tables/,figures/}.
+# Other rule files add sections by appending section JSON files (scdiva.bench.report.Section.to_json)
+# to REPORT_SECTION_FILES before this file is included, or later via `rules.report` inputs.
+
+REPORT_SECTION_FILES = globals().get("REPORT_SECTION_FILES", [])
+
+
+def report_embeddings(wildcards=None):
+    """Embeddings of the first seed (UMAP grid), per dataset and method."""
+    return [f"results/{d}/integration/{m}/seed{seeds()[0]}.h5ad" for d in dataset_names() for m in method_names()]
+
+
+rule report:
+    input:
+        embeddings=report_embeddings,
+        long="results/tables/integration_scores.csv",
+        by_seed="results/tables/integration_scores_by_seed.csv",
+        preprocessed=expand("results/{dataset}/preprocessed.h5ad", dataset=dataset_names()),
+        sections=lambda wc: REPORT_SECTION_FILES,
+    output:
+        html=report("results/report/index.html", caption="../report/index.rst", category="Report"),
+        markdown="results/report/report.md",
+        results_figures=report(
+            expand("results/report/figures/{dataset}_scib_results.png", dataset=dataset_names()),
+            caption="../report/scib_results.rst",
+            category="Integration",
+        ),
+        umaps=report(
+            expand("results/report/figures/{dataset}_umap.png", dataset=dataset_names()),
+            caption="../report/umap.rst",
+            category="Integration",
+        ),
+        latex=expand("results/report/tables/{dataset}_integration.tex", dataset=dataset_names()),
+        walltimes=report(
+            "results/report/tables/benchmark_walltimes.csv",
+            caption="../report/walltimes.rst",
+            category="Tables",
+        ),
+    params:
+        datasets=lambda wc: {
+            d: {
+                "batch_key": dataset_config(d)["batch_key"],
+                "label_key": dataset_config(d)["label_key"],
+                "preprocessed": f"results/{d}/preprocessed.h5ad",
+                "embeddings": {m: f"results/{d}/integration/{m}/seed{seeds()[0]}.h5ad" for m in method_names()},
+            }
+            for d in dataset_names()
+        },
+        seed=seeds()[0],
+        bench_dir="results/benchmarks",
+    log:
+        "results/logs/report/report.log",
+    benchmark:
+        "results/benchmarks/report/report.tsv"
+    threads: 1
+    resources:
+        mem_mb=lambda wc: resources_for("report")["mem_mb"],
+        runtime=lambda wc: resources_for("report")["runtime"],
+    conda:
+        "../../envs/scdiva.yaml"
+    script:
+        "../scripts/report.py"

@@ -1,0 +1,24 @@
+"""Snakemake adapter: run one integration method on one dataset with one seed."""
+
+import contextlib
+
+import anndata
+
+from scdiva.bench.io import configure_logging
+from scdiva.bench.methods import integrate, write_embedding
+
+configure_logging(snakemake.log[0])
+wc = snakemake.wildcards
+with open(snakemake.log[0], "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+    adata = anndata.read_h5ad(snakemake.input[0])
+    runtime = integrate(
+        adata,
+        wc.method,
+        batch_key=snakemake.params.batch_key,
+        label_key=snakemake.params.label_key,
+        seed=int(wc.seed),
+        params=snakemake.params.method_params,
+        threads=snakemake.threads,
+    )
+    print(f"{wc.method} on {wc.dataset} (seed {wc.seed}): {runtime:.1f} s", flush=True)
+    write_embedding(adata, snakemake.output[0], method=wc.method, seed=int(wc.seed))

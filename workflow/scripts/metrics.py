@@ -1,0 +1,22 @@
+"""Snakemake adapter: scIB metrics of one embedding, written as a long CSV."""
+
+import contextlib
+
+from scdiva.bench.io import configure_logging
+from scdiva.bench.metrics import score_embedding_files
+
+configure_logging(snakemake.log[0])
+wc = snakemake.wildcards
+with open(snakemake.log[0], "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+    score_embedding_files(
+        snakemake.input.embedding,
+        snakemake.input.preprocessed,
+        snakemake.output[0],
+        dataset=wc.dataset,
+        method=wc.method,
+        seed=int(wc.seed),
+        batch_key=snakemake.params.batch_key,
+        label_key=snakemake.params.label_key,
+        jax_cache_dir=snakemake.params.jax_cache,
+        n_jobs=snakemake.threads,
+    )
