@@ -58,44 +58,62 @@ def default_counts_layer(adata: anndata.AnnData) -> str | None:
 
 
 class _RowReader:
-    """Reads CSR rows from ``X`` or a layer, in memory or backed, without densifying."""
+    """Reads rows from ``X`` or a layer, in memory or backed, without densifying the matrix.
+
+    Backed CSR files are read straight through h5py: only ``indptr`` (one integer per cell) is
+    held in memory; each row's ``data``/``indices`` slice is read on demand.
+    """
 
     def __init__(self, adata: anndata.AnnData, layer: str | None):
         self.where = "X" if layer is None else f"layers[{layer!r}]"
-        if layer is not None and layer not in adata.layers and not adata.isbacked:
-            raise KeyError(f"layer {layer!r} not in adata.layers ({list(adata.layers)}); "
-                           "pass layer=None to use X")
-        if adata.isbacked and layer is not None:
-            import h5py
-            from anndata.io import sparse_dataset
-
-            handle = h5py.File(adata.filename, "r")
-            if f"layers/{layer}" not in handle:
-                raise KeyError(f"layer {layer!r} not in {adata.filename}")
-            self.matrix: Any = sparse_dataset(handle[f"layers/{layer}"])
-        else:
-            matrix = adata.X if layer is None else adata.layers[layer]
-            if matrix is None:
-                raise ValueError("adata.X is empty; pass layer= naming the counts layer")
-            if sp.issparse(matrix) and not sp.isspmatrix_csr(matrix) and not isinstance(matrix, sp.csr_array):
-                matrix = sp.csr_matrix(matrix)  # CSC/COO -> CSR keeps it sparse
-            self.matrix = matrix
         self.backed = adata.isbacked
-        self.n_vars = adata.n_vars
+        if self.backed:
+            self._open_backed(adata.filename, "X" if layer is None else f"layers/{layer}")
+            return
+        if layer is not None and layer not in adata.layers:
+            raise KeyError(f"layer {layer!r} not in adata.layers ({list(adata.layers)}); pass layer=None to use X")
+        matrix = adata.X if layer is None else adata.layers[layer]
+        if matrix is None:
+            raise ValueError("adata.X is empty; pass layer= naming the counts layer")
+        if sp.issparse(matrix) and matrix.format != "csr":
+            matrix = sp.csr_matrix(matrix)  # CSC/COO -> CSR stays sparse
+        self.matrix: Any = matrix
+
+    def _open_backed(self, filename, key: str) -> None:
+        import h5py
+
+        self._file = h5py.File(filename, "r")
+        if key not in self._file:
+            raise KeyError(f"{self.where} is not in {filename}; pass layer= naming the counts layer")
+        node = self._file[key]
+        encoding = node.attrs.get("encoding-type", "array")
+        if isinstance(node, h5py.Dataset):  # dense on disk: rows are read one at a time
+            self.matrix = node
+            self._indptr = None
+        elif encoding == "csr_matrix":
+            self.matrix = node
+            self._indptr = node["indptr"][:]
+            self._data, self._indices = node["data"], node["indices"]
+        else:
+            raise ValueError(f"{self.where} of {filename} is stored as {encoding}; backed reading needs CSR "
+                             "(rows of cells). Convert it (adata.X = scipy.sparse.csr_matrix(adata.X)) and rewrite")
 
     def row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """(column indices, values) of the nonzero entries of row ``i``."""
         m = self.matrix
-        if isinstance(m, np.ndarray):
-            values = np.asarray(m[i]).ravel()
-            cols = np.flatnonzero(values)
-            return cols, values[cols]
-        if not self.backed and sp.issparse(m):
+        if self.backed:
+            if self._indptr is None:
+                values = np.asarray(m[i]).ravel()
+                cols = np.flatnonzero(values)
+                return cols, values[cols]
+            start, end = self._indptr[i], self._indptr[i + 1]
+            return self._indices[start:end], self._data[start:end]
+        if sp.issparse(m):
             start, end = m.indptr[i], m.indptr[i + 1]
             return m.indices[start:end], m.data[start:end]
-        r = m[i : i + 1]  # backed CSR dataset: reads this row only
-        r = sp.csr_matrix(r) if sp.issparse(r) else sp.csr_matrix(np.asarray(r).reshape(1, -1))
-        return r.indices, r.data
+        values = np.asarray(m[i]).ravel()
+        cols = np.flatnonzero(values)
+        return cols, values[cols]
 
 
 class CellTokenDataset(torch.utils.data.Dataset):

@@ -91,8 +91,13 @@ class ScDiVaModel:
         return model
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write ``config.json``, ``model.safetensors`` and ``vocab.json`` (no pickle) atomically."""
+        """Write ``config.json``, ``model.safetensors`` and ``vocab.json`` (no pickle) atomically.
+
+        Under ``torchrun`` only rank 0 writes (the ranks hold identical weights after training).
+        """
         directory = Path(directory)
+        if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+            return directory
         tmp = directory.with_name(f".{directory.name}.tmp")
         import shutil
 

@@ -71,3 +71,24 @@ def test_sampling_is_reproducible_per_epoch():
     ds.set_epoch(4)
     ds.set_epoch(3)
     np.testing.assert_array_equal(ds[0]["gene_ids"], first)
+
+
+def test_backed_reading_keeps_memory_far_below_the_matrix_size(tmp_path):
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    counts = sp.random(20_000, 500, density=0.1, format="csr", random_state=0,
+                       data_rvs=lambda k: rng.integers(1, 20, k)).astype(np.float32)
+    matrix_bytes = counts.data.nbytes + counts.indices.nbytes + counts.indptr.nbytes  # ~8 MB
+    ad.AnnData(counts, var=pd.DataFrame(index=[f"g{i}" for i in range(500)])).write_h5ad(tmp_path / "big.h5ad")
+    del counts
+    backed = ad.read_h5ad(tmp_path / "big.h5ad", backed="r")
+    tracemalloc.start()
+    try:
+        ds = _dataset(backed, max_tokens=64, n_zero_tokens=8)
+        for i in range(0, 20_000, 200):
+            assert ds[i]["gene_ids"].size > 1
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.1 * matrix_bytes, (peak, matrix_bytes)
