@@ -1,0 +1,45 @@
+"""ScDiVa's benchmark adapters on a tiny checkpoint trained here (real PBMCs, a few steps)."""
+
+import numpy as np
+import pytest
+
+from scdiva.bench.annotation import annotate, split_reference_query
+from scdiva.bench.methods import INTEGRATION_METHODS, integrate
+
+
+@pytest.fixture(scope="module")
+def checkpoint(pbmc_preprocessed, tmp_path_factory):
+    from scdiva import ScDiVaModel
+    from scdiva.bench.methods.scdiva import counts_view
+
+    model = ScDiVaModel.from_config("tiny", genes=pbmc_preprocessed.var_names)
+    model.fit(counts_view(pbmc_preprocessed), tasks=["masked_expression", "integration"], batch_key="donor",
+              max_steps=5, batch_size=32, progress_bar=False)
+    path = tmp_path_factory.mktemp("ckpt") / "scdiva_tiny"
+    model.save_pretrained(str(path))
+    return str(path)
+
+
+def test_scdiva_joins_the_integration_registry_twice(pbmc_preprocessed, checkpoint):
+    assert {"scdiva_zeroshot", "scdiva_finetuned"} <= set(INTEGRATION_METHODS)
+    adata = pbmc_preprocessed.copy()
+    integrate(adata, "scdiva_zeroshot", batch_key="donor", label_key="cell_type", seed=0,
+              params={"checkpoint": checkpoint})
+    zeroshot = adata.obsm["X_emb"].copy()
+    integrate(adata, "scdiva_finetuned", batch_key="donor", label_key="cell_type", seed=0,
+              params={"checkpoint": checkpoint, "max_steps": 3, "batch_size": 32})
+    assert zeroshot.shape == adata.obsm["X_emb"].shape == (adata.n_obs, zeroshot.shape[1])
+    assert not np.allclose(zeroshot, adata.obsm["X_emb"])  # fine-tuning moved the latent
+
+
+def test_scdiva_annotation_and_missing_checkpoint(pbmc_preprocessed, checkpoint):
+    reference, query = split_reference_query(pbmc_preprocessed, batch_key="donor", label_key="cell_type",
+                                             reference_batches=["3pv2", "5p"])
+    result = annotate("scdiva", reference, query, label_key="cell_type", batch_key="donor",
+                      params={"checkpoint": checkpoint, "max_steps": 5, "batch_size": 32}, timing_repeats=2)
+    assert result.predictions.shape[0] == query.n_obs
+    assert set(result.predictions["predicted"]) <= set(reference.obs["cell_type"].astype(str))
+    assert result.timings["inference_s_per_1k_cells"] > 0
+    with pytest.raises(FileNotFoundError, match="checkpoints.no_such_ckpt"):
+        annotate("scdiva", reference, query, label_key="cell_type", batch_key="donor",
+                 params={"checkpoint": "no_such_ckpt"})
