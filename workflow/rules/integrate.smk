@@ -12,6 +12,7 @@ def integration_gpu(method):
 rule integrate:
     input:
         preprocessed_h5ad,
+        scdiva_checkpoint_inputs,  # ScDiVa methods: the checkpoint files (workflow/rules/checkpoints.smk)
     output:
         "results/{dataset}/integration/{method}/seed{seed}.h5ad",
     params:
