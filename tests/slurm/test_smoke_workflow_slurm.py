@@ -1,0 +1,92 @@
+"""The benchmark workflow (smoke config) through profiles/slurm on a real local SLURM.
+
+Every job must run as a SLURM job, and the integration table must equal that of a local run.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from slurm_harness import (
+    REPO,
+    finish_workflow,
+    job_state,
+    sbatch_calls,
+    start_workflow,
+    write_test_profile,
+)
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+TABLE = "results/tables/integration_scores.csv"
+SMOKE_ARGS = [
+    TABLE,
+    "--configfile",
+    str(REPO / "config/smoke.yaml"),
+    str(REPO / "tests/slurm/fixtures/smoke_slurm.yaml"),
+]
+REMOTE_RULES = {"preprocess", "integrate", "metrics", "integration_tables"}  # download is a localrule
+
+
+@pytest.fixture(scope="module")
+def slurm_and_local_runs(slurm_cluster, tmp_path_factory):
+    """The same smoke target through SLURM and locally (--cores 2), run side by side to save time."""
+    base = tmp_path_factory.mktemp("smoke_slurm")
+    profile = write_test_profile(base / "profile")
+    snakefile = REPO / "Snakefile"
+    started = time.monotonic()
+    on_slurm = start_workflow(
+        base / "slurm", SMOKE_ARGS, profile=profile, snakefile=snakefile, log=base / "slurm.out"
+    )
+    local = start_workflow(
+        base / "local",
+        [*SMOKE_ARGS, "--cores", "2"],
+        profile=None,
+        snakefile=snakefile,
+        log=base / "local.out",
+    )
+    runs = {
+        "slurm": finish_workflow(on_slurm, base / "slurm.out", timeout=540, started=started),
+        "local": finish_workflow(local, base / "local.out", timeout=540, started=started),
+    }
+    print({name: f"{run.seconds:.1f} s" for name, run in runs.items()})
+    return base, runs
+
+
+def test_every_job_ran_as_a_slurm_job(slurm_and_local_runs):
+    base, runs = slurm_and_local_runs
+    run = runs["slurm"]
+    assert run.returncode == 0, run.output[-5000:]
+    assert "has been submitted with SLURM jobid" not in runs["local"].output
+
+    remote_job_blocks = run.rules_run_remotely()
+    assert set(remote_job_blocks) == REMOTE_RULES, remote_job_blocks
+    # one submission per job (nothing failed, so nothing was retried), each with its own SLURM id
+    assert sorted(j.rule for j in run.jobs) == sorted(remote_job_blocks), run.jobs
+    assert len({j.slurm_jobid for j in run.jobs}) == len(run.jobs)
+    for job in run.jobs:
+        assert job.log.name == f"{job.slurm_jobid}.log" and job.log.is_relative_to(base / "slurm")
+        assert f"(Rule: {job.rule})" in job.log.read_text(), job.log
+        assert job_state(job.slurm_jobid) == "COMPLETED", job
+    # config gpu: false, so no job asks for a GPU
+    calls = sbatch_calls(run.output)
+    assert len(calls) == len(run.jobs)
+    assert not any(re.search(r"--gpus|--gres", call.split("--wrap=")[0]) for call in calls)
+
+
+def test_tables_equal_a_local_run(slurm_and_local_runs):
+    base, runs = slurm_and_local_runs
+    assert runs["local"].returncode == 0, runs["local"].output[-5000:]
+    assert runs["slurm"].returncode == 0, runs["slurm"].output[-5000:]
+    key = ["dataset", "method", "metric"]
+    on_slurm = pd.read_csv(base / "slurm" / TABLE).sort_values(key, ignore_index=True)
+    local = pd.read_csv(base / "local" / TABLE).sort_values(key, ignore_index=True)
+    assert set(on_slurm["method"]) == {"unintegrated", "harmony"}
+    assert len(on_slurm) >= 2 * 5, on_slurm  # several scIB metrics per method
+    pd.testing.assert_frame_equal(on_slurm[key], local[key])
+    np.testing.assert_allclose(on_slurm["value"], local["value"], rtol=0, atol=1e-9, equal_nan=True)
+    assert on_slurm["value"].notna().any()
