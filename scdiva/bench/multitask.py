@@ -177,7 +177,7 @@ def run_multitask(
     coarse_label_key: str | None,
     head_counts: Sequence[int] = (1, 3, 5),
     size: str = "tiny",
-    max_steps: int = 300,
+    max_steps: int = 200,
     batch_size: int = 64,
     held_out_fraction: float = 0.2,
     seed: int = 0,

@@ -2,7 +2,7 @@
 
 
 def multitask_settings():
-    defaults = {"datasets": None, "head_counts": [1, 3, 5], "size": "tiny", "max_steps": 300,
+    defaults = {"datasets": None, "head_counts": [1, 3, 5], "size": "tiny", "max_steps": 200,
                 "batch_size": 64, "held_out_fraction": 0.2}
     return {**defaults, **config.get("multitask", {})}
 

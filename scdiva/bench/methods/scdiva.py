@@ -30,11 +30,11 @@ CHECKPOINT_ROOT = Path("resources/checkpoints")
 SCDIVA_ZEROSHOT_DEFAULTS: dict[str, Any] = {"checkpoint": "scdiva_tiny"}
 SCDIVA_FINETUNED_DEFAULTS: dict[str, Any] = {
     "checkpoint": "scdiva_tiny",
-    "max_steps": 300,
+    "max_steps": 200,
     "batch_size": 64,
     "tasks": ["masked_expression", "integration"],
 }
-SCDIVA_ANNOTATION_DEFAULTS: dict[str, Any] = {"checkpoint": "scdiva_tiny", "max_steps": 300, "batch_size": 64}
+SCDIVA_ANNOTATION_DEFAULTS: dict[str, Any] = {"checkpoint": "scdiva_tiny", "max_steps": 200, "batch_size": 64}
 
 
 def checkpoint_location(name_or_path: str) -> str:
