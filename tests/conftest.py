@@ -70,3 +70,11 @@ def pbmc_small():
         anndata.read_h5ad(PBMC), dataset="pbmc", batch_key="donor", label_key="cell_type",
         subsample=480, settings=PreprocessSettings(n_top_genes=800, n_pcs=30), seed=0,
     )
+
+
+@pytest.fixture(scope="session")
+def workflow_tools():
+    """Helpers for tests that run Snakemake themselves: command builder, runner, directory copier."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(command=snakemake_command, run=run_workflow, copy=copy_workdir, repo=REPO)

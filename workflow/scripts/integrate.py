@@ -6,8 +6,10 @@ import anndata
 
 from scdiva.bench.io import configure_logging
 from scdiva.bench.methods import integrate, write_embedding
+from scdiva.bench.threads import limit_threads
 
 configure_logging(snakemake.log[0])
+limit_threads(snakemake.threads)
 wc = snakemake.wildcards
 with open(snakemake.log[0], "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
     adata = anndata.read_h5ad(snakemake.input[0])

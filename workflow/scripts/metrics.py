@@ -4,8 +4,10 @@ import contextlib
 
 from scdiva.bench.io import configure_logging
 from scdiva.bench.metrics import score_embedding_files
+from scdiva.bench.threads import limit_threads
 
 configure_logging(snakemake.log[0])
+limit_threads(snakemake.threads)
 wc = snakemake.wildcards
 with open(snakemake.log[0], "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
     score_embedding_files(

@@ -8,8 +8,10 @@ import pandas as pd
 from scdiva.bench.io import configure_logging
 from scdiva.bench.report import load_sections, write_report
 from scdiva.bench.report.integration import DatasetInputs, integration_sections
+from scdiva.bench.threads import limit_threads
 
 configure_logging(snakemake.log[0])
+limit_threads(snakemake.threads)
 with open(snakemake.log[0], "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
     out_dir = Path(snakemake.output.html).parent
     sections = integration_sections(

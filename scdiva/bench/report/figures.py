@@ -46,7 +46,8 @@ def results_table_figure(wide: pd.DataFrame, paths: Sequence[str | os.PathLike[s
                 ax.text(j - 0.4, i, f"{value:.2f}", va="center", fontsize=7)
             else:
                 ax.scatter(j, i, s=100 + 500 * value, color=cmap_metric(value), edgecolor="k", linewidth=0.3)
-                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6)
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if abs(value - 0.5) > 0.3 else "black")
     labels = [METRICS[m].label if m in METRICS else m.replace("_", " ").capitalize() for _, m in columns]
     ax.set_xticks(range(n_cols), labels, rotation=45, ha="left")
     ax.xaxis.tick_top()

@@ -1,0 +1,56 @@
+"""Report building blocks (sections, self-contained HTML) and `snakemake --report` on the smoke run."""
+
+from __future__ import annotations
+
+import subprocess
+
+import matplotlib
+import pytest
+
+from scdiva.bench.report import Section, load_sections, render_html, write_report
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture
+def figure(tmp_path):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    path = tmp_path / "line.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def test_sections_from_other_rules_are_rendered_in_order(tmp_path, figure):
+    Section("Annotation", "| a | b |\n|---|---|\n| 1 | 2 |", [str(figure)], order=50).to_json(tmp_path / "a.json")
+    sections = [Section("Integration", "scores", order=20), *load_sections([tmp_path / "a.json"])]
+    md_path, html_path = write_report(sections, tmp_path / "report")
+    html = html_path.read_text()
+    assert html.index("Integration") < html.index("Annotation")
+    assert "<table>" in html and 'src="data:image/png;base64,' in html
+    assert "../line.png" in md_path.read_text()
+
+
+def test_bad_section_and_image_are_rejected(tmp_path):
+    (tmp_path / "bad.json").write_text('{"heading": "x"}')
+    with pytest.raises(ValueError, match="bad.json"):
+        load_sections([tmp_path / "bad.json"])
+    (tmp_path / "fig.tiff").write_bytes(b"x")
+    with pytest.raises(ValueError, match="fig.tiff"):
+        render_html([Section("x", figures=[str(tmp_path / "fig.tiff")])], "t")
+
+
+@pytest.mark.slow
+def test_snakemake_report_html(smoke_run, workflow_tools, tmp_path):
+    """`snakemake --report` collects the outputs annotated with report() and their captions."""
+    out = tmp_path / "report.html"
+    proc = subprocess.run([*workflow_tools.command(smoke_run.workdir), "--report", str(out)],
+                          cwd=workflow_tools.repo, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    html = out.read_text()
+    assert len(html) > 10_000
+    for needle in ("integration_scores.csv", "pbmc_3chem_umap.png", "scIB-style results table"):
+        assert needle in html, needle

@@ -1,0 +1,91 @@
+"""End-to-end: the smoke workflow (config/smoke.yaml, 600 real PBMCs, all five methods), run once."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+
+import anndata
+import numpy as np
+import pandas as pd
+import pytest
+
+from scdiva.bench.metrics import AGGREGATES, METRICS
+
+pytestmark = pytest.mark.slow
+
+DATASET = "pbmc_3chem"
+METHODS = ["unintegrated", "harmony", "scanorama", "scvi", "scanvi"]
+# Budget for the smoke run on the 2-core machine; override when the machine is shared or slower.
+SMOKE_BUDGET_S = float(os.environ.get("SCDIVA_SMOKE_BUDGET_S", 300))
+
+
+def test_smoke_run_within_budget(smoke_run):
+    print(f"smoke workflow: {smoke_run.seconds:.0f} s")
+    assert smoke_run.seconds < SMOKE_BUDGET_S
+
+
+def test_every_expected_output_exists(smoke_run):
+    res = smoke_run.workdir / "results"
+    expected = [f"{DATASET}/preprocessed.h5ad", "tables/integration_scores.csv",
+                "tables/integration_scores_by_seed.csv", f"tables/{DATASET}_integration_wide.csv",
+                "report/index.html", "report/report.md", f"report/tables/{DATASET}_integration.tex",
+                f"report/tables/{DATASET}_integration.csv", "report/tables/benchmark_walltimes.csv",
+                "report/tables/versions.csv"]
+    expected += [f"report/figures/{DATASET}_{name}.{ext}" for name in ("scib_results", "umap") for ext in ("png", "pdf")]
+    for method in METHODS:
+        expected += [f"{DATASET}/integration/{method}/seed0.h5ad", f"{DATASET}/integration/{method}/seed0.metrics.csv",
+                     f"benchmarks/integrate/{DATASET}.{method}.seed0.tsv", f"logs/integrate/{DATASET}.{method}.seed0.log"]
+    missing = [p for p in expected if not (res / p).is_file() or (res / p).stat().st_size == 0]
+    assert not missing
+    leftovers = [p for p in res.rglob("*") if ".tmp" in p.name]
+    assert not leftovers  # atomic writes leave no temporary files
+
+
+def test_embedding_files_follow_the_contract(smoke_run):
+    res = smoke_run.workdir / "results" / DATASET
+    cells = anndata.read_h5ad(res / "preprocessed.h5ad", backed="r").obs_names
+    for method in METHODS:
+        emb = anndata.read_h5ad(res / "integration" / method / "seed0.h5ad")
+        assert emb.obs_names.equals(cells)
+        assert np.isfinite(emb.obsm["X_emb"]).all()
+        assert emb.uns["runtime_s"] > 0 and emb.uns["seed"] == 0 and emb.uns["method"] == method
+
+
+def test_tables_have_every_metric_in_unit_interval(smoke_run):
+    long = pd.read_csv(smoke_run.workdir / "results/tables/integration_scores.csv")
+    assert list(long.columns[:3]) == ["dataset", "method", "metric"]
+    assert {"value", "std", "n_seeds"} <= set(long.columns)
+    assert set(long["method"]) == set(METHODS)
+    assert set(long["metric"]) == set(METRICS) | set(AGGREGATES)
+    assert long["value"].notna().all()
+    assert long["value"].between(0, 1).all(), long[~long["value"].between(0, 1)]
+    assert (long["n_seeds"] == 1).all()
+    by_seed = pd.read_csv(smoke_run.workdir / "results/tables/integration_scores_by_seed.csv")
+    assert len(by_seed) == len(long) and (by_seed["seed"] == 0).all()
+    wide = pd.read_csv(smoke_run.workdir / f"results/tables/{DATASET}_integration_wide.csv", index_col=0)
+    row = wide.loc["harmony"]
+    bio = np.mean([row[m] for m, i in METRICS.items() if i.kind == "bio" and i.in_aggregate])
+    batch = np.mean([row[m] for m, i in METRICS.items() if i.kind == "batch" and i.in_aggregate])
+    assert row["total_score"] == pytest.approx(0.4 * batch + 0.6 * bio)
+
+
+def test_integration_improves_batch_mixing_over_pca(smoke_run):
+    wide = pd.read_csv(smoke_run.workdir / f"results/tables/{DATASET}_integration_wide.csv", index_col=0)
+    pca = wide.loc["unintegrated"]
+    for method in ("harmony", "scanorama"):
+        assert wide.loc[method, "ilisi"] > pca["ilisi"] + 0.05, wide[["ilisi", "kbet", "batch_score"]]
+        assert wide.loc[method, "batch_score"] > pca["batch_score"]
+
+
+def test_report_is_self_contained(smoke_run):
+    html = (smoke_run.workdir / "results/report/index.html").read_text()
+    srcs = re.findall(r'src="([^"]*)"', html)
+    assert len(srcs) >= 2 and all(s.startswith("data:image/") for s in srcs)
+    base64.b64decode(srcs[0].split(",", 1)[1], validate=True)
+    for title in ("Integration: pbmc_3chem", "Wall time per rule", "Package versions"):
+        assert title in html
+    assert "<table>" in html and "harmony" in html
+    md = (smoke_run.workdir / "results/report/report.md").read_text()
+    assert "figures/pbmc_3chem_umap.png" in md
