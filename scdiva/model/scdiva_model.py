@@ -257,8 +257,13 @@ class ScDiVaModel:
 
     # ---------------------------------------------------------------- inference (tensor level)
     @torch.no_grad()
-    def encode(self, x: TokenBatch) -> torch.Tensor:
-        """Latent mean ``(n_cells, n_latent)`` of a token batch (see :meth:`tokenize`)."""
+    def encode(self, x: TokenBatch | anndata.AnnData) -> torch.Tensor:
+        """Latent mean ``(n_cells, n_latent)`` of a token batch (see :meth:`tokenize`); an AnnData
+        is encoded through :meth:`get_latent`."""
+        if not isinstance(x, TokenBatch):
+            if hasattr(x, "obs") and hasattr(x, "var_names"):
+                return torch.from_numpy(self.get_latent(x))
+            raise TypeError(f"encode expects a TokenBatch (model.tokenize(adata)) or an AnnData, got {type(x).__name__}")
         self.module.eval()
         with self._autocast():
             return self.module.encode(x.to(self.device)).float()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +22,8 @@ from scdiva.train.checkpoint import (
     save_training_checkpoint,
 )
 from scdiva.train.distributed import DistInfo, barrier, default_device, setup_distributed
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -110,6 +113,9 @@ def train(module: ScDiVaModule, datasets: Sequence[CellTokenDataset], tasks: Seq
         optimizer_from_flat(optimizer, {k: v.to(device) for k, v in optimizer_tensors.items()},
                             state["optimizer"])
         step, history = state["step"], state["history"]
+        logger.info("resuming from %s at step %d of %d", checkpoint, step, settings.max_steps)
+    elif settings.resume:
+        logger.info("resume=True but %s holds no checkpoint yet: starting from step 0", settings.checkpoint_dir)
 
     model_for_step: torch.nn.Module = _LossModule(module)
     if info.world_size > 1:
