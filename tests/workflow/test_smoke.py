@@ -57,7 +57,7 @@ def test_tables_have_every_metric_in_unit_interval(smoke_run):
     long = pd.read_csv(smoke_run.workdir / "results/tables/integration_scores.csv")
     assert list(long.columns[:3]) == ["dataset", "method", "metric"]
     assert {"value", "std", "n_seeds"} <= set(long.columns)
-    assert set(long["method"]) == set(METHODS)
+    assert set(METHODS) <= set(long["method"])  # plus any methods other parts add (ScDiVa)
     assert set(long["metric"]) == set(METRICS) | set(AGGREGATES)
     assert long["value"].notna().all()
     assert long["value"].between(0, 1).all(), long[~long["value"].between(0, 1)]
