@@ -122,3 +122,14 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, processed):
     with pytest.raises(OSError, match="disk full"):
         write_h5ad_atomic(Unwritable(), tmp_path / "failed.h5ad")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_second_embedded_dataset_with_five_libraries():
+    # The commented-out second dataset of config/config.yaml: 2,812 pancreas cells, 5 libraries.
+    adata = anndata.read_h5ad(PBMC.with_name("pancreas_baron_human.h5ad"))
+    out = preprocess(adata, dataset="pancreas_baron", batch_key="library", label_key="cell_type",
+                     settings=PreprocessSettings(n_top_genes=1000, n_pcs=20))
+    assert out.obs["library"].nunique() == 5
+    assert out.var["highly_variable"].sum() == 1000
+    assert out.obsm["X_pca"].shape == (out.n_obs, 20)
+    assert out.uns["preprocess"]["cells_kept"] == out.n_obs >= 0.95 * adata.n_obs
