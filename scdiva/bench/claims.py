@@ -162,7 +162,8 @@ def compare(
             mapping = claims.measured_as[table][claim]
             candidates = [str(m) for m in mapping["metric"]]
             scale = float(mapping.get("scale", 1))
-            base = {"paper_row": label, "claim": claim, "claimed": paper_row[claim]}
+            base = {"paper_row": label, "paper_size": _paper_size(paper_row), "claim": claim,
+                    "claimed": paper_row[claim]}
             if not stand_ins:
                 wanted = claims.stand_ins.get(label, [])
                 why = (
@@ -192,6 +193,18 @@ def compare(
                         record.update(_best_baseline(measured, dataset, candidates, scale, claim))
                     out.append(record)
     return pd.DataFrame(out)
+
+
+def _paper_size(paper_row: Mapping[str, Any]) -> str:
+    """The paper dataset's size as printed (cells, batches, cell types), for the report."""
+    parts = []
+    if "cells" in paper_row:
+        parts.append(f"{paper_row['cells']} cells")
+    if "n_batches" in paper_row:
+        parts.append(f"{paper_row['n_batches']} batches")
+    if "n_cell_types" in paper_row:
+        parts.append(f"{paper_row['n_cell_types']} cell types")
+    return ", ".join(parts)
 
 
 def _multitask_method(prefix: str, paper_row: Mapping[str, Any]) -> str:
@@ -235,6 +248,7 @@ def display_table(comparison: pd.DataFrame, hardware: str) -> pd.DataFrame:
 
     table = pd.DataFrame({
         "paper": comparison["paper_row"],
+        "paper dataset": comparison["paper_size"].replace("", "-"),
         "metric": comparison["claim"].map(CLAIM_LABELS),
         "method": comparison["method"].replace("", "-"),
         CLAIMED_LABEL: comparison["claimed"].map(lambda v: f"{v:g}"),
