@@ -105,6 +105,14 @@ def download_input(wildcards):
     return [str(path)] if path is not None else []
 
 
+PREPROCESS_KEYS = ("batch_key", "label_key", "counts_layer", "gene_id_column", "subsample")
+
+
+def preprocess_entry(name):
+    """The keys of dataset ``name`` that change its preprocessed AnnData."""
+    return {key: value for key, value in dataset_config(name).items() if key in PREPROCESS_KEYS}
+
+
 def preprocessed_h5ad(wildcards):
     """Input function for method rules: the validated, preprocessed AnnData of ``{dataset}``."""
     return f"results/{wildcards.dataset}/preprocessed.h5ad"

@@ -7,8 +7,11 @@ rule preprocess:
         staged_h5ad,
     output:
         "results/{dataset}/preprocessed.h5ad",
+    # Params are rerun triggers, so only what changes the output is here; the keys that are only
+    # validated (coarse_label_key, annotation batches) are read from the config by the script, so
+    # editing them does not redo every integration.
     params:
-        entry=lambda wc: dataset_config(wc.dataset),
+        entry=lambda wc: preprocess_entry(wc.dataset),
         settings=config["preprocess"],
         seed=seeds()[0],
     log:

@@ -8,17 +8,19 @@ from scdiva.bench.validate import DatasetValidationError
 
 configure_logging(snakemake.log[0])
 entry = dict(snakemake.params.entry)
+# Validated only (not rerun triggers): see the comment in workflow/rules/preprocess.smk.
+checked_only = snakemake.config["datasets"][snakemake.wildcards.dataset]
 try:
     adata = preprocess(
         anndata.read_h5ad(snakemake.input[0]),
         dataset=snakemake.wildcards.dataset,
         batch_key=entry["batch_key"],
         label_key=entry["label_key"],
-        coarse_label_key=entry.get("coarse_label_key"),
+        coarse_label_key=checked_only.get("coarse_label_key"),
         counts_layer=entry.get("counts_layer"),
         gene_id_column=entry.get("gene_id_column"),
         subsample=entry.get("subsample"),
-        annotation=entry.get("annotation"),
+        annotation=checked_only.get("annotation"),
         settings=PreprocessSettings.from_config(snakemake.params.settings),
         seed=snakemake.params.seed,
     )
