@@ -5,6 +5,7 @@ Every job must run as a SLURM job, and the integration table must equal that of 
 
 from __future__ import annotations
 
+import os
 import re
 import time
 
@@ -29,6 +30,9 @@ SMOKE_ARGS = [
     str(REPO / "config/smoke.yaml"),
     str(REPO / "tests/slurm/fixtures/smoke_slurm.yaml"),
 ]
+# Both runs together. Most of it is the metrics job (JAX compiles, scIB metrics): 9 minutes were
+# measured on a 2-core machine under a load of 10, so the limit is generous.
+TIMEOUT_S = float(os.environ.get("SCDIVA_SLURM_SMOKE_TIMEOUT_S", 900))
 REMOTE_RULES = {"preprocess", "integrate", "metrics", "integration_tables"}  # download is a localrule
 
 
@@ -50,10 +54,10 @@ def slurm_and_local_runs(slurm_cluster, tmp_path_factory):
         log=base / "local.out",
     )
     runs = {
-        "slurm": finish_workflow(on_slurm, base / "slurm.out", timeout=540, started=started),
-        "local": finish_workflow(local, base / "local.out", timeout=540, started=started),
+        "slurm": finish_workflow(on_slurm, base / "slurm.out", timeout=TIMEOUT_S, started=started),
+        "local": finish_workflow(local, base / "local.out", timeout=TIMEOUT_S, started=started),
     }
-    print({name: f"{run.seconds:.1f} s" for name, run in runs.items()})
+    print(f"smoke workflow, SLURM and local side by side: {time.monotonic() - started:.1f} s")
     return base, runs
 
 
@@ -85,8 +89,8 @@ def test_tables_equal_a_local_run(slurm_and_local_runs):
     key = ["dataset", "method", "metric"]
     on_slurm = pd.read_csv(base / "slurm" / TABLE).sort_values(key, ignore_index=True)
     local = pd.read_csv(base / "local" / TABLE).sort_values(key, ignore_index=True)
-    assert set(on_slurm["method"]) == {"unintegrated", "harmony"}
-    assert len(on_slurm) >= 2 * 5, on_slurm  # several scIB metrics per method
+    assert set(on_slurm["method"]) == {"harmony"}
+    assert len(on_slurm) >= 5, on_slurm  # several scIB metrics
     pd.testing.assert_frame_equal(on_slurm[key], local[key])
     np.testing.assert_allclose(on_slurm["value"], local["value"], rtol=0, atol=1e-9, equal_nan=True)
     assert on_slurm["value"].notna().any()
