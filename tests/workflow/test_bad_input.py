@@ -151,13 +151,3 @@ def test_schema_violation(tmp_path, overlay, message):
     assert_fails_cleanly(proc, tmp_path, message, started=PARSE_TIME)
     assert not (tmp_path / "resources").exists()
 
-
-def test_dry_run_of_a_valid_config_plans_download_then_preprocess(tmp_path):
-    # The counterpart of the cases above: the same harness, a valid overlay, runs. Relative paths
-    # resolve against the repository, not this working directory.
-    proc = run_snakemake(tmp_path, dataset_overlay(subsample=600), "--dry-run")
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-3000:]
-    assert "download" in output and "preprocess" in output
-    assert result_files(tmp_path) == []
-
