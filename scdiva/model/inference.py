@@ -58,7 +58,8 @@ class ScDiVaInference:
         Each AnnData is aligned to the model's vocabulary on its own, so their gene sets may
         differ. The batch of a cell is ``obs[batch_key]`` if given, else its AnnData's position
         (or ``batch_names``). With ``max_steps > 0`` the integration objective (the decoder is
-        conditioned on these batches, the encoder is not) is fine-tuned on the union first; with
+        conditioned on these batches, the encoder is not) is fine-tuned on the union first (this
+        updates the loaded model in place); with
         ``max_steps=0`` the pretrained encoder is used as it is. The result holds only ``obs``
         (with ``obs["batch"]``) and the embedding, not the expression matrix.
         """
