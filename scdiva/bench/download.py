@@ -179,8 +179,14 @@ def _download_http(url: str, part: Path, timeout: float = HTTP_TIMEOUT_S) -> Non
             "yourself and set `source` to its local path"
         ) from err
     with response:
-        resumed = have > 0 and response.status == 206
+        # Append only if the server answers with exactly the bytes that follow the partial file.
+        content_range = response.headers.get("Content-Range", "")
+        resumed = have > 0 and response.status == 206 and content_range.startswith(f"bytes {have}-")
         if have and not resumed:
+            if response.status == 206:  # a partial answer for another range: ask for everything
+                response.close()
+                part.unlink()
+                return _download_http(url, part, timeout)
             logger.info("%s: server ignored the Range request; downloading from the start", url)
             have = 0
         length = response.headers.get("Content-Length")

@@ -37,9 +37,10 @@ class FileServer:
     download). Records the Range header of every request in ``range_headers``.
     """
 
-    def __init__(self, payload: bytes, *, ranges: bool = True):
+    def __init__(self, payload: bytes, *, ranges: bool = True, misaligned: bool = False):
         self.payload = payload
         self.ranges = ranges
+        self.misaligned = misaligned  # answer a Range request with 206 from byte 0 (a buggy server)
         self.cut_after: int | None = None
         self.range_headers: list[str | None] = []
         server = self
@@ -54,7 +55,7 @@ class FileServer:
                 body, status = server.payload, 200
                 start = 0
                 if header and server.ranges:
-                    start = int(header.removeprefix("bytes=").split("-")[0])
+                    start = 0 if server.misaligned else int(header.removeprefix("bytes=").split("-")[0])
                     if start >= len(server.payload):
                         self.send_response(416)
                         self.send_header("Content-Range", f"bytes */{len(server.payload)}")
@@ -177,6 +178,14 @@ def test_server_without_range_support_restarts_from_scratch(tmp_path, payload):
     (tmp_path / "x.h5ad.part").write_bytes(b"stale bytes from another file")
     with FileServer(payload, ranges=False) as srv:
         assert stage_dataset(srv.url, tmp_path / "x.h5ad", sha256=PBMC_SHA256) == PBMC_SHA256
+    assert (tmp_path / "x.h5ad").read_bytes() == payload
+
+
+def test_partial_answer_for_another_range_is_not_appended(tmp_path, payload):
+    (tmp_path / "x.h5ad.part").write_bytes(payload[:1000])
+    with FileServer(payload, misaligned=True) as srv:
+        assert stage_dataset(srv.url, tmp_path / "x.h5ad", sha256=PBMC_SHA256) == PBMC_SHA256
+    assert srv.range_headers == ["bytes=1000-", None]  # then asked again for the whole file
     assert (tmp_path / "x.h5ad").read_bytes() == payload
 
 
