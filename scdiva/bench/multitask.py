@@ -219,7 +219,7 @@ def run_multitask(
         start = time.perf_counter()
         history = model.fit(train, tasks=_task_specs(tasks, coarse_label_key), batch_key=batch_key,
                             label_key=label_key, max_steps=max_steps, batch_size=batch_size, seed=seed,
-                            **dict(fit_kwargs or {}))
+                            **{"progress_bar": False, **dict(fit_kwargs or {})})
         train_s = time.perf_counter() - start
         scores = score_heads(model, held, tasks, label_key=label_key, batch_key=batch_key,
                              coarse_label_key=coarse_label_key, seed=seed)

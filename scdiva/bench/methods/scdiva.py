@@ -89,7 +89,8 @@ def run_scdiva_finetuned(adata, *, batch_key: str, label_key: str | None, seed: 
     model = load_checkpoint(params["checkpoint"])
     data = counts_view(adata)
     model.fit(data, tasks=list(params["tasks"]), batch_key=batch_key, label_key=None,
-              max_steps=int(params["max_steps"]), batch_size=int(params["batch_size"]), seed=seed)
+              max_steps=int(params["max_steps"]), batch_size=int(params["batch_size"]), seed=seed,
+              progress_bar=False)
     adata.obsm[EMBEDDING_KEY] = np.asarray(model.get_latent(data), dtype=np.float32)
 
 
@@ -103,7 +104,8 @@ def fit_scdiva_annotation(reference, *, label_key: str, batch_key: str, seed: in
     seed_everything(seed)
     model = load_checkpoint(params["checkpoint"])
     model.fit(counts_view(reference), tasks=["annotation"], label_key=label_key, batch_key=batch_key,
-              max_steps=int(params["max_steps"]), batch_size=int(params["batch_size"]), seed=seed)
+              max_steps=int(params["max_steps"]), batch_size=int(params["batch_size"]), seed=seed,
+              progress_bar=False)
 
     def predict(query) -> np.ndarray:
         labels, _confidence = model.predict_labels(counts_view(query), task="annotation")
