@@ -29,6 +29,12 @@ def snakemake_command(workdir: Path, *configfiles: str | Path, cores: int = 2) -
             "--directory", str(workdir), "--configfile", *configs, "--printshellcmds"]
 
 
+def workflow_env() -> dict[str, str]:
+    """Environment for Snakemake subprocesses: this Python's bin first on PATH (shell rules call `scdiva`)."""
+    bin_dir = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]), "PYTHONHASHSEED": "0"}
+
+
 @dataclass
 class WorkflowRun:
     workdir: Path
@@ -39,7 +45,7 @@ class WorkflowRun:
 def run_workflow(workdir: Path, *configfiles: str | Path, extra: tuple[str, ...] = ()) -> WorkflowRun:
     start = time.perf_counter()
     proc = subprocess.run([*snakemake_command(workdir, *configfiles), *extra], cwd=REPO, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+                          text=True, env=workflow_env())
     seconds = time.perf_counter() - start
     log = proc.stdout + proc.stderr
     if proc.returncode != 0:
@@ -77,4 +83,4 @@ def workflow_tools():
     """Helpers for tests that run Snakemake themselves: command builder, runner, directory copier."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(command=snakemake_command, run=run_workflow, copy=copy_workdir, repo=REPO)
+    return SimpleNamespace(command=snakemake_command, run=run_workflow, copy=copy_workdir, repo=REPO, env=workflow_env)

@@ -48,7 +48,7 @@ def test_snakemake_report_html(smoke_run, workflow_tools, tmp_path):
     """`snakemake --report` collects the outputs annotated with report() and their captions."""
     out = tmp_path / "report.html"
     proc = subprocess.run([*workflow_tools.command(smoke_run.workdir), "--report", str(out)],
-                          cwd=workflow_tools.repo, capture_output=True, text=True)
+                          cwd=workflow_tools.repo, capture_output=True, text=True, env=workflow_tools.env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     html = out.read_text()
     assert len(html) > 10_000

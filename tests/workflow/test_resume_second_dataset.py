@@ -50,7 +50,7 @@ def interrupted_then_resumed(smoke_run, workflow_tools, tmp_path_factory):
     workdir = workflow_tools.copy(smoke_run, tmp_path_factory.mktemp("second") / "work")
     config = _second_dataset_config(workdir / "second_dataset.yaml", workflow_tools.repo)
     first = workdir / f"results/{SECOND}/integration/unintegrated/seed0.h5ad"
-    proc = subprocess.Popen([*workflow_tools.command(workdir, config)], cwd=workflow_tools.repo,
+    proc = subprocess.Popen([*workflow_tools.command(workdir, config)], cwd=workflow_tools.repo, env=workflow_tools.env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 240
     while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
