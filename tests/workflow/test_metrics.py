@@ -42,9 +42,11 @@ def test_extremes_are_where_documented(scores):
     assert scores[True]["nmi_kmeans"] == pytest.approx(1.0, abs=1e-6)  # 3 clean clusters = 3 labels
     for mixed in (True, False):  # neighbourhoods hold one cell type in both
         assert scores[mixed]["clisi"] == pytest.approx(1.0, abs=1e-6)
-    # Separated: each cell type splits into two equal batch islands, so the largest holds half.
-    assert scores[True]["graph_connectivity"] == pytest.approx(1.0)
-    assert scores[False]["graph_connectivity"] == pytest.approx(0.5)
+    # Separated: each cell type splits into two equal batch islands, so the largest holds at most
+    # half. Mixed: near 1 (scib-metrics takes strongly connected components of the directed k-NN
+    # graph, so a few cells that are nobody's neighbour stand alone).
+    assert scores[True]["graph_connectivity"] > 0.95
+    assert 0.4 < scores[False]["graph_connectivity"] <= 0.5 + 1e-9
 
 
 def test_all_metrics_in_unit_interval(scores):
