@@ -34,6 +34,8 @@ def _second_dataset_config(path, repo):
     subsample: 400
 integration:
   methods: {METHODS}
+multitask:
+  datasets: [pbmc_3chem]   # the 2,000 pancreas genes lack the S-phase genes its cell-cycle head needs
 """
     )
     return path

