@@ -2,25 +2,6 @@
 # (`datasets.<name>.annotation`), per method and seed; then one table for all.
 
 
-def annotation_datasets():
-    return [d for d in dataset_names() if dataset_config(d).get("annotation")]
-
-
-def annotation_methods():
-    return list(config.get("annotation", {}).get("methods", []))
-
-
-def annotation_params(method):
-    return dict(config.get("annotation", {}).get("params", {}).get(method) or {})
-
-
-def annotation_inputs(wildcards):
-    inputs = {"h5ad": f"results/{wildcards.dataset}/preprocessed.h5ad"}
-    if wildcards.method == "scdiva":
-        inputs["checkpoint"] = checkpoint_files(annotation_params("scdiva").get("checkpoint", "scdiva_tiny"))
-    return inputs
-
-
 rule annotate:
     input:
         unpack(annotation_inputs),
@@ -60,14 +41,9 @@ rule annotation_table:
     log:
         "results/logs/annotation_table/annotation_table.log",
     localrule: True
+    conda:
+        "../../envs/scdiva.yaml"
     script:
         "../scripts/seed_table.py"
 
 
-# `rule all` builds the annotation table when a dataset defines a reference/query split.
-_final_outputs_before_annotation = final_outputs
-
-
-def final_outputs():
-    extra = ["results/tables/annotation_scores.csv"] if annotation_datasets() and annotation_methods() else []
-    return _final_outputs_before_annotation() + extra

@@ -3,40 +3,6 @@
 #   recipe:    {size, dataset, batches, tasks, max_steps, batch_size, seed}   -> pretrained here
 # and lands in resources/checkpoints/{checkpoint}/ (config.json, model.safetensors, vocab.json).
 
-CHECKPOINT_FILES = ["config.json", "model.safetensors", "vocab.json"]
-
-
-def checkpoint_names(kind):
-    return [name for name, entry in config.get("checkpoints", {}).items() if kind in entry]
-
-
-def _one_of(names):
-    # A wildcard constraint matching exactly these names (never matching when there are none).
-    return "|".join(re.escape(n) for n in names) or "(?!x)x"
-
-
-def checkpoint_files(name):
-    """The files of checkpoint ``name``: inputs of every rule that loads it."""
-    if name not in config.get("checkpoints", {}):
-        raise WorkflowError(f"ScDiVa checkpoint {name!r} is not defined in config `checkpoints`; "
-                            f"defined: {sorted(config.get('checkpoints', {}))}")
-    return [f"resources/checkpoints/{name}/{f}" for f in CHECKPOINT_FILES]
-
-
-def recipe_batches(entry):
-    """Batches of the pretraining corpus: 'reference' = the dataset's annotation reference batches."""
-    batches = entry.get("batches", "reference")
-    if batches == "all":
-        return None
-    if batches == "reference":
-        annotation = dataset_config(entry["dataset"]).get("annotation")
-        return list(annotation["reference_batches"]) if annotation else None
-    return list(batches)
-
-
-def gpu_resources():
-    return {"gpu": 1} if use_gpu() else {}
-
 
 rule fetch_checkpoint:
     output:
@@ -110,11 +76,3 @@ rule pretrain:
         "rm -rf {params.out_dir} && mv {params.staging} {params.out_dir}"
 
 
-def scdiva_checkpoint_inputs(wildcards):
-    """Extra inputs of an integration job: the checkpoint files when the method is a ScDiVa one."""
-    if not wildcards.method.startswith("scdiva"):
-        return []
-    from scdiva.bench.methods import DEFAULT_PARAMS
-
-    name = {**DEFAULT_PARAMS[wildcards.method], **method_params(wildcards.method)}["checkpoint"]
-    return checkpoint_files(name)

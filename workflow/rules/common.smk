@@ -119,8 +119,13 @@ def preprocessed_h5ad(wildcards):
 
 
 def final_outputs():
-    """Files `rule all` builds; later rule files append theirs."""
-    return ["results/report/index.html", "results/tables/integration_scores.csv"]
+    """What the default target builds - the report and every table the config asks for."""
+    outputs = ["results/report/index.html", "results/tables/integration_scores.csv"]
+    if annotation_datasets() and annotation_methods():
+        outputs.append("results/tables/annotation_scores.csv")
+    if "multitask" in config and multitask_datasets():
+        outputs.append("results/tables/multitask_scores.csv")
+    return outputs + trajectory_figures()
 
 
 # --- semantic checks ---------------------------------------------------------------------------
@@ -176,3 +181,148 @@ def _check_datasets():
 
 _check_methods()
 _check_datasets()
+
+
+# --- integration, metrics and report ------------------------------------------------------
+
+
+def integration_gpu(method):
+    """1 GPU only for GPU-capable methods, and only when config `gpu: true`."""
+    from scdiva.bench.methods import GPU_CAPABLE_METHODS
+
+    return 1 if use_gpu() and method in GPU_CAPABLE_METHODS else 0
+
+
+def integration_runs():
+    """(dataset, method, seed) of every integration job in the config."""
+    return [(d, m, s) for d in dataset_names() for m in method_names() for s in seeds()]
+
+
+def metrics_files(wildcards=None):
+    return [f"results/{d}/integration/{m}/seed{s}.metrics.csv" for d, m, s in integration_runs()]
+
+
+def report_embeddings(wildcards=None):
+    """Embeddings of the first seed (UMAP grid), per dataset and method."""
+    return [f"results/{d}/integration/{m}/seed{seeds()[0]}.h5ad" for d in dataset_names() for m in method_names()]
+
+
+# --- ScDiVa checkpoints (config `checkpoints`) ---------------------------------------------
+
+CHECKPOINT_FILES = ["config.json", "model.safetensors", "vocab.json"]
+
+
+def checkpoint_names(kind):
+    return [name for name, entry in config.get("checkpoints", {}).items() if kind in entry]
+
+
+def _one_of(names):
+    # A wildcard constraint matching exactly these names (never matching when there are none).
+    return "|".join(re.escape(n) for n in names) or "(?!x)x"
+
+
+def checkpoint_files(name):
+    """The files of checkpoint ``name``: inputs of every rule that loads it."""
+    if name not in config.get("checkpoints", {}):
+        raise WorkflowError(f"ScDiVa checkpoint {name!r} is not defined in config `checkpoints`; "
+                            f"defined: {sorted(config.get('checkpoints', {}))}")
+    return [f"resources/checkpoints/{name}/{f}" for f in CHECKPOINT_FILES]
+
+
+def recipe_batches(entry):
+    """Batches of the pretraining corpus: 'reference' = the dataset's annotation reference batches."""
+    batches = entry.get("batches", "reference")
+    if batches == "all":
+        return None
+    if batches == "reference":
+        annotation = dataset_config(entry["dataset"]).get("annotation")
+        return list(annotation["reference_batches"]) if annotation else None
+    return list(batches)
+
+
+def gpu_resources():
+    return {"gpu": 1} if use_gpu() else {}
+
+
+def scdiva_checkpoint_inputs(wildcards):
+    """Extra inputs of an integration job: the checkpoint files when the method is a ScDiVa one."""
+    if not wildcards.method.startswith("scdiva"):
+        return []
+    from scdiva.bench.methods import DEFAULT_PARAMS
+
+    name = {**DEFAULT_PARAMS[wildcards.method], **method_params(wildcards.method)}["checkpoint"]
+    return checkpoint_files(name)
+
+
+# --- annotation and multi-task benchmarks ---------------------------------------------------
+
+
+def annotation_datasets():
+    return [d for d in dataset_names() if dataset_config(d).get("annotation")]
+
+
+def annotation_methods():
+    return list(config.get("annotation", {}).get("methods", []))
+
+
+def annotation_params(method):
+    return dict(config.get("annotation", {}).get("params", {}).get(method) or {})
+
+
+def annotation_inputs(wildcards):
+    inputs = {"h5ad": f"results/{wildcards.dataset}/preprocessed.h5ad"}
+    if wildcards.method == "scdiva":
+        inputs["checkpoint"] = checkpoint_files(annotation_params("scdiva").get("checkpoint", "scdiva_tiny"))
+    return inputs
+
+
+def multitask_settings():
+    defaults = {"datasets": None, "head_counts": [1, 3, 5], "size": "tiny", "max_steps": 200,
+                "batch_size": 64, "held_out_fraction": 0.2}
+    return {**defaults, **config.get("multitask", {})}
+
+
+def multitask_datasets():
+    chosen = multitask_settings()["datasets"]
+    return [d for d in dataset_names() if chosen is None or d in chosen]
+
+
+# --- paper figures and report sections ------------------------------------------------------
+
+
+def trajectory_methods():
+    return [m for m in ("scdiva_zeroshot", "scdiva_finetuned") if m in method_names()]
+
+
+def trajectory_figures():
+    """Trajectory figures for the report: every dataset, once a ScDiVa embedding is configured."""
+    return [f"results/{d}/trajectory.png" for d in dataset_names()] if trajectory_methods() else []
+
+
+PAPER_SECTIONS = ["claims", "integration", "annotation", "multitask", "trajectory"]
+
+
+def report_section_files():
+    """Extra report sections (JSON, scdiva.bench.report.Section) that the report rule renders."""
+    return [f"results/report/sections/paper_{name}.json" for name in PAPER_SECTIONS]
+
+
+def paper_section_inputs(wildcards):
+    inputs = {"claims": str(REPO_ROOT / "config" / "paper_claims.yaml")}
+    if method_names():
+        inputs["integration"] = "results/tables/integration_scores.csv"
+    if annotation_datasets() and annotation_methods():
+        inputs["annotation"] = "results/tables/annotation_scores.csv"
+        jobs = [f"results/{d}/annotation/{m}/seed{seeds()[0]}" for d in annotation_datasets()
+                for m in annotation_methods()]
+        inputs["annotation_infos"] = [f"{j}.json" for j in jobs]
+        inputs["confusion"] = [f"{j}.confusion.png" for j in jobs]
+    if "multitask" in config and multitask_datasets():
+        inputs["multitask"] = "results/tables/multitask_scores.csv"
+        inputs["multitask_infos"] = [f"results/{d}/multitask/seed{seeds()[0]}.json" for d in multitask_datasets()]
+    figures = trajectory_figures()
+    if figures:
+        inputs["trajectory"] = figures
+        inputs["trajectory_medians"] = [f.replace("trajectory.png", "trajectory_median_pseudotime.csv")
+                                        for f in figures]
+    return inputs

@@ -2,13 +2,6 @@
 # scdiva.bench.methods.INTEGRATION_METHODS. Output: obs index + obsm["X_emb"] + uns["runtime_s"].
 
 
-def integration_gpu(method):
-    """1 GPU only for GPU-capable methods, and only when config `gpu: true`."""
-    from scdiva.bench.methods import GPU_CAPABLE_METHODS
-
-    return 1 if use_gpu() and method in GPU_CAPABLE_METHODS else 0
-
-
 rule integrate:
     input:
         preprocessed_h5ad,

@@ -1,15 +1,6 @@
 # scIB metrics (scib-metrics) per (dataset, method, seed), then the tables over all of them.
 
 
-def integration_runs():
-    """(dataset, method, seed) of every integration job in the config."""
-    return [(d, m, s) for d in dataset_names() for m in method_names() for s in seeds()]
-
-
-def metrics_files(wildcards=None):
-    return [f"results/{d}/integration/{m}/seed{s}.metrics.csv" for d, m, s in integration_runs()]
-
-
 rule metrics:
     input:
         embedding="results/{dataset}/integration/{method}/seed{seed}.h5ad",

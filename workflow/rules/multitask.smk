@@ -1,17 +1,6 @@
 # Multi-task: ScDiVa trained with 1, 3 and 5 heads on the same cells, scored on held-out cells.
 
 
-def multitask_settings():
-    defaults = {"datasets": None, "head_counts": [1, 3, 5], "size": "tiny", "max_steps": 200,
-                "batch_size": 64, "held_out_fraction": 0.2}
-    return {**defaults, **config.get("multitask", {})}
-
-
-def multitask_datasets():
-    chosen = multitask_settings()["datasets"]
-    return [d for d in dataset_names() if chosen is None or d in chosen]
-
-
 rule multitask:
     input:
         "results/{dataset}/preprocessed.h5ad",
@@ -47,14 +36,9 @@ rule multitask_table:
     log:
         "results/logs/multitask_table/multitask_table.log",
     localrule: True
+    conda:
+        "../../envs/scdiva.yaml"
     script:
         "../scripts/seed_table.py"
 
 
-# `rule all` builds the multi-task table when the config has a `multitask` section.
-_final_outputs_before_multitask = final_outputs
-
-
-def final_outputs():
-    extra = ["results/tables/multitask_scores.csv"] if "multitask" in config and multitask_datasets() else []
-    return _final_outputs_before_multitask() + extra

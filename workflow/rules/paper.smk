@@ -1,10 +1,6 @@
 # Paper figures that need ScDiVa's embedding: PAGA + diffusion pseudotime beside PCA.
 
 
-def trajectory_methods():
-    return [m for m in ("scdiva_zeroshot", "scdiva_finetuned") if m in method_names()]
-
-
 rule trajectory:
     input:
         h5ad="results/{dataset}/preprocessed.h5ad",
@@ -26,46 +22,7 @@ rule trajectory:
         "../scripts/trajectory.py"
 
 
-def trajectory_figures():
-    """Trajectory figures for the report: every dataset, once a ScDiVa embedding is configured."""
-    return [f"results/{d}/trajectory.png" for d in dataset_names()] if trajectory_methods() else []
-
-
-_final_outputs_before_paper = final_outputs
-
-
-def final_outputs():
-    return _final_outputs_before_paper() + trajectory_figures()
-
-
 # --- report sections: paper claims vs this run, annotation, multi-task, trajectory ---------------
-
-PAPER_SECTIONS = ["claims", "integration", "annotation", "multitask", "trajectory"]
-REPORT_SECTION_FILES = globals().get("REPORT_SECTION_FILES", []) + [
-    f"results/report/sections/paper_{name}.json" for name in PAPER_SECTIONS
-]
-
-
-def paper_section_inputs(wildcards):
-    inputs = {"claims": str(REPO_ROOT / "config" / "paper_claims.yaml")}
-    if method_names():
-        inputs["integration"] = "results/tables/integration_scores.csv"
-    if annotation_datasets() and annotation_methods():
-        inputs["annotation"] = "results/tables/annotation_scores.csv"
-        jobs = [f"results/{d}/annotation/{m}/seed{seeds()[0]}" for d in annotation_datasets()
-                for m in annotation_methods()]
-        inputs["annotation_infos"] = [f"{j}.json" for j in jobs]
-        inputs["confusion"] = [f"{j}.confusion.png" for j in jobs]
-    if "multitask" in config and multitask_datasets():
-        inputs["multitask"] = "results/tables/multitask_scores.csv"
-        inputs["multitask_infos"] = [f"results/{d}/multitask/seed{seeds()[0]}.json" for d in multitask_datasets()]
-    figures = trajectory_figures()
-    if figures:
-        inputs["trajectory"] = figures
-        inputs["trajectory_medians"] = [f.replace("trajectory.png", "trajectory_median_pseudotime.csv")
-                                        for f in figures]
-    return inputs
-
 
 rule paper_sections:
     input:

@@ -1,13 +1,6 @@
 # The benchmark report: results/report/{index.html,report.md,tables/,figures/}.
-# Other rule files add sections by appending section JSON files (scdiva.bench.report.Section.to_json)
-# to REPORT_SECTION_FILES before this file is included, or later via `rules.report` inputs.
-
-REPORT_SECTION_FILES = globals().get("REPORT_SECTION_FILES", [])
-
-
-def report_embeddings(wildcards=None):
-    """Embeddings of the first seed (UMAP grid), per dataset and method."""
-    return [f"results/{d}/integration/{m}/seed{seeds()[0]}.h5ad" for d in dataset_names() for m in method_names()]
+# Extra sections (JSON, scdiva.bench.report.Section.to_json) come from report_section_files() in
+# common.smk; add a file there to add a section.
 
 
 rule report:
@@ -16,7 +9,7 @@ rule report:
         long="results/tables/integration_scores.csv",
         by_seed="results/tables/integration_scores_by_seed.csv",
         preprocessed=expand("results/{dataset}/preprocessed.h5ad", dataset=dataset_names()),
-        sections=lambda wc: REPORT_SECTION_FILES,
+        sections=lambda wc: report_section_files(),
     output:
         html=report("results/report/index.html", caption="../report/index.rst", category="Report"),
         markdown="results/report/report.md",
