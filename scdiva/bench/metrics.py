@@ -20,7 +20,7 @@ reported as diagnostics but left out of the aggregates so no quantity is counted
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -269,50 +269,62 @@ def enable_jax_cache(cache_dir: str | Path | None) -> None:
 
 
 def score_embedding_files(
-    embedding_path: str | Path,
+    runs: Iterable[tuple[str, int, str | Path]],
     preprocessed_path: str | Path,
     output_path: str | Path,
     *,
     dataset: str,
-    method: str,
-    seed: int,
     batch_key: str,
     label_key: str,
     jax_cache_dir: str | Path | None = None,
     n_jobs: int = 1,
 ) -> pd.DataFrame:
-    """Score ``obsm["X_emb"]`` of an integration output against its preprocessed dataset.
+    """Score ``obsm["X_emb"]`` of every (method, seed, embedding file) of one dataset.
 
-    Writes the by-seed long CSV (dataset, method, seed, metric, kind, value) atomically and returns it.
+    All embeddings of a dataset are scored in one process on purpose: at benchmark sizes the
+    numba/JAX start-up of scib-metrics costs far more than the metrics themselves (measured here:
+    ~100 s for the first embedding of a process, ~6 s for each further one).
+    Writes the by-seed long CSV (dataset, method, seed, metric, kind, value) atomically, once
+    every embedding is scored, and returns it.
     """
     import anndata as ad
+    from tqdm.auto import tqdm
 
     from scdiva.bench.io import atomic_path
 
     ref = ad.read_h5ad(preprocessed_path)
-    emb = ad.read_h5ad(embedding_path)
     for key, role in ((batch_key, "batch_key"), (label_key, "label_key")):
         if key not in ref.obs:
             raise KeyError(f"{preprocessed_path}: obs has no {role} column {key!r}")
-    if "X_emb" not in emb.obsm:
-        raise KeyError(f"{embedding_path}: no obsm['X_emb']; rerun its integrate job")
     if "X_pca" not in ref.obsm:
         raise KeyError(f"{preprocessed_path}: no obsm['X_pca'] (needed for PCR comparison); rerun preprocess")
-    if not ref.obs_names.equals(emb.obs_names):
+    runs = list(runs)
+    embeddings = {}
+    for method, seed, path in runs:  # check every file before the slow part
+        emb = ad.read_h5ad(path)
+        if "X_emb" not in emb.obsm:
+            raise KeyError(f"{path}: no obsm['X_emb']; rerun its integrate job")
         if set(ref.obs_names) != set(emb.obs_names):
-            raise ValueError(f"{embedding_path} and {preprocessed_path} hold different cells; rerun integrate")
-        ref = ref[emb.obs_names]
+            raise ValueError(f"{path} and {preprocessed_path} hold different cells; rerun integrate")
+        embeddings[(method, seed)] = emb
     enable_jax_cache(jax_cache_dir)
-    values = compute_integration_metrics(
-        emb.obsm["X_emb"],
-        batches=ref.obs[batch_key].to_numpy(),
-        labels=ref.obs[label_key].to_numpy(),
-        pre_embedding=np.asarray(ref.obsm["X_pca"]),
-        seed=seed,
-        n_jobs=n_jobs,
-    )
-    frame = metrics_frame(values, dataset=dataset, method=method, seed=seed)
-    frame.insert(frame.columns.get_loc("metric") + 1, "kind", frame["metric"].map(metric_kind))
+    frames = []
+    for method, seed, _ in tqdm(runs, desc=f"scIB metrics ({dataset})", unit="embedding"):
+        emb = embeddings[(method, seed)]
+        cells = ref if ref.obs_names.equals(emb.obs_names) else ref[emb.obs_names]
+        values = compute_integration_metrics(
+            emb.obsm["X_emb"],
+            batches=cells.obs[batch_key].to_numpy(),
+            labels=cells.obs[label_key].to_numpy(),
+            pre_embedding=np.asarray(cells.obsm["X_pca"]),
+            seed=seed,
+            n_jobs=n_jobs,
+            progress=False,
+        )
+        frame = metrics_frame(values, dataset=dataset, method=method, seed=seed)
+        frame.insert(frame.columns.get_loc("metric") + 1, "kind", frame["metric"].map(metric_kind))
+        frames.append(frame)
+    result = pd.concat(frames, ignore_index=True)
     with atomic_path(output_path) as tmp:
-        frame.to_csv(tmp, index=False)
-    return frame
+        result.to_csv(tmp, index=False)
+    return result

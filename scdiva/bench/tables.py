@@ -21,7 +21,7 @@ METRIC_ORDER = [*METRICS, *AGGREGATES]
 
 
 def read_metric_files(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """Concatenate ``seed{seed}.metrics.csv`` files; each must have the by-seed columns."""
+    """Concatenate per-dataset ``metrics.csv`` files; each must have the by-seed columns."""
     frames = []
     for path in paths:
         frame = pd.read_csv(path)

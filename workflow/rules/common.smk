@@ -193,13 +193,14 @@ def integration_gpu(method):
     return 1 if use_gpu() and method in GPU_CAPABLE_METHODS else 0
 
 
-def integration_runs():
-    """(dataset, method, seed) of every integration job in the config."""
-    return [(d, m, s) for d in dataset_names() for m in method_names() for s in seeds()]
+def method_seed_runs():
+    """(method, seed) of every integration job of a dataset."""
+    return [(m, s) for m in method_names() for s in seeds()]
 
 
 def metrics_files(wildcards=None):
-    return [f"results/{d}/integration/{m}/seed{s}.metrics.csv" for d, m, s in integration_runs()]
+    """One scIB metrics table per dataset (all its methods and seeds)."""
+    return [f"results/{d}/integration/metrics.csv" for d in dataset_names()]
 
 
 def report_embeddings(wildcards=None):

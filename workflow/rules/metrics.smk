@@ -1,21 +1,25 @@
-# scIB metrics (scib-metrics) per (dataset, method, seed), then the tables over all of them.
+# scIB metrics (scib-metrics): one job per dataset scores every method and seed (the numba/JAX
+# start-up dominates a metrics job, so it is paid once per dataset), then the tables over all.
 
 
 rule metrics:
     input:
-        embedding="results/{dataset}/integration/{method}/seed{seed}.h5ad",
+        embeddings=lambda wc: [f"results/{wc.dataset}/integration/{m}/seed{s}.h5ad" for m, s in method_seed_runs()],
         preprocessed=preprocessed_h5ad,
     output:
-        "results/{dataset}/integration/{method}/seed{seed}.metrics.csv",
+        "results/{dataset}/integration/metrics.csv",
     params:
+        runs=lambda wc: [
+            (m, s, f"results/{wc.dataset}/integration/{m}/seed{s}.h5ad") for m, s in method_seed_runs()
+        ],
         batch_key=lambda wc: dataset_config(wc.dataset)["batch_key"],
         label_key=lambda wc: dataset_config(wc.dataset)["label_key"],
         # JAX compiles the same kernels in every metrics job; a shared on-disk cache avoids repeats.
         jax_cache="resources/cache/jax",
     log:
-        "results/logs/metrics/{dataset}.{method}.seed{seed}.log",
+        "results/logs/metrics/{dataset}.log",
     benchmark:
-        "results/benchmarks/metrics/{dataset}.{method}.seed{seed}.tsv"
+        "results/benchmarks/metrics/{dataset}.tsv"
     threads: lambda wc: resources_for("metrics")["threads"]
     resources:
         mem_mb=lambda wc: resources_for("metrics")["mem_mb"],

@@ -1,4 +1,4 @@
-"""Snakemake adapter: scIB metrics of one embedding, written as a long CSV."""
+"""Snakemake adapter: scIB metrics of every embedding of one dataset, written as a long CSV."""
 
 import contextlib
 
@@ -8,15 +8,12 @@ from scdiva.bench.threads import limit_threads
 
 configure_logging(snakemake.log[0])
 limit_threads(snakemake.threads)
-wc = snakemake.wildcards
 with open(snakemake.log[0], "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
     score_embedding_files(
-        snakemake.input.embedding,
+        [(method, int(seed), path) for method, seed, path in snakemake.params.runs],
         snakemake.input.preprocessed,
         snakemake.output[0],
-        dataset=wc.dataset,
-        method=wc.method,
-        seed=int(wc.seed),
+        dataset=snakemake.wildcards.dataset,
         batch_key=snakemake.params.batch_key,
         label_key=snakemake.params.label_key,
         jax_cache_dir=snakemake.params.jax_cache,
