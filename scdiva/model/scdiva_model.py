@@ -146,18 +146,23 @@ class ScDiVaModel:
                                 n_zero_tokens=self.config.n_zero_tokens, target_sum=self.config.target_sum,
                                 layer=layer, batch=batch, labels=labels, seed=seed)
 
+    def _extend_batches(self, found: list[str]) -> list[str]:
+        """Batch categories known so far plus the new ones in ``found`` (decoder grows to match)."""
+        old = list(self.config.batch_categories)
+        new = old + [c for c in found if c not in old]
+        if new != old:
+            self.module.decoder.set_batches(old, new)
+            self.module.decoder.to(self.device)
+            self.config.batch_categories = new
+        return new
+
     def _prepare_tasks(self, adata: anndata.AnnData, specs: list[TaskSpec], batch_key: str | None
                        ) -> tuple[ObsEncoding | None, dict[str, ObsEncoding]]:
         """Create or update the heads the tasks need; encode their obs columns."""
         batch = None
         if any(s.kind == "integration" for s in specs) and batch_key is not None:
             found = ObsEncoding.from_adata(adata, batch_key, what="batch_key").categories
-            old = list(self.config.batch_categories)
-            new = old + [c for c in found if c not in old]
-            if new != old:
-                self.module.decoder.set_batches(old, new)
-                self.module.decoder.to(self.device)
-                self.config.batch_categories = new
+            new = self._extend_batches(found)
             batch = ObsEncoding.from_adata(adata, batch_key, categories=new, what="batch_key")
         labels: dict[str, ObsEncoding] = {}
         for spec in specs:
@@ -225,12 +230,7 @@ class ScDiVaModel:
         if len(adatas) != len(batch_labels):
             raise ValueError("give one batch-label array per AnnData")
         found = sorted({str(b) for labels in batch_labels for b in labels})
-        old = list(self.config.batch_categories)
-        new = old + [c for c in found if c not in old]
-        if new != old:
-            self.module.decoder.set_batches(old, new)
-            self.module.decoder.to(self.device)
-            self.config.batch_categories = new
+        new = self._extend_batches(found)
         lookup = {c: i for i, c in enumerate(new)}
         datasets = []
         for adata, labels in zip(adatas, batch_labels, strict=True):
