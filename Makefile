@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 CORES ?= 2
 CONFIG ?= config/config.yaml
 PYTEST_ARGS ?=
+# Shell rules (e.g. `scdiva train`) and the tests find the venv's commands without activating it.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: install run smoke test lint report clean
 
