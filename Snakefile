@@ -1,7 +1,7 @@
 # ScDiVa Bench: benchmark single-cell integration (and ScDiVa) on datasets from the config.
 #
 #   snakemake --cores 2                                   # embedded PBMC data, config/config.yaml
-#   snakemake --cores 2 --configfile config/smoke.yaml    # 600 cells, few epochs: < 3 minutes
+#   snakemake --cores 2 --configfile config/smoke.yaml    # 600 cells, few epochs (~4 min on 2 idle cores)
 #
 # Stages: download (stage + verify) -> preprocess (validate, QC, normalise, HVG, PCA)
 #         -> integrate -> metrics -> report. See docs/ARCHITECTURE.md for the paths.
