@@ -94,3 +94,91 @@ def test_write_embedding_is_minimal_and_atomic(embeddings, tmp_path):
     assert back.obs_names.equals(embeddings["harmony"].obs_names)
     assert back.uns["runtime_s"] > 0 and back.uns["seed"] == 0
     assert sorted(p.name for p in path.parent.iterdir()) == ["seed0.h5ad"]  # no temp file left
+
+
+# --- scANVI starts from the scvi job's saved model (issue 18) ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def saved_scvi(pbmc_small, tmp_path_factory):
+    adata = pbmc_small.copy()
+    directory = tmp_path_factory.mktemp("scvi") / "seed0.model"
+    integrate(adata, "scvi", batch_key="donor", label_key="cell_type", seed=0, params=QUICK["scvi"], threads=1,
+              save_model=directory)
+    return directory, adata
+
+
+def test_scvi_saves_its_model_with_settings(saved_scvi):
+    import json
+
+    directory, _ = saved_scvi
+    assert sorted(p.name for p in directory.iterdir()) == ["model.pt", "scdiva_settings.json"]
+    settings = json.loads((directory / "scdiva_settings.json").read_text())
+    assert settings["params"]["max_epochs"] == 2 and settings["batch_key"] == "donor" and settings["seed"] == 0
+    assert not list(directory.parent.glob(".*.tmp"))  # no temporary directory left
+
+
+def test_scanvi_starts_from_the_saved_scvi_without_training_it(saved_scvi, pbmc_small, embeddings, monkeypatch):
+    from scdiva.bench.methods import scanvi_model
+    from scdiva.bench.metrics import compute_neighbors
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("scanvi trained scVI although it was given the scvi job's model")
+
+    monkeypatch.setattr(scanvi_model, "train_scvi", no_training)
+    directory, scvi_adata = saved_scvi
+    adata = pbmc_small.copy()
+    integrate(adata, "scanvi", batch_key="donor", label_key="cell_type", seed=0, params=QUICK["scanvi"],
+              threads=1, scvi_model=directory)
+    assert adata.uns["scvi_reused"] and adata.uns["scvi_epochs"] == 2 and adata.uns["scanvi_epochs"] == 1
+    emb = adata.obsm["X_emb"]
+    assert emb.shape == embeddings["scanvi"].obsm["X_emb"].shape and np.isfinite(emb).all()
+    assert not np.allclose(emb, scvi_adata.obsm["X_emb"], atol=1e-3)  # scANVI was trained on top of it
+
+    def label_agreement(x):  # fraction of the 15 nearest neighbours with the cell's own label
+        labels = pbmc_small.obs["cell_type"].to_numpy()
+        idx = compute_neighbors(x, 16).indices[:, 1:]
+        return float((labels[idx] == labels[:, None]).mean())
+
+    # Sensible: cell types stay at least as separated as from the scanvi trained end to end.
+    reused, own = label_agreement(emb), label_agreement(embeddings["scanvi"].obsm["X_emb"])
+    assert reused > 0.6 and reused > own - 0.05, (reused, own)
+
+
+def test_scanvi_refuses_a_scvi_model_with_other_settings(saved_scvi, pbmc_small):
+    directory, _ = saved_scvi
+    with pytest.raises(ValueError, match=r"other settings.*max_epochs"):
+        integrate(pbmc_small.copy(), "scanvi", batch_key="donor", label_key="cell_type", seed=0,
+                  params={"max_epochs": 3, "scanvi_max_epochs": 1}, threads=1, scvi_model=directory)
+    with pytest.raises(ValueError, match=r"other settings.*seed"):
+        integrate(pbmc_small.copy(), "scanvi", batch_key="donor", label_key="cell_type", seed=1,
+                  params=QUICK["scanvi"], threads=1, scvi_model=directory)
+    with pytest.raises(FileNotFoundError, match="rerun the scvi integration job"):
+        integrate(pbmc_small.copy(), "scanvi", batch_key="donor", label_key="cell_type", seed=0,
+                  params=QUICK["scanvi"], threads=1, scvi_model=directory.parent / "missing.model")
+
+
+def test_shares_scvi_model_compares_resolved_scvi_settings():
+    from scdiva.bench.methods.scanvi_model import shares_scvi_model
+
+    assert shares_scvi_model({}, {})  # both the authors' defaults
+    assert shares_scvi_model({"max_epochs": 5}, {"max_epochs": 5, "scanvi_max_epochs": 2})
+    assert not shares_scvi_model({"max_epochs": 5}, {})
+    assert not shares_scvi_model({}, {"n_latent": 30})
+
+
+@pytest.mark.parametrize(("scanvi_params", "reuses"), [("{max_epochs: 5, scanvi_max_epochs: 2}", True),
+                                                        ("{max_epochs: 3, scanvi_max_epochs: 2}", False)])
+def test_workflow_gives_scanvi_the_scvi_model_only_with_the_same_settings(workflow_tools, tmp_path, scanvi_params,
+                                                                          reuses):
+    import subprocess
+
+    overlay = tmp_path / "scanvi.yaml"
+    overlay.write_text(f"methods:\n  scvi: {{max_epochs: 5}}\n  scanvi: {scanvi_params}\n")
+    target = "results/pbmc_3chem/integration/scanvi/seed0.h5ad"
+    proc = subprocess.run([*workflow_tools.command(tmp_path / "wd", overlay), "--dry-run", target],
+                          cwd=workflow_tools.repo, capture_output=True, text=True, env=workflow_tools.env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    planned = proc.stdout + proc.stderr
+    assert ("integration/scvi/seed0.model/model.pt" in planned) is reuses
+    assert ("integrate_scvi" in planned) is reuses

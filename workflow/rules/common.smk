@@ -1,8 +1,8 @@
 # Config validation and helpers shared by all rule files.
 #
 # Order of checks: the JSON schema (types, unknown keys) first, then checks that need Python
-# (known method and parameter names, local source files). Both run when the workflow is parsed,
-# so a bad config fails before any job starts.
+# (known method and parameter names, local source files and their obs / var keys, checkpoints).
+# Both run when the workflow is parsed, so a bad config fails before any job starts.
 
 import os
 import re
@@ -23,6 +23,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.append(str(REPO_ROOT))  # the same for this process, if scdiva is not installed
 
 from scdiva.bench.download import DownloadError, resolve_source
+from scdiva.bench.validate import DatasetValidationError, check_source
 
 SCRIPTS = REPO_ROOT / "workflow" / "scripts"
 STAGED_DIR = "resources/datasets"
@@ -177,6 +178,16 @@ def _check_datasets():
             if overlap:
                 raise WorkflowError(f"dataset {name!r}: batches {overlap} are both reference and query in "
                                     f"`datasets.{name}.annotation`.")
+        # Keys and shape from obs / var of the file (cheap: no matrix is read), for every dataset
+        # before any job: a local source, or a remote one already staged (else the download job checks).
+        staged = Path(STAGED_DIR) / f"{name}.h5ad"
+        readable = path if path is not None else (staged if staged.is_file() else None)
+        if readable is not None:
+            try:
+                check_source(readable, entry, dataset=name,
+                             min_cells_per_batch=config.get("preprocess", {}).get("min_cells_per_batch", 10))
+            except DatasetValidationError as err:
+                raise WorkflowError(str(err)) from None
 
 
 _check_methods()
@@ -196,6 +207,18 @@ def integration_gpu(method):
 def method_seed_runs():
     """(method, seed) of every integration job of a dataset."""
     return [(m, s) for m in method_names() for s in seeds()]
+
+
+def scanvi_scvi_model(wildcards):
+    """Input of a scanvi job: the scvi job's saved model (same dataset and seed) when scvi is benchmarked
+    with the same scVI settings; otherwise none and scanvi trains its own scVI."""
+    if wildcards.method != "scanvi" or "scvi" not in method_names():
+        return []
+    from scdiva.bench.methods.scanvi_model import shares_scvi_model
+
+    if not shares_scvi_model(method_params("scvi"), method_params("scanvi")):
+        return []
+    return f"results/{wildcards.dataset}/integration/scvi/seed{wildcards.seed}.model/model.pt"
 
 
 def metrics_files(wildcards=None):
@@ -264,6 +287,21 @@ def annotation_datasets():
 
 def annotation_methods():
     return list(config.get("annotation", {}).get("methods", []))
+
+
+def skipped_parts():
+    """What this config leaves out and why ({benchmark: {dataset: reason}}), for the report."""
+    skipped = {"annotation": {}, "multitask": {}}
+    if annotation_methods():
+        for d in dataset_names():
+            if not dataset_config(d).get("annotation"):
+                skipped["annotation"][d] = (f"no annotation split: add `datasets.{d}.annotation` with "
+                                            "`reference_batches` and `query_batches` to benchmark annotation")
+    if "multitask" in config:
+        for d in dataset_names():
+            if d not in multitask_datasets():
+                skipped["multitask"][d] = "not listed in config `multitask.datasets`"
+    return skipped
 
 
 def annotation_params(method):

@@ -1,13 +1,16 @@
 # One job per (dataset, method, seed): embed the preprocessed cells with an integration method from
 # scdiva.bench.methods.INTEGRATION_METHODS. Output: obs index + obsm["X_emb"] + uns["runtime_s"].
+# scvi also saves its model, and scanvi of the same dataset and seed starts from it (scanvi_scvi_model
+# in common.smk) instead of training the same scVI again.
 
 
 rule integrate:
     input:
         preprocessed_h5ad,
         scdiva_checkpoint_inputs,  # ScDiVa methods: the checkpoint files (workflow/rules/checkpoints.smk)
+        scvi_model=scanvi_scvi_model,
     output:
-        "results/{dataset}/integration/{method}/seed{seed}.h5ad",
+        h5ad="results/{dataset}/integration/{method}/seed{seed}.h5ad",
     params:
         batch_key=lambda wc: dataset_config(wc.dataset)["batch_key"],
         label_key=lambda wc: dataset_config(wc.dataset).get("label_key"),
@@ -25,3 +28,14 @@ rule integrate:
         "../../envs/scdiva.yaml"
     script:
         "../scripts/integrate.py"
+
+
+use rule integrate as integrate_scvi with:
+    output:
+        h5ad="results/{dataset}/integration/{method}/seed{seed}.h5ad",
+        scvi_model="results/{dataset}/integration/{method}/seed{seed}.model/model.pt",
+    wildcard_constraints:
+        method="scvi",
+
+
+ruleorder: integrate_scvi > integrate

@@ -1,6 +1,7 @@
 """Snakemake adapter: run one integration method on one dataset with one seed."""
 
 import contextlib
+import os
 
 import anndata
 
@@ -11,6 +12,12 @@ from scdiva.bench.threads import limit_threads
 configure_logging(snakemake.log[0])
 limit_threads(snakemake.threads)
 wc = snakemake.wildcards
+# scvi saves its model for scanvi; scanvi starts from it when the workflow passes one (common.smk).
+model_files = {}
+if snakemake.output.get("scvi_model"):
+    model_files["save_model"] = os.path.dirname(snakemake.output.scvi_model)
+if snakemake.input.get("scvi_model"):
+    model_files["scvi_model"] = os.path.dirname(snakemake.input.scvi_model)
 with open(snakemake.log[0], "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
     adata = anndata.read_h5ad(snakemake.input[0])
     runtime = integrate(
@@ -21,6 +28,7 @@ with open(snakemake.log[0], "a") as log, contextlib.redirect_stdout(log), contex
         seed=int(wc.seed),
         params=snakemake.params.method_params,
         threads=snakemake.threads,
+        **model_files,
     )
     print(f"{wc.method} on {wc.dataset} (seed {wc.seed}): {runtime:.1f} s", flush=True)
-    write_embedding(adata, snakemake.output[0], method=wc.method, seed=int(wc.seed))
+    write_embedding(adata, snakemake.output.h5ad, method=wc.method, seed=int(wc.seed))

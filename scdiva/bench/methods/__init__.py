@@ -73,20 +73,23 @@ def integrate(
     seed: int,
     params: Mapping[str, Any] | None = None,
     threads: int = 1,
+    **model_files: Any,
 ) -> float:
     """Run ``method`` from :data:`INTEGRATION_METHODS` on ``adata``; returns its wall time in seconds.
 
     Checks the method name and its parameters before any work, then checks that the method wrote a
     finite ``obsm["X_emb"]`` with one row per cell. The wall time is also stored in
-    ``adata.uns["runtime_s"]``.
+    ``adata.uns["runtime_s"]``. ``model_files`` (those that are not None) go to the method as keyword
+    arguments: ``save_model=dir`` for scvi, ``scvi_model=dir`` for scanvi (start from that scVI).
     """
     if method not in INTEGRATION_METHODS:
         raise KeyError(f"unknown integration method {method!r}; registered: {sorted(INTEGRATION_METHODS)}")
     resolve_params(method, DEFAULT_PARAMS[method], params)  # fail on unknown keys before training
     adata.obsm.pop(EMBEDDING_KEY, None)
     start = time.perf_counter()
+    files = {k: v for k, v in model_files.items() if v is not None}
     INTEGRATION_METHODS[method](
-        adata, batch_key=batch_key, label_key=label_key, seed=seed, params=params or {}, threads=threads
+        adata, batch_key=batch_key, label_key=label_key, seed=seed, params=params or {}, threads=threads, **files
     )
     runtime = time.perf_counter() - start
     emb = adata.obsm.get(EMBEDDING_KEY)
