@@ -29,9 +29,19 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        if tmp.exists():
+            # mkstemp creates the file with mode 0600; give it the mode any new file gets (0644 under umask 022).
+            tmp.chmod(default_file_mode())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def default_file_mode() -> int:
+    """The mode ``open()`` gives a new file under the current umask (0o644 under umask 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def write_h5ad_atomic(adata: anndata.AnnData, path: str | os.PathLike[str]) -> None:
@@ -41,7 +51,11 @@ def write_h5ad_atomic(adata: anndata.AnnData, path: str | os.PathLike[str]) -> N
 
 
 def configure_logging(log_file: str | os.PathLike[str] | None, level: int = logging.INFO) -> None:
-    """Log to ``log_file`` (the rule's ``log:``) and to stderr, which Snakemake shows."""
+    """Log to ``log_file`` (the rule's ``log:``) and to stderr, which Snakemake shows.
+
+    An exception the script does not catch is logged with its traceback too, so the rule's log
+    says why the job failed instead of staying empty.
+    """
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
@@ -49,6 +63,15 @@ def configure_logging(log_file: str | os.PathLike[str] | None, level: int = logg
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True
     )
+    sys.excepthook = _log_uncaught
+
+
+def _log_uncaught(exc_type, exc, tb) -> None:
+    if issubclass(exc_type, KeyboardInterrupt):
+        sys.__excepthook__(exc_type, exc, tb)
+        return
+    # To the log handlers only: the stderr handler already shows it, so no second print.
+    logging.getLogger("scdiva.bench").critical("uncaught %s: %s", exc_type.__name__, exc, exc_info=(exc_type, exc, tb))
 
 
 def fail(message: str) -> NoReturn:

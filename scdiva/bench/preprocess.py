@@ -43,6 +43,7 @@ class PreprocessSettings:
     n_top_genes: int = 2000
     hvg_flavor: str = "seurat_v3"
     n_pcs: int = 50
+    min_cells_per_batch: int = 10
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any] | None) -> PreprocessSettings:
@@ -92,6 +93,43 @@ def set_gene_names(adata: anndata.AnnData, gene_id_column: str | None) -> None:
         n_dup = int(adata.var_names.duplicated().sum())
         logger.warning("%d duplicated gene names made unique by suffixing (-1, -2, ...)", n_dup)
         adata.var_names_make_unique()
+
+
+def drop_small_batches(adata: anndata.AnnData, batch_key: str, minimum: int, *, dataset: str,
+                       annotation: Mapping[str, Any] | None = None) -> dict[str, int]:
+    """Drop the cells of batches with fewer than ``minimum`` cells, with a warning; returns {batch: cells}.
+
+    A batch of one cell crashes seurat_v3 gene selection (a segmentation fault in its loess fit) and
+    a batch of a few cells says nothing about mixing, so such batches are left out. A dropped batch
+    that the annotation split names is an error (the split would be empty).
+    """
+    sizes = adata.obs[batch_key].astype(str).value_counts()
+    small = {str(b): int(n) for b, n in sizes.items() if n < minimum}
+    if not small:
+        return {}
+    logger.warning("dataset %r: dropping %d batches of obs[%r] with fewer than %d cells (config "
+                   "`preprocess.min_cells_per_batch`): %s", dataset, len(small), batch_key, minimum,
+                   ", ".join(f"{b} ({n} cells)" for b, n in list(small.items())[:10])
+                   + (f" and {len(small) - 10} more" if len(small) > 10 else ""))
+    named = sorted(set(small) & set((annotation or {}).get("reference_batches", []))
+                   | set(small) & set((annotation or {}).get("query_batches", [])))
+    if named:
+        raise DatasetValidationError(
+            f"dataset {dataset!r}: batches {named} of `datasets.{dataset}.annotation` have fewer than {minimum} "
+            f"cells after subsampling and QC ({', '.join(f'{b}: {small[b]}' for b in named)}). Remove them from "
+            f"the annotation split, raise `datasets.{dataset}.subsample`, or lower `preprocess.min_cells_per_batch`."
+        )
+    adata._inplace_subset_obs(~adata.obs[batch_key].astype(str).isin(small).to_numpy())
+    if adata.obs[batch_key].dtype.name == "category":
+        adata.obs[batch_key] = adata.obs[batch_key].cat.remove_unused_categories()
+    if adata.obs[batch_key].nunique() < 2:
+        raise DatasetValidationError(
+            f"dataset {dataset!r}: after dropping the {len(small)} batches of obs[{batch_key!r}] with fewer than "
+            f"{minimum} cells, {adata.obs[batch_key].nunique()} are left; at least 2 are needed. Is "
+            f"`datasets.{dataset}.batch_key` a column of batches (donors, chemistries) rather than one nearly "
+            "unique per cell? Otherwise lower `preprocess.min_cells_per_batch`."
+        )
+    return small
 
 
 def qc_filter(adata: anndata.AnnData, settings: PreprocessSettings) -> dict[str, int]:
@@ -204,8 +242,12 @@ def preprocess(
             f"dataset {dataset!r}: QC removed every cell or gene ({qc}); lower `preprocess.min_genes`, "
             "`preprocess.min_counts` or `preprocess.min_cells`."
         )
-    check_categories(out, batch_key, dataset=dataset, config_key="batch_key", what="batches")
-    check_categories(out, label_key, dataset=dataset, config_key="label_key", what="labels")
+    dropped = drop_small_batches(out, batch_key, settings.min_cells_per_batch, dataset=dataset,
+                                 annotation=annotation)
+    check_categories(out, batch_key, dataset=dataset, config_key="batch_key", what="batches",
+                     stage="after subsampling and QC")
+    check_categories(out, label_key, dataset=dataset, config_key="label_key", what="labels",
+                     stage="after subsampling and QC")
 
     sc.pp.normalize_total(out, target_sum=settings.target_sum)
     sc.pp.log1p(out)
@@ -224,5 +266,6 @@ def preprocess(
         "batch_key": batch_key,
         "label_key": label_key,
         "counts_source": f"layers[{counts_layer}]" if counts_layer else "X",
+        "dropped_batches": dict(dropped),
     }
     return out

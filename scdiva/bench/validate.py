@@ -6,9 +6,11 @@ offending key / layer / value, and the config key to change.
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -119,14 +121,15 @@ def check_counts(
 
 
 def check_categories(
-    adata: anndata.AnnData, key: str, *, dataset: str, config_key: str, what: str, minimum: int = 2
+    adata: anndata.AnnData, key: str, *, dataset: str, config_key: str, what: str, minimum: int = 2,
+    stage: str = "after subsampling",
 ) -> None:
     """``obs[key]`` must have at least ``minimum`` distinct values (batches to integrate, labels to score)."""
     values = adata.obs[key].astype(str).unique()
     if len(values) < minimum:
         raise DatasetValidationError(
             f"dataset {dataset!r}: obs column {key!r} (`datasets.{dataset}.{config_key}`) has "
-            f"{len(values)} {what} ({_available(sorted(values))}) after subsampling; at least {minimum} are needed. "
+            f"{len(values)} {what} ({_available(sorted(values))}) {stage}; at least {minimum} are needed. "
             f"Choose another column for `datasets.{dataset}.{config_key}`"
             + (" or raise `subsample`." if config_key == "batch_key" else ".")
         )
@@ -154,6 +157,21 @@ def check_annotation_batches(
         raise DatasetValidationError(
             f"dataset {dataset!r}: batches {overlap} are both reference and query in "
             f"`datasets.{dataset}.annotation`; a query batch must be unseen by the reference."
+        )
+
+
+def check_unique_cells(obs_names: Sequence[str], *, dataset: str) -> None:
+    """Cell names (obs_names) must be unique: embeddings, predictions and metrics are joined on them."""
+    import pandas as pd
+
+    names = pd.Index(obs_names)
+    if not names.is_unique:
+        dup = names[names.duplicated()].unique()
+        raise DatasetValidationError(
+            f"dataset {dataset!r}: {int(names.duplicated().sum())} duplicated cell names in obs_names (e.g. "
+            f"{_available(list(dup[:3]))}); every stage joins results on them. Make them unique "
+            "(`adata.obs_names_make_unique()` in Python, then `adata.write_h5ad(...)`), save the file and update "
+            f"`datasets.{dataset}.sha256` if set."
         )
 
 
@@ -195,6 +213,7 @@ def validate_dataset(
     """Run every check for one config entry; the first failure raises :class:`DatasetValidationError`."""
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise DatasetValidationError(f"dataset {dataset!r} is empty ({adata.n_obs} cells x {adata.n_vars} genes).")
+    check_unique_cells(adata.obs_names, dataset=dataset)
     check_obs_key(adata, batch_key, dataset=dataset, config_key="batch_key")
     check_obs_key(adata, label_key, dataset=dataset, config_key="label_key")
     if coarse_label_key is not None:
@@ -207,3 +226,118 @@ def validate_dataset(
         check_annotation_batches(
             adata, batch_key, annotation["reference_batches"], annotation["query_batches"], dataset=dataset
         )
+
+
+# --- the source file, before any job: obs / var / layer names only ------------------------------
+
+
+@dataclass(frozen=True)
+class SourceSummary:
+    """What a cheap read of an .h5ad holds: obs and var tables, layer names and the matrix shape."""
+
+    n_obs: int
+    n_vars: int
+    layers: tuple[str, ...]
+    batch_sizes: dict[str, int]
+
+
+def _unreadable(dataset: str, path: os.PathLike[str] | str, reason: str) -> DatasetValidationError:
+    return DatasetValidationError(
+        f"dataset {dataset!r}: source file {path} (config `datasets.{dataset}.source`) is not a readable AnnData "
+        f".h5ad file: {reason}. Point `datasets.{dataset}.source` at an .h5ad written by anndata "
+        "(`adata.write_h5ad(path)`; a 10x .h5 or a .loom file: read it with scanpy and write it as .h5ad); a "
+        "truncated download: delete it and run again."
+    )
+
+
+def read_source_tables(path: str | os.PathLike[str], *, dataset: str):
+    """obs, var, layer names and matrix shape of an .h5ad, without reading the expression matrix.
+
+    Raises :class:`DatasetValidationError` naming the dataset and config key when the file is not an
+    HDF5 file (plain text, truncated) or an HDF5 file of another layout (10x .h5, loom).
+    """
+    import anndata.io
+    import h5py
+
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as err:
+        raise _unreadable(dataset, path, f"not an HDF5 file or damaged ({err})") from None
+    with handle:
+        groups = sorted(handle.keys())
+        missing = [key for key in ("X", "obs", "var") if key not in handle]
+        if missing:
+            raise _unreadable(dataset, path, f"an HDF5 file without AnnData's {missing} (top-level entries: "
+                              f"{_available(groups)})")
+        try:
+            obs = anndata.io.read_elem(handle["obs"])
+            var = anndata.io.read_elem(handle["var"])
+            x = handle["X"]
+            shape = tuple(int(n) for n in (x.attrs["shape"] if isinstance(x, h5py.Group) else x.shape))
+            layers = tuple(handle["layers"].keys()) if "layers" in handle else ()
+        except Exception as err:  # h5py / anndata raise many types for damaged or foreign layouts
+            raise _unreadable(dataset, path, f"{type(err).__name__}: {err}") from None
+    if shape != (len(obs), len(var)):
+        raise _unreadable(dataset, path, f"X has shape {shape} but obs has {len(obs)} and var {len(var)} rows")
+    return obs, var, layers
+
+
+def read_dataset(path: str | os.PathLike[str], *, dataset: str) -> anndata.AnnData:
+    """``anndata.read_h5ad(path)``; a file it cannot read is a :class:`DatasetValidationError` naming
+    the dataset and `datasets.<name>.source` instead of a library traceback."""
+    import anndata
+
+    read_source_tables(path, dataset=dataset)  # names the problem for foreign or damaged files
+    try:
+        return anndata.read_h5ad(path)
+    except Exception as err:  # damage past obs / var (a truncated matrix)
+        raise _unreadable(dataset, path, f"{type(err).__name__}: {err}") from None
+
+
+def check_source(path: str | os.PathLike[str], entry: Mapping[str, Any], *, dataset: str,
+                 min_cells_per_batch: int = 2) -> SourceSummary:
+    """Check a dataset file against its config entry from obs / var alone (cheap: no matrix is read).
+
+    Checks: the file is an AnnData .h5ad; cell names are unique; `batch_key`, `label_key` and
+    `coarse_label_key` are obs columns without missing values; at least 2 batches and 2 labels;
+    `counts_layer` exists; `gene_id_column` exists; the annotation batches are values of the batch
+    column; at least 2 batches of `min_cells_per_batch` cells (smaller ones are dropped later, see
+    `scdiva.bench.preprocess.drop_small_batches`). Raises :class:`DatasetValidationError` naming the
+    dataset, the config key and the fix.
+    """
+    import anndata
+
+    obs, var, layers = read_source_tables(path, dataset=dataset)
+    shell = anndata.AnnData(obs=obs, var=var)
+    if shell.n_obs == 0 or shell.n_vars == 0:
+        raise DatasetValidationError(f"dataset {dataset!r}: source file {path} is empty ({shell.n_obs} cells x "
+                                     f"{shell.n_vars} genes; config `datasets.{dataset}.source`).")
+    check_unique_cells(obs.index, dataset=dataset)
+    for config_key in ("batch_key", "label_key", "coarse_label_key"):
+        if entry.get(config_key) is not None:
+            check_obs_key(shell, entry[config_key], dataset=dataset, config_key=config_key)
+    counts_layer = entry.get("counts_layer")
+    if counts_layer is not None and counts_layer not in layers:
+        raise DatasetValidationError(
+            f"dataset {dataset!r}: layer {counts_layer!r} (config `datasets.{dataset}.counts_layer`) not found. "
+            f"Available layers: {_available(list(layers))}; remove `counts_layer` to use X."
+        )
+    check_gene_names(shell, entry.get("gene_id_column"), dataset=dataset)
+    for config_key, what in (("batch_key", "batches"), ("label_key", "labels")):
+        check_categories(shell, entry[config_key], dataset=dataset, config_key=config_key, what=what,
+                         stage="in the source file")
+    annotation = entry.get("annotation")
+    if annotation:
+        check_annotation_batches(shell, entry["batch_key"], annotation["reference_batches"],
+                                 annotation["query_batches"], dataset=dataset)
+    sizes = shell.obs[entry["batch_key"]].astype(str).value_counts()
+    if int((sizes >= min_cells_per_batch).sum()) < 2:
+        raise DatasetValidationError(
+            f"dataset {dataset!r}: obs column {entry['batch_key']!r} (`datasets.{dataset}.batch_key`) has "
+            f"{len(sizes)} batches but {int((sizes >= min_cells_per_batch).sum())} of at least {min_cells_per_batch} "
+            f"cells (largest: {', '.join(f'{b} ({n})' for b, n in sizes.head(3).items())}); at least 2 are needed, "
+            "smaller batches are dropped. Choose a column of batches (donors, chemistries) for "
+            f"`datasets.{dataset}.batch_key`, or lower `preprocess.min_cells_per_batch`."
+        )
+    return SourceSummary(n_obs=shell.n_obs, n_vars=shell.n_vars, layers=layers,
+                         batch_sizes={str(k): int(v) for k, v in sizes.items()})

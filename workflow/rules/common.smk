@@ -190,8 +190,43 @@ def _check_datasets():
                 raise WorkflowError(str(err)) from None
 
 
+def _check_checkpoints():
+    """Published paths exist (relative ones resolve against the repository root, as dataset sources
+    do); recipes name only configured datasets."""
+    from scdiva.bench.checkpoints import CHECKPOINT_FILES as CHECKPOINT_FILE_NAMES
+
+    for name, entry in config.get("checkpoints", {}).items():
+        published = entry.get("published") or {}
+        if published.get("path"):
+            where = f"checkpoints.{name}.published.path"
+            try:
+                path = local_source_path(published["path"])
+            except DownloadError as err:
+                raise WorkflowError(f"checkpoint {name!r}: {err} (config `{where}`).") from None
+            missing = [f for f in CHECKPOINT_FILE_NAMES if not (path / f).is_file()]
+            if missing:
+                raise WorkflowError(
+                    f"checkpoint {name!r}: directory {path} (config `{where}`: {published['path']!r}) lacks "
+                    f"{missing}; it needs {', '.join(CHECKPOINT_FILE_NAMES)}. Relative paths resolve against the "
+                    f"repository root {REPO_ROOT}; use an absolute path or a file:// URL."
+                )
+            published["path"] = str(path)  # the rule copies from here, whatever the working directory
+        recipe = entry.get("recipe") or {}
+        named = recipe.get("datasets", recipe.get("dataset"))
+        named = [] if named in (None, "all") else [named] if isinstance(named, str) else list(named)
+        unknown = [d for d in named if d not in config["datasets"]]
+        if unknown:
+            key = "datasets" if "datasets" in recipe else "dataset"
+            raise WorkflowError(
+                f"checkpoint {name!r}: config `checkpoints.{name}.recipe.{key}` names datasets {unknown} that are "
+                f"not configured; configured datasets: {', '.join(config['datasets'])}. Add them under "
+                f"`datasets:` or name configured ones."
+            )
+
+
 _check_methods()
 _check_datasets()
+_check_checkpoints()
 
 
 # --- integration, metrics and report ------------------------------------------------------

@@ -32,6 +32,7 @@ rule paper_sections:
     params:
         figures={name: f"results/report/figures/paper_{name}.png"
                  for name in ("integration", "annotation", "multitask")},
+        skipped=skipped_parts(),
     log:
         "results/logs/paper_sections/paper_sections.log",
     localrule: True

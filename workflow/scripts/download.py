@@ -1,9 +1,11 @@
-"""Snakemake adapter: stage one dataset (see scdiva.bench.download.stage_dataset)."""
+"""Snakemake adapter: stage one dataset (see scdiva.bench.download.stage_dataset), then check its keys."""
 
 from scdiva.bench.download import DownloadError, stage_dataset
 from scdiva.bench.io import configure_logging, fail
+from scdiva.bench.validate import DatasetValidationError, check_source
 
 configure_logging(snakemake.log[0])
+dataset = snakemake.wildcards.dataset
 try:
     stage_dataset(
         snakemake.params.source,
@@ -11,7 +13,10 @@ try:
         sha256=snakemake.params.sha256,
         lock_file=snakemake.params.lock_file,
         base_dir=snakemake.params.base_dir,
-        dataset=snakemake.wildcards.dataset,
+        dataset=dataset,
     )
-except DownloadError as err:
+    # A remote source is first readable here (local ones were checked when the workflow was parsed).
+    check_source(snakemake.output[0], snakemake.config["datasets"][dataset], dataset=dataset,
+                 min_cells_per_batch=snakemake.config.get("preprocess", {}).get("min_cells_per_batch", 10))
+except (DownloadError, DatasetValidationError) as err:
     fail(str(err))

@@ -1,6 +1,5 @@
 """Snakemake adapter: the paper-comparison report sections (scdiva.bench.report.paper) as JSON files."""
 
-import json
 from pathlib import Path
 
 from scdiva.bench.claims import hardware_description, load_claims
@@ -31,11 +30,13 @@ if len(multitask):
                                                     snakemake.params.figures['multitask'])
 if inp.get("trajectory"):
     sections["trajectory"] = paper.trajectory_section(list(inp.trajectory), list(inp.trajectory_medians))
+skipped = snakemake.params.skipped
 for name, section in sections.items():
     path = getattr(out, name)
+    notes = paper.skipped_lines(skipped.get(name, {}))
     if section is None:  # keep the output set fixed: an explicit "not part of this run" section
-        with open(path, "w") as fh:
-            json.dump({"title": f"{name.capitalize()} (not run)", "order": 99,
-                       "markdown": f"The {name} benchmark is not part of this run's config."}, fh)
+        paper.Section(title=f"{name.capitalize()} (not run)", order=99,
+                      markdown=f"The {name} benchmark is not part of this run's config." + notes).to_json(path)
     else:
+        section.markdown += notes
         section.to_json(path)

@@ -1,10 +1,8 @@
 """Snakemake adapter: validate and preprocess one staged dataset (see scdiva.bench.preprocess)."""
 
-import anndata
-
 from scdiva.bench.io import configure_logging, fail, write_h5ad_atomic
 from scdiva.bench.preprocess import PreprocessSettings, preprocess
-from scdiva.bench.validate import DatasetValidationError
+from scdiva.bench.validate import DatasetValidationError, read_dataset
 
 configure_logging(snakemake.log[0])
 entry = dict(snakemake.params.entry)
@@ -12,7 +10,7 @@ entry = dict(snakemake.params.entry)
 checked_only = snakemake.config["datasets"][snakemake.wildcards.dataset]
 try:
     adata = preprocess(
-        anndata.read_h5ad(snakemake.input[0]),
+        read_dataset(snakemake.input[0], dataset=snakemake.wildcards.dataset),
         dataset=snakemake.wildcards.dataset,
         batch_key=entry["batch_key"],
         label_key=entry["label_key"],

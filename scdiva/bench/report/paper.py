@@ -82,6 +82,13 @@ def plot_grouped_bars(table: pd.DataFrame, metrics: Mapping[str, str], path: str
     plt.close(fig)
 
 
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub markdown table with the index levels as ordinary columns (never a tuple per row)."""
+    frame = frame.copy()
+    frame.columns = [" ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in frame.columns]
+    return frame.reset_index().to_markdown(index=False)
+
+
 def _wide(table: pd.DataFrame, metrics: Mapping[str, str], digits: int = 3) -> pd.DataFrame:
     """dataset x method rows, one column per metric, 'mean ± std' when several seeds."""
     sel = table[table["metric"].isin(metrics)].copy()
@@ -102,7 +109,7 @@ def integration_claims_section(integration: pd.DataFrame, figure: str) -> Sectio
     plot_grouped_bars(integration, CLAIMED_INTEGRATION_METRICS, figure,
                       title="Integration metrics the paper reports, per method (this run; higher is better)")
     return Section(title="Integration: the paper's metrics per method", order=6, figures=[str(figure)],
-                   markdown=_wide(integration, CLAIMED_INTEGRATION_METRICS).to_markdown())
+                   markdown=markdown_table(_wide(integration, CLAIMED_INTEGRATION_METRICS)))
 
 
 ANNOTATION_METRICS = {"accuracy": "accuracy", "macro_f1": "macro-F1",
@@ -128,8 +135,8 @@ def annotation_section(annotation: pd.DataFrame, infos: Mapping[str, Mapping], f
     per_class = annotation[annotation["metric"].str.startswith("f1:")].copy()
     per_class["class"] = per_class["metric"].str.removeprefix("f1:")
     per_class_table = per_class.pivot_table(index=["dataset", "class"], columns="method", values="value")
-    markdown = ("\n".join(lines) + "\n\n" + _wide(annotation, ANNOTATION_METRICS).to_markdown()
-                + "\n\n<details><summary>Per-class F1</summary>\n\n" + per_class_table.round(3).to_markdown()
+    markdown = ("\n".join(lines) + "\n\n" + markdown_table(_wide(annotation, ANNOTATION_METRICS))
+                + "\n\n<details><summary>Per-class F1</summary>\n\n" + markdown_table(per_class_table.round(3))
                 + "\n\n</details>")
     return Section(title="Cell-type annotation", markdown=markdown, order=20,
                    figures=[str(figure), *map(str, confusion_figures)])
@@ -164,21 +171,25 @@ def multitask_section(multitask: pd.DataFrame, infos: Mapping[str, Mapping], fig
     lines = ["Tasks added in order: 1 = annotation; 3 = + integration, masked expression; 5 = + coarse "
              "labels, cell-cycle phase. Every model is trained from scratch on the same cells, steps and "
              "seed; scores are on held-out cells (stratified by cell type). Accuracy / macro-F1 / ASW / "
-             "Pearson: higher is better; masked-expression MSE: lower is better."]
+             "Pearson: higher is better; masked-expression MSE: lower is better. A task whose data a dataset "
+             "lacks is skipped (listed below), so the columns count the heads actually trained."]
     for key, info in sorted(infos.items()):
-        cc = info.get("cell_cycle", {})
-        lines.append(
-            f"- `{key}`: {info.get('n_train')} training / {info.get('n_held_out')} held-out cells, "
-            f"{info.get('size')} model, {info.get('max_steps')} steps. Cell-cycle phase from "
-            f"{len(cc.get('s_genes_found', []))} of {cc.get('n_s_genes')} S genes and "
-            f"{len(cc.get('g2m_genes_found', []))} of {cc.get('n_g2m_genes')} G2M genes (Tirosh et al.); "
-            f"phases {cc.get('phase_counts')}. The majority phase is "
-            f"{cc.get('held_out_majority_fraction', float('nan')):.1%} of held-out cells, the accuracy a "
-            "constant guess reaches; with so few list genes these labels are weak and the task says little.")
+        line = (f"- `{key}`: {info.get('n_train')} training / {info.get('n_held_out')} held-out cells, "
+                f"{info.get('size')} model, {info.get('max_steps')} steps.")
+        cc = info.get("cell_cycle")
+        if cc:
+            line += (f" Cell-cycle phase from {len(cc.get('s_genes_found', []))} of {cc.get('n_s_genes')} S genes "
+                     f"and {len(cc.get('g2m_genes_found', []))} of {cc.get('n_g2m_genes')} G2M genes (Tirosh et "
+                     f"al.); phases {cc.get('phase_counts')}. The majority phase is "
+                     f"{cc.get('held_out_majority_fraction', float('nan')):.1%} of held-out cells, the accuracy a "
+                     "constant guess reaches; with so few list genes these labels are weak and the task says little.")
+        lines.append(line)
+        lines += [f"  - skipped task `{task}`: {reason}" for task, reason in info.get("skipped_tasks", {}).items()]
+        lines += [f"  - {n} heads not trained: {reason}" for n, reason in info.get("skipped_head_counts", {}).items()]
     table = multitask.assign(heads=multitask["n_tasks"].astype(int).astype(str) + " heads").pivot_table(
         index=["dataset", "metric"], columns="heads", values="value", sort=False)
     return Section(title="Multi-task learning", order=30, figures=[str(figure)],
-                   markdown="\n".join(lines) + "\n\n" + table.round(4).to_markdown())
+                   markdown="\n".join(lines) + "\n\n" + markdown_table(table.round(4)))
 
 
 def trajectory_section(figures: Sequence[str], medians: Sequence[str]) -> Section:
@@ -191,6 +202,13 @@ def trajectory_section(figures: Sequence[str], medians: Sequence[str]) -> Sectio
                      + pd.read_csv(path, index_col=0).round(3).to_markdown())
     return Section(title="Trajectory: PAGA and diffusion pseudotime", order=40, figures=list(map(str, figures)),
                    markdown="\n\n".join(parts))
+
+
+def skipped_lines(skipped: Mapping[str, str]) -> str:
+    """Markdown naming the datasets a benchmark skipped and why ('' when none was skipped)."""
+    if not skipped:
+        return ""
+    return "\n\n**Skipped datasets:**\n\n" + "\n".join(f"- `{d}`: {why}" for d, why in skipped.items())
 
 
 def load_infos(paths: Sequence[str]) -> dict[str, dict]:
