@@ -13,6 +13,8 @@ rule annotate:
     params:
         entry=lambda wc: dataset_config(wc.dataset),
         params=lambda wc: annotation_params(wc.method),
+        # scANVI trains on the GPU its job is given (resources.gpu below), else on the CPU.
+        accelerator=lambda wc: "gpu" if use_gpu() and wc.method == "scanvi" else "cpu",
         timing_repeats=config.get("annotation", {}).get("timing_repeats", 3),
     log:
         "results/logs/annotate/{dataset}.{method}.seed{seed}.log",

@@ -6,6 +6,7 @@
 
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -26,6 +27,20 @@ from scdiva.bench.download import DownloadError, resolve_source
 from scdiva.bench.validate import DatasetValidationError, check_source
 
 SCRIPTS = REPO_ROOT / "workflow" / "scripts"
+
+
+def job_python():
+    """The Python a shell rule runs the package with: the job's conda env's `python` under `--sdm conda`,
+    else the Python running Snakemake (as for `script:` rules), so no `scdiva` command needs to be on PATH."""
+    from snakemake.settings.types import DeploymentMethod
+
+    if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
+        return "python"
+    return shlex.quote(sys.executable)
+
+
+# Shell rules call the command line as `{SCDIVA_CLI} train ...` (workflow/rules/checkpoints.smk).
+SCDIVA_CLI = f"{job_python()} -m scdiva.cli"
 STAGED_DIR = "resources/datasets"
 SHA256_LOCK = f"{STAGED_DIR}/sha256.lock.json"
 

@@ -11,20 +11,29 @@ from scdiva.bench.annotation import (
     plot_confusion,
     split_reference_query,
 )
+from scdiva.bench.checkpoint_check import check_checkpoint_inputs
+from scdiva.bench.checkpoints import CheckpointError
 from scdiva.bench.claims import hardware_description
 from scdiva.bench.io import atomic_path, configure_logging, fail
 
 configure_logging(snakemake.log[0])
 wc = snakemake.wildcards
 entry = snakemake.params.entry
+try:  # a damaged checkpoint file: a checkpoint error, not a library traceback
+    check_checkpoint_inputs(snakemake.input)
+except CheckpointError as err:
+    fail(str(err))
 adata = ad.read_h5ad(snakemake.input.h5ad)
 reference, query = split_reference_query(
     adata, batch_key=entry["batch_key"], label_key=entry["label_key"],
     reference_batches=entry["annotation"]["reference_batches"],
     query_batches=entry["annotation"]["query_batches"])
+params = dict(snakemake.params.params)
+if wc.method == "scanvi":
+    params["accelerator"] = snakemake.params.accelerator
 try:
     result = annotate(wc.method, reference, query, label_key=entry["label_key"], batch_key=entry["batch_key"],
-                      seed=int(wc.seed), params=snakemake.params.params, threads=snakemake.threads,
+                      seed=int(wc.seed), params=params, threads=snakemake.threads,
                       timing_repeats=snakemake.params.timing_repeats)
 except MethodUnavailable as err:
     fail(f"annotation method {wc.method}: {err}. Remove it from config `annotation.methods`.")

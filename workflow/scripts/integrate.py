@@ -5,7 +5,9 @@ import os
 
 import anndata
 
-from scdiva.bench.io import configure_logging
+from scdiva.bench.checkpoint_check import check_checkpoint_inputs
+from scdiva.bench.checkpoints import CheckpointError
+from scdiva.bench.io import configure_logging, fail
 from scdiva.bench.methods import integrate, write_embedding
 from scdiva.bench.threads import limit_threads
 
@@ -18,6 +20,10 @@ if snakemake.output.get("scvi_model"):
     model_files["save_model"] = os.path.dirname(snakemake.output.scvi_model)
 if snakemake.input.get("scvi_model"):
     model_files["scvi_model"] = os.path.dirname(snakemake.input.scvi_model)
+try:  # a damaged checkpoint file: a checkpoint error, not a library traceback
+    check_checkpoint_inputs(snakemake.input)
+except CheckpointError as err:
+    fail(str(err))
 with open(snakemake.log[0], "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
     adata = anndata.read_h5ad(snakemake.input[0])
     runtime = integrate(

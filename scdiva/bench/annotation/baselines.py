@@ -107,6 +107,9 @@ def fit_scanvi(reference: ad.AnnData, *, label_key: str, batch_key: str, seed: i
     import scvi
     import torch
 
+    # The workflow passes "gpu" when the job was given one (config `gpu: true`), else "cpu".
+    accelerator = str(params.get("accelerator") or "cpu")
+    devices = 1 if accelerator != "cpu" else "auto"  # the one GPU the job was given
     torch.set_num_threads(threads)
     scvi.settings.seed = seed
     scvi.settings.dl_num_workers = 0
@@ -116,10 +119,10 @@ def fit_scanvi(reference: ad.AnnData, *, label_key: str, batch_key: str, seed: i
     scvi.model.SCVI.setup_anndata(ref, batch_key=batch_key, labels_key=label_key)
     scvi_ref = scvi.model.SCVI(ref, n_layers=2, dropout_rate=0.2, encode_covariates=True,
                                deeply_inject_covariates=False, use_layer_norm="both", use_batch_norm="none")
-    scvi_ref.train(max_epochs=params.get("scvi_max_epochs"), accelerator="cpu", enable_progress_bar=False)
+    scvi_ref.train(max_epochs=params.get("scvi_max_epochs"), accelerator=accelerator, devices=devices, enable_progress_bar=False)
     scanvi_ref = scvi.model.SCANVI.from_scvi_model(scvi_ref, unlabeled_category=UNLABELED)
     scanvi_ref.train(max_epochs=int(params.get("scanvi_max_epochs") or 20), n_samples_per_label=100,
-                     accelerator="cpu", enable_progress_bar=False)
+                     accelerator=accelerator, devices=devices, enable_progress_bar=False)
     state: dict[str, Any] = {}
 
     def _query_adata(query: ad.AnnData) -> ad.AnnData:
@@ -132,7 +135,7 @@ def fit_scanvi(reference: ad.AnnData, *, label_key: str, batch_key: str, seed: i
         scvi.model.SCANVI.prepare_query_anndata(q, scanvi_ref)
         model = scvi.model.SCANVI.load_query_data(q, scanvi_ref)
         model.train(max_epochs=int(params.get("query_max_epochs") or 100), plan_kwargs={"weight_decay": 0.0},
-                    check_val_every_n_epoch=10, accelerator="cpu", enable_progress_bar=False)
+                    check_val_every_n_epoch=10, accelerator=accelerator, devices=devices, enable_progress_bar=False)
         state["model"] = model
 
     def predict(query: ad.AnnData) -> np.ndarray:
