@@ -68,7 +68,7 @@ rule pretrain:
         "../../envs/scdiva.yaml"
     shell:
         "rm -rf {params.staging} && "
-        "scdiva train --data {input} --output {params.staging} --size {params.recipe[size]} "
+        "{SCDIVA_CLI} train --data {input} --output {params.staging} --size {params.recipe[size]} "
         "--tasks {params.tasks} --batch-key {params.batch_key} --max-steps {params.recipe[max_steps]} "
         "--batch-size {params.recipe[batch_size]} --seed {params.recipe[seed]} --device {params.device} "
         "--threads {threads} --history {params.staging}.history.json > {log} 2>&1 && "
