@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # Shell rules (e.g. `scdiva train`) and the tests find the venv's commands without activating it.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run smoke test lint report clean
+.PHONY: install run smoke test test-fast mutation lint report clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,17 @@ smoke: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Inner loop: every test not marked `slow` (no workflow runs, no long training; a few minutes).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# Mutation testing of the scoring path (metrics, aggregates, annotation metrics, validation, tables)
+# against the fast tests that cover it; settings in pyproject.toml [tool.mutmut], results in docs/mutation.md.
+mutation: $(STAMP)
+	rm -rf mutants
+	nice -n 10 $(BIN)/mutmut run --max-children $(CORES)
+	$(BIN)/mutmut results
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
