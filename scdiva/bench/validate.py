@@ -26,8 +26,11 @@ class DatasetValidationError(ValueError):
     """The dataset does not match its config entry (missing key, not counts, too few batches...)."""
 
 
-def _available(values: Sequence[str]) -> str:
-    return ", ".join(repr(v) for v in values) if len(values) else "(none)"
+def _available(values: Sequence[str], limit: int = 20) -> str:
+    if not len(values):
+        return "(none)"
+    shown = ", ".join(repr(v) for v in list(values)[:limit])
+    return shown + (f", ... ({len(values)} in all)" if len(values) > limit else "")
 
 
 def check_obs_key(adata: anndata.AnnData, key: str, *, dataset: str, config_key: str) -> None:
@@ -326,10 +329,6 @@ def check_source(path: str | os.PathLike[str], entry: Mapping[str, Any], *, data
     for config_key, what in (("batch_key", "batches"), ("label_key", "labels")):
         check_categories(shell, entry[config_key], dataset=dataset, config_key=config_key, what=what,
                          stage="in the source file")
-    annotation = entry.get("annotation")
-    if annotation:
-        check_annotation_batches(shell, entry["batch_key"], annotation["reference_batches"],
-                                 annotation["query_batches"], dataset=dataset)
     sizes = shell.obs[entry["batch_key"]].astype(str).value_counts()
     if int((sizes >= min_cells_per_batch).sum()) < 2:
         raise DatasetValidationError(
@@ -339,5 +338,9 @@ def check_source(path: str | os.PathLike[str], entry: Mapping[str, Any], *, data
             "smaller batches are dropped. Choose a column of batches (donors, chemistries) for "
             f"`datasets.{dataset}.batch_key`, or lower `preprocess.min_cells_per_batch`."
         )
+    annotation = entry.get("annotation")
+    if annotation:
+        check_annotation_batches(shell, entry["batch_key"], annotation["reference_batches"],
+                                 annotation["query_batches"], dataset=dataset)
     return SourceSummary(n_obs=shell.n_obs, n_vars=shell.n_vars, layers=layers,
                          batch_sizes={str(k): int(v) for k, v in sizes.items()})

@@ -100,8 +100,102 @@ def test_sha256_mismatch(tmp_path):
 def test_unknown_obs_key(tmp_path):
     proc = run_snakemake(tmp_path, dataset_overlay(batch_key="chemistry"))
     assert_fails_cleanly(
-        proc, tmp_path, "obs column 'chemistry'", "datasets.pbmc_3chem.batch_key", "'donor'", started=DATA_CHECK
+        proc, tmp_path, "obs column 'chemistry'", "datasets.pbmc_3chem.batch_key", "'donor'", started=PARSE_TIME
     )
+
+
+def test_typo_in_a_second_dataset_fails_before_any_job(tmp_path):
+    """obs of every configured dataset is read when the workflow is parsed: no job of any dataset starts."""
+    second = {"source": str(PBMC), "batch_key": "donor", "label_key": "celltype"}
+    proc = run_snakemake(tmp_path, {"datasets": {"pbmc_copy": second}})
+    assert_fails_cleanly(proc, tmp_path, "dataset 'pbmc_copy': obs column 'celltype'",
+                         "datasets.pbmc_copy.label_key", "'cell_type'", started=PARSE_TIME)
+    assert not (tmp_path / "resources").exists()
+
+
+def test_duplicated_cell_names(tmp_path):
+    def duplicate(adata):
+        adata.obs_names = [name if i % 2 else "cell_0" for i, name in enumerate(adata.obs_names)]
+        return adata
+
+    source, digest = write_variant(tmp_path / "duplicates.h5ad", duplicate)
+    proc = run_snakemake(tmp_path, dataset_overlay(source=source, sha256=digest))
+    assert_fails_cleanly(proc, tmp_path, "dataset 'pbmc_3chem': 599 duplicated cell names", "'cell_0'",
+                         "obs_names_make_unique()", started=PARSE_TIME)
+
+
+def _text(path):
+    path.write_text("cell,CD3E,MS4A1\nc1,1,0\n")
+
+
+def _truncated(path):
+    path.write_bytes(PBMC.read_bytes()[:200_000])
+
+
+def _other_hdf5(path):
+    import h5py
+    import numpy as np
+
+    with h5py.File(path, "w") as handle:  # the layout of a 10x Genomics .h5, not AnnData
+        group = handle.create_group("matrix")
+        group.create_dataset("data", data=np.arange(3))
+        group.create_dataset("barcodes", data=np.array([b"c1", b"c2"]))
+
+
+@pytest.mark.parametrize(("write", "reason"), [
+    (_text, "not an HDF5 file or damaged"),
+    (_truncated, "not an HDF5 file or damaged (Unable to synchronously open file (truncated file"),
+    (_other_hdf5, "an HDF5 file without AnnData's ['X', 'obs', 'var'] (top-level entries: 'matrix')"),
+], ids=["text", "truncated", "other-hdf5-layout"])
+def test_unreadable_source(tmp_path, write, reason):
+    path = tmp_path / "broken.h5ad"
+    write(path)
+    proc = run_snakemake(tmp_path, dataset_overlay(source=str(path), sha256=hashlib.sha256(path.read_bytes()).hexdigest()))
+    assert_fails_cleanly(proc, tmp_path, f"dataset 'pbmc_3chem': source file {path} (config `datasets.pbmc_3chem.source`) "
+                         "is not a readable AnnData .h5ad file", reason, started=PARSE_TIME)
+
+
+def test_unreadable_remote_source_is_named_in_the_download_log(tmp_path):
+    """A URL source is first readable in its download job: the rule's log names the dataset and the key."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_download import FileServer
+
+    page = b"<html>404 Not Found</html>\n"
+    with FileServer(page) as server:
+        proc = run_snakemake(tmp_path, dataset_overlay(source=server.url, sha256=hashlib.sha256(page).hexdigest()))
+    assert_fails_cleanly(proc, tmp_path, "is not a readable AnnData .h5ad file", started={"download"})
+    log = (tmp_path / "results" / "logs" / "download" / "pbmc_3chem.log").read_text()
+    assert "dataset 'pbmc_3chem': source file" in log and "config `datasets.pbmc_3chem.source`" in log
+    assert "Traceback" not in log
+
+
+def test_batch_column_nearly_unique_per_cell(tmp_path):
+    """Batches below `preprocess.min_cells_per_batch` are dropped; if fewer than 2 would be left, it is an error."""
+
+    def per_cell_batches(adata):
+        adata.obs["well"] = [f"w{i // 3}" for i in range(adata.n_obs)]
+        return adata
+
+    source, digest = write_variant(tmp_path / "wells.h5ad", per_cell_batches)
+    proc = run_snakemake(tmp_path, dataset_overlay(source=source, sha256=digest, batch_key="well"))
+    assert_fails_cleanly(proc, tmp_path, "obs column 'well' (`datasets.pbmc_3chem.batch_key`) has 400 batches but 0 of "
+                         "at least 10 cells", "preprocess.min_cells_per_batch", started=PARSE_TIME)
+
+
+def test_relative_checkpoint_path_resolves_against_the_repository(tmp_path):
+    overlay = {"checkpoints": {"published_tiny": {"published": {
+        "path": "resources/no_such_checkpoint", "sha256": {f: "0" * 64 for f in
+                                                          ("config.json", "model.safetensors", "vocab.json")}}}}}
+    proc = run_snakemake(tmp_path, overlay)
+    assert_fails_cleanly(proc, tmp_path, "checkpoint 'published_tiny': directory "
+                         f"{REPO_ROOT / 'resources' / 'no_such_checkpoint'}", "checkpoints.published_tiny.published.path",
+                         "resolve against the repository root", started=PARSE_TIME)
+
+
+def test_checkpoint_recipe_naming_an_unconfigured_dataset(tmp_path):
+    proc = run_snakemake(tmp_path, {"checkpoints": {"scdiva_tiny": {"recipe": {"size": "tiny", "dataset": "pbmc"}}}})
+    assert_fails_cleanly(proc, tmp_path, "checkpoint 'scdiva_tiny': config `checkpoints.scdiva_tiny.recipe.dataset` "
+                         "names datasets ['pbmc'] that are not configured", "pbmc_3chem", started=PARSE_TIME)
 
 
 def test_non_integer_x(tmp_path):
@@ -122,7 +216,8 @@ def test_single_batch(tmp_path):
 
     source, digest = write_variant(tmp_path / "one_batch.h5ad", one_chemistry)
     proc = run_snakemake(tmp_path, dataset_overlay(source=source, sha256=digest))
-    assert_fails_cleanly(proc, tmp_path, "has 1 batches ('5p')", "at least 2 are needed", started=DATA_CHECK)
+    assert_fails_cleanly(proc, tmp_path, "has 1 batches ('5p') in the source file", "at least 2 are needed",
+                         started=PARSE_TIME)
 
 
 def test_unknown_method(tmp_path):
