@@ -8,18 +8,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: Named architectures. ``tiny``/``small`` train in minutes on a laptop CPU; ``base`` (~350M
-#: parameters) and ``large`` (~1.5B) are the published-scale shapes (build them on the meta device
-#: to inspect them; training them needs accelerators).
+#: Named architectures. ``tiny``/``small`` train in minutes on a laptop CPU and keep short
+#: contexts (64 / 128 expressed genes a cell); ``base`` (~350M parameters) and ``large`` (~1.5B)
+#: are the published-scale shapes with the original contexts (up to 20,000 / 30,000 expressed genes
+#: a cell: attention runs through ``scaled_dot_product_attention``, whose memory-efficient and flash
+#: kernels on GPU never materialise the L x L matrix). Build them on the meta device to inspect
+#: them; training them needs accelerators.
 NAMED_SIZES: dict[str, dict[str, Any]] = {
     "tiny": dict(d_model=64, n_layers=2, n_heads=4, d_ff=128, n_latent=16, decoder_hidden=128,
                  max_tokens=64, n_zero_tokens=8, vocab_size_hint=2_000),
     "small": dict(d_model=128, n_layers=3, n_heads=4, d_ff=256, n_latent=24, decoder_hidden=256,
                   max_tokens=128, n_zero_tokens=16, vocab_size_hint=5_000),
     "base": dict(d_model=1024, n_layers=24, n_heads=16, d_ff=4096, n_latent=64, decoder_hidden=1024,
-                 max_tokens=1200, n_zero_tokens=200, vocab_size_hint=20_000),
+                 max_tokens=20_000, n_zero_tokens=200, vocab_size_hint=20_000),
     "large": dict(d_model=2048, n_layers=32, n_heads=32, d_ff=6656, n_latent=128, decoder_hidden=2048,
-                  max_tokens=2048, n_zero_tokens=256, vocab_size_hint=30_000),
+                  max_tokens=30_000, n_zero_tokens=256, vocab_size_hint=30_000),
 }
 
 #: Nominal parameter counts the named sizes are built to (checked by the tests within 15%).
@@ -56,9 +59,23 @@ class ScDiVaConfig:
     mask_ratio: float = 0.15
     #: library size each cell is normalised to before log1p (the value input)
     target_sum: float = 1e4
-    #: number of steps over which the KL weight rises linearly from 0 to ``kl_weight``
-    kl_warmup_steps: int = 200
+    #: optimizer steps over which the KL weight rises linearly from 0 to ``kl_weight``, counted
+    #: across every training run of the model (a fine-tune continues the pretraining schedule)
+    kl_warmup_steps: int = 1000
     kl_weight: float = 1.0
+    #: which expressed genes become tokens: "median_normalised" (Geneformer-style rank after
+    #: dividing by each gene's corpus median) or "top_count" (highest raw counts); see
+    #: scdiva.module.tokenizer
+    token_selection: str = "median_normalised"
+    #: how the count decoder sees the batch: "every_layer" (added to every decoder layer, scVI
+    #: style) or "legacy" (one zero-initialised vector before the hidden norm); see CountDecoderHead
+    decoder_batch_conditioning: str = "every_layer"
+    #: hidden layers of the count decoder (scVI uses 1)
+    decoder_layers: int = 1
+    #: a free per-batch offset on every gene's decoder logit
+    decoder_batch_gene_offsets: bool = False
+    #: what the model was trained on (datasets, cells, genes, labels used), for provenance
+    training_data: list[dict[str, Any]] = field(default_factory=list)
     #: task heads (filled in by training; saved so ``from_pretrained`` can rebuild them)
     tasks: list[dict[str, Any]] = field(default_factory=list)
     #: batch categories the count decoder is conditioned on (empty: no decoder yet)
@@ -112,8 +129,15 @@ class ScDiVaConfig:
     # ---------------------------------------------------------------- validation
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first invalid field."""
-        positive_ints = ["n_genes", "d_model", "n_layers", "n_heads", "d_ff", "n_latent",
-                         "decoder_hidden", "max_tokens"]
+        positive_ints = ["n_genes", "d_model", "n_heads", "d_ff", "n_latent", "decoder_hidden", "max_tokens",
+                         "decoder_layers"]
+        if not isinstance(self.n_layers, int) or self.n_layers < 0:
+            raise ConfigError(f"n_layers must be an integer >= 0 (0: no transformer blocks), got {self.n_layers!r}")
+        choices = {"token_selection": ("median_normalised", "top_count"),
+                   "decoder_batch_conditioning": ("every_layer", "legacy")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         for name in positive_ints:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

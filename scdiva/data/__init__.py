@@ -1,7 +1,7 @@
 """Gene vocabulary, AnnData alignment and the tokenising dataset."""
 
-from scdiva.data.dataset import CellTokenDataset, CountsError, ObsEncoding, TokenBatch, collate_cells
+from scdiva.data.dataset import CellCorpus, CellTokenDataset, CountsError, ObsEncoding, TokenBatch
 from scdiva.data.vocab import GeneAlignment, GeneMismatchError, GeneVocab
 
 __all__ = ["CellTokenDataset", "CountsError", "GeneAlignment", "GeneMismatchError", "GeneVocab",
-           "ObsEncoding", "TokenBatch", "collate_cells"]
+           "ObsEncoding", "TokenBatch", "CellCorpus"]

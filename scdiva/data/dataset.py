@@ -1,9 +1,9 @@
-"""Tokenising dataset over an AnnData (in memory or backed h5ad), one cell at a time.
+"""Cells of an AnnData (in memory or backed h5ad) as batches of raw counts over the vocabulary.
 
-Each cell becomes a sequence ``<cls>, g_1, ..., g_k`` of gene tokens with an expression value
-per token: its ``k <= max_tokens`` most highly expressed genes plus ``n_zero_tokens`` sampled
-unexpressed genes (value 0). Rows are read one at a time from the CSR matrix, so memory stays
-bounded by the batch, never by the dataset (the whole matrix is never densified).
+A batch is read in one vectorised step: the cells' CSR rows are sliced, mapped onto the model's
+gene vocabulary with one sparse product, and densified for those cells only (never the whole
+matrix). Turning counts into gene tokens happens in torch, inside the network
+(:mod:`scdiva.module.tokenizer`), so there is no per-cell Python loop at training or inference.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from scdiva.data.vocab import CLS_ID, N_SPECIAL, PAD_ID, GeneAlignment, GeneVocab
+from scdiva.data.vocab import N_SPECIAL, GeneAlignment, GeneVocab
 
 if TYPE_CHECKING:
     import anndata
@@ -41,14 +41,15 @@ class ObsEncoding:
             raise KeyError(f"{what} {key!r} is not in adata.obs; available columns: "
                            f"{list(adata.obs.columns)}")
         values = adata.obs[key]
+        missing = values.isna().to_numpy()
+        as_text = values.astype(str).to_numpy()
         if categories is None:
-            observed = values.dropna().astype(str)
-            categories = sorted(set(observed))
+            categories = sorted(set(as_text[~missing]))
             if not categories:
                 raise ValueError(f"{what} {key!r} has no non-missing values")
         lookup = {c: i for i, c in enumerate(categories)}
-        codes = np.array([-1 if isinstance(v, float) and np.isnan(v) else lookup.get(str(v), -1)
-                          for v in values], dtype=np.int64)
+        codes = np.array([-1 if gone else lookup.get(v, -1) for v, gone in zip(as_text, missing, strict=True)],
+                         dtype=np.int64)
         return cls(key, list(categories), codes)
 
 
@@ -58,15 +59,16 @@ def default_counts_layer(adata: anndata.AnnData) -> str | None:
 
 
 class _RowReader:
-    """Reads rows from ``X`` or a layer, in memory or backed, without densifying the matrix.
+    """Reads rows from ``X`` or a layer, in memory or backed, as CSR, without densifying the matrix.
 
     Backed CSR files are read straight through h5py: only ``indptr`` (one integer per cell) is
-    held in memory; each row's ``data``/``indices`` slice is read on demand.
+    held in memory; a batch's ``data``/``indices`` slices are read on demand.
     """
 
     def __init__(self, adata: anndata.AnnData, layer: str | None):
         self.where = "X" if layer is None else f"layers[{layer!r}]"
         self.backed = adata.isbacked
+        self.n_vars = adata.n_vars
         if self.backed:
             self._open_backed(adata.filename, "X" if layer is None else f"layers/{layer}")
             return
@@ -87,7 +89,7 @@ class _RowReader:
             raise KeyError(f"{self.where} is not in {filename}; pass layer= naming the counts layer")
         node = self._file[key]
         encoding = node.attrs.get("encoding-type", "array")
-        if isinstance(node, h5py.Dataset):  # dense on disk: rows are read one at a time
+        if isinstance(node, h5py.Dataset):  # dense on disk: rows are read one block at a time
             self.matrix = node
             self._indptr = None
         elif encoding == "csr_matrix":
@@ -98,170 +100,212 @@ class _RowReader:
             raise ValueError(f"{self.where} of {filename} is stored as {encoding}; backed reading needs CSR "
                              "(rows of cells). Convert it (adata.X = scipy.sparse.csr_matrix(adata.X)) and rewrite")
 
-    def row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """(column indices, values) of the nonzero entries of row ``i``."""
-        m = self.matrix
-        if self.backed:
-            if self._indptr is None:
-                values = np.asarray(m[i]).ravel()
-                cols = np.flatnonzero(values)
-                return cols, values[cols]
-            start, end = self._indptr[i], self._indptr[i + 1]
-            return self._indices[start:end], self._data[start:end]
-        if sp.issparse(m):
-            start, end = m.indptr[i], m.indptr[i + 1]
-            return m.indices[start:end], m.data[start:end]
-        values = np.asarray(m[i]).ravel()
-        cols = np.flatnonzero(values)
-        return cols, values[cols]
+    def rows(self, index: np.ndarray) -> sp.csr_matrix:
+        """Rows ``index`` (in that order) as a CSR matrix."""
+        index = np.asarray(index, dtype=np.int64)
+        if not self.backed:
+            m = self.matrix
+            return m[index].tocsr() if sp.issparse(m) else sp.csr_matrix(np.asarray(m[index]))
+        if self._indptr is None:
+            order = np.argsort(index)  # h5py fancy indexing wants increasing indices
+            block = np.asarray(self.matrix[np.sort(index)])
+            restored = np.empty_like(block)
+            restored[order] = block
+            return sp.csr_matrix(restored)
+        lo, hi = int(index.min()), int(index.max()) + 1
+        if hi - lo <= 4 * index.size:  # a compact range (inference, chunks): one read of the block
+            start, end = self._indptr[lo], self._indptr[hi]
+            block = sp.csr_matrix((self._data[start:end], self._indices[start:end], self._indptr[lo:hi + 1] - start),
+                                  shape=(hi - lo, self.n_vars))
+            return block[index - lo]
+        pieces = [sp.csr_matrix((self._data[self._indptr[i]:self._indptr[i + 1]],
+                                 self._indices[self._indptr[i]:self._indptr[i + 1]],
+                                 [0, self._indptr[i + 1] - self._indptr[i]]), shape=(1, self.n_vars)) for i in index]
+        return sp.vstack(pieces, format="csr")
 
 
-class CellTokenDataset(torch.utils.data.Dataset):
-    """Cells of an AnnData as gene-token sequences (see the module docstring).
+@dataclass
+class TokenBatch:
+    """A batch of cells (tensors on one device).
+
+    ``counts``/``observed``/``library`` are what the data provide; ``gene_ids``, ``values`` and
+    ``padding_mask`` are the gene tokens made from them by :func:`scdiva.module.tokenizer.tokenize`
+    (filled in by the network when absent).
+    """
+
+    counts: torch.Tensor                   # (B, n_genes) raw counts over the vocabulary
+    observed: torch.Tensor                 # (B, n_genes) bool, genes the source dataset measures
+    library: torch.Tensor                  # (B,) total counts over observed vocabulary genes
+    batch: torch.Tensor | None = None      # (B,) int64 batch code (-1 unknown)
+    labels: dict[str, torch.Tensor] = field(default_factory=dict)  # task -> (B,) int64 (-1 unknown)
+    index: torch.Tensor | None = None      # (B,) cell index within the dataset
+    gene_ids: torch.Tensor | None = None   # (B, L) int64 token ids, PAD_ID where padded
+    values: torch.Tensor | None = None     # (B, L) float32, log1p(normalised) expression per token
+    padding_mask: torch.Tensor | None = None  # (B, L) bool, True where padded
+
+    def to(self, device: torch.device | str) -> TokenBatch:
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device, non_blocking=True)
+
+        return TokenBatch(move(self.counts), move(self.observed), move(self.library), move(self.batch),
+                          {k: move(v) for k, v in self.labels.items()}, move(self.index), move(self.gene_ids),
+                          move(self.values), move(self.padding_mask))
+
+    def __len__(self) -> int:
+        return self.counts.shape[0]
+
+
+class CellTokenDataset:
+    """Cells of an AnnData as batches of vocabulary counts (see the module docstring).
 
     Parameters
     ----------
     adata
         Cells x genes; ``X`` or ``layers[layer]`` must hold raw integer counts (the negative
-        binomial decoder models counts; values are library-size normalised and log1p-transformed
-        here for the value input).
+        binomial decoder models counts; the network normalises and log-transforms them itself).
     vocab, alignment
         The model's gene vocabulary and this dataset's alignment to it.
     layer
         Layer with the counts (``None``: ``X``).
     batch, labels
         Encoded batch covariate and label columns (:class:`ObsEncoding`), optional.
-    seed
-        Token sampling is a pure function of ``(seed, epoch, cell)``, so runs (and resumed runs)
-        are reproducible; call :meth:`set_epoch` each epoch.
     """
 
     def __init__(self, adata: anndata.AnnData, vocab: GeneVocab, alignment: GeneAlignment, *,
-                 max_tokens: int, n_zero_tokens: int, target_sum: float, layer: str | None = None,
-                 batch: ObsEncoding | None = None, labels: dict[str, ObsEncoding] | None = None,
-                 seed: int = 0, check_counts: bool = True):
+                 layer: str | None = None, batch: ObsEncoding | None = None,
+                 labels: dict[str, ObsEncoding] | None = None, check_counts: bool = True):
         self.reader = _RowReader(adata, layer)
         self.vocab = vocab
         self.alignment = alignment
-        self.max_tokens = max_tokens
-        self.n_zero_tokens = n_zero_tokens
-        self.target_sum = target_sum
         self.batch = batch
         self.labels = labels or {}
-        self.seed = seed
-        self.epoch = -1  # -1: inference (fixed sampling)
         self.n_obs = adata.n_obs
         self.obs_names = adata.obs_names
-        self._observed_genes = np.flatnonzero(alignment.observed)  # vocabulary positions
+        # (n_vars, n_genes) 0/1 matrix: dataset genes -> vocabulary positions, one sparse product a batch
+        var = np.flatnonzero(alignment.var_to_token >= 0)
+        self._to_vocab = sp.csr_matrix((np.ones(var.size, dtype=np.float32),
+                                        (var, alignment.var_to_token[var] - N_SPECIAL)),
+                                       shape=(adata.n_vars, len(vocab)))
+        self._observed = torch.from_numpy(alignment.observed)
         if check_counts:
             self._check_counts()
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return self.n_obs
 
     def _check_counts(self, n_rows: int = 64) -> None:
-        rows = np.linspace(0, self.n_obs - 1, min(n_rows, self.n_obs)).astype(int)
-        for i in rows:
-            _, values = self.reader.row(int(i))
-            if values.size and (np.any(values < 0) or not np.allclose(values, np.round(values))):
-                raise CountsError(
-                    f"{self.reader.where} of cell {self.obs_names[i]!r} holds non-integer or negative "
-                    f"values (e.g. {values[:3].tolist()}): ScDiVa needs raw integer UMI counts, which "
-                    "its negative-binomial decoder models and which it normalises itself. Pass "
-                    "layer= naming the raw-counts layer (e.g. layer='counts').")
+        rows = np.unique(np.linspace(0, self.n_obs - 1, min(n_rows, self.n_obs)).astype(int))
+        sample = self.reader.rows(rows)
+        values = sample.data
+        wrong = (values < 0) | ~np.isclose(values, np.round(values))
+        if wrong.any():
+            entry_row = np.repeat(np.arange(rows.size), np.diff(sample.indptr))
+            bad = int(rows[entry_row[np.flatnonzero(wrong)[0]]])
+            raise CountsError(
+                f"{self.reader.where} of cell {self.obs_names[bad]!r} holds non-integer or negative values "
+                f"(e.g. {values[:3].tolist()}): ScDiVa needs raw integer UMI counts, which its "
+                "negative-binomial decoder models and which it normalises itself. Pass layer= naming the "
+                "raw-counts layer (e.g. layer='counts').")
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        cols, counts = self.reader.row(int(i))
-        tokens = self.alignment.var_to_token[cols]
-        keep = tokens >= 0
-        tokens, counts = tokens[keep], counts[keep].astype(np.float32)
-        library = float(counts.sum())
-        values = np.log1p(counts / max(library, 1.0) * self.target_sum).astype(np.float32)
-
-        rng = np.random.default_rng([self.seed, self.epoch + 1, int(i)])
-        if tokens.size > self.max_tokens:
-            # highest counts first; random tie-breaking among equal counts
-            order = np.argsort(-(counts + rng.random(counts.size) * 0.5), kind="stable")[: self.max_tokens]
-            chosen_tokens, chosen_values = tokens[order], values[order]
-        else:
-            chosen_tokens, chosen_values = tokens, values
-        zeros = self._sample_unexpressed(tokens, rng)
-        gene_ids = np.concatenate([[CLS_ID], chosen_tokens, zeros]).astype(np.int64)
-        token_values = np.concatenate([[0.0], chosen_values, np.zeros(zeros.size)]).astype(np.float32)
-
-        item: dict[str, Any] = {
-            "gene_ids": gene_ids,
-            "values": token_values,
-            "count_index": (tokens - N_SPECIAL).astype(np.int64),  # vocabulary positions
-            "count_values": counts,
-            "library": library,
-            "observed": self.alignment.observed,
-            "index": int(i),
-            "batch": -1 if self.batch is None else int(self.batch.codes[i]),
-        }
-        for task, enc in self.labels.items():
-            item[f"label:{task}"] = int(enc.codes[i])
-        return item
-
-    def _sample_unexpressed(self, expressed_tokens: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if self.n_zero_tokens == 0 or self._observed_genes.size == 0:
-            return np.empty(0, dtype=np.int64)
-        candidates = rng.choice(self._observed_genes, size=min(self.n_zero_tokens * 2, self._observed_genes.size),
-                                replace=False) + N_SPECIAL
-        candidates = candidates[~np.isin(candidates, expressed_tokens)]
-        return candidates[: self.n_zero_tokens].astype(np.int64)
+    def batch_of(self, index: Sequence[int] | np.ndarray) -> TokenBatch:
+        """The cells ``index`` (dataset positions, in that order) as a :class:`TokenBatch`."""
+        index = np.asarray(index, dtype=np.int64)
+        rows = self.reader.rows(index).astype(np.float32)
+        counts = torch.from_numpy(np.asarray((rows @ self._to_vocab).toarray(), dtype=np.float32))
+        labels = {task: torch.from_numpy(enc.codes[index]) for task, enc in self.labels.items()}
+        return TokenBatch(
+            counts=counts,
+            observed=self._observed.unsqueeze(0).expand(len(index), -1),
+            library=counts.sum(1),
+            batch=torch.from_numpy(self.batch.codes[index]) if self.batch is not None
+            else torch.full((len(index),), -1, dtype=torch.int64),
+            labels=labels,
+            index=torch.from_numpy(index),
+        )
 
 
-@dataclass
-class TokenBatch:
-    """A padded batch of tokenised cells (tensors on one device)."""
+class CellCorpus:
+    """Several :class:`CellTokenDataset` (e.g. one per AnnData) addressed by one global index."""
 
-    gene_ids: torch.Tensor          # (B, L) int64, PAD_ID where padded
-    values: torch.Tensor            # (B, L) float32, log1p(normalised) expression
-    padding_mask: torch.Tensor      # (B, L) bool, True where padded
-    counts: torch.Tensor | None = None     # (B, n_genes) raw counts over the vocabulary
-    observed: torch.Tensor | None = None   # (B, n_genes) bool, genes the source dataset measures
-    library: torch.Tensor | None = None    # (B,) total counts over observed vocabulary genes
-    batch: torch.Tensor | None = None      # (B,) int64 batch code (-1 unknown)
-    labels: dict[str, torch.Tensor] = field(default_factory=dict)  # task -> (B,) int64 (-1 unknown)
-    index: torch.Tensor | None = None      # (B,) cell index within the dataset
-
-    def to(self, device: torch.device | str) -> TokenBatch:
-        def move(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.to(device, non_blocking=True)
-
-        return TokenBatch(move(self.gene_ids), move(self.values), move(self.padding_mask),
-                          move(self.counts), move(self.observed), move(self.library), move(self.batch),
-                          {k: move(v) for k, v in self.labels.items()}, move(self.index))
+    def __init__(self, datasets: Sequence[CellTokenDataset]):
+        if not datasets:
+            raise ValueError("a corpus needs at least one dataset")
+        self.datasets = list(datasets)
+        self.offsets = np.cumsum([0] + [len(d) for d in self.datasets])
+        label_sets = {tuple(sorted(d.labels)) for d in self.datasets}
+        if len(label_sets) > 1:
+            raise ValueError(f"datasets of one corpus must carry the same label tasks, got {label_sets}")
 
     def __len__(self) -> int:
-        return self.gene_ids.shape[0]
+        return int(self.offsets[-1])
+
+    def batch_of(self, index: Sequence[int] | np.ndarray) -> TokenBatch:
+        index = np.asarray(index, dtype=np.int64)
+        if len(self.datasets) == 1:
+            return self.datasets[0].batch_of(index)
+        owner = np.searchsorted(self.offsets, index, side="right") - 1
+        parts, positions = [], []
+        for d in np.unique(owner):
+            where = np.flatnonzero(owner == d)
+            parts.append(self.datasets[d].batch_of(index[where] - self.offsets[d]))
+            positions.append(where)
+        order = torch.from_numpy(np.argsort(np.concatenate(positions)))
+        merged = concat_batches(parts)
+        return _take(merged, order, index)
+
+    def label_codes(self, task: str) -> np.ndarray:
+        """Label codes of every cell of the corpus for ``task`` (-1: unlabelled)."""
+        return np.concatenate([d.labels[task].codes for d in self.datasets])
 
 
-def collate_cells(items: list[dict[str, Any]], n_genes: int, with_counts: bool = True) -> TokenBatch:
-    """Pad token sequences to the longest in the batch; scatter counts to a (B, n_genes) matrix."""
-    n = len(items)
-    length = max(item["gene_ids"].size for item in items)
-    gene_ids = torch.full((n, length), PAD_ID, dtype=torch.int64)
-    values = torch.zeros((n, length), dtype=torch.float32)
-    for row, item in enumerate(items):
-        k = item["gene_ids"].size
-        gene_ids[row, :k] = torch.from_numpy(item["gene_ids"])
-        values[row, :k] = torch.from_numpy(item["values"])
-    batch = TokenBatch(gene_ids=gene_ids, values=values, padding_mask=gene_ids == PAD_ID)
-    batch.index = torch.tensor([item["index"] for item in items], dtype=torch.int64)
-    batch.batch = torch.tensor([item["batch"] for item in items], dtype=torch.int64)
-    if with_counts:
-        counts = torch.zeros((n, n_genes), dtype=torch.float32)
-        for row, item in enumerate(items):
-            counts[row, torch.from_numpy(item["count_index"])] = torch.from_numpy(item["count_values"])
-        batch.counts = counts
-        batch.observed = torch.from_numpy(np.stack([item["observed"] for item in items]))
-        batch.library = torch.tensor([item["library"] for item in items], dtype=torch.float32)
-    label_keys = [k for k in items[0] if k.startswith("label:")]
-    batch.labels = {k.removeprefix("label:"): torch.tensor([item[k] for item in items], dtype=torch.int64)
-                    for k in label_keys}
-    return batch
+def concat_batches(parts: Sequence[TokenBatch]) -> TokenBatch:
+    """Rows of several batches stacked (tokens are not carried over: they are made per batch)."""
+    return TokenBatch(
+        counts=torch.cat([p.counts for p in parts]),
+        observed=torch.cat([p.observed for p in parts]),
+        library=torch.cat([p.library for p in parts]),
+        batch=torch.cat([p.batch for p in parts]),
+        labels={k: torch.cat([p.labels[k] for p in parts]) for k in parts[0].labels},
+        index=torch.cat([p.index for p in parts]),
+    )
+
+
+def _take(batch: TokenBatch, order: torch.Tensor, global_index: np.ndarray) -> TokenBatch:
+    return TokenBatch(counts=batch.counts[order], observed=batch.observed[order], library=batch.library[order],
+                      batch=batch.batch[order], labels={k: v[order] for k, v in batch.labels.items()},
+                      index=torch.from_numpy(global_index))
+
+
+def gene_statistics(corpus: CellCorpus, n_genes: int, target_sum: float, *, max_cells: int = 20_000,
+                    chunk: int = 1_024, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per vocabulary gene: median of the non-zero normalised expression (``count / library *
+    target_sum``) and its mean over the cells whose dataset measures the gene.
+
+    Computed on at most ``max_cells`` cells (a seeded random subset), in chunks. Genes no cell
+    measures or expresses get a median of 1 and a mean of 0 (the tokenizer then ranks them by
+    their plain normalised value and never samples them as unexpressed tokens).
+    """
+    n = len(corpus)
+    cells = np.arange(n) if n <= max_cells else np.sort(np.random.default_rng(seed).choice(n, max_cells, replace=False))
+    total = np.zeros(n_genes)
+    measured = np.zeros(n_genes)
+    genes, values = [], []
+    for start in range(0, cells.size, chunk):
+        batch = corpus.batch_of(cells[start:start + chunk])
+        normalised = (batch.counts / batch.library.clamp(min=1.0).unsqueeze(-1) * target_sum).numpy()
+        total += normalised.sum(0)
+        measured += batch.observed.numpy().sum(0)
+        rows, cols = np.nonzero(normalised)
+        genes.append(cols)
+        values.append(normalised[rows, cols])
+    genes_all, values_all = np.concatenate(genes), np.concatenate(values)
+    order = np.lexsort((values_all, genes_all))
+    genes_all, values_all = genes_all[order], values_all[order]
+    starts = np.searchsorted(genes_all, np.arange(n_genes), side="left")
+    ends = np.searchsorted(genes_all, np.arange(n_genes), side="right")
+    median = np.ones(n_genes)
+    has = ends > starts
+    lo, hi = starts[has] + (ends[has] - starts[has] - 1) // 2, starts[has] + (ends[has] - starts[has]) // 2
+    median[has] = 0.5 * (values_all[lo] + values_all[hi])
+    mean = np.divide(total, measured, out=np.zeros(n_genes), where=measured > 0)
+    return torch.from_numpy(median.astype(np.float32)), torch.from_numpy(mean.astype(np.float32))

@@ -43,7 +43,8 @@ class GeneAlignment:
     """Where a dataset's genes sit in the vocabulary.
 
     ``var_to_token[j]`` is the token id of the dataset's gene ``j`` (``-1`` if not in the
-    vocabulary); ``observed`` marks the vocabulary genes the dataset measures.
+    vocabulary); ``observed`` marks the vocabulary genes the dataset measures; ``coverage`` is the
+    fraction of the dataset's genes found in the vocabulary.
     """
 
     var_to_token: np.ndarray
@@ -53,8 +54,8 @@ class GeneAlignment:
     column: str
 
     def summary(self) -> str:
-        return (f"{self.n_matched:,} of {self.observed.size:,} vocabulary genes found "
-                f"({self.coverage:.1%} coverage) using {self.column}")
+        return (f"{self.n_matched:,} of the data's {self.var_to_token.size:,} genes are in the vocabulary of "
+                f"{self.observed.size:,} ({self.coverage:.1%} coverage) using {self.column}")
 
 
 class GeneVocab:
@@ -117,10 +118,11 @@ class GeneVocab:
               min_coverage: float = 0.5) -> GeneAlignment:
         """Map ``adata``'s genes onto the vocabulary.
 
-        Coverage is the fraction of *vocabulary* genes the dataset measures. Without
-        ``gene_column`` the var names are tried first, then common var columns (symbols or
+        Coverage is the fraction of the *dataset's* genes that the vocabulary knows (a genome-wide
+        vocabulary is never covered by one panel, but each of a panel's genes should be known).
+        Without ``gene_column`` the var names are tried first, then common var columns (symbols or
         Ensembl ids), and the best match is used. Raises :class:`GeneMismatchError` if coverage
-        is below ``min_coverage``, naming the column and examples of missing genes.
+        is below ``min_coverage``, naming the column and examples of unknown genes.
         """
         candidates: list[tuple[str, Sequence[str]]]
         if gene_column is not None:
@@ -139,14 +141,16 @@ class GeneVocab:
                 best = alignment
         assert best is not None
         if best.coverage < min_coverage:
-            missing = [g for g, seen in zip(self.genes, best.observed, strict=True) if not seen][:8]
-            dataset_examples = list(candidates[0][1][:5])
+            names = dict(candidates)[best.column]
+            unknown = [n for n, t in zip(names, best.var_to_token, strict=True) if t < 0][:8]
             raise GeneMismatchError(
-                f"only {best.n_matched:,} of the model's {len(self):,} vocabulary genes are in the "
-                f"data ({best.coverage:.1%} < min_coverage={min_coverage:.0%}), looking at "
-                f"{best.column}. Vocabulary genes missing from the data, e.g. {missing}; the data's "
-                f"genes look like {dataset_examples}. Pass gene_column= to use another var column "
-                "(symbols and Ensembl ids are both matched), or lower min_coverage.")
+                f"only {best.n_matched:,} of the data's {len(names):,} genes are in the model's "
+                f"vocabulary of {len(self):,} ({best.coverage:.1%} < min_coverage={min_coverage:.0%}), "
+                f"looking at {best.column}. Data genes the model does not know, e.g. {unknown}; its "
+                f"vocabulary looks like {self.genes[:5]}. Pass gene_column= to use another var column "
+                "(symbols and Ensembl ids are both matched), use a checkpoint pretrained on these genes "
+                "(in the workflow: include the dataset in the checkpoint recipe's `datasets`), or lower "
+                "min_coverage.")
         return best
 
     def _align_names(self, names: Sequence[str], column: str) -> GeneAlignment:
@@ -161,7 +165,7 @@ class GeneVocab:
         observed = np.zeros(len(self), dtype=bool)
         observed[var_to_token[var_to_token >= 0] - N_SPECIAL] = True
         n_matched = int(observed.sum())
-        return GeneAlignment(var_to_token, observed, n_matched / len(self), n_matched, column)
+        return GeneAlignment(var_to_token, observed, n_matched / max(len(names), 1), n_matched, column)
 
     # ---------------------------------------------------------------- persistence
     def to_dict(self) -> dict:

@@ -14,7 +14,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from scdiva.config import ScDiVaConfig
-from scdiva.data.dataset import CellTokenDataset, ObsEncoding, TokenBatch, collate_cells, default_counts_layer
+from scdiva.data.dataset import (
+    CellCorpus,
+    CellTokenDataset,
+    ObsEncoding,
+    TokenBatch,
+    default_counts_layer,
+    gene_statistics,
+)
 from scdiva.data.vocab import GeneVocab
 from scdiva.model.pretrained import CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, resolve_checkpoint
 from scdiva.model.tasks import TaskSpec, resolve_tasks
@@ -28,8 +35,12 @@ logger = logging.getLogger(__name__)
 
 #: ``layer="auto"``: ``layers["counts"]`` if the AnnData has it, else ``X``
 AUTO = "auto"
-#: training length when neither max_steps nor max_epochs is given
-DEFAULT_MAX_EPOCHS = 15
+
+
+def default_max_epochs(n_cells: int) -> int:
+    """Training length when neither max_steps nor max_epochs is given: scVI's heuristic,
+    ``min(round(20,000 / n_cells * 400), 400)`` epochs (400 for up to 20,000 cells)."""
+    return int(min(round(20_000 / max(n_cells, 1) * 400), 400))
 
 
 class ScDiVaModel:
@@ -135,16 +146,14 @@ class ScDiVaModel:
     # ---------------------------------------------------------------- data
     def _dataset(self, adata: anndata.AnnData, *, layer: str | None = AUTO, gene_column: str | None = None,
                  min_coverage: float = 0.5, batch: ObsEncoding | None = None,
-                 labels: dict[str, ObsEncoding] | None = None, seed: int = 0) -> CellTokenDataset:
+                 labels: dict[str, ObsEncoding] | None = None) -> CellTokenDataset:
         if adata.n_obs == 0:
             raise ValueError("the AnnData has no cells")
         alignment = self.vocab.align(adata, gene_column=gene_column, min_coverage=min_coverage)
         logger.info("gene alignment: %s", alignment.summary())
         if layer == AUTO:
             layer = default_counts_layer(adata)
-        return CellTokenDataset(adata, self.vocab, alignment, max_tokens=self.config.max_tokens,
-                                n_zero_tokens=self.config.n_zero_tokens, target_sum=self.config.target_sum,
-                                layer=layer, batch=batch, labels=labels, seed=seed)
+        return CellTokenDataset(adata, self.vocab, alignment, layer=layer, batch=batch, labels=labels)
 
     def _extend_batches(self, found: list[str]) -> list[str]:
         """Batch categories known so far plus the new ones in ``found`` (decoder grows to match)."""
@@ -192,30 +201,51 @@ class ScDiVaModel:
             layer: str | None = AUTO, gene_column: str | None = None, min_coverage: float = 0.5,
             weight_decay: float = 0.01, warmup_fraction: float = 0.05, clip_grad_norm: float = 1.0,
             checkpoint_every: int | None = None, progress_bar: bool = True, precision: str = "auto",
-            num_workers: int = 0) -> list[dict[str, Any]]:
+            num_workers: int = 0, validation_fraction: float = 0.0, early_stopping_patience: int | None = None,
+            eval_every: int | None = None, balance_labels: bool = False, trunk_lr_factor: float = 1.0,
+            data_name: str | None = None) -> list[dict[str, Any]]:
         """Train on ``adata`` for the given tasks; returns the loss history (one dict per step).
 
         Tasks: ``"masked_expression"`` (predict hidden expression values), ``"integration"`` (the
         ELBO of the batch-conditioned count decoder; needs ``batch_key`` to correct batches),
         ``"annotation"`` (classifier of ``label_key``) and any ``TaskSpec(name, kind="classifier",
-        obs_key=...)``. Pretraining is typically ``["masked_expression", "integration"]``, then
-        fine-tuning ``["annotation"]`` (or both together). Cells with a missing label are skipped
-        by that label's classifier only.
+        obs_key=...)``. Pretraining is typically ``["masked_expression", "integration"]``;
+        integration fine-tuning ``["integration"]``; annotation fine-tuning ``["integration",
+        "annotation"]`` (the ELBO keeps the latent a model of all the cells, labelled or not, as in
+        scANVI). Cells with a missing label are skipped by that label's classifier only.
 
         The counts come from ``layer`` (default: ``layers["counts"]`` if present, else ``X``) and
         must be raw integers. Training runs ``max_steps`` optimizer steps (or ``max_epochs`` epochs;
-        default ``DEFAULT_MAX_EPOCHS`` epochs). With ``checkpoint_dir`` a checkpoint is written every
-        ``checkpoint_every`` steps and ``resume=True`` continues from it exactly.
+        default :func:`default_max_epochs`, scVI's heuristic). ``validation_fraction`` holds cells
+        out to monitor the loss; ``early_stopping_patience`` stops when it stops improving and
+        restores the best weights. ``balance_labels`` samples the ``annotation`` classes equally
+        often; ``trunk_lr_factor`` scales the learning rate of everything but the task heads. With
+        ``checkpoint_dir`` a checkpoint is written every ``checkpoint_every`` steps and
+        ``resume=True`` continues from it exactly. ``data_name`` labels the run in
+        ``config.training_data`` (what the model was trained on).
         """
         specs = resolve_tasks(tasks, label_key)
         batch, labels = self._prepare_tasks(adata, specs, batch_key)
         dataset = self._dataset(adata, layer=layer, gene_column=gene_column, min_coverage=min_coverage,
-                                batch=batch, labels=labels, seed=seed)
-        return self._train([dataset], specs, max_steps=max_steps, max_epochs=max_epochs, batch_size=batch_size,
-                           lr=lr, seed=seed, checkpoint_dir=checkpoint_dir, resume=resume,
-                           weight_decay=weight_decay, warmup_fraction=warmup_fraction,
-                           clip_grad_norm=clip_grad_norm, checkpoint_every=checkpoint_every,
-                           progress_bar=progress_bar, precision=precision, num_workers=num_workers)
+                                batch=batch, labels=labels)
+        corpus = CellCorpus([dataset])
+        self._init_gene_statistics(corpus)
+        balance_task = None
+        if balance_labels:
+            classifiers = [s.name for s in specs if s.kind == "classifier"]
+            if not classifiers:
+                raise ValueError("balance_labels=True needs a classifier task (e.g. 'annotation')")
+            balance_task = "annotation" if "annotation" in classifiers else classifiers[0]
+        history = self._train(corpus, specs, max_steps=max_steps, max_epochs=max_epochs, batch_size=batch_size,
+                              lr=lr, seed=seed, checkpoint_dir=checkpoint_dir, resume=resume,
+                              weight_decay=weight_decay, warmup_fraction=warmup_fraction,
+                              clip_grad_norm=clip_grad_norm, checkpoint_every=checkpoint_every,
+                              progress_bar=progress_bar, precision=precision, num_workers=num_workers,
+                              validation_fraction=validation_fraction,
+                              early_stopping_patience=early_stopping_patience, eval_every=eval_every,
+                              balance_task=balance_task, trunk_lr_factor=trunk_lr_factor)
+        self._record_training(data_name, adata.n_obs, dataset.alignment, specs, batch_key, history)
+        return history
 
     def fit_integration(self, adatas: Sequence[anndata.AnnData], batch_labels: Sequence[np.ndarray], *,
                         max_steps: int | None = None, max_epochs: int | None = None, batch_size: int = 64,
@@ -238,25 +268,48 @@ class ScDiVaModel:
                 raise ValueError(f"batch labels ({len(labels)}) do not match the AnnData's {adata.n_obs} cells")
             codes = np.array([lookup[str(b)] for b in labels], dtype=np.int64)
             datasets.append(self._dataset(adata, layer=layer, gene_column=gene_column, min_coverage=min_coverage,
-                                          batch=ObsEncoding("batch", new, codes), seed=seed))
-        return self._train(datasets, [TaskSpec("integration", kind="integration")], max_steps=max_steps,
-                           max_epochs=max_epochs, batch_size=batch_size, lr=lr, seed=seed, **settings)
+                                          batch=ObsEncoding("batch", new, codes)))
+        corpus = CellCorpus(datasets)
+        self._init_gene_statistics(corpus)
+        specs = [TaskSpec("integration", kind="integration")]
+        history = self._train(corpus, specs, max_steps=max_steps, max_epochs=max_epochs,
+                              batch_size=batch_size, lr=lr, seed=seed, **settings)
+        for adata, dataset in zip(adatas, datasets, strict=True):
+            self._record_training(None, adata.n_obs, dataset.alignment, specs, "batch", history)
+        return history
 
-    def _train(self, datasets: list[CellTokenDataset], specs: list[TaskSpec], *, max_steps: int | None,
+    def _train(self, corpus: CellCorpus, specs: list[TaskSpec], *, max_steps: int | None,
                max_epochs: int | None, batch_size: int, seed: int, **settings: Any) -> list[dict[str, Any]]:
-        n_cells = sum(len(d) for d in datasets)
+        n_cells = len(corpus)
         if max_steps is None:
-            epochs = DEFAULT_MAX_EPOCHS if max_epochs is None else max_epochs
+            epochs = default_max_epochs(n_cells) if max_epochs is None else max_epochs
             world = int(os.environ.get("WORLD_SIZE", "1"))
-            max_steps = max(1, math.ceil(epochs * steps_per_epoch(n_cells, batch_size, world)))
+            n_train = n_cells - round(settings.get("validation_fraction", 0.0) * n_cells)
+            max_steps = max(1, math.ceil(epochs * steps_per_epoch(n_train, batch_size, world)))
         elif max_epochs is not None:
             raise ValueError("give max_steps or max_epochs, not both")
         training = TrainingSettings(max_steps=max_steps, batch_size=batch_size, seed=seed, device=self.device,
                                     task_weights={s.name: s.weight for s in specs}, **settings)
-        return train(self.module, datasets, [s.name for s in specs], training, save_model=self._write_files)
+        return train(self.module, corpus, [s.name for s in specs], training, save_model=self._write_files)
+
+    def _init_gene_statistics(self, corpus: CellCorpus) -> None:
+        """Set the tokenizer's per-gene statistics from the first corpus the model is trained on."""
+        if bool(self.module.gene_statistics_set):
+            return
+        median, mean = gene_statistics(corpus, self.config.n_genes, self.config.target_sum)
+        self.module.set_gene_statistics(median, mean)
+
+    def _record_training(self, data_name: str | None, n_cells: int, alignment, specs: list[TaskSpec],
+                         batch_key: str | None, history: list[dict[str, Any]]) -> None:
+        self.config.training_data.append({
+            "data": data_name or "(unnamed AnnData)", "n_cells": int(n_cells),
+            "n_genes_matched": int(alignment.n_matched), "tasks": [s.name for s in specs],
+            "label_keys": [s.obs_key for s in specs if s.kind == "classifier"],
+            "batch_key": batch_key if any(s.kind == "integration" for s in specs) else None,
+            "steps": len(history)})
 
     # ---------------------------------------------------------------- inference (tensor level)
-    @torch.no_grad()
+    @torch.inference_mode()
     def encode(self, x: TokenBatch | anndata.AnnData) -> torch.Tensor:
         """Latent mean ``(n_cells, n_latent)`` of a token batch (see :meth:`tokenize`); an AnnData
         is encoded through :meth:`get_latent`."""
@@ -268,7 +321,7 @@ class ScDiVaModel:
         with self._autocast():
             return self.module.encode(x.to(self.device)).float()
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict(self, x: TokenBatch, task: str = "annotation") -> torch.Tensor:
         """Output of a task head on a token batch: class probabilities for classifiers,
         normalised expression for ``integration``, predicted values for ``masked_expression``."""
@@ -283,7 +336,11 @@ class ScDiVaModel:
                  min_coverage: float = 0.5) -> TokenBatch:
         """All cells of a (small) AnnData as one token batch, for :meth:`encode` / :meth:`predict`."""
         dataset = self._dataset(adata, layer=layer, gene_column=gene_column, min_coverage=min_coverage)
-        return collate_cells([dataset[i] for i in range(len(dataset))], self.config.n_genes)
+        batch = dataset.batch_of(np.arange(len(dataset)))
+        self.module.eval()
+        with torch.inference_mode():
+            self.module.tokenize(batch)
+        return batch
 
     def _head(self, task: str):
         if task not in self.module.heads:
@@ -296,18 +353,16 @@ class ScDiVaModel:
                               enabled=self.device.type == "cuda")
 
     # ---------------------------------------------------------------- inference (AnnData level)
-    @torch.no_grad()
+    @torch.inference_mode()
     def _map_cells(self, adata, fn, *, batch_size: int, layer, gene_column, min_coverage, progress_bar: bool):
         from tqdm.auto import tqdm
 
         dataset = self._dataset(adata, layer=layer, gene_column=gene_column, min_coverage=min_coverage)
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_size=batch_size, shuffle=False,
-            collate_fn=lambda items: collate_cells(items, self.config.n_genes))
         self.module.eval()
         outputs = []
-        for batch in tqdm(loader, desc="ScDiVa inference", unit="batch", disable=not progress_bar):
-            batch = batch.to(self.device)
+        starts = range(0, len(dataset), batch_size)
+        for start in tqdm(starts, desc="ScDiVa inference", unit="batch", disable=not progress_bar):
+            batch = dataset.batch_of(np.arange(start, min(start + batch_size, len(dataset)))).to(self.device)
             with self._autocast():
                 outputs.append(fn(batch).float().cpu())
         return torch.cat(outputs).numpy()

@@ -7,6 +7,7 @@ Adding a task means adding one class decorated with :func:`register_task`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -57,7 +58,7 @@ class TaskHead(nn.Module):
     def forward(self, out: EncoderOutput, batch) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def loss(self, out: EncoderOutput, batch, step: int) -> torch.Tensor | None:  # pragma: no cover
+    def loss(self, out: EncoderOutput, batch, step: int | None) -> torch.Tensor | None:  # pragma: no cover
         """Scalar loss of ``batch``, or ``None`` when the batch has nothing to learn from."""
         raise NotImplementedError
 
@@ -74,7 +75,7 @@ class MaskedExpressionHead(TaskHead):
     def forward(self, out: EncoderOutput, batch) -> torch.Tensor:
         return self.mlp(out.token_states).squeeze(-1)
 
-    def loss(self, out: EncoderOutput, batch, step: int) -> torch.Tensor | None:
+    def loss(self, out: EncoderOutput, batch, step: int | None) -> torch.Tensor | None:
         if out.value_mask is None or not out.value_mask.any():
             return None
         predicted = self.forward(out, batch)[out.value_mask].float()
@@ -85,52 +86,110 @@ class MaskedExpressionHead(TaskHead):
 class CountDecoderHead(TaskHead):
     """Batch-conditioned negative-binomial decoder; its loss is the negative ELBO (scVI style).
 
-    ``p(x | z, s) = NB(library * softmax(f(z) + e_s), theta_g)``: the batch ``s`` enters only the
-    decoder, so the encoder (which never sees the batch) is free to drop batch effects from
-    ``z``: that makes ``z`` a batch-corrected latent. The softmax runs over the genes the cell's
-    dataset measured. Loss = (reconstruction NLL + warmed-up KL) / number of measured genes, so its
-    scale is comparable to the other tasks' losses.
+    ``p(x | z, s) = NB(library * softmax(f(z, s)), theta_g)``. The batch ``s`` enters only the
+    decoder, so the encoder (which never sees the batch) is free to drop batch effects from ``z``:
+    that makes ``z`` a batch-corrected latent. How much it drops depends on how easily the decoder
+    can explain the batch itself, so (``config.decoder_batch_conditioning``):
+
+    - ``"every_layer"`` (default): a learned batch vector is added to the input of *every* decoder
+      layer, the output layer included (the same as concatenating a one-hot batch to each layer's
+      input, as scVI's decoder does), initialised like the layer's own weights so it acts from the
+      first step and learns at the pace of the rest;
+    - ``"legacy"``: one zero-initialised batch vector added before the hidden LayerNorm only (the
+      original design; kept for the ablation: it barely moves in a short run, so the encoder has to
+      absorb the batch effect).
+
+    ``config.decoder_batch_gene_offsets`` adds a free per-batch offset to every gene's logit.
+    The softmax runs over the genes the cell's dataset measured. Loss = (reconstruction NLL +
+    KL weight * KL) / number of measured genes, so its scale is comparable to the other tasks'.
+
+    The KL weight rises linearly over ``config.kl_warmup_steps`` optimizer steps counted across
+    every ``fit()`` that trained this head (``kl_step``, saved with the weights): a fine-tune
+    continues the pretraining schedule instead of restarting it at zero.
     """
 
     def __init__(self, config: ScDiVaConfig, name: str = "integration"):
         super().__init__(config, name)
         self.config = config
-        self.hidden = nn.Linear(config.n_latent, config.decoder_hidden)
-        self.batch_embedding = nn.Embedding(max(len(config.batch_categories), 1), config.decoder_hidden)
-        nn.init.zeros_(self.batch_embedding.weight)
-        self.norm = nn.LayerNorm(config.decoder_hidden)
-        self.scale = nn.Linear(config.decoder_hidden, config.n_genes)
+        n_batch = max(len(config.batch_categories), 1)
+        widths = [config.n_latent] + [config.decoder_hidden] * config.decoder_layers
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))
+        self.norms = nn.ModuleList(nn.LayerNorm(config.decoder_hidden) for _ in range(config.decoder_layers))
+        self.scale = nn.Linear(widths[-1], config.n_genes)
+        if config.decoder_batch_conditioning == "legacy":
+            self.batch_embeddings = nn.ModuleList([nn.Embedding(n_batch, config.decoder_hidden)])
+            nn.init.zeros_(self.batch_embeddings[0].weight)
+        else:  # one per layer: hidden layers and the output layer
+            self.batch_embeddings = nn.ModuleList(nn.Embedding(n_batch, width) for width in widths[1:] + [config.n_genes])
+            for embedding, fan_in in zip(self.batch_embeddings, widths, strict=True):
+                bound = 1.0 / math.sqrt(fan_in + n_batch)  # nn.Linear's init for a one-hot input column
+                nn.init.uniform_(embedding.weight, -bound, bound)
+        self.gene_offsets = (nn.Embedding(n_batch, config.n_genes) if config.decoder_batch_gene_offsets else None)
+        if self.gene_offsets is not None:
+            nn.init.zeros_(self.gene_offsets.weight)
         self.log_theta = nn.Parameter(torch.zeros(config.n_genes))
+        self.register_buffer("kl_step", torch.zeros((), dtype=torch.long))
 
     def set_batches(self, old: list[str], new: list[str]) -> None:
-        """Condition on ``new`` batch categories, keeping the embeddings of those in ``old``."""
-        weight = torch.zeros(max(len(new), 1), self.hidden.out_features, device=self.hidden.weight.device)
-        for i, category in enumerate(new):
-            if category in old:
-                weight[i] = self.batch_embedding.weight.data[old.index(category)]
-        self.batch_embedding = nn.Embedding.from_pretrained(weight, freeze=False)
+        """Condition on ``new`` batch categories, keeping what was learned for those in ``old``.
+
+        New categories start with the same initialisation as a fresh decoder's (zeros for the
+        legacy design and the gene offsets)."""
+        def grow(embedding: nn.Embedding, fan_in: int, zero: bool) -> nn.Embedding:
+            fresh = nn.Embedding(max(len(new), 1), embedding.embedding_dim).to(embedding.weight.device)
+            with torch.no_grad():
+                if zero:
+                    fresh.weight.zero_()
+                else:
+                    bound = 1.0 / math.sqrt(fan_in + len(new))
+                    fresh.weight.uniform_(-bound, bound)
+                for i, category in enumerate(new):
+                    if category in old:
+                        fresh.weight[i] = embedding.weight[old.index(category)]
+            return fresh
+
+        legacy = self.config.decoder_batch_conditioning == "legacy"
+        fan_ins = [self.config.n_latent] + [self.config.decoder_hidden] * self.config.decoder_layers
+        self.batch_embeddings = nn.ModuleList(grow(e, fan_in, legacy)
+                                              for e, fan_in in zip(self.batch_embeddings, fan_ins, strict=False))
+        if self.gene_offsets is not None:
+            self.gene_offsets = grow(self.gene_offsets, 0, True)
 
     def forward(self, out: EncoderOutput, batch) -> torch.Tensor:
         """Normalised expression (rows sum to 1 over measured genes)."""
         return self._scale(out.z, batch)
 
     def _scale(self, z: torch.Tensor, batch) -> torch.Tensor:
-        h = self.hidden(z)
-        if batch.batch is not None:
-            known = (batch.batch >= 0).unsqueeze(-1)
-            h = h + self.batch_embedding(batch.batch.clamp(min=0)) * known
-        logits = self.scale(F.relu(self.norm(h))).float()
+        codes = batch.batch if batch.batch is not None else torch.full(z.shape[:1], -1, device=z.device)
+        known = (codes >= 0).unsqueeze(-1).to(z.dtype)
+        codes = codes.clamp(min=0)
+        h = z
+        for i, (layer, norm) in enumerate(zip(self.layers, self.norms, strict=True)):
+            h = layer(h)
+            if i < len(self.batch_embeddings) and (i == 0 or self.config.decoder_batch_conditioning != "legacy"):
+                h = h + self.batch_embeddings[i](codes) * known
+            h = F.relu(norm(h))
+        logits = self.scale(h).float()
+        if self.config.decoder_batch_conditioning != "legacy":
+            logits = logits + self.batch_embeddings[-1](codes).float() * known
+        if self.gene_offsets is not None:
+            logits = logits + self.gene_offsets(codes).float() * known
         if batch.observed is not None:
             logits = logits.masked_fill(~batch.observed, float("-inf"))
         return torch.softmax(logits, dim=-1)
 
-    def kl_weight(self, step: int) -> float:
+    def kl_weight(self, step: int | None) -> float:
+        """KL weight at optimizer step ``step`` of the current run (continuing ``kl_step``);
+        ``None``: the full weight (held-out ELBO)."""
         warmup = self.config.kl_warmup_steps
-        return self.config.kl_weight * (1.0 if warmup == 0 else min(1.0, step / warmup))
+        if step is None:
+            return self.config.kl_weight
+        total = int(self.kl_step) + step
+        return self.config.kl_weight * (1.0 if warmup == 0 else min(1.0, total / warmup))
 
-    def loss(self, out: EncoderOutput, batch, step: int) -> torch.Tensor | None:
+    def loss(self, out: EncoderOutput, batch, step: int | None) -> torch.Tensor | None:
         if batch.counts is None:
-            raise ValueError("the integration task needs counts in the batch (collate with counts)")
+            raise ValueError("the integration task needs counts in the batch")
         mu = self._scale(out.z, batch) * batch.library.unsqueeze(-1)
         theta = self.log_theta.float().exp()
         log_lik = negative_binomial_log_likelihood(batch.counts, mu, theta)
@@ -162,7 +221,7 @@ class ClassifierHead(TaskHead):
         """Class logits (B, n_classes)."""
         return self.mlp(out.qz_mean)
 
-    def loss(self, out: EncoderOutput, batch, step: int) -> torch.Tensor | None:
+    def loss(self, out: EncoderOutput, batch, step: int | None) -> torch.Tensor | None:
         target = batch.labels.get(self.name)
         if target is None:
             raise ValueError(f"batch has no labels for classifier task {self.name!r}")

@@ -9,6 +9,7 @@ from scdiva.config import ScDiVaConfig
 from scdiva.data.vocab import CLS_ID, N_SPECIAL, PAD_ID
 from scdiva.module.heads import TASK_REGISTRY, CountDecoderHead, EncoderOutput, TaskHead
 from scdiva.module.layers import GeneValueEmbedding, TransformerBlock
+from scdiva.module.tokenizer import normalised_log, tokenize
 
 #: heads every model has; classifier heads are added per task from ``config.tasks``
 CORE_TASKS = ("masked_expression", "integration")
@@ -17,8 +18,10 @@ CORE_TASKS = ("masked_expression", "integration")
 class ScDiVaModule(nn.Module):
     """Pure-torch ScDiVa (no AnnData here; see :class:`scdiva.ScDiVaModel` for that).
 
-    ``tokens -> embedding -> pre-norm transformer -> cell representation (cls ++ mean of tokens)
-    -> q(z | cell) = N(mean, exp(logvar)) -> task heads``.
+    ``counts -> tokens (scdiva.module.tokenizer) -> gene + value embedding -> pre-norm transformer
+    -> cell representation (cls ++ mean of tokens) -> q(z | cell) = N(mean, exp(logvar)) -> task
+    heads``. ``config.n_layers = 0`` leaves only the profile projection and the token embeddings
+    (the ablation that shows what the attention blocks add).
     """
 
     def __init__(self, config: ScDiVaConfig):
@@ -37,6 +40,10 @@ class ScDiVaModule(nn.Module):
         self.latent_mean = nn.Linear(config.decoder_hidden, config.n_latent)
         self.latent_logvar = nn.Linear(config.decoder_hidden, config.n_latent)
         self.heads = nn.ModuleDict({kind: TASK_REGISTRY[kind](config) for kind in CORE_TASKS})
+        # tokenizer statistics (see set_gene_statistics); neutral until set
+        self.register_buffer("gene_median", torch.ones(config.n_genes))
+        self.register_buffer("gene_mean", torch.ones(config.n_genes))
+        self.register_buffer("gene_statistics_set", torch.zeros((), dtype=torch.bool))
         for spec in config.tasks:
             self.add_head(spec)
 
@@ -55,20 +62,39 @@ class ScDiVaModule(nn.Module):
     def decoder(self) -> CountDecoderHead:
         return self.heads["integration"]  # type: ignore[return-value]
 
+    # ---------------------------------------------------------------- tokens
+    def set_gene_statistics(self, median: torch.Tensor, mean: torch.Tensor) -> None:
+        """Per-gene corpus statistics of normalised expression (``count / library * target_sum``)
+        that the tokenizer ranks and samples with: ``median`` over the cells expressing the gene,
+        ``mean`` over all cells. Set once, from the pretraining corpus (saved with the weights)."""
+        self.gene_median.copy_(median.to(self.gene_median))
+        self.gene_mean.copy_(mean.to(self.gene_mean))
+        self.gene_statistics_set.fill_(True)
+
+    def tokenize(self, batch) -> None:
+        """Fill ``batch.gene_ids/values/padding_mask`` from its counts (see scdiva.module.tokenizer)."""
+        batch.gene_ids, batch.values, batch.padding_mask = tokenize(
+            batch.counts, batch.observed, batch.library, max_tokens=self.config.max_tokens,
+            n_zero_tokens=self.config.n_zero_tokens, target_sum=self.config.target_sum,
+            selection=self.config.token_selection, gene_median=self.gene_median, gene_mean=self.gene_mean,
+            training=self.training)
+
+    # ---------------------------------------------------------------- forward
     def forward(self, batch, mask_values: bool = False) -> EncoderOutput:
-        """Encode a :class:`~scdiva.data.dataset.TokenBatch`.
+        """Encode a :class:`~scdiva.data.dataset.TokenBatch` (tokenised here if it has no tokens).
 
         With ``mask_values`` a random ``config.mask_ratio`` of the gene tokens (never ``<cls>``
         or padding) have their value hidden, for the masked-expression task.
         """
+        if batch.gene_ids is None:
+            self.tokenize(batch)
         value_mask = None
         if mask_values and self.config.mask_ratio > 0:
             maskable = (batch.gene_ids != PAD_ID) & (batch.gene_ids != CLS_ID)
             value_mask = (torch.rand(batch.gene_ids.shape, device=batch.gene_ids.device)
                           < self.config.mask_ratio) & maskable
         x = self.embedding(batch.gene_ids, batch.values, value_mask)
-        if batch.counts is not None:
-            x[:, 0] = x[:, 0] + self.profile_projection(self._profile(batch, value_mask))
+        x[:, 0] = x[:, 0] + self.profile_projection(self._profile(batch, value_mask))
         for block in self.blocks:
             x = block(x, batch.padding_mask)
         x = self.final_norm(x)
@@ -87,8 +113,7 @@ class ScDiVaModule(nn.Module):
     def _profile(self, batch, value_mask: torch.Tensor | None) -> torch.Tensor:
         """log1p(library-normalised counts) over the vocabulary; masked genes are zeroed so the
         masked-expression task cannot read its answer from the profile."""
-        library = batch.library.clamp(min=1.0).unsqueeze(-1)
-        profile = torch.log1p(batch.counts / library * self.config.target_sum)
+        profile = normalised_log(batch.counts, batch.library, self.config.target_sum)
         if value_mask is not None and value_mask.any():
             rows = torch.arange(profile.shape[0], device=profile.device).unsqueeze(-1).expand_as(value_mask)
             profile = profile.index_put((rows[value_mask], batch.gene_ids[value_mask] - N_SPECIAL),
@@ -100,11 +125,28 @@ class ScDiVaModule(nn.Module):
         return self.forward(batch).qz_mean
 
     def losses(self, batch, tasks: list[str], step: int) -> dict[str, torch.Tensor]:
-        """Loss per task (tasks with nothing to learn in this batch are left out)."""
-        out = self.forward(batch, mask_values="masked_expression" in tasks)
+        """Loss per task (tasks with nothing to learn in this batch are left out).
+
+        The masked-expression head gets its own forward pass with hidden values; every other head
+        is trained on the clean input, the same input the latent is used on at inference.
+        """
+        if batch.gene_ids is None:
+            self.tokenize(batch)
         result = {}
-        for task in tasks:
-            loss = self.heads[task].loss(out, batch, step)
+        clean_tasks = [t for t in tasks if t != "masked_expression"]
+        if clean_tasks:
+            out = self.forward(batch)
+            for task in clean_tasks:
+                loss = self.heads[task].loss(out, batch, step)
+                if loss is not None:
+                    result[task] = loss
+        if "masked_expression" in tasks:
+            loss = self.heads["masked_expression"].loss(self.forward(batch, mask_values=True), batch, step)
             if loss is not None:
-                result[task] = loss
+                result["masked_expression"] = loss
         return result
+
+    def finish_training(self, tasks: list[str], n_steps: int) -> None:
+        """Advance schedules that span training runs (the decoder's KL warm-up) by ``n_steps``."""
+        if "integration" in tasks:
+            self.decoder.kl_step += n_steps

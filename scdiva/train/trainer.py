@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler
 
-from scdiva.data.dataset import CellTokenDataset, collate_cells
+from scdiva.data.dataset import CellCorpus
 from scdiva.module.scdiva_module import ScDiVaModule
 from scdiva.train.checkpoint import (
     find_checkpoint,
@@ -47,7 +47,21 @@ class TrainingSettings:
     #: "auto": bf16 autocast on CUDA, float32 on CPU (bf16 matmuls are not faster on most CPUs;
     #: see benchmarks/cpu_matmul_precision.py); or "fp32" / "bf16" explicitly
     precision: str = "auto"
+    #: kept for API compatibility: batches are read and tokenised vectorised, without workers
     num_workers: int = 0
+    #: fraction of cells held out (stratified by nothing, seeded) to monitor the loss on; 0: none
+    validation_fraction: float = 0.0
+    #: evaluate the held-out loss every this many steps (default: once per epoch)
+    eval_every: int | None = None
+    #: stop when the held-out loss has not improved for this many evaluations (None: never);
+    #: the weights of the best evaluation are restored at the end
+    early_stopping_patience: int | None = None
+    #: sample cells so that every class of this classifier task is equally frequent (unlabelled
+    #: cells keep their overall share); None: plain shuffling
+    balance_task: str | None = None
+    #: learning-rate multiplier of everything except the task heads (fine-tuning a pretrained
+    #: trunk gently while the heads learn at the full rate)
+    trunk_lr_factor: float = 1.0
 
     def validate(self) -> None:
         if self.max_steps < 1:
@@ -60,6 +74,12 @@ class TrainingSettings:
             raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
         if not 0 <= self.warmup_fraction < 1:
             raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+        if not 0 <= self.validation_fraction < 0.5:
+            raise ValueError(f"validation_fraction must be in [0, 0.5), got {self.validation_fraction}")
+        if self.early_stopping_patience is not None and self.validation_fraction == 0:
+            raise ValueError("early stopping needs held-out cells: set validation_fraction > 0")
+        if not self.trunk_lr_factor > 0:
+            raise ValueError(f"trunk_lr_factor must be > 0, got {self.trunk_lr_factor}")
 
 
 def lr_factor(step: int, max_steps: int, warmup_steps: int, floor: float = 0.1) -> float:
@@ -74,55 +94,99 @@ def steps_per_epoch(n_cells: int, batch_size: int, world_size: int = 1) -> int:
     return math.ceil(math.ceil(n_cells / world_size) / batch_size)
 
 
-def train(module: ScDiVaModule, datasets: Sequence[CellTokenDataset], tasks: Sequence[str],
-          settings: TrainingSettings, save_model: Callable[[Path], None] | None = None) -> list[dict[str, Any]]:
-    """Train ``module`` on ``datasets`` for ``settings.max_steps`` optimizer steps.
+def split_validation(n_cells: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training, held-out) cell indices: a seeded random ``fraction`` held out (at least one)."""
+    order = np.random.default_rng([seed, 7]).permutation(n_cells)
+    n_held = int(round(fraction * n_cells))
+    if fraction > 0:
+        n_held = min(max(n_held, 1), n_cells - 1)
+    return np.sort(order[n_held:]), np.sort(order[:n_held])
+
+
+def epoch_order(train_cells: np.ndarray, epoch: int, seed: int, weights: np.ndarray | None) -> np.ndarray:
+    """Cells of one epoch, in order: a permutation, or a weighted draw with replacement."""
+    rng = np.random.default_rng([seed, epoch])
+    if weights is None:
+        return train_cells[rng.permutation(train_cells.size)]
+    return rng.choice(train_cells, size=train_cells.size, replace=True, p=weights / weights.sum())
+
+
+def balanced_weights(codes: np.ndarray) -> np.ndarray:
+    """Sampling weights: labelled cells balanced across classes, unlabelled (-1) at their share."""
+    weights = np.zeros(codes.size, dtype=np.float64)
+    labelled = codes >= 0
+    if labelled.any():
+        classes, counts = np.unique(codes[labelled], return_counts=True)
+        per_class = dict(zip(classes.tolist(), counts.tolist(), strict=True))
+        share = labelled.mean()
+        weights[labelled] = [share / (len(classes) * per_class[c]) for c in codes[labelled]]
+    if (~labelled).any():
+        weights[~labelled] = (~labelled).mean() / (~labelled).sum()
+    return weights
+
+
+def train(module: ScDiVaModule, corpus: CellCorpus, tasks: Sequence[str], settings: TrainingSettings,
+          save_model: Callable[[Path], None] | None = None) -> list[dict[str, Any]]:
+    """Train ``module`` on the cells of ``corpus`` for at most ``settings.max_steps`` optimizer steps.
 
     The loss is the weighted sum of the per-task losses. Everything random (cell order, token
     sampling, value masks, dropout, the reparameterisation noise) is a function of
-    ``(seed, step)``, so a run resumed from a checkpoint continues exactly as the uninterrupted
-    run would. Returns one record per step: ``step``, ``epoch``, ``loss``, ``lr``, ``loss_<task>``.
+    ``(seed, step)``, so a run resumed from a checkpoint - at an epoch boundary or inside an
+    epoch - continues exactly as the uninterrupted run would. With ``validation_fraction`` a
+    held-out set of cells is scored every ``eval_every`` steps (the full-weight loss, in eval
+    mode); with ``early_stopping_patience`` training stops when it stops improving and the best
+    weights are restored. Returns one record per step: ``step``, ``epoch``, ``loss``, ``lr``,
+    ``loss_<task>`` (plus ``val_loss`` on evaluated steps).
     """
     settings.validate()
     info = setup_distributed()
     device = torch.device(settings.device) if settings.device is not None else default_device(info)
     module.to(device)
-    dataset = datasets[0] if len(datasets) == 1 else ConcatDataset(datasets)
-    n_genes = module.config.n_genes
-    per_epoch = steps_per_epoch(len(dataset), settings.batch_size, info.world_size)
+    train_cells, held_out = split_validation(len(corpus), settings.validation_fraction, settings.seed)
+    weights_of_cells = None
+    if settings.balance_task is not None:
+        weights_of_cells = balanced_weights(corpus.label_codes(settings.balance_task)[train_cells])
+    shard = np.arange(info.rank, train_cells.size, info.world_size)  # DDP: every rank its own cells
+    per_epoch = steps_per_epoch(train_cells.size, settings.batch_size, info.world_size)
     warmup = int(settings.warmup_fraction * settings.max_steps)
+    eval_every = settings.eval_every or per_epoch
 
-    decay, no_decay = [], []
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
     for name, p in module.named_parameters():
-        (no_decay if p.ndim < 2 or "norm" in name or "embedding" in name else decay).append(p)
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=settings.lr)
+        decays = not (p.ndim < 2 or "norm" in name or "embedding" in name)
+        groups.setdefault((decays, name.startswith("heads.")), []).append(p)
+    optimizer = torch.optim.AdamW(
+        [{"params": params, "weight_decay": settings.weight_decay if decays else 0.0,
+          "lr_factor": 1.0 if is_head else settings.trunk_lr_factor}
+         for (decays, is_head), params in sorted(groups.items())], lr=settings.lr)
 
+    run_identity = {"max_steps": settings.max_steps, "tasks": list(tasks), "seed": settings.seed,
+                    "batch_size": settings.batch_size, "n_cells": len(corpus)}
     history: list[dict[str, Any]] = []
-    step = 0
+    step, best = 0, {"loss": math.inf, "step": 0, "bad_evals": 0}
     checkpoint = find_checkpoint(settings.checkpoint_dir) if settings.checkpoint_dir and settings.resume else None
     if checkpoint is not None:
         state, optimizer_tensors = load_trainer_state(checkpoint)
-        if state["max_steps"] != settings.max_steps or state["tasks"] != list(tasks):
-            raise ValueError(f"cannot resume from {checkpoint}: it was written by a run with max_steps="
-                             f"{state['max_steps']}, tasks={state['tasks']} (this run: {settings.max_steps}, "
-                             f"{list(tasks)}); use another checkpoint_dir or resume=False")
+        differs = {k: (state.get(k), v) for k, v in run_identity.items() if state.get(k) != v}
+        if differs:
+            detail = ", ".join(f"{k}: checkpoint {old!r}, this run {new!r}" for k, (old, new) in differs.items())
+            raise ValueError(f"cannot resume from {checkpoint}: it was written by a different run ({detail}); "
+                             "rerun with the same settings and data, or use another checkpoint_dir or resume=False")
         from safetensors.torch import load_file
 
         module.load_state_dict(load_file(str(checkpoint / "model.safetensors"), device=str(device)))
         optimizer_from_flat(optimizer, {k: v.to(device) for k, v in optimizer_tensors.items()},
                             state["optimizer"])
-        step, history = state["step"], state["history"]
+        step, history, best = state["step"], state["history"], state.get("best", best)
         logger.info("resuming from %s at step %d of %d", checkpoint, step, settings.max_steps)
     elif settings.resume:
         logger.info("resume=True but %s holds no checkpoint yet: starting from step 0", settings.checkpoint_dir)
+    best_state = _snapshot(module) if held_out.size else None
 
     model_for_step: torch.nn.Module = _LossModule(module)
     if info.world_size > 1:
         model_for_step = torch.nn.parallel.DistributedDataParallel(
             model_for_step, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
-    sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True,
-                                 seed=settings.seed)
     use_bf16 = settings.precision == "bf16" or (settings.precision == "auto" and device.type == "cuda")
     every = settings.checkpoint_every or max(1, settings.max_steps // 10)
     weights = {t: settings.task_weights.get(t, 1.0) for t in tasks}
@@ -130,21 +194,17 @@ def train(module: ScDiVaModule, datasets: Sequence[CellTokenDataset], tasks: Seq
     progress = _progress(settings, info, step)
     module.train()
     start = time.perf_counter()
-    while step < settings.max_steps:
+    stopped_early = False
+    while step < settings.max_steps and not stopped_early:
         epoch, skip = divmod(step, per_epoch)
-        sampler.set_epoch(epoch)
-        for d in datasets:
-            d.set_epoch(epoch)
-        indices = list(sampler)
-        batches = [indices[i : i + settings.batch_size] for i in range(0, len(indices), settings.batch_size)]
-        loader = DataLoader(dataset, batch_sampler=batches[skip:], num_workers=settings.num_workers,
-                            collate_fn=lambda items: collate_cells(items, n_genes))
-        for batch in loader:
-            batch = batch.to(device)
+        order = epoch_order(train_cells, epoch, settings.seed, weights_of_cells)[shard]
+        batches = [order[i : i + settings.batch_size] for i in range(0, order.size, settings.batch_size)]
+        for cells in batches[skip:]:
+            batch = corpus.batch_of(cells).to(device)
             torch.manual_seed(settings.seed * 1_000_003 + step)
             factor = lr_factor(step, settings.max_steps, warmup)
             for group in optimizer.param_groups:
-                group["lr"] = settings.lr * factor
+                group["lr"] = settings.lr * factor * group["lr_factor"]
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 losses = model_for_step(batch, list(tasks), step)
             if not losses:
@@ -158,24 +218,65 @@ def train(module: ScDiVaModule, datasets: Sequence[CellTokenDataset], tasks: Seq
             step += 1
             record = {"step": step, "epoch": epoch, "loss": float(loss.detach()), "lr": settings.lr * factor,
                       **{f"loss_{t}": float(v.detach()) for t, v in losses.items()}}
+            if held_out.size and (step % eval_every == 0 or step == settings.max_steps):
+                record["val_loss"] = held_out_loss(module, corpus, held_out, tasks, weights, settings.batch_size,
+                                                   device, use_bf16)
+                if record["val_loss"] < best["loss"]:
+                    best = {"loss": record["val_loss"], "step": step, "bad_evals": 0}
+                    best_state = _snapshot(module)
+                else:
+                    best["bad_evals"] += 1
+                patience = settings.early_stopping_patience
+                stopped_early = patience is not None and best["bad_evals"] >= patience
             history.append(record)
             progress.update(1)
             progress.set_postfix(loss=f"{record['loss']:.4f}", epoch=epoch)
-            if settings.checkpoint_dir and (step % every == 0 or step == settings.max_steps):
+            if settings.checkpoint_dir and (step % every == 0 or step == settings.max_steps or stopped_early):
                 if info.is_main:
                     if save_model is None:
                         raise ValueError("checkpointing needs save_model")
                     save_training_checkpoint(settings.checkpoint_dir, save_model, optimizer, {
-                        "step": step, "max_steps": settings.max_steps, "tasks": list(tasks),
-                        "seed": settings.seed, "history": history})
+                        **run_identity, "step": step, "history": history, "best": best})
                 barrier(info)
-            if step >= settings.max_steps:
+            if step >= settings.max_steps or stopped_early:
                 break
     progress.close()
+    restored = best_state is not None and settings.early_stopping_patience is not None and best["step"] > 0
+    if restored:
+        module.load_state_dict(best_state)
+        logger.info("restored the weights of step %d (held-out loss %.4f)", best["step"], best["loss"])
+    # the module's schedules (KL warm-up) count this run from its step 0, also after a resume
+    module.finish_training(list(tasks), best["step"] if restored else step)
     module.eval()
     if history:
         history[-1]["train_seconds"] = time.perf_counter() - start
+        history[-1]["stopped_early"] = stopped_early
+        if held_out.size:
+            history[-1]["best_step"] = best["step"]
     return history
+
+
+@torch.no_grad()
+def held_out_loss(module: ScDiVaModule, corpus: CellCorpus, cells: np.ndarray, tasks: Sequence[str],
+                  weights: dict[str, float], batch_size: int, device: torch.device, use_bf16: bool) -> float:
+    """Weighted loss of ``cells`` in eval mode at full KL weight (the ELBO, not its warm-up)."""
+    was_training = module.training
+    module.eval()
+    total, n = 0.0, 0
+    rng_state = torch.get_rng_state()
+    for i in range(0, cells.size, batch_size):
+        batch = corpus.batch_of(cells[i : i + batch_size]).to(device)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            losses = module.losses(batch, list(tasks), step=None)
+        total += float(sum(weights[t] * v for t, v in losses.items())) * len(batch)
+        n += len(batch)
+    torch.set_rng_state(rng_state)
+    module.train(was_training)
+    return total / max(n, 1)
+
+
+def _snapshot(module: ScDiVaModule) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
 class _LossModule(torch.nn.Module):

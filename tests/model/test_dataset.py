@@ -3,15 +3,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+import torch
 
-from scdiva.data.dataset import CellTokenDataset, CountsError, collate_cells
+from scdiva.data.dataset import CellCorpus, CellTokenDataset, CountsError, gene_statistics
 from scdiva.data.vocab import CLS_ID, N_SPECIAL, PAD_ID, GeneVocab
+from scdiva.module.tokenizer import tokenize
 
 
-def _dataset(adata, layer=None, max_tokens=3, n_zero_tokens=2):
-    vocab = GeneVocab(adata.var_names)
-    return CellTokenDataset(adata, vocab, vocab.align(adata), max_tokens=max_tokens, n_zero_tokens=n_zero_tokens,
-                            target_sum=1e4, layer=layer)
+def _dataset(adata, layer=None, vocab=None):
+    vocab = vocab or GeneVocab(adata.var_names)
+    return CellTokenDataset(adata, vocab, vocab.align(adata), layer=layer)
 
 
 def _toy():
@@ -19,58 +20,103 @@ def _toy():
     return ad.AnnData(sp.csr_matrix(counts), var=pd.DataFrame(index=[f"g{i}" for i in range(8)]))
 
 
+def _tokens(batch, max_tokens=3, n_zero_tokens=2, selection="top_count", median=None, mean=None, training=False):
+    n = batch.counts.shape[1]
+    return tokenize(batch.counts, batch.observed, batch.library, max_tokens=max_tokens, n_zero_tokens=n_zero_tokens,
+                    target_sum=1e4, selection=selection,
+                    gene_median=torch.ones(n) if median is None else median,
+                    gene_mean=torch.arange(n, dtype=torch.float32) + 1 if mean is None else mean, training=training)
+
+
+def test_batch_scatters_counts_onto_the_vocabulary_in_its_order():
+    data = _toy()
+    # the vocabulary lists the genes in another order and knows one gene the data lacks
+    vocab = GeneVocab(["g7", "g3", "g0", "gX", "g1"])
+    ds = CellTokenDataset(data, vocab, vocab.align(data, min_coverage=0.5))
+    batch = ds.batch_of([1, 0])
+    np.testing.assert_array_equal(batch.counts.numpy(), [[1, 0, 0, 0, 3], [0, 9, 5, 0, 0]])
+    assert batch.observed[0].tolist() == [True, True, True, False, True]
+    assert batch.library.tolist() == [4, 14]  # counts of vocabulary genes only
+    assert batch.index.tolist() == [1, 0]
+
+
 def test_tokens_are_top_expressed_genes_plus_unexpressed_zeros():
-    data = _toy()
-    item = _dataset(data)[0]
-    assert item["gene_ids"][0] == CLS_ID
-    top = set(item["gene_ids"][1:4] - N_SPECIAL)
-    assert top == {3, 0, 5}  # the three highest counts of cell 0 (9, 5, 2)
-    zeros = item["gene_ids"][4:] - N_SPECIAL
-    assert len(zeros) == 2 and not set(zeros) & {0, 2, 3, 5}
-    np.testing.assert_allclose(item["values"][4:], 0.0)
-    expected = np.log1p(np.array([9, 5, 2]) / 17 * 1e4)
-    np.testing.assert_allclose(sorted(item["values"][1:4]), sorted(expected), rtol=1e-6)
-    assert item["library"] == 17  # all expressed genes, not only the tokens
+    batch = _dataset(_toy()).batch_of([0, 1])
+    gene_ids, values, padding = _tokens(batch)
+    assert gene_ids[0, 0] == CLS_ID
+    assert set((gene_ids[0, 1:4] - N_SPECIAL).tolist()) == {3, 0, 5}  # counts 9, 5, 2
+    np.testing.assert_allclose(sorted(values[0, 1:4].tolist()), sorted(np.log1p(np.array([9, 5, 2]) / 17 * 1e4)),
+                               rtol=1e-6)
+    # unexpressed tokens: measured, zero, highest corpus mean first (genes 7 and 6 here), value 0
+    assert (gene_ids[0, 4:] - N_SPECIAL).tolist() == [7, 6]
+    assert values[0, 4:].tolist() == [0.0, 0.0]
+    # cell 1 expresses 2 genes: its third token slot is padding
+    assert gene_ids[1, 3] == PAD_ID and padding[1, 3] and not padding[1, :3].any()
 
 
-def test_collate_pads_and_scatters_counts():
-    data = _toy()
-    ds = _dataset(data, max_tokens=8, n_zero_tokens=0)
-    batch = collate_cells([ds[0], ds[1]], n_genes=8)
-    assert batch.gene_ids.shape == (2, 5)  # cls + 4 expressed genes of cell 0
-    assert batch.padding_mask[1].tolist() == [False, False, False, True, True]
-    assert (batch.gene_ids[batch.padding_mask] == PAD_ID).all()
-    np.testing.assert_array_equal(batch.counts.numpy(), data.X.toarray())
+def test_median_normalised_selection_demotes_genes_high_in_every_cell():
+    # gene 0 is high in every cell (housekeeping); gene 1 is modest but far above its own median
+    counts = torch.tensor([[100.0, 10.0, 20.0], [100.0, 1.0, 20.0], [100.0, 1.0, 20.0]])
+    batch = type("B", (), {})()
+    batch.counts, batch.observed, batch.library = counts, torch.ones_like(counts, dtype=torch.bool), counts.sum(1)
+    by_count, _, _ = _tokens(batch, max_tokens=1, n_zero_tokens=0)
+    assert (by_count[0, 1] - N_SPECIAL).item() == 0
+    vocab = GeneVocab(["a", "b", "c"])
+    corpus = CellCorpus([_dataset(ad.AnnData(sp.csr_matrix(counts.numpy()), var=pd.DataFrame(index=["a", "b", "c"])),
+                                  vocab=vocab)])
+    median, mean = gene_statistics(corpus, 3, 1e4)
+    by_rank, _, _ = _tokens(batch, max_tokens=1, n_zero_tokens=0, selection="median_normalised", median=median,
+                            mean=mean)
+    assert (by_rank[0, 1] - N_SPECIAL).item() == 1
 
 
-def test_backed_file_and_counts_layer_give_the_same_tokens(tmp_path):
+def test_gene_statistics_are_median_of_nonzero_and_mean_over_measured_cells():
+    counts = np.array([[1, 0, 3], [3, 0, 1], [0, 0, 4]], dtype=np.float32)
+    data = ad.AnnData(sp.csr_matrix(counts), var=pd.DataFrame(index=["a", "b", "c"]))
+    corpus = CellCorpus([_dataset(data)])
+    median, mean = gene_statistics(corpus, 3, target_sum=4.0)
+    normalised = counts / counts.sum(1, keepdims=True) * 4.0  # rows sum to 4: [1,0,3], [3,0,1], [0,0,4]
+    assert median.tolist() == pytest.approx([2.0, 1.0, 3.0])  # gene b is never expressed: neutral 1
+    assert mean.tolist() == pytest.approx(normalised.mean(0).tolist())
+
+
+def test_training_mode_samples_but_inference_is_deterministic():
+    batch = _dataset(_toy()).batch_of([0, 1])
+    first = _tokens(batch)[0]
+    assert torch.equal(first, _tokens(batch)[0])
+    torch.manual_seed(0)
+    draws = {tuple(_tokens(batch, n_zero_tokens=1, training=True)[0][0, 4:].tolist()) for _ in range(30)}
+    assert len(draws) > 1  # unexpressed tokens are sampled in training
+
+
+def test_backed_file_and_counts_layer_give_the_same_batches(tmp_path):
     data = _toy()
     data.layers["counts"] = data.X.copy()
     data.X = sp.csr_matrix(np.log1p(data.X.toarray()))  # workflow convention: X log-normalised
     data.write_h5ad(tmp_path / "toy.h5ad")
     backed = ad.read_h5ad(tmp_path / "toy.h5ad", backed="r")
     in_memory, on_disk = _dataset(data, layer="counts"), _dataset(backed, layer="counts")
-    assert not isinstance(on_disk.reader.matrix, np.ndarray | sp.spmatrix)  # rows are read from disk
-    for i in range(2):
-        a, b = in_memory[i], on_disk[i]
-        np.testing.assert_array_equal(a["gene_ids"], b["gene_ids"])
-        np.testing.assert_array_equal(a["values"], b["values"])
+    assert on_disk.reader.backed
+    for index in ([0, 1], [1, 0], [1]):
+        np.testing.assert_array_equal(in_memory.batch_of(index).counts, on_disk.batch_of(index).counts)
 
 
 def test_non_integer_values_raise_a_clear_error():
     data = _toy()
     data.X = sp.csr_matrix(np.log1p(data.X.toarray()))
-    with pytest.raises(CountsError, match=r"raw integer UMI counts.*layer="):
+    with pytest.raises(CountsError, match=r"cell '0'.*raw integer UMI counts.*layer="):
         _dataset(data)
 
 
-def test_sampling_is_reproducible_per_epoch():
-    ds = _dataset(_toy())
-    ds.set_epoch(3)
-    first = ds[0]["gene_ids"].copy()
-    ds.set_epoch(4)
-    ds.set_epoch(3)
-    np.testing.assert_array_equal(ds[0]["gene_ids"], first)
+def test_corpus_of_two_datasets_keeps_the_requested_order():
+    a, b = _toy(), _toy()
+    b.X = b.X * 2
+    vocab = GeneVocab(a.var_names)
+    corpus = CellCorpus([_dataset(a, vocab=vocab), _dataset(b, vocab=vocab)])
+    batch = corpus.batch_of([3, 0, 2])
+    np.testing.assert_array_equal(batch.counts.numpy(), np.vstack([b.X[1].toarray(), a.X[0].toarray(),
+                                                                   b.X[0].toarray()]))
+    assert batch.index.tolist() == [3, 0, 2]
 
 
 def test_backed_reading_keeps_memory_far_below_the_matrix_size(tmp_path):
@@ -85,9 +131,9 @@ def test_backed_reading_keeps_memory_far_below_the_matrix_size(tmp_path):
     backed = ad.read_h5ad(tmp_path / "big.h5ad", backed="r")
     tracemalloc.start()
     try:
-        ds = _dataset(backed, max_tokens=64, n_zero_tokens=8)
-        for i in range(0, 20_000, 200):
-            assert ds[i]["gene_ids"].size > 1
+        ds = _dataset(backed)
+        for start in range(0, 20_000, 1_000):
+            assert ds.batch_of(np.arange(start, start + 100)).counts.sum() > 0
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -24,7 +24,8 @@ def test_config_json_round_trip(tmp_path):
 
 @pytest.mark.parametrize(("overrides", "message"), [
     ({"n_heads": 5}, "divisible by n_heads"),
-    ({"n_layers": 0}, "n_layers must be a positive integer"),
+    ({"n_layers": -1}, "n_layers must be an integer >= 0"),
+    ({"token_selection": "random"}, "token_selection must be one of"),
     ({"dropout": 1.5}, "dropout must be in"),
     ({"mask_ratio": -0.1}, "mask_ratio"),
     ({"n_latnet": 8}, "unknown config field"),

@@ -22,9 +22,17 @@ def test_gaussian_kl_is_zero_only_at_the_prior():
     assert (gaussian_kl(torch.ones(2, 4), torch.zeros(2, 4)) > 0).all()
 
 
-def _batch(gene_ids, values):
+def _batch(gene_ids, values, n_genes=20, batch=None):
+    """A batch with given tokens and counts that agree with them (token id - 2 = gene position)."""
     gene_ids = torch.tensor(gene_ids)
-    return TokenBatch(gene_ids=gene_ids, values=torch.tensor(values), padding_mask=gene_ids == 0)
+    counts = torch.zeros(gene_ids.shape[0], n_genes)
+    for row, (ids, vals) in enumerate(zip(gene_ids.tolist(), values, strict=True)):
+        for token, value in zip(ids, vals, strict=True):
+            if token >= 2 and value > 0:
+                counts[row, token - 2] = round(value * 10)
+    return TokenBatch(counts=counts, observed=torch.ones_like(counts, dtype=torch.bool), library=counts.sum(1),
+                      batch=None if batch is None else torch.tensor(batch), gene_ids=gene_ids,
+                      values=torch.tensor(values), padding_mask=gene_ids == 0)
 
 
 def test_padding_does_not_change_a_cells_encoding():
@@ -61,3 +69,46 @@ def test_adding_a_task_is_adding_one_registered_class():
             register_task("test_regression")(RegressionHead)
     finally:
         TASK_REGISTRY.pop("test_regression")
+
+
+def _trained_decoder_module(conditioning="every_layer"):
+    torch.manual_seed(0)
+    config = ScDiVaConfig.from_size("tiny", n_genes=20, batch_categories=["a", "b"],
+                                    decoder_batch_conditioning=conditioning)
+    return ScDiVaModule(config).eval()
+
+
+def test_latent_ignores_the_batch_label_while_the_decoder_uses_it():
+    module = _trained_decoder_module()
+    as_a = _batch([[1, 5, 6, 7]], [[0.0, 1.0, 2.0, 0.5]], batch=[0])
+    as_b = _batch([[1, 5, 6, 7]], [[0.0, 1.0, 2.0, 0.5]], batch=[1])
+    out_a, out_b = module(as_a), module(as_b)
+    torch.testing.assert_close(out_a.qz_mean, out_b.qz_mean)  # the encoder never sees the batch
+    decoded_a, decoded_b = module.decoder(out_a, as_a), module.decoder(out_b, as_b)
+    # from the first step (ordinary initialisation, not zeros) the batch moves every gene's output
+    assert (decoded_a - decoded_b).abs().max() > 1e-3
+    torch.testing.assert_close(decoded_a.sum(-1), torch.ones(1))
+
+
+def test_legacy_decoder_starts_blind_to_the_batch():
+    module = _trained_decoder_module("legacy")
+    as_a = _batch([[1, 5, 6, 7]], [[0.0, 1.0, 2.0, 0.5]], batch=[0])
+    as_b = _batch([[1, 5, 6, 7]], [[0.0, 1.0, 2.0, 0.5]], batch=[1])
+    torch.testing.assert_close(module.decoder(module(as_a), as_a), module.decoder(module(as_b), as_b))
+
+
+def test_profile_projection_feeds_the_first_token():
+    """The <cls> token sees every gene through the profile: a gene that is no token still moves z."""
+    torch.manual_seed(0)
+    module = ScDiVaModule(ScDiVaConfig.from_size("tiny", n_genes=20)).eval()
+    base = _batch([[1, 5, 6]], [[0.0, 1.0, 2.0]])
+    extra = _batch([[1, 5, 6]], [[0.0, 1.0, 2.0]])
+    extra.counts[0, 15] = 40.0  # gene 15 is expressed but not among the tokens
+    extra.library = extra.counts.sum(1)
+    assert (module.encode(base) - module.encode(extra)).abs().max() > 1e-4
+    module.profile_projection[0].weight.data.zero_()
+    module.profile_projection[0].bias.data.zero_()
+    same_tokens = _batch([[1, 5, 6]], [[0.0, 1.0, 2.0]])
+    same_tokens.counts[0, 15] = 40.0
+    same_tokens.library = base.library  # same token values, only the non-token gene differs
+    torch.testing.assert_close(module.encode(base), module.encode(same_tokens))

@@ -71,3 +71,21 @@ def test_bad_training_input_fails_before_training(small_pbmc):
         model.fit(small_pbmc, tasks=["annotation"], label_key="celltype", max_steps=1)
     with pytest.raises(ValueError, match="unknown task"):
         model.fit(small_pbmc, tasks=["clustering"], max_steps=1)
+
+
+def test_second_fit_continues_the_kl_schedule_and_it_is_saved(small_pbmc, tmp_path):
+    from scdiva import ScDiVaModel as Model
+
+    model = Model.from_config("tiny", genes=small_pbmc.var_names, kl_warmup_steps=10)
+    model.fit(small_pbmc, tasks=["integration"], batch_key="donor", max_steps=4, batch_size=64, progress_bar=False)
+    decoder = model.module.decoder
+    assert int(decoder.kl_step) == 4 and decoder.kl_weight(0) == pytest.approx(0.4)
+    model.save_pretrained(tmp_path / "ckpt")
+    reloaded = Model.from_pretrained(tmp_path / "ckpt")
+    assert int(reloaded.module.decoder.kl_step) == 4
+    reloaded.fit(small_pbmc, tasks=["integration"], batch_key="donor", max_steps=3, batch_size=64,
+                 progress_bar=False)
+    assert int(reloaded.module.decoder.kl_step) == 7
+    # a fit without the integration task leaves the schedule where it was
+    reloaded.fit(small_pbmc, tasks=["masked_expression"], max_steps=2, batch_size=64, progress_bar=False)
+    assert int(reloaded.module.decoder.kl_step) == 7
