@@ -284,6 +284,8 @@ def score_embedding_files(
     All embeddings of a dataset are scored in one process on purpose: at benchmark sizes the
     numba/JAX start-up of scib-metrics costs far more than the metrics themselves (measured here:
     ~100 s for the first embedding of a process, ~6 s for each further one).
+    Embedding rows are matched to the preprocessed cells by name (``obs_names``), so a file whose
+    cells come in another order is realigned; a file with other cells or duplicate names is refused.
     Writes the by-seed long CSV (dataset, method, seed, metric, kind, value) atomically, once
     every embedding is scored, and returns it.
     """
@@ -304,6 +306,9 @@ def score_embedding_files(
         emb = ad.read_h5ad(path)
         if "X_emb" not in emb.obsm:
             raise KeyError(f"{path}: no obsm['X_emb']; rerun its integrate job")
+        if not emb.obs_names.is_unique:
+            dups = emb.obs_names[emb.obs_names.duplicated()].unique()[:5].tolist()
+            raise ValueError(f"{path}: duplicate cell names {dups}; rows cannot be matched to cells, rerun integrate")
         if set(ref.obs_names) != set(emb.obs_names):
             raise ValueError(f"{path} and {preprocessed_path} hold different cells; rerun integrate")
         embeddings[(method, seed)] = emb
