@@ -61,7 +61,7 @@ def cell_cycle_gene_coverage(var_names: Sequence[str]) -> tuple[list[str], list[
     reason = None
     if not s_found or not g2m_found:
         reason = (f"{len(s_found)} of {len(s_genes)} S genes and {len(g2m_found)} of {len(g2m_genes)} G2M genes "
-                  "(Tirosh et al. 2015, human symbols) are in the data; the phase needs at least one of each")
+                  "(Tirosh et al. lists, human symbols) are in the data; the phase needs at least one of each")
     return s_found, g2m_found, reason
 
 

@@ -1,0 +1,38 @@
+"""Report tables show plain values (never a Python tuple per row) and say what a run skipped."""
+
+import pandas as pd
+
+from scdiva.bench.report import paper
+
+
+def integration_table() -> pd.DataFrame:
+    rows = [(d, m, metric, v) for d in ("pbmc_3chem", "pancreas") for m in ("harmony", "scvi")
+            for metric, v in (("silhouette_batch", 0.8), ("kbet", 0.5), ("graph_connectivity", 0.9))]
+    return pd.DataFrame(rows, columns=["dataset", "method", "metric", "value"]).assign(std=0.0, n_seeds=1)
+
+
+def test_integration_section_rows_are_dataset_and_method_columns(tmp_path):
+    section = paper.integration_claims_section(integration_table(), str(tmp_path / "bars.png"))
+    lines = section.markdown.splitlines()
+    assert lines[0].startswith("| dataset ") and "| method " in lines[0] and "batch ASW" in lines[0]
+    assert lines[2].startswith("| pbmc_3chem ") and "| harmony " in lines[2]
+    assert "('" not in section.markdown
+
+
+def test_multitask_section_lists_skipped_tasks(tmp_path):
+    table = pd.DataFrame({"dataset": "plain", "method": ["scdiva_tasks1", "scdiva_tasks3"], "n_tasks": [1, 3],
+                          "metric": "annotation_accuracy", "value": [0.8, 0.7], "std": 0.0})
+    info = {"n_train": 80, "n_held_out": 20, "size": "tiny", "max_steps": 5,
+            "skipped_tasks": {"cell_cycle": "0 of 43 S genes and 0 of 54 G2M genes"},
+            "skipped_head_counts": {"5": "tasks coarse, cell_cycle unavailable"}}
+    section = paper.multitask_section(table, {"plain/multitask/seed0.json": info}, str(tmp_path / "mt.png"))
+    assert "skipped task `cell_cycle`: 0 of 43 S genes" in section.markdown
+    assert "5 heads not trained: tasks coarse, cell_cycle unavailable" in section.markdown
+    assert "Cell-cycle phase from" not in section.markdown  # no gene counts for a skipped task
+    assert "| plain " in section.markdown and "('" not in section.markdown
+
+
+def test_skipped_datasets_are_listed():
+    assert paper.skipped_lines({}) == ""
+    text = paper.skipped_lines({"plain": "no annotation split"})
+    assert "**Skipped datasets:**" in text and "- `plain`: no annotation split" in text
