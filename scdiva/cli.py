@@ -39,7 +39,7 @@ def _set_threads(threads: int | None) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from scdiva import ScDiVaModel, TaskSpec
 
-    adata = _read_h5ad(args.data)
+    adatas = [_read_h5ad(path) for path in args.data]
     tasks: list = list(args.tasks)
     for spec in args.classifier or []:
         name, _, obs_key = spec.partition("=")
@@ -50,13 +50,15 @@ def cmd_train(args: argparse.Namespace) -> None:
         model = ScDiVaModel.from_pretrained(args.init, device=args.device)
     else:
         overrides = json.loads(args.config) if args.config else {}
-        model = ScDiVaModel.from_config(args.size, genes=adata.var_names if args.gene_column is None
-                                        else adata.var[args.gene_column], device=args.device, seed=args.seed,
-                                        **overrides)
-    history = model.fit(adata, tasks=tasks, batch_key=args.batch_key, label_key=args.label_key,
-                        max_steps=args.max_steps, max_epochs=args.max_epochs, batch_size=args.batch_size,
-                        lr=args.lr, seed=args.seed, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
-                        layer=args.layer, gene_column=args.gene_column, min_coverage=args.min_coverage)
+        # the vocabulary: every gene of every training file, in order of first appearance
+        names = [a.var_names if args.gene_column is None else a.var[args.gene_column] for a in adatas]
+        genes = list(dict.fromkeys(str(g) for column in names for g in column))
+        model = ScDiVaModel.from_config(args.size, genes=genes, device=args.device, seed=args.seed, **overrides)
+    history = model.fit(adatas if len(adatas) > 1 else adatas[0], tasks=tasks, batch_key=args.batch_key,
+                        label_key=args.label_key, max_steps=args.max_steps, max_epochs=args.max_epochs,
+                        batch_size=args.batch_size, lr=args.lr, seed=args.seed, checkpoint_dir=args.checkpoint_dir,
+                        resume=args.resume, layer=args.layer, gene_column=args.gene_column,
+                        min_coverage=args.min_coverage, data_name=[Path(p).stem for p in args.data])
     model.save_pretrained(args.output)
     if args.history:
         Path(args.history).write_text(json.dumps(history, indent=1) + "\n")
@@ -141,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train a fresh model of a named size (or fine-tune --init) on an .h5ad "
                        "with raw counts, then save it. Pretraining: --tasks masked_expression integration "
                        "--batch-key B; annotation: --tasks annotation --label-key L.", epilog=EPILOG)
-    p.add_argument("--data", required=True, help="training .h5ad (raw integer counts in X or --layer)")
+    p.add_argument("--data", required=True, nargs="+",
+                   help="training .h5ad file(s) (raw integer counts in X or --layer); several files are one "
+                   "corpus whose vocabulary is the union of their genes")
     p.add_argument("--output", required=True, help="checkpoint directory to write")
     p.add_argument("--size", default="tiny", help="named size: tiny, small, base, large (default tiny)")
     p.add_argument("--config", default=None, help='JSON of config overrides, e.g. \'{"n_latent": 32}\'')
@@ -153,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-key", default=None, help="obs column with the batch (for integration)")
     p.add_argument("--label-key", default=None, help="obs column with cell-type labels (for annotation)")
     p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--max-epochs", type=int, default=None, help="default 15 epochs if --max-steps is not given")
+    p.add_argument("--max-epochs", type=int, default=None,
+                   help="default: scVI's heuristic, min(round(20,000 / cells * 400), 400), if --max-steps is not given")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-dir", default=None, help="write resumable checkpoints here during training")

@@ -95,3 +95,25 @@ def fetch_checkpoint(name: str, spec: Mapping[str, Any], out_dir: str | Path) ->
         if staging.exists():
             shutil.rmtree(staging)
     return out_dir
+
+
+def check_vocabulary_serves(vocab_path: str | Path, var, *, checkpoint: str, dataset: str,
+                            gene_id_column: str | None = None, min_coverage: float = 0.5) -> float:
+    """Fraction of ``dataset``'s genes (``var`` of its file) in checkpoint ``checkpoint``'s vocabulary.
+
+    Raises :class:`CheckpointError` naming both and the config change that fixes it when it is
+    below ``min_coverage`` (the ScDiVa jobs would fail the same way, after the baselines ran).
+    """
+    import anndata as ad
+
+    from scdiva.data.vocab import GeneMismatchError, GeneVocab
+
+    try:
+        alignment = GeneVocab.load(vocab_path).align(ad.AnnData(var=var), gene_column=gene_id_column,
+                                                     min_coverage=min_coverage)
+    except GeneMismatchError as err:
+        raise CheckpointError(
+            f"checkpoint {checkpoint!r} cannot serve dataset {dataset!r}: {err} In the config: pretrain a "
+            f"checkpoint on it (a `recipe` with `datasets: all`), or leave the scdiva methods out for it."
+        ) from None
+    return alignment.coverage

@@ -165,36 +165,43 @@ class ScDiVaModel:
             self.config.batch_categories = new
         return new
 
-    def _prepare_tasks(self, adata: anndata.AnnData, specs: list[TaskSpec], batch_key: str | None
-                       ) -> tuple[ObsEncoding | None, dict[str, ObsEncoding]]:
-        """Create or update the heads the tasks need; encode their obs columns."""
-        batch = None
+    def _prepare_tasks(self, adatas: Sequence[anndata.AnnData], specs: list[TaskSpec], batch_key: str | None
+                       ) -> list[tuple[ObsEncoding | None, dict[str, ObsEncoding]]]:
+        """Create or update the heads the tasks need; encode their obs columns (one pair per AnnData,
+        against categories shared by all of them)."""
+        batch_categories = None
         if any(s.kind == "integration" for s in specs) and batch_key is not None:
-            found = ObsEncoding.from_adata(adata, batch_key, what="batch_key").categories
-            new = self._extend_batches(found)
-            batch = ObsEncoding.from_adata(adata, batch_key, categories=new, what="batch_key")
-        labels: dict[str, ObsEncoding] = {}
+            found = sorted({c for a in adatas
+                            for c in ObsEncoding.from_adata(a, batch_key, what="batch_key").categories})
+            batch_categories = self._extend_batches(found)
+        label_categories: dict[str, list[str]] = {}
         for spec in specs:
             if spec.kind != "classifier":
                 continue
-            encoding = ObsEncoding.from_adata(adata, spec.obs_key, what=f"label column of task {spec.name!r}")
+            found = sorted({c for a in adatas for c in ObsEncoding.from_adata(
+                a, spec.obs_key, what=f"label column of task {spec.name!r}").categories})
+            label_categories[spec.name] = found
             existing = next((t for t in self.config.tasks if t["name"] == spec.name), None)
-            if existing is not None and existing["categories"] == encoding.categories:
-                labels[spec.name] = encoding
+            if existing is not None and existing["categories"] == found:
                 continue
             if existing is not None:  # new label set: a fresh head for this task
                 logger.warning("task %r: label categories changed; its classifier head is re-initialised",
                                spec.name)
                 self.config.tasks.remove(existing)
-            head_spec = {"name": spec.name, "kind": "classifier", "obs_key": spec.obs_key,
-                         "categories": encoding.categories}
+            head_spec = {"name": spec.name, "kind": "classifier", "obs_key": spec.obs_key, "categories": found}
             self.config.tasks.append(head_spec)
             self.module.add_head(head_spec)
-            labels[spec.name] = encoding
-        return batch, labels
+        encoded = []
+        for a in adatas:
+            batch = (None if batch_categories is None
+                     else ObsEncoding.from_adata(a, batch_key, categories=batch_categories, what="batch_key"))
+            labels = {spec.name: ObsEncoding.from_adata(a, spec.obs_key, categories=label_categories[spec.name])
+                      for spec in specs if spec.kind == "classifier"}
+            encoded.append((batch, labels))
+        return encoded
 
     # ---------------------------------------------------------------- training
-    def fit(self, adata: anndata.AnnData, tasks: Sequence[str | TaskSpec] = ("masked_expression", "integration"),
+    def fit(self, adata: anndata.AnnData | Sequence[anndata.AnnData], tasks: Sequence[str | TaskSpec] = ("masked_expression", "integration"),
             batch_key: str | None = None, label_key: str | None = None, max_steps: int | None = None,
             max_epochs: int | None = None, batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
             checkpoint_dir: str | os.PathLike | None = None, resume: bool = False, *,
@@ -203,7 +210,7 @@ class ScDiVaModel:
             checkpoint_every: int | None = None, progress_bar: bool = True, precision: str = "auto",
             num_workers: int = 0, validation_fraction: float = 0.0, early_stopping_patience: int | None = None,
             eval_every: int | None = None, balance_labels: bool = False, trunk_lr_factor: float = 1.0,
-            data_name: str | None = None) -> list[dict[str, Any]]:
+            data_name: str | Sequence[str] | None = None) -> list[dict[str, Any]]:
         """Train on ``adata`` for the given tasks; returns the loss history (one dict per step).
 
         Tasks: ``"masked_expression"`` (predict hidden expression values), ``"integration"`` (the
@@ -223,12 +230,17 @@ class ScDiVaModel:
         ``checkpoint_dir`` a checkpoint is written every ``checkpoint_every`` steps and
         ``resume=True`` continues from it exactly. ``data_name`` labels the run in
         ``config.training_data`` (what the model was trained on).
+
+        ``adata`` may be a list of AnnData (e.g. several datasets of a pretraining corpus): each is
+        aligned to the vocabulary on its own, so a gene one dataset does not measure is never read
+        as a zero there; batch and label categories are shared across them.
         """
         specs = resolve_tasks(tasks, label_key)
-        batch, labels = self._prepare_tasks(adata, specs, batch_key)
-        dataset = self._dataset(adata, layer=layer, gene_column=gene_column, min_coverage=min_coverage,
-                                batch=batch, labels=labels)
-        corpus = CellCorpus([dataset])
+        adatas = [adata] if hasattr(adata, "obs") else list(adata)
+        datasets = [self._dataset(a, layer=layer, gene_column=gene_column, min_coverage=min_coverage, batch=batch,
+                                  labels=labels)
+                    for a, (batch, labels) in zip(adatas, self._prepare_tasks(adatas, specs, batch_key), strict=True)]
+        corpus = CellCorpus(datasets)
         self._init_gene_statistics(corpus)
         balance_task = None
         if balance_labels:
@@ -244,7 +256,10 @@ class ScDiVaModel:
                               validation_fraction=validation_fraction,
                               early_stopping_patience=early_stopping_patience, eval_every=eval_every,
                               balance_task=balance_task, trunk_lr_factor=trunk_lr_factor)
-        self._record_training(data_name, adata.n_obs, dataset.alignment, specs, batch_key, history)
+        names = [data_name] if isinstance(data_name, str) or data_name is None else list(data_name)
+        for i, (a, dataset) in enumerate(zip(adatas, datasets, strict=True)):
+            name = names[i] if i < len(names) else None
+            self._record_training(name, a.n_obs, dataset.alignment, specs, batch_key, history)
         return history
 
     def fit_integration(self, adatas: Sequence[anndata.AnnData], batch_labels: Sequence[np.ndarray], *,

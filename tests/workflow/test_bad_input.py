@@ -193,9 +193,33 @@ def test_relative_checkpoint_path_resolves_against_the_repository(tmp_path):
 
 
 def test_checkpoint_recipe_naming_an_unconfigured_dataset(tmp_path):
-    proc = run_snakemake(tmp_path, {"checkpoints": {"scdiva_tiny": {"recipe": {"size": "tiny", "dataset": "pbmc"}}}})
-    assert_fails_cleanly(proc, tmp_path, "checkpoint 'scdiva_tiny': config `checkpoints.scdiva_tiny.recipe.dataset` "
+    proc = run_snakemake(tmp_path, {"checkpoints": {"scdiva_tiny": {"recipe": {"size": "tiny", "datasets": ["pbmc"]}}}})
+    assert_fails_cleanly(proc, tmp_path, "checkpoint 'scdiva_tiny': config `checkpoints.scdiva_tiny.recipe.datasets` "
                          "names datasets ['pbmc'] that are not configured", "pbmc_3chem", started=PARSE_TIME)
+
+
+def test_dataset_outside_the_checkpoint_corpus_fails_before_any_job(tmp_path):
+    overlay = {"datasets": {"pancreas": {"source": str(REPO_ROOT / "data" / "pancreas_baron_human.h5ad"),
+                                         "batch_key": "library", "label_key": "cell_type"}},
+               "checkpoints": {"scdiva_tiny": {"recipe": {"size": "tiny", "datasets": ["pbmc_3chem"]}}}}
+    proc = run_snakemake(tmp_path, overlay)
+    assert_fails_cleanly(proc, tmp_path, "dataset 'pancreas': integration method scdiva_zeroshot needs checkpoint "
+                         "'scdiva_tiny', whose pretraining corpus", "checkpoints.scdiva_tiny.recipe.datasets",
+                         "set `datasets: all`", started=PARSE_TIME)
+
+
+def test_published_checkpoint_that_does_not_know_the_genes_fails_before_any_job(tmp_path):
+    from scdiva import ScDiVaModel
+
+    model = ScDiVaModel.from_config("tiny", genes=[f"NOT_A_GENE{i}" for i in range(50)])
+    directory = model.save_pretrained(tmp_path / "foreign_checkpoint")
+    sha = {f: "0" * 64 for f in ("config.json", "model.safetensors", "vocab.json")}
+    overlay = {"checkpoints": {"foreign": {"published": {"path": str(directory), "sha256": sha}}},
+               "methods": {"scdiva_zeroshot": {"checkpoint": "foreign"}}}
+    proc = run_snakemake(tmp_path, overlay)
+    assert_fails_cleanly(proc, tmp_path, "checkpoint 'foreign' cannot serve dataset 'pbmc_3chem'",
+                         "of the data's 1,767 genes are in the model's vocabulary", "`datasets: all`",
+                         started=PARSE_TIME)
 
 
 def test_non_integer_x(tmp_path):

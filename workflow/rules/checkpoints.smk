@@ -1,6 +1,7 @@
 # ScDiVa checkpoints as workflow inputs (config `checkpoints:`). Each entry is either
 #   published: {path | url | repo + revision, sha256: {config.json, model.safetensors, vocab.json}}
-#   recipe:    {size, dataset, batches, tasks, max_steps, batch_size, seed}   -> pretrained here
+#   recipe:    {size, datasets, held_out, tasks, max_steps | max_epochs, batch_size, seed} -> pretrained
+#              here on the configured datasets' cells (one corpus file each, labels dropped)
 # and lands in resources/checkpoints/{checkpoint}/ (config.json, model.safetensors, vocab.json).
 
 
@@ -22,17 +23,16 @@ rule fetch_checkpoint:
 
 rule pretrain_corpus:
     input:
-        lambda wc: f"results/{config['checkpoints'][wc.checkpoint]['recipe']['dataset']}/preprocessed.h5ad",
+        "results/{dataset}/preprocessed.h5ad",
     output:
-        temp("results/checkpoints/{checkpoint}/corpus.h5ad"),
+        temp("results/checkpoints/{checkpoint}/corpus/{dataset}.h5ad"),
     wildcard_constraints:
         checkpoint=_one_of(checkpoint_names("recipe")),
     params:
-        recipe=lambda wc: config["checkpoints"][wc.checkpoint]["recipe"],
-        batches=lambda wc: recipe_batches(config["checkpoints"][wc.checkpoint]["recipe"]),
-        batch_key=lambda wc: dataset_config(config["checkpoints"][wc.checkpoint]["recipe"]["dataset"])["batch_key"],
+        batch_key=lambda wc: dataset_config(wc.dataset)["batch_key"],
+        held_out_batches=lambda wc: recipe_held_out_batches(wc.checkpoint, wc.dataset),
     log:
-        "results/logs/pretrain_corpus/{checkpoint}.log",
+        "results/logs/pretrain_corpus/{checkpoint}.{dataset}.log",
     conda:
         "../../envs/scdiva.yaml"
     script:
@@ -41,7 +41,7 @@ rule pretrain_corpus:
 
 rule pretrain:
     input:
-        "results/checkpoints/{checkpoint}/corpus.h5ad",
+        lambda wc: [f"results/checkpoints/{wc.checkpoint}/corpus/{d}.h5ad" for d in recipe_datasets(wc.checkpoint)],
     output:
         [f"resources/checkpoints/{{checkpoint}}/{f}" for f in CHECKPOINT_FILES],
     wildcard_constraints:
@@ -50,7 +50,7 @@ rule pretrain:
         recipe=lambda wc: config["checkpoints"][wc.checkpoint]["recipe"],
         tasks=lambda wc: " ".join(config["checkpoints"][wc.checkpoint]["recipe"].get(
             "tasks", ["masked_expression", "integration"])),
-        batch_key=lambda wc: dataset_config(config["checkpoints"][wc.checkpoint]["recipe"]["dataset"])["batch_key"],
+        length=lambda wc: recipe_length_option(wc.checkpoint),
         device="cuda" if use_gpu() else "cpu",
         # `scdiva train` writes into a staging directory that replaces the output only when complete.
         staging=lambda wc: f"resources/checkpoints/.{wc.checkpoint}.partial",
@@ -69,7 +69,7 @@ rule pretrain:
     shell:
         "rm -rf {params.staging} && "
         "{SCDIVA_CLI} train --data {input} --output {params.staging} --size {params.recipe[size]} "
-        "--tasks {params.tasks} --batch-key {params.batch_key} --max-steps {params.recipe[max_steps]} "
+        "--tasks {params.tasks} --batch-key batch {params.length} "
         "--batch-size {params.recipe[batch_size]} --seed {params.recipe[seed]} --device {params.device} "
         "--threads {threads} --history {params.staging}.history.json > {log} 2>&1 && "
         "mv {params.staging}.history.json results/logs/pretrain/{wildcards.checkpoint}.history.json && "

@@ -30,8 +30,9 @@ SCRIPTS = REPO_ROOT / "workflow" / "scripts"
 
 
 def job_python():
-    """The Python a shell rule runs the package with: the job's conda env's `python` under `--sdm conda`,
-    else the Python running Snakemake (as for `script:` rules), so no `scdiva` command needs to be on PATH."""
+    """The Python that runs the package in shell commands (the job's conda env's `python` under
+    `--sdm conda`, else the Python running Snakemake, as for `script:` rules), so no `scdiva` command
+    needs to be on PATH."""
     from snakemake.settings.types import DeploymentMethod
 
     if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
@@ -227,16 +228,61 @@ def _check_checkpoints():
                 )
             published["path"] = str(path)  # the rule copies from here, whatever the working directory
         recipe = entry.get("recipe") or {}
-        named = recipe.get("datasets", recipe.get("dataset"))
-        named = [] if named in (None, "all") else [named] if isinstance(named, str) else list(named)
-        unknown = [d for d in named if d not in config["datasets"]]
+        named = recipe.get("datasets", "all")
+        unknown = [] if named == "all" else [d for d in named if d not in config["datasets"]]
         if unknown:
-            key = "datasets" if "datasets" in recipe else "dataset"
             raise WorkflowError(
-                f"checkpoint {name!r}: config `checkpoints.{name}.recipe.{key}` names datasets {unknown} that are "
+                f"checkpoint {name!r}: config `checkpoints.{name}.recipe.datasets` names datasets {unknown} that are "
                 f"not configured; configured datasets: {', '.join(config['datasets'])}. Add them under "
                 f"`datasets:` or name configured ones."
             )
+
+
+def scdiva_checkpoint_users():
+    """(checkpoint, dataset, what) for every ScDiVa job the config asks for."""
+    from scdiva.bench.methods import DEFAULT_PARAMS
+
+    users = []
+    for method in method_names():
+        if method.startswith("scdiva"):
+            name = {**DEFAULT_PARAMS[method], **method_params(method)}["checkpoint"]
+            users += [(name, d, f"integration method {method}") for d in dataset_names()]
+    if "scdiva" in annotation_methods():
+        from scdiva.bench.methods.scdiva import SCDIVA_ANNOTATION_DEFAULTS
+
+        name = {**SCDIVA_ANNOTATION_DEFAULTS, **annotation_params("scdiva")}["checkpoint"]
+        users += [(name, d, "annotation method scdiva") for d in annotation_datasets()]
+    return users
+
+
+def _check_scdiva_coverage():
+    """Every ScDiVa job's checkpoint knows its dataset's genes, checked before any job runs: a recipe's
+    corpus includes the dataset; a published checkpoint on disk covers the dataset's genes."""
+    from scdiva.bench.checkpoints import CheckpointError, check_vocabulary_serves
+    from scdiva.bench.validate import read_source_tables
+
+    for name, dataset, what in scdiva_checkpoint_users():
+        entry = config.get("checkpoints", {}).get(name)
+        if entry is None:
+            raise WorkflowError(f"{what} uses ScDiVa checkpoint {name!r}, which is not defined in config "
+                                f"`checkpoints`; defined: {sorted(config.get('checkpoints', {}))}.")
+        if "recipe" in entry:
+            if dataset not in recipe_datasets(name):
+                raise WorkflowError(
+                    f"dataset {dataset!r}: {what} needs checkpoint {name!r}, whose pretraining corpus (config "
+                    f"`checkpoints.{name}.recipe.datasets`: {recipe_datasets(name)}) does not include it, so its "
+                    f"vocabulary lacks the dataset's genes. Add {dataset!r} to that list or set `datasets: all`.")
+            continue
+        path = entry["published"].get("path")
+        source = local_source_path(dataset_config(dataset)["source"])
+        if path is None or source is None:
+            continue  # a remote checkpoint or dataset: its job checks once the files are here
+        _, var, _ = read_source_tables(source, dataset=dataset)
+        try:
+            check_vocabulary_serves(Path(path) / "vocab.json", var, checkpoint=name, dataset=dataset,
+                                    gene_id_column=dataset_config(dataset).get("gene_id_column"))
+        except CheckpointError as err:
+            raise WorkflowError(f"{err} ({what})") from None
 
 
 _check_methods()
@@ -303,15 +349,26 @@ def checkpoint_files(name):
     return [f"resources/checkpoints/{name}/{f}" for f in CHECKPOINT_FILES]
 
 
-def recipe_batches(entry):
-    """Batches of the pretraining corpus: 'reference' = the dataset's annotation reference batches."""
-    batches = entry.get("batches", "reference")
-    if batches == "all":
-        return None
-    if batches == "reference":
-        annotation = dataset_config(entry["dataset"]).get("annotation")
-        return list(annotation["reference_batches"]) if annotation else None
-    return list(batches)
+def recipe_datasets(name):
+    """Datasets whose cells make up checkpoint recipe ``name``'s pretraining corpus."""
+    chosen = config["checkpoints"][name]["recipe"].get("datasets", "all")
+    return dataset_names() if chosen == "all" else list(chosen)
+
+
+def recipe_held_out_batches(name, dataset):
+    """Batches of ``dataset`` kept out of checkpoint ``name``'s corpus (recipe `held_out`)."""
+    if config["checkpoints"][name]["recipe"].get("held_out", "none") != "annotation_query":
+        return []
+    annotation = dataset_config(dataset).get("annotation")
+    return list(annotation["query_batches"]) if annotation else []
+
+
+def recipe_length_option(name):
+    """`scdiva train` option for the recipe's training length (max_steps, else max_epochs)."""
+    recipe = config["checkpoints"][name]["recipe"]
+    if "max_steps" in recipe:
+        return f"--max-steps {recipe['max_steps']}"
+    return f"--max-epochs {recipe.get('max_epochs', 60)}"
 
 
 def gpu_resources():
@@ -415,3 +472,7 @@ def paper_section_inputs(wildcards):
         inputs["trajectory_medians"] = [f.replace("trajectory.png", "trajectory_median_pseudotime.csv")
                                         for f in figures]
     return inputs
+
+
+# Needs the annotation helpers above; runs when the workflow is parsed, like the other checks.
+_check_scdiva_coverage()

@@ -1,0 +1,236 @@
+"""What each ScDiVa design choice is worth: every change on and off, several seeds, beside the baselines.
+
+On the embedded datasets (PBMC: 3 chemistries; human pancreas: 5 libraries), for each seed:
+
+- baselines at their authors' settings, through the workflow's own method registry: scVI, scANVI,
+  Harmony (integration) and logistic regression, scANVI (annotation);
+- ScDiVa variants: pretrain ``tiny`` on the dataset's cells without labels (as the default
+  checkpoint recipe does), then the workflow's own fine-tunes (``finetune_integration``,
+  ``fit_annotation_model`` from scdiva.bench.methods.scdiva). ``default`` is the shipped recipe;
+  each other variant turns one choice back (see VARIANTS), ``previous`` turns all of them back.
+
+Integration is scored with the workflow's scIB metrics (scib-metrics), annotation by accuracy
+and macro-F1 on the query batches. Every result is cached as JSON under ``--out``, so an
+interrupted run resumes; the table (mean +- std over seeds) is printed and written as CSV.
+
+    python benchmarks/scdiva_ablation.py                         # everything: hours on 2 cores
+    python benchmarks/scdiva_ablation.py --datasets pbmc --variants default previous --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+DATASETS: dict[str, dict[str, Any]] = {
+    "pbmc": {"path": "data/pbmc_3chem_symphony.h5ad", "batch_key": "donor", "label_key": "cell_type",
+             "reference": ["3pv2", "5p"], "query": ["3pv1"]},
+    "pancreas": {"path": "data/pancreas_baron_human.h5ad", "batch_key": "library", "label_key": "cell_type",
+                 "reference": ["human2_lib1", "human2_lib2", "human2_lib3"], "query": ["human4_lib1", "human4_lib3"]},
+}
+
+#: pretraining of every variant: masked expression + the integration ELBO on all cells, no labels
+PRETRAIN = {"tasks": ["masked_expression", "integration"], "max_epochs": 60, "batch_size": 128}
+
+#: variant -> model config overrides, fine-tune parameter overrides, whether the KL schedule restarts
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "legacy_decoder": {"config": {"decoder_batch_conditioning": "legacy"}},
+    "top_count_tokens": {"config": {"token_selection": "top_count"}},
+    "masked_in_finetune": {"finetune": {"tasks": ["masked_expression", "integration"]}},
+    "kl_restart": {"kl_restart": True},
+    "no_early_stopping": {"finetune": {"early_stopping_patience": None, "validation_fraction": 0.0}},
+    "no_transformer": {"config": {"n_layers": 0}},
+    "previous": {"config": {"decoder_batch_conditioning": "legacy", "token_selection": "top_count"},
+                 "finetune": {"tasks": ["masked_expression", "integration"], "max_steps": 200, "batch_size": 64,
+                              "early_stopping_patience": None, "validation_fraction": 0.0},
+                 "annotation": {"max_steps": 200, "batch_size": 64, "trunk_lr_factor": 1.0, "balance_labels": False,
+                                "query_epochs": 0, "early_stopping_patience": None, "validation_fraction": 0.0,
+                                "annotation_only": True},
+                 "kl_restart": True},
+}
+
+SCIB_COLUMNS = ["total_score", "batch_score", "bio_score", "kbet", "ilisi"]
+
+
+def preprocessed(name: str, out: Path):
+    """The dataset through the workflow's preprocessing (cached)."""
+    import anndata as ad
+
+    from scdiva.bench.preprocess import PreprocessSettings, preprocess
+
+    path = out / f"{name}.preprocessed.h5ad"
+    if path.is_file():
+        return ad.read_h5ad(path)
+    spec = DATASETS[name]
+    adata = preprocess(ad.read_h5ad(REPO / spec["path"]), dataset=name, batch_key=spec["batch_key"],
+                       label_key=spec["label_key"],
+                       settings=PreprocessSettings(min_genes=50, min_counts=100))
+    adata.write_h5ad(path)
+    return adata
+
+
+def cached(path: Path, compute) -> dict[str, Any]:
+    if path.is_file():
+        return json.loads(path.read_text())
+    start = time.perf_counter()
+    result = compute()
+    result["seconds"] = time.perf_counter() - start
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def scib_scores(adata, embedding: np.ndarray, spec: dict[str, Any], seed: int) -> dict[str, float]:
+    from scdiva.bench.metrics import aggregate_scores, compute_integration_metrics
+
+    values = compute_integration_metrics(embedding, batches=adata.obs[spec["batch_key"]].to_numpy(),
+                                         labels=adata.obs[spec["label_key"]].to_numpy(),
+                                         pre_embedding=np.asarray(adata.obsm["X_pca"]), seed=seed, n_jobs=2,
+                                         progress=False)
+    return {**values, **aggregate_scores(values)}
+
+
+def split(adata, spec: dict[str, Any]):
+    batches = adata.obs[spec["batch_key"]].astype(str)
+    return adata[batches.isin(spec["reference"]).to_numpy()].copy(), adata[batches.isin(spec["query"]).to_numpy()].copy()
+
+
+def annotation_scores(method: str, adata, spec: dict[str, Any], seed: int, threads: int) -> dict[str, float]:
+    from scdiva.bench.annotation import annotate
+
+    reference, query = split(adata, spec)
+    result = annotate(method, reference, query, label_key=spec["label_key"], batch_key=spec["batch_key"], seed=seed,
+                      threads=threads, timing_repeats=1)
+    return {**result.scores, **result.timings}
+
+
+def baseline(name: str, method: str, adata, spec: dict[str, Any], seed: int, threads: int) -> dict[str, float]:
+    if method in ("logreg",):
+        return annotation_scores(method, adata, spec, seed, threads)
+    from scdiva.bench.methods import integrate
+
+    work = adata.copy()
+    integrate(work, method, batch_key=spec["batch_key"], label_key=spec["label_key"], seed=seed, threads=threads)
+    scores = scib_scores(adata, work.obsm["X_emb"], spec, seed)
+    if method == "scanvi":
+        scores.update({f"annotation_{k}": v for k, v in annotation_scores("scanvi", adata, spec, seed, threads).items()})
+    return scores
+
+
+def scdiva_variant(variant: str, adata, spec: dict[str, Any], seed: int, threads: int) -> dict[str, float]:
+    import copy
+
+    import torch
+
+    from scdiva import ScDiVaModel
+    from scdiva.bench.annotation import annotation_metrics
+    from scdiva.bench.methods.scdiva import (
+        SCDIVA_ANNOTATION_DEFAULTS,
+        SCDIVA_FINETUNED_DEFAULTS,
+        counts_view,
+        finetune_integration,
+        fit_annotation_model,
+    )
+
+    torch.set_num_threads(threads)
+    settings = VARIANTS[variant]
+    data = counts_view(adata)
+    model = ScDiVaModel.from_config("tiny", genes=data.var_names, seed=seed, **settings.get("config", {}))
+    start = time.perf_counter()
+    model.fit(data, batch_key=spec["batch_key"], seed=seed, progress_bar=False, **PRETRAIN)
+    pretrain_s = time.perf_counter() - start
+    scores = {f"zeroshot_{k}": v for k, v in scib_scores(adata, model.get_latent(data), spec, seed).items()}
+    scores["pretrain_s"] = pretrain_s
+
+    tuned = copy.deepcopy(model)
+    if settings.get("kl_restart"):
+        tuned.module.decoder.kl_step.zero_()
+    start = time.perf_counter()
+    latent = finetune_integration(tuned, adata, batch_key=spec["batch_key"], seed=seed,
+                                  params={**SCDIVA_FINETUNED_DEFAULTS, **settings.get("finetune", {})})
+    scores["finetune_s"] = time.perf_counter() - start
+    scores.update(scib_scores(adata, latent, spec, seed))
+
+    annotator = copy.deepcopy(model)
+    params = {**SCDIVA_ANNOTATION_DEFAULTS, **settings.get("annotation", {})}
+    reference, query = split(adata, spec)
+    start = time.perf_counter()
+    if params.pop("annotation_only", False):  # the previous recipe: cross-entropy only, no query mapping
+        annotator.fit(counts_view(reference), tasks=["annotation"], label_key=spec["label_key"],
+                      max_steps=params["max_steps"], batch_size=params["batch_size"], seed=seed, progress_bar=False)
+    else:
+        fitted = fit_annotation_model(annotator, reference, label_key=spec["label_key"], batch_key=spec["batch_key"],
+                                      seed=seed, params=params)
+        fitted.map_query(query)
+    scores["annotation_train_s"] = time.perf_counter() - start
+    predicted, _ = annotator.predict_labels(counts_view(query))
+    truth = query.obs[spec["label_key"]].astype(str).to_numpy()
+    scores.update({f"annotation_{k}": v for k, v in annotation_metrics(truth, np.asarray(predicted, str)).items()})
+    return scores
+
+
+def summarise(out: Path, datasets: list[str], seeds: list[int], methods: list[str]):
+    import pandas as pd
+
+    rows = []
+    for dataset in datasets:
+        for method in methods:
+            for seed in seeds:
+                path = out / dataset / f"{method}.seed{seed}.json"
+                if path.is_file():
+                    rows.append({"dataset": dataset, "method": method, "seed": seed,
+                                 **json.loads(path.read_text())})
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    columns = [c for c in [*SCIB_COLUMNS, *(f"zeroshot_{c}" for c in SCIB_COLUMNS), "annotation_macro_f1",
+                           "annotation_accuracy", "macro_f1", "accuracy", "finetune_s", "seconds"] if c in frame]
+    table = frame.groupby(["dataset", "method"], sort=False)[columns].agg(["mean", "std", "count"])
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--baselines", nargs="*", default=["scvi", "scanvi", "harmony", "logreg"],
+                        choices=["scvi", "scanvi", "harmony", "logreg", "unintegrated"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=REPO / "results" / "ablation")
+    parser.add_argument("--summary-only", action="store_true", help="print the table of what is cached")
+    args = parser.parse_args()
+    methods = [*args.baselines, *(f"scdiva_{v}" for v in args.variants)]
+    if not args.summary_only:
+        for dataset in args.datasets:
+            spec = DATASETS[dataset]
+            adata = preprocessed(dataset, args.out)
+            for seed in args.seeds:
+                for method in methods:
+                    path = args.out / dataset / f"{method}.seed{seed}.json"
+                    print(f"[{time.strftime('%H:%M:%S')}] {dataset} seed {seed} {method}", flush=True)
+                    if method.startswith("scdiva_"):
+                        cached(path, lambda m=method: scdiva_variant(m.removeprefix("scdiva_"), adata, spec, seed,
+                                                                     args.threads))
+                    else:
+                        cached(path, lambda m=method: baseline(dataset, m, adata, spec, seed, args.threads))
+    table = summarise(args.out, args.datasets, args.seeds, methods)
+    if len(table):
+        args.out.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.out / "ablation_table.csv")
+        import pandas as pd
+
+        with pd.option_context("display.width", 250, "display.max_columns", 60, "display.precision", 3):
+            print(table)
+
+
+if __name__ == "__main__":
+    main()
