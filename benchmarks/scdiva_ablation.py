@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -218,10 +219,10 @@ def main() -> None:
                     path = args.out / dataset / f"{method}.seed{seed}.json"
                     print(f"[{time.strftime('%H:%M:%S')}] {dataset} seed {seed} {method}", flush=True)
                     if method.startswith("scdiva_"):
-                        cached(path, lambda m=method: scdiva_variant(m.removeprefix("scdiva_"), adata, spec, seed,
-                                                                     args.threads))
+                        run = partial(scdiva_variant, method.removeprefix("scdiva_"), adata, spec, seed, args.threads)
                     else:
-                        cached(path, lambda m=method: baseline(dataset, m, adata, spec, seed, args.threads))
+                        run = partial(baseline, dataset, method, adata, spec, seed, args.threads)
+                    cached(path, run)
     table = summarise(args.out, args.datasets, args.seeds, methods)
     if len(table):
         args.out.mkdir(parents=True, exist_ok=True)
