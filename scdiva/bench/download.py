@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -221,12 +221,15 @@ def stage_dataset(
     lock_file: str | os.PathLike[str] | None = None,
     base_dir: str | os.PathLike[str] = ".",
     dataset: str | None = None,
+    check: Callable[[Path], object] | None = None,
 ) -> str:
     """Copy or download ``source`` to ``destination`` atomically and verify it; returns its sha256.
 
     ``sha256`` is the expected digest. Without it, a URL's digest is looked up in (and on the
     first download recorded in) ``lock_file``; local files without a digest are not checked.
-    ``dataset`` only makes error messages name the config entry.
+    ``dataset`` only makes error messages name the config entry. ``check`` (e.g. reading the
+    file's obs keys) runs on the complete download before it is staged or its digest recorded;
+    if it raises, the download is discarded.
     """
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -259,6 +262,12 @@ def stage_dataset(
             + (f" (and remove its entry from {lock_file})" if recorded else "")
             + "; otherwise run again to fetch it anew."
         )
+    if check is not None:
+        try:
+            check(part)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
     os.replace(part, destination)
     if expected is None and resolved.is_remote and lock_file is not None:
         record_digest(lock_file, resolved.url, actual)

@@ -253,24 +253,26 @@ def _unreadable(dataset: str, path: os.PathLike[str] | str, reason: str) -> Data
     )
 
 
-def read_source_tables(path: str | os.PathLike[str], *, dataset: str):
+def read_source_tables(path: str | os.PathLike[str], *, dataset: str, shown: str | None = None):
     """obs, var, layer names and matrix shape of an .h5ad, without reading the expression matrix.
 
     Raises :class:`DatasetValidationError` naming the dataset and config key when the file is not an
-    HDF5 file (plain text, truncated) or an HDF5 file of another layout (10x .h5, loom).
+    HDF5 file (plain text, truncated) or an HDF5 file of another layout (10x .h5, loom). ``shown``
+    names the file in messages (e.g. the URL a download came from) instead of ``path``.
     """
+    shown = shown or str(path)
     import anndata.io
     import h5py
 
     try:
         handle = h5py.File(path, "r")
     except OSError as err:
-        raise _unreadable(dataset, path, f"not an HDF5 file or damaged ({err})") from None
+        raise _unreadable(dataset, shown, f"not an HDF5 file or damaged ({err})") from None
     with handle:
         groups = sorted(handle.keys())
         missing = [key for key in ("X", "obs", "var") if key not in handle]
         if missing:
-            raise _unreadable(dataset, path, f"an HDF5 file without AnnData's {missing} (top-level entries: "
+            raise _unreadable(dataset, shown, f"an HDF5 file without AnnData's {missing} (top-level entries: "
                               f"{_available(groups)})")
         try:
             obs = anndata.io.read_elem(handle["obs"])
@@ -279,9 +281,9 @@ def read_source_tables(path: str | os.PathLike[str], *, dataset: str):
             shape = tuple(int(n) for n in (x.attrs["shape"] if isinstance(x, h5py.Group) else x.shape))
             layers = tuple(handle["layers"].keys()) if "layers" in handle else ()
         except Exception as err:  # h5py / anndata raise many types for damaged or foreign layouts
-            raise _unreadable(dataset, path, f"{type(err).__name__}: {err}") from None
+            raise _unreadable(dataset, shown, f"{type(err).__name__}: {err}") from None
     if shape != (len(obs), len(var)):
-        raise _unreadable(dataset, path, f"X has shape {shape} but obs has {len(obs)} and var {len(var)} rows")
+        raise _unreadable(dataset, shown, f"X has shape {shape} but obs has {len(obs)} and var {len(var)} rows")
     return obs, var, layers
 
 
@@ -298,7 +300,7 @@ def read_dataset(path: str | os.PathLike[str], *, dataset: str) -> anndata.AnnDa
 
 
 def check_source(path: str | os.PathLike[str], entry: Mapping[str, Any], *, dataset: str,
-                 min_cells_per_batch: int = 2) -> SourceSummary:
+                 min_cells_per_batch: int = 2, shown: str | None = None) -> SourceSummary:
     """Check a dataset file against its config entry from obs / var alone (cheap: no matrix is read).
 
     Checks: the file is an AnnData .h5ad; cell names are unique; `batch_key`, `label_key` and
@@ -310,10 +312,10 @@ def check_source(path: str | os.PathLike[str], entry: Mapping[str, Any], *, data
     """
     import anndata
 
-    obs, var, layers = read_source_tables(path, dataset=dataset)
+    obs, var, layers = read_source_tables(path, dataset=dataset, shown=shown)
     shell = anndata.AnnData(obs=obs, var=var)
     if shell.n_obs == 0 or shell.n_vars == 0:
-        raise DatasetValidationError(f"dataset {dataset!r}: source file {path} is empty ({shell.n_obs} cells x "
+        raise DatasetValidationError(f"dataset {dataset!r}: source file {shown or path} is empty ({shell.n_obs} cells x "
                                      f"{shell.n_vars} genes; config `datasets.{dataset}.source`).")
     check_unique_cells(obs.index, dataset=dataset)
     for config_key in ("batch_key", "label_key", "coarse_label_key"):

@@ -223,3 +223,23 @@ def test_relative_published_checkpoint_is_fetched_from_the_repository(tmp_path, 
     assert proc.returncode == 0, proc.stderr[-3000:]
     fetched = workdir / "resources" / "checkpoints" / "published_tiny"
     assert (fetched / "model.safetensors").read_bytes() == (checkpoint_dir / "model.safetensors").read_bytes()
+
+
+# --- a remote file that fails the dataset check is neither staged nor trusted --------------------
+
+
+def test_failed_check_of_a_download_stages_nothing_and_records_no_digest(tmp_path):
+    from scdiva.bench.download import stage_dataset
+    from scdiva.bench.validate import check_source
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_download import FileServer
+
+    entry = {"batch_key": "donor", "label_key": "cell_type"}
+    lock = tmp_path / "sha256.lock.json"
+    destination = tmp_path / "web.h5ad"
+    with FileServer(b"cell,CD3E\nc1,3\n") as server, pytest.raises(DatasetValidationError,
+                                                                      match=f"source file {server.url} "):
+        stage_dataset(server.url, destination, lock_file=lock, dataset="web",
+                      check=lambda path: check_source(path, entry, dataset="web", shown=server.url))
+    assert not destination.exists() and not lock.exists() and list(tmp_path.glob("*.part")) == []
