@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # Shell rules (e.g. `scdiva train`) and the tests find the venv's commands without activating it.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run smoke test test-fast mutation lint report clean
+.PHONY: install run smoke test test-fast mutation lint report clean bench
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,15 @@ mutation: $(STAMP)
 	rm -rf mutants
 	nice -n 10 $(BIN)/mutmut run --max-children $(CORES)
 	$(BIN)/mutmut results
+
+# Performance benchmarks (benchmarks/*.py): one line each, results/benchmarks/<name>.json; every figure
+# against a reference measured in the same run (docs/performance.md). Wall times per rule: of the
+# last `make run` in this directory.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/scdiva_flops.py --threads 1
+	$(BIN)/python benchmarks/embedding_throughput.py --threads 1
+	$(BIN)/python benchmarks/metrics_vs_scib.py --threads 1
+	$(BIN)/python benchmarks/rule_walltimes.py --run . --cores $(CORES)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -54,3 +54,22 @@ def test_snakemake_report_html(smoke_run, workflow_tools, tmp_path):
     assert len(html) > 10_000
     for needle in ("integration_scores.csv", "pbmc_3chem_umap.png", "scIB-style results table"):
         assert needle in html, needle
+
+
+def test_walltime_chart_sums_jobs_per_rule(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from scdiva.bench.report import figures
+    from scdiva.bench.report.integration import benchmark_walltimes
+
+    for rule, job, seconds in [("integrate", "d.scvi.seed0", 100.0), ("integrate", "d.scanvi.seed0", 20.5),
+                               ("metrics", "d", 60.0)]:
+        (tmp_path / "bench" / rule).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "bench" / rule / f"{job}.tsv").write_text(f"s\tmax_rss\n{seconds}\t100\n")
+    jobs = benchmark_walltimes(tmp_path / "bench")
+    bars = {}
+    monkeypatch.setattr(figures, "_save", lambda fig, paths: bars.update(
+        {b.get_y() + b.get_height() / 2: b.get_width() for b in fig.axes[0].patches}))
+    figures.walltime_figure(jobs, [tmp_path / "w.png"])
+    assert sorted(bars.values()) == [60.0, 120.5]  # one bar per rule, the sum of its jobs
+    plt.close("all")

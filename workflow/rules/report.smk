@@ -29,6 +29,7 @@ rule report:
             caption="../report/walltimes.rst",
             category="Tables",
         ),
+        walltime_chart="results/report/figures/benchmark_walltimes.png",
     params:
         datasets=lambda wc: {
             d: {

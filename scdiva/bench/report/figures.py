@@ -116,3 +116,26 @@ def umap_grid(
     fig.tight_layout()
     _save(fig, paths)
     plt.close(fig)
+
+
+def walltime_figure(walltimes: pd.DataFrame, paths: Sequence[str | os.PathLike[str]], *, title: str = "") -> None:
+    """Horizontal bars: summed job wall time (s) per Snakemake rule, longest on top, labelled with
+    the seconds and the number of jobs. ``walltimes``: one row per job with ``rule`` and ``wall_s``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    per_rule = walltimes.groupby("rule")["wall_s"].agg(["sum", "count"]).sort_values("sum")
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(per_rule) + 1.2))
+    ax.barh(per_rule.index, per_rule["sum"], color="#4c72b0")
+    for i, (total, count) in enumerate(zip(per_rule["sum"], per_rule["count"], strict=True)):
+        ax.text(total, i, f" {total:.0f} s ({count} job{'s' if count != 1 else ''})", va="center", fontsize=7)
+    ax.set_xlabel("summed job wall time (s)")
+    ax.set_xlim(0, per_rule["sum"].max() * 1.3 if len(per_rule) else 1)
+    ax.spines[["top", "right"]].set_visible(False)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    _save(fig, paths)
+    plt.close(fig)

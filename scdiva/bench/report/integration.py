@@ -14,7 +14,7 @@ import pandas as pd
 from scdiva.bench.io import atomic_path
 from scdiva.bench.metrics import AGGREGATES, BATCH_WEIGHT, BIO_WEIGHT, METRICS
 from scdiva.bench.report.document import Section
-from scdiva.bench.report.figures import results_table_figure, umap_grid
+from scdiva.bench.report.figures import results_table_figure, umap_grid, walltime_figure
 from scdiva.bench.tables import wide_table
 
 VERSION_PACKAGES = ("scdiva", "scanpy", "anndata", "scvi-tools", "scib-metrics", "harmonypy", "scanorama",
@@ -150,9 +150,13 @@ def integration_sections(
     _write_csv(walltimes, tables / "benchmark_walltimes.csv", index=False)
     per_rule = walltimes.groupby("rule")["wall_s"].agg(["count", "sum", "max"]).round(1)
     jobs = walltimes.sort_values("wall_s", ascending=False).round(1)
+    walltime_png = figures / "benchmark_walltimes.png"
+    if not walltimes.empty:
+        walltime_figure(walltimes, [walltime_png], title="Wall time per rule (sum over its jobs)")
     sections.append(Section(
         title="Wall time per rule (Snakemake benchmark files)",
         order=80,
+        figures=[str(walltime_png)] if not walltimes.empty else [],
         markdown=(f"Sum of job wall times: {walltimes['wall_s'].sum():.0f} s (jobs may run in parallel).\n\n"
                   + per_rule.to_markdown() + "\n\n<details><summary>Per job</summary>\n\n"
                   + jobs.to_markdown(index=False) + "\n\n</details>"),
