@@ -57,3 +57,33 @@ def test_one_and_five_heads_score_their_tasks_on_held_out_cells(pbmc_preprocesse
     assert all(0 <= v <= 1 for k, v in five.scores.items() if k.endswith(("accuracy", "f1")))
     table = multitask_long_form(results, "pbmc_3chem", 0)
     assert set(table["method"]) == {"scdiva_tasks1", "scdiva_tasks5"}
+
+
+def test_scores_and_predictions_are_for_held_out_cells_only(pbmc_preprocessed, monkeypatch):
+    """Every prediction is for a held-out cell, and no held-out cell is trained on (scoring training
+    cells would make this fail); the scores are recomputed from the kept per-cell predictions."""
+    from scdiva import ScDiVaModel
+    from scdiva.bench.annotation.metrics import annotation_metrics
+    from scdiva.bench.multitask import multitask_predictions_long_form
+
+    trained_on: list[set[str]] = []
+    original_fit = ScDiVaModel.fit
+
+    def recording_fit(self, adata, *args, **kwargs):  # the real fit, with its cells noted
+        trained_on.append(set(adata.obs_names))
+        return original_fit(self, adata, *args, **kwargs)
+
+    monkeypatch.setattr(ScDiVaModel, "fit", recording_fit)
+    results, info = run_multitask(pbmc_preprocessed, label_key="cell_type", batch_key="donor",
+                                  coarse_label_key="cell_type_broad", head_counts=(1,), max_steps=4,
+                                  batch_size=32, seed=3)
+    held = set(pbmc_preprocessed.obs_names[held_out_split(pbmc_preprocessed, "cell_type", 0.2, seed=3)])
+    predictions = multitask_predictions_long_form(results, "pbmc", 3)
+    assert set(predictions["cell"]) == held and len(predictions) == len(held) == info["n_held_out"]
+    assert trained_on and all(not (cells & held) for cells in trained_on)
+    assert set(predictions["task"]) == {"annotation"} and (predictions["seed"] == 3).all()
+    truth = pbmc_preprocessed.obs.loc[predictions["cell"], "cell_type"].astype(str).to_numpy()
+    assert (predictions["true"].to_numpy() == truth).all()
+    again = annotation_metrics(predictions["true"], predictions["predicted"])
+    assert results[0].scores["annotation_macro_f1"] == pytest.approx(again["macro_f1"])
+    assert results[0].scores["annotation_accuracy"] == pytest.approx(again["accuracy"])

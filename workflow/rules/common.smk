@@ -424,8 +424,13 @@ def annotation_inputs(wildcards):
 
 def multitask_settings():
     defaults = {"datasets": None, "head_counts": [1, 3, 5], "size": "tiny", "max_steps": 200,
-                "batch_size": 64, "held_out_fraction": 0.2}
+                "batch_size": 64, "held_out_fraction": 0.2, "seeds": None}
     return {**defaults, **config.get("multitask", {})}
+
+
+def multitask_seeds():
+    """Seeds of the multi-task runs: `multitask.seeds`, else the global `seeds` (3+ for the paired comparison)."""
+    return multitask_settings()["seeds"] or seeds()
 
 
 def multitask_datasets():
@@ -465,7 +470,9 @@ def paper_section_inputs(wildcards):
         inputs["confusion"] = [f"{j}.confusion.png" for j in jobs]
     if "multitask" in config and multitask_datasets():
         inputs["multitask"] = "results/tables/multitask_scores.csv"
-        inputs["multitask_infos"] = [f"results/{d}/multitask/seed{seeds()[0]}.json" for d in multitask_datasets()]
+        inputs["multitask_comparison"] = "results/tables/multitask_comparison.csv"
+        inputs["multitask_infos"] = [f"results/{d}/multitask/seed{multitask_seeds()[0]}.json"
+                                     for d in multitask_datasets()]
     figures = trajectory_figures()
     if figures:
         inputs["trajectory"] = figures

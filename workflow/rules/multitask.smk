@@ -7,6 +7,7 @@ rule multitask:
     output:
         scores="results/{dataset}/multitask/seed{seed}.scores.csv",
         info="results/{dataset}/multitask/seed{seed}.json",
+        predictions="results/{dataset}/multitask/seed{seed}.predictions.csv",
     params:
         entry=lambda wc: dataset_config(wc.dataset),
         settings=multitask_settings(),
@@ -27,18 +28,21 @@ rule multitask:
 
 rule multitask_table:
     input:
-        expand("results/{dataset}/multitask/seed{seed}.scores.csv", dataset=multitask_datasets(), seed=seeds()),
+        scores=expand("results/{dataset}/multitask/seed{seed}.scores.csv", dataset=multitask_datasets(),
+                      seed=multitask_seeds()),
+        predictions=expand("results/{dataset}/multitask/seed{seed}.predictions.csv", dataset=multitask_datasets(),
+                           seed=multitask_seeds()),
     output:
         summary="results/tables/multitask_scores.csv",
         by_seed="results/tables/multitask_scores_by_seed.csv",
+        comparison="results/tables/multitask_comparison.csv",
     params:
         group_by=["dataset", "method", "n_tasks", "metric"],
+        n_boot=2000,
     log:
         "results/logs/multitask_table/multitask_table.log",
     localrule: True
     conda:
         "../../envs/scdiva.yaml"
     script:
-        "../scripts/seed_table.py"
-
-
+        "../scripts/multitask_table.py"

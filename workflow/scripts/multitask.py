@@ -5,7 +5,7 @@ import json
 import anndata as ad
 
 from scdiva.bench.io import atomic_path, configure_logging
-from scdiva.bench.multitask import multitask_long_form, run_multitask
+from scdiva.bench.multitask import multitask_long_form, multitask_predictions_long_form, run_multitask
 
 configure_logging(snakemake.log[0])
 entry, settings = snakemake.params.entry, snakemake.params.settings
@@ -19,3 +19,5 @@ with atomic_path(snakemake.output.info) as tmp:
     tmp.write_text(json.dumps(info, indent=1))
 with atomic_path(snakemake.output.scores) as tmp:
     multitask_long_form(results, snakemake.wildcards.dataset, seed).to_csv(tmp, index=False)
+with atomic_path(snakemake.output.predictions) as tmp:
+    multitask_predictions_long_form(results, snakemake.wildcards.dataset, seed).to_csv(tmp, index=False)

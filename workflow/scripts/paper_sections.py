@@ -27,7 +27,8 @@ if len(annotation):
                                                       list(inp.get("confusion", [])))
 if len(multitask):
     sections["multitask"] = paper.multitask_section(multitask, paper.load_infos(inp.get("multitask_infos", [])),
-                                                    snakemake.params.figures['multitask'])
+                                                    snakemake.params.figures['multitask'],
+                                                    paper.read_table(inp.get("multitask_comparison")))
 if inp.get("trajectory"):
     sections["trajectory"] = paper.trajectory_section(list(inp.trajectory), list(inp.trajectory_medians))
 skipped = snakemake.params.skipped

@@ -165,8 +165,33 @@ def plot_multitask(multitask: pd.DataFrame, path: str | os.PathLike) -> None:
     plt.close(fig)
 
 
-def multitask_section(multitask: pd.DataFrame, infos: Mapping[str, Mapping], figure: str) -> Section:
-    """Task scores by head count, with what the cell-cycle labels rest on."""
+def multitask_comparison_markdown(comparison: pd.DataFrame) -> str:
+    """The paired head-count comparison (scdiva.bench.multitask_stats) as a markdown table with a caption."""
+    if comparison is None or not len(comparison):
+        return ""
+    shown = comparison.assign(
+        **{"pairs (seeds)": comparison["n_pairs"].astype(int).astype(str) + " ("
+           + comparison["n_seeds"].astype(int).astype(str) + ")",
+           "accuracy": comparison["accuracy_baseline"].round(3).astype(str) + " -> "
+           + comparison["accuracy_method"].round(3).astype(str),
+           "only baseline / only method right": comparison["n_only_baseline_correct"].astype(int).astype(str) + " / "
+           + comparison["n_only_method_correct"].astype(int).astype(str),
+           "McNemar p": comparison["mcnemar_p"].map(lambda p: f"{p:.3g}"),
+           "macro-F1 diff [95% CI]": comparison["macro_f1_diff"].map(lambda d: f"{d:+.3f}") + " ["
+           + comparison["macro_f1_diff_ci_low"].map(lambda d: f"{d:+.3f}") + ", "
+           + comparison["macro_f1_diff_ci_high"].map(lambda d: f"{d:+.3f}") + "]"})
+    columns = ["dataset", "task", "baseline", "method", "pairs (seeds)", "accuracy",
+               "only baseline / only method right", "McNemar p", "macro-F1 diff [95% CI]", "verdict"]
+    return ("Do extra heads cost anything? Each head count against the 1-head model on the same held-out "
+            "cells (paired per cell and seed): McNemar's exact test on right/wrong, and a paired bootstrap "
+            "interval of the macro-F1 difference (method minus baseline, mean over seeds; negative = the extra "
+            "heads cost macro-F1). Verdict 'costs' / 'gains' only when the whole interval lies below / above 0.\n\n"
+            + markdown_table(shown[columns].set_index(["dataset", "task"])))
+
+
+def multitask_section(multitask: pd.DataFrame, infos: Mapping[str, Mapping], figure: str,
+                      comparison: pd.DataFrame | None = None) -> Section:
+    """Task scores by head count, with what the cell-cycle labels rest on, and the paired comparison."""
     plot_multitask(multitask, figure)
     lines = ["Tasks added in order: 1 = annotation; 3 = + integration, masked expression; 5 = + coarse "
              "labels, cell-cycle phase. Every model is trained from scratch on the same cells, steps and "
@@ -189,7 +214,9 @@ def multitask_section(multitask: pd.DataFrame, infos: Mapping[str, Mapping], fig
     table = multitask.assign(heads=multitask["n_tasks"].astype(int).astype(str) + " heads").pivot_table(
         index=["dataset", "metric"], columns="heads", values="value", sort=False)
     return Section(title="Multi-task learning", order=30, figures=[str(figure)],
-                   markdown="\n".join(lines) + "\n\n" + markdown_table(table.round(4)))
+                   markdown="\n".join(lines) + "\n\n" + markdown_table(table.round(4))
+                   + ("\n\n" + multitask_comparison_markdown(comparison) if comparison is not None and len(comparison)
+                      else ""))
 
 
 def trajectory_section(figures: Sequence[str], medians: Sequence[str]) -> Section:
