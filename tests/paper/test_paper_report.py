@@ -77,3 +77,15 @@ def test_report_images_exist_and_are_not_empty(smoke_run):
         for figure in json.loads(section.read_text())["figures"]:
             path = Path(figure) if Path(figure).is_absolute() else smoke_run.workdir / figure
             assert path.stat().st_size > 1000, figure
+
+
+def test_report_says_which_cells_and_genes_each_checkpoint_saw(smoke_run):
+    section = json.loads((smoke_run.workdir / "results" / "report" / "sections" / "paper_checkpoints.json").read_text())
+    assert section["title"] == "ScDiVa checkpoints: which cells and genes each saw"
+    rows = [line for line in section["markdown"].splitlines() if line.startswith("| scdiva_tiny")]
+    # the default recipe: every configured dataset (the smoke run has one), no labels, 40 steps
+    assert len(rows) == 1, section["markdown"]
+    _, name, size, data, cells, genes, vocabulary, tasks, labels, steps, _ = [c.strip() for c in rows[0].split("|")]
+    assert (data, labels, steps) == ("pbmc_3chem", "none", "40")
+    assert int(cells) == 600  # the smoke run's subsample: every cell of the dataset, labels dropped
+    assert int(genes) == int(vocabulary) > 500  # the vocabulary is the corpus's genes

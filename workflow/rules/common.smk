@@ -450,7 +450,7 @@ def trajectory_figures():
     return [f"results/{d}/trajectory.png" for d in dataset_names()] if trajectory_methods() else []
 
 
-PAPER_SECTIONS = ["claims", "integration", "annotation", "multitask", "trajectory"]
+PAPER_SECTIONS = ["claims", "checkpoints", "integration", "annotation", "multitask", "trajectory"]
 
 
 def report_section_files():
@@ -458,8 +458,15 @@ def report_section_files():
     return [f"results/report/sections/paper_{name}.json" for name in PAPER_SECTIONS]
 
 
+def used_checkpoints():
+    """Names of the ScDiVa checkpoints some job of this run loads, in config order."""
+    used = {name for name, _, _ in scdiva_checkpoint_users()}
+    return [name for name in config.get("checkpoints", {}) if name in used]
+
+
 def paper_section_inputs(wildcards):
-    inputs = {"claims": str(REPO_ROOT / "config" / "paper_claims.yaml")}
+    inputs = {"claims": str(REPO_ROOT / "config" / "paper_claims.yaml"),
+              "checkpoint_configs": [f"resources/checkpoints/{n}/config.json" for n in used_checkpoints()]}
     if method_names():
         inputs["integration"] = "results/tables/integration_scores.csv"
     if annotation_datasets() and annotation_methods():

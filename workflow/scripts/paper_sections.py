@@ -5,6 +5,7 @@ from pathlib import Path
 from scdiva.bench.claims import hardware_description, load_claims
 from scdiva.bench.io import configure_logging
 from scdiva.bench.report import paper
+from scdiva.bench.report.checkpoints import checkpoint_section
 
 configure_logging(snakemake.log[0])
 for figure in snakemake.params.figures.values():
@@ -19,6 +20,7 @@ hardware = "; ".join(sorted({i["hardware"] for i in annotation_infos.values() if
     or hardware_description()
 
 paper.claims_section(load_claims(inp.claims), integration, annotation, multitask, hardware).to_json(out.claims)
+checkpoint_section(list(inp.get("checkpoint_configs", []))).to_json(out.checkpoints)
 sections = {"integration": None, "annotation": None, "multitask": None, "trajectory": None}
 if len(integration):
     sections["integration"] = paper.integration_claims_section(integration, snakemake.params.figures['integration'])
