@@ -182,3 +182,40 @@ def test_workflow_gives_scanvi_the_scvi_model_only_with_the_same_settings(workfl
     planned = proc.stdout + proc.stderr
     assert ("integration/scvi/seed0.model/model.pt" in planned) is reuses
     assert ("integrate_scvi" in planned) is reuses
+
+
+def _label_agreement(embedding, labels, k=15):
+    """Mean fraction of each cell's k nearest neighbours (itself excluded) that share its label."""
+    from scdiva.bench.metrics import compute_neighbors
+
+    idx = compute_neighbors(embedding, n_neighbors=k + 1).indices[:, 1:]
+    return float(np.mean(labels[idx] == labels[:, None]))
+
+
+@pytest.mark.parametrize("method", BASELINES)
+def test_embedding_rows_belong_to_their_cells(embeddings, pbmc_small, method):
+    """Row i of X_emb is cell i: neighbours share its cell type far more often than for shuffled rows
+    (a method that returned its cells in another order, e.g. grouped by batch, fails this)."""
+    labels = pbmc_small.obs["cell_type"].astype(str).to_numpy()
+    emb = embeddings[method].obsm["X_emb"]
+    shuffled = emb[np.random.default_rng(0).permutation(len(emb))]
+    aligned, control = _label_agreement(emb, labels), _label_agreement(shuffled, labels)
+    assert aligned > 0.6 and aligned > control + 0.3, (method, aligned, control)
+    assert embeddings[method].obs_names.equals(pbmc_small.obs_names)
+
+
+def test_batch_mixing_gain_is_not_bought_with_biology(embeddings, pbmc_small):
+    """Partner of the batch-mixing test: shuffled rows mix batches too (higher iLISI than PCA), so
+    Harmony must also keep cell types as well as PCA does, and far better than the shuffled control."""
+    from scdiva.bench.metrics import clisi, compute_neighbors, ilisi, silhouette_label
+
+    labels = pbmc_small.obs["cell_type"].astype(str).to_numpy()
+    batches = pbmc_small.obs["donor"].astype(str).to_numpy()
+    harmony = embeddings["harmony"].obsm["X_emb"]
+    shuffled = harmony[np.random.default_rng(0).permutation(len(harmony))]
+    pca = embeddings["unintegrated"].obsm["X_emb"]
+    nn = {name: compute_neighbors(x) for name, x in (("harmony", harmony), ("shuffled", shuffled), ("pca", pca))}
+    assert ilisi(nn["shuffled"], batches) > ilisi(nn["pca"], batches)  # the batch test alone would pass it
+    assert clisi(nn["harmony"], labels) > clisi(nn["shuffled"], labels) + 0.2
+    assert silhouette_label(harmony, labels) > silhouette_label(shuffled, labels) + 0.05
+    assert clisi(nn["harmony"], labels) >= clisi(nn["pca"], labels) - 0.05
