@@ -254,3 +254,52 @@ def test_jax_cache_setting(tmp_path):
         assert jax.config.jax_persistent_cache_min_entry_size_bytes == -1
     finally:
         jax.config.update("jax_compilation_cache_dir", before)
+
+
+# --- survivors of the first mutation run (docs/mutation.md) --------------------------------------
+
+
+def test_annotation_labels_compare_as_text_whatever_their_type():
+    # Labels read back from CSV may be numbers while the AnnData's are strings: 1 and "1" are one class.
+    scores = annotation_metrics(np.array([1, 2, 2]), ["1", "2", "2"])
+    assert scores["accuracy"] == 1.0 and scores["macro_f1"] == 1.0 and set(scores) == {"accuracy", "macro_f1",
+                                                                                       "f1:1", "f1:2"}
+    table = confusion_table(np.array([1, 2]), ["1", "2"])
+    assert table.index.name == "true" and table.columns.name == "predicted"
+    assert list(table.index) == ["1", "2"] and np.trace(table.to_numpy()) == 2
+
+
+def test_read_metric_files_gives_one_row_label_per_row(tmp_path):
+    paths = []
+    for name in ("a", "b"):
+        path = tmp_path / f"{name}.csv"
+        pd.DataFrame([{"dataset": name, "method": "m", "seed": 0, "metric": "kbet", "kind": "batch",
+                       "value": 0.5}]).to_csv(path, index=False)
+        paths.append(path)
+    frame = read_metric_files(paths)
+    assert frame.index.is_unique and len(frame) == 2
+    with pytest.raises(ValueError, match="^no metric files given$"):
+        read_metric_files([])
+
+
+def test_seed_summary_keeps_first_seen_order_and_missing_keys():
+    frame = pd.DataFrame({"dataset": "d", "method": ["z", "z", "a", "a"], "n_tasks": [5.0, 5.0, np.nan, np.nan],
+                          "metric": "f1", "value": [0.2, 0.4, 0.6, 0.8]})
+    out = summarise_any(frame, ("dataset", "method", "n_tasks", "metric"))
+    assert list(out["method"]) == ["z", "a"]  # as the runs came, not alphabetical
+    assert out["value"].tolist() == pytest.approx([0.3, 0.7])  # a group with a missing key is kept
+    assert np.isnan(out["n_tasks"].iloc[1])
+
+
+def test_reference_and_query_batches_must_not_overlap():
+    from scdiva.bench.validate import DatasetValidationError, check_annotation_batches
+
+    adata = ad.AnnData(obs=pd.DataFrame({"donor": ["p", "q", "r"]}, index=["c1", "c2", "c3"]))
+    check_annotation_batches(adata, "donor", ["p"], ["q", "r"], dataset="d")
+    with pytest.raises(DatasetValidationError,
+                       match=r"dataset 'd': batches \['q'\] are both reference and query in `datasets\.d\.annotation`"):
+        check_annotation_batches(adata, "donor", ["p", "q"], ["q"], dataset="d")
+    with pytest.raises(DatasetValidationError, match=r"`datasets\.d\.annotation\.reference_batches` names batches \['s'\]"):
+        check_annotation_batches(adata, "donor", ["s"], ["q"], dataset="d")
+    with pytest.raises(DatasetValidationError, match=r"`datasets\.d\.annotation\.query_batches` names batches \['s'\]"):
+        check_annotation_batches(adata, "donor", ["p"], ["s"], dataset="d")
