@@ -37,9 +37,14 @@ test-fast: $(STAMP)
 
 # Mutation testing of the scoring path (metrics, aggregates, annotation metrics, validation, tables)
 # against the fast tests that cover it; settings in pyproject.toml [tool.mutmut], results in docs/mutation.md.
+# One thread per native pool: mutants run in processes forked from the one that ran the tests, and
+# an OpenMP/BLAS/XLA thread pool alive at fork time deadlocks the child (seen: sklearn k-NN).
+MUTATION_ENV := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1 \
+	XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" \
+	JAX_COMPILATION_CACHE_DIR=$(abspath .cache/jax) JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
 mutation: $(STAMP)
 	rm -rf mutants
-	nice -n 10 $(BIN)/mutmut run --max-children $(CORES)
+	$(MUTATION_ENV) nice -n 10 timeout 7200 $(BIN)/mutmut run --max-children $(CORES)
 	$(BIN)/mutmut results
 
 # Performance benchmarks (benchmarks/*.py): one line each, results/benchmarks/<name>.json; every figure

@@ -66,6 +66,7 @@ def test_baselines_transfer_labels_across_chemistry(split, method, tmp_path):
     assert figure.stat().st_size > 1000
 
 
+@pytest.mark.slow  # scVI + scANVI + query training, over a minute on one core
 def test_scanvi_maps_query_without_seeing_its_labels(split):
     reference, query = split
     query = query.copy()

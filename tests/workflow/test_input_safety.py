@@ -184,6 +184,7 @@ def test_scanvi_annotation_trains_on_the_given_accelerator(pbmc_small):
             fit_scanvi(reference, label_key="cell_type", batch_key="donor", seed=0, params=params, threads=1)
 
 
+@pytest.mark.slow  # a real Snakemake run
 def test_annotation_job_with_gpu_true_trains_scanvi_on_the_gpu(tmp_path):
     """The real annotate job with `gpu: true`: scANVI asks Lightning for the GPU (on a machine without
     one, Lightning's error in the rule's log shows it did; with one, the job succeeds)."""
@@ -210,6 +211,7 @@ def test_annotation_job_with_gpu_true_trains_scanvi_on_the_gpu(tmp_path):
 # --- relative checkpoint paths resolve against the repository root -------------------------------
 
 
+@pytest.mark.slow  # a real Snakemake run
 def test_relative_published_checkpoint_is_fetched_from_the_repository(tmp_path, checkpoint_dir):
     relative = os.path.relpath(checkpoint_dir, REPO)  # relative to the repository, not the working directory
     digests = {f: hashlib.sha256((checkpoint_dir / f).read_bytes()).hexdigest() for f in CHECKPOINT_FILES}

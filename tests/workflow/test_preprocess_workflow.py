@@ -7,10 +7,13 @@ import sys
 from pathlib import Path
 
 import anndata
+import pytest
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TARGET = "results/pbmc_3chem/preprocessed.h5ad"
+
+pytestmark = pytest.mark.slow  # real download + preprocess runs through Snakemake
 
 
 def snakemake(workdir: Path, overlay: dict, *extra: str) -> str:
