@@ -253,6 +253,17 @@ class CellCorpus:
         merged = concat_batches(parts)
         return _take(merged, order, index)
 
+    def fingerprint(self) -> str:
+        """A digest of the cells (names, in order) and the vocabulary: what a resumed run must match."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for dataset in self.datasets:
+            digest.update("\x1f".join(map(str, dataset.obs_names)).encode())
+            digest.update(b"\x1e")
+        digest.update("\x1f".join(self.datasets[0].vocab.genes).encode())
+        return digest.hexdigest()[:16]
+
     def label_codes(self, task: str) -> np.ndarray:
         """Label codes of every cell of the corpus for ``task`` (-1: unlabelled)."""
         return np.concatenate([d.labels[task].codes for d in self.datasets])

@@ -161,7 +161,7 @@ def train(module: ScDiVaModule, corpus: CellCorpus, tasks: Sequence[str], settin
          for (decays, is_head), params in sorted(groups.items())], lr=settings.lr)
 
     run_identity = {"max_steps": settings.max_steps, "tasks": list(tasks), "seed": settings.seed,
-                    "batch_size": settings.batch_size, "n_cells": len(corpus)}
+                    "batch_size": settings.batch_size, "n_cells": len(corpus), "data": corpus.fingerprint()}
     history: list[dict[str, Any]] = []
     step, best = 0, {"loss": math.inf, "step": 0, "bad_evals": 0}
     checkpoint = find_checkpoint(settings.checkpoint_dir) if settings.checkpoint_dir and settings.resume else None

@@ -95,13 +95,11 @@ def test_resume_refuses_a_checkpoint_of_a_different_run(small_pbmc, pbmc, tmp_pa
     assert {"seed": "seed", "batch_size": "batch_size", "dataset_size": "n_cells"}[change] in str(error.value)
 
 
-@pytest.mark.xfail(strict=True, reason="the trainer identifies the data only by its cell count (run_identity "
-                   "'n_cells'); other cells of the same number resume silently. Needs a data fingerprint, e.g. a "
-                   "hash of obs_names and the vocabulary's genes, in the checkpoint's trainer state")
 def test_resume_refuses_other_cells_of_the_same_number(small_pbmc, pbmc, tmp_path, monkeypatch):
     _checkpointed_run(small_pbmc, tmp_path, monkeypatch, crash_after=4)
     others = pbmc[~pbmc.obs_names.isin(small_pbmc.obs_names)][: small_pbmc.n_obs].copy()
     assert others.n_obs == small_pbmc.n_obs
-    with pytest.raises(ValueError, match="cannot resume"):
+    with pytest.raises(ValueError, match="cannot resume") as error:
         ScDiVaModel.from_config("tiny", genes=small_pbmc.var_names, seed=0).fit(
             others, checkpoint_dir=tmp_path, resume=True, checkpoint_every=EVERY, **SETTINGS)
+    assert "data: checkpoint" in str(error.value)
