@@ -30,9 +30,11 @@ def snakemake_command(workdir: Path, *configfiles: str | Path, cores: int = 2) -
 
 
 def workflow_env() -> dict[str, str]:
-    """Environment for Snakemake subprocesses: this Python's bin first on PATH (shell rules call `scdiva`)."""
+    """Environment for Snakemake subprocesses: PATH *without* this Python's bin directory, as when a
+    scheduler or job script starts `snakemake` by its full path; shell rules must not need it."""
     bin_dir = str(Path(sys.executable).parent)
-    return {**os.environ, "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]), "PYTHONHASHSEED": "0"}
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != bin_dir)
+    return {**os.environ, "PATH": path, "PYTHONHASHSEED": "0"}
 
 
 @dataclass

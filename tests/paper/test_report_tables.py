@@ -36,3 +36,13 @@ def test_skipped_datasets_are_listed():
     assert paper.skipped_lines({}) == ""
     text = paper.skipped_lines({"plain": "no annotation split"})
     assert "**Skipped datasets:**" in text and "- `plain`: no annotation split" in text
+
+
+def test_tables_folded_in_details_are_rendered_as_tables():
+    from scdiva.bench.report import Section, render_html
+
+    html = render_html([Section("s", "intro\n\n<details><summary>All metrics</summary>\n\n| a | b |\n|---|---|\n"
+                                     "| 1 | 2 |\n\n</details>")], "t")
+    assert "<details>" in html and "<summary>All metrics</summary>" in html
+    folded = html[html.index("<details>"):html.index("</details>")]
+    assert "<table>" in folded and "<td>1</td>" in folded and "|---|" not in folded

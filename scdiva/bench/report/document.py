@@ -82,7 +82,9 @@ def render_html(sections: Sequence[Section], title: str) -> str:
     nav = "".join(f'<li><a href="#{a}">{html.escape(s.title)}</a></li>' for a, s in zip(anchors, ordered, strict=True))
     body = []
     for anchor, section in zip(anchors, ordered, strict=True):
-        content = markdown.markdown(section.markdown, extensions=["tables", "fenced_code"])
+        # Tables inside <details> (long tables, folded) are markdown too: md_in_html renders them.
+        source = section.markdown.replace("<details>", '<details markdown="1">')
+        content = markdown.markdown(source, extensions=["tables", "fenced_code", "md_in_html"])
         figures = "".join(_embed_image(f) for f in section.figures)
         body.append(f'<section id="{anchor}"><h2>{html.escape(section.title)}</h2>{content}{figures}</section>')
     return (
