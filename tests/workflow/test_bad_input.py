@@ -165,7 +165,7 @@ def test_unreadable_remote_source_is_named_in_the_download_log(tmp_path):
         proc = run_snakemake(tmp_path, dataset_overlay(source=server.url, sha256=hashlib.sha256(page).hexdigest()))
     assert_fails_cleanly(proc, tmp_path, "is not a readable AnnData .h5ad file", started={"download"})
     log = (tmp_path / "results" / "logs" / "download" / "pbmc_3chem.log").read_text()
-    assert "dataset 'pbmc_3chem': source file" in log and "config `datasets.pbmc_3chem.source`" in log
+    assert f"dataset 'pbmc_3chem': source file {server.url} (config `datasets.pbmc_3chem.source`)" in log
     assert "Traceback" not in log
 
 
