@@ -52,6 +52,7 @@ rule pretrain:
             "tasks", ["masked_expression", "integration"])),
         length=lambda wc: recipe_length_option(wc.checkpoint),
         device="cuda" if use_gpu() else "cpu",
+        cli=SCDIVA_CLI,  # `<this job's python> -m scdiva.cli`: no `scdiva` command on PATH needed
         # `scdiva train` writes into a staging directory that replaces the output only when complete.
         staging=lambda wc: f"resources/checkpoints/.{wc.checkpoint}.partial",
         out_dir=lambda wc: f"resources/checkpoints/{wc.checkpoint}",
@@ -68,7 +69,7 @@ rule pretrain:
         "../../envs/scdiva.yaml"
     shell:
         "rm -rf {params.staging} && "
-        "{SCDIVA_CLI} train --data {input} --output {params.staging} --size {params.recipe[size]} "
+        "{params.cli} train --data {input} --output {params.staging} --size {params.recipe[size]} "
         "--tasks {params.tasks} --batch-key batch {params.length} "
         "--batch-size {params.recipe[batch_size]} --seed {params.recipe[seed]} --device {params.device} "
         "--threads {threads} --history {params.staging}.history.json > {log} 2>&1 && "
