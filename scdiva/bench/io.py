@@ -37,11 +37,21 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def default_file_mode() -> int:
-    """The mode ``open()`` gives a new file under the current umask (0o644 under umask 022)."""
+def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+def default_file_mode() -> int:
+    """The mode ``open()`` gives a new file under the current umask (0o644 under umask 022)."""
+    return 0o666 & ~_umask()
+
+
+def default_dir_mode() -> int:
+    """The mode ``mkdir`` gives a new directory under the current umask (0o755 under umask 022);
+    ``tempfile.mkdtemp`` gives 0o700 instead."""
+    return 0o777 & ~_umask()
 
 
 def write_h5ad_atomic(adata: anndata.AnnData, path: str | os.PathLike[str]) -> None:

@@ -153,6 +153,18 @@ def test_atomic_outputs_get_the_umask_mode(tmp_path):
     assert stat.S_IMODE((tmp_path / "group.json").stat().st_mode) == 0o664
 
 
+def test_default_directory_mode_follows_the_umask():
+    from scdiva.bench.io import default_dir_mode
+
+    old = os.umask(0o022)
+    try:
+        assert default_dir_mode() == 0o755
+        os.umask(0o002)
+        assert default_dir_mode() == 0o775
+    finally:
+        os.umask(old)
+
+
 def test_download_lock_file_gets_the_umask_mode(tmp_path):
     from scdiva.bench.download import record_digest
 
