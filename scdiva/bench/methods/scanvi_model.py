@@ -8,6 +8,7 @@ that model instead of training an identical scVI again.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -31,6 +32,7 @@ SCANVI_DEFAULTS: dict[str, Any] = {
     "n_samples_per_label": 100,
 }
 _LABELS_COLUMN = "_scanvi_labels"
+logger = logging.getLogger(__name__)
 
 
 def shares_scvi_model(scvi_params: Mapping[str, Any] | None, scanvi_params: Mapping[str, Any] | None) -> bool:
@@ -73,6 +75,7 @@ def run_scanvi(
     else:
         settings = scvi_settings({k: p[k] for k in SCVI_DEFAULTS}, batch_key=batch_key, seed=seed)
         vae = load_scvi_model(scvi_model, sub, settings=settings, threads=threads)
+        logger.info("scANVI starts from the scVI model saved by the scvi job: %s", scvi_model)
         seed_everything(seed)  # scANVI's own training starts from the seed either way
     model = scvi.model.SCANVI.from_scvi_model(vae, unlabeled_category=unlabeled, labels_key=_LABELS_COLUMN)
     model.train(
