@@ -191,8 +191,6 @@ def compute_integration_metrics(
     ``pre_embedding`` is the unintegrated PCA (for PCR comparison). Checks shapes and finiteness
     before the (slow) neighbour search.
     """
-    from tqdm.auto import tqdm
-
     embedding = np.asarray(embedding, dtype=np.float32)
     batches = np.asarray(batches).astype(str)
     labels = np.asarray(labels).astype(str)
@@ -206,6 +204,14 @@ def compute_integration_metrics(
         raise ValueError("embedding has non-finite values")
     if len(np.unique(batches)) < 2:
         raise ValueError("batch metrics need at least 2 batches")
+    return _scib_metrics(embedding, batches, labels, np.asarray(pre_embedding), seed=seed, n_jobs=n_jobs,
+                         progress=progress)
+
+
+def _scib_metrics(embedding: np.ndarray, batches: np.ndarray, labels: np.ndarray, pre_embedding: np.ndarray, *,
+                  seed: int, n_jobs: int, progress: bool) -> dict[str, float]:
+    """Every metric of :data:`METRICS` on checked inputs: the neighbour graph once, each metric its own inputs."""
+    from tqdm.auto import tqdm
 
     neighbors = compute_neighbors(embedding, seed=seed, n_jobs=n_jobs)
     nn = {k: neighbors.subset_neighbors(n=min(k, neighbors.indices.shape[1])) for k in NEIGHBOR_COUNTS}
@@ -220,7 +226,7 @@ def compute_integration_metrics(
         "ilisi": lambda: ilisi(nn[90], batches),
         "kbet": lambda: kbet(nn[50], batches, labels),
         "graph_connectivity": lambda: graph_connectivity(nn[15], labels),
-        "pcr_comparison": lambda: pcr_comparison(np.asarray(pre_embedding), embedding, batches),
+        "pcr_comparison": lambda: pcr_comparison(pre_embedding, embedding, batches),
     }
     results: dict[str, float] = {}
     for name, step in tqdm(steps.items(), desc="scIB metrics", disable=not progress):
@@ -268,6 +274,41 @@ def enable_jax_cache(cache_dir: str | Path | None) -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 
 
+def load_embedding_files(runs: Iterable[tuple[str, int, str | Path]], preprocessed_path: str | Path, *,
+                         batch_key: str, label_key: str) -> tuple[Any, dict[tuple[str, int], Any]]:
+    """The preprocessed AnnData and every embedding file, all checked before any metric runs.
+
+    Each file needs ``obsm["X_emb"]``, unique cell names and exactly the preprocessed cells (in
+    any order); the preprocessed file needs the batch and label columns and ``obsm["X_pca"]``.
+    """
+    import anndata as ad
+
+    ref = ad.read_h5ad(preprocessed_path)
+    for key, role in ((batch_key, "batch_key"), (label_key, "label_key")):
+        if key not in ref.obs:
+            raise KeyError(f"{preprocessed_path}: obs has no {role} column {key!r}")
+    if "X_pca" not in ref.obsm:
+        raise KeyError(f"{preprocessed_path}: no obsm['X_pca'] (needed for PCR comparison); rerun preprocess")
+    embeddings = {}
+    for method, seed, path in runs:
+        emb = ad.read_h5ad(path)
+        if "X_emb" not in emb.obsm:
+            raise KeyError(f"{path}: no obsm['X_emb']; rerun its integrate job")
+        if not emb.obs_names.is_unique:
+            dups = emb.obs_names[emb.obs_names.duplicated()].unique()[:5].tolist()
+            raise ValueError(f"{path}: duplicate cell names {dups}; rows cannot be matched to cells, rerun integrate")
+        if set(ref.obs_names) != set(emb.obs_names):
+            raise ValueError(f"{path} and {preprocessed_path} hold different cells; rerun integrate")
+        embeddings[(method, seed)] = emb
+    return ref, embeddings
+
+
+def aligned_cells(ref, obs_names: pd.Index):
+    """``ref`` (an AnnData) with its cells in the order of ``obs_names``, so row i of an embedding
+    whose cells are ``obs_names`` is scored against the batch, label and PCA of its own cell."""
+    return ref if ref.obs_names.equals(obs_names) else ref[obs_names]
+
+
 def score_embedding_files(
     runs: Iterable[tuple[str, int, str | Path]],
     preprocessed_path: str | Path,
@@ -289,34 +330,17 @@ def score_embedding_files(
     Writes the by-seed long CSV (dataset, method, seed, metric, kind, value) atomically, once
     every embedding is scored, and returns it.
     """
-    import anndata as ad
     from tqdm.auto import tqdm
 
     from scdiva.bench.io import atomic_path
 
-    ref = ad.read_h5ad(preprocessed_path)
-    for key, role in ((batch_key, "batch_key"), (label_key, "label_key")):
-        if key not in ref.obs:
-            raise KeyError(f"{preprocessed_path}: obs has no {role} column {key!r}")
-    if "X_pca" not in ref.obsm:
-        raise KeyError(f"{preprocessed_path}: no obsm['X_pca'] (needed for PCR comparison); rerun preprocess")
     runs = list(runs)
-    embeddings = {}
-    for method, seed, path in runs:  # check every file before the slow part
-        emb = ad.read_h5ad(path)
-        if "X_emb" not in emb.obsm:
-            raise KeyError(f"{path}: no obsm['X_emb']; rerun its integrate job")
-        if not emb.obs_names.is_unique:
-            dups = emb.obs_names[emb.obs_names.duplicated()].unique()[:5].tolist()
-            raise ValueError(f"{path}: duplicate cell names {dups}; rows cannot be matched to cells, rerun integrate")
-        if set(ref.obs_names) != set(emb.obs_names):
-            raise ValueError(f"{path} and {preprocessed_path} hold different cells; rerun integrate")
-        embeddings[(method, seed)] = emb
+    ref, embeddings = load_embedding_files(runs, preprocessed_path, batch_key=batch_key, label_key=label_key)
     enable_jax_cache(jax_cache_dir)
     frames = []
     for method, seed, _ in tqdm(runs, desc=f"scIB metrics ({dataset})", unit="embedding"):
         emb = embeddings[(method, seed)]
-        cells = ref if ref.obs_names.equals(emb.obs_names) else ref[emb.obs_names]
+        cells = aligned_cells(ref, emb.obs_names)
         values = compute_integration_metrics(
             emb.obsm["X_emb"],
             batches=cells.obs[batch_key].to_numpy(),

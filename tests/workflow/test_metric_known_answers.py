@@ -130,6 +130,7 @@ def _blobs(*, batch_shift: float, n_per: int = 30, seed: int = 0, isolated: bool
 
 # --- silhouettes ----------------------------------------------------------------------------
 
+@pytest.mark.jax
 def test_silhouette_label_matches_its_definition_and_sklearn():
     from sklearn.metrics import silhouette_score
 
@@ -144,6 +145,7 @@ def test_silhouette_label_matches_its_definition_and_sklearn():
     assert M.silhouette_label(x, shuffled) < 0.55  # labels that do not split: about (0 + 1) / 2
 
 
+@pytest.mark.jax
 def test_two_point_silhouette_by_hand():
     # A at 0 and 1, B at 10 and 11 (1-D): a = 1 for every cell, b = 10.5 / 9.5 / 9.5 / 10.5.
     x = np.array([[0.0], [1.0], [10.0], [11.0]], dtype=np.float32)
@@ -152,6 +154,7 @@ def test_two_point_silhouette_by_hand():
     assert M.silhouette_label(x, labels) == pytest.approx((np.mean(s) + 1) / 2, abs=1e-5)
 
 
+@pytest.mark.jax
 def test_silhouette_batch_and_bras_by_hand_and_by_extremes():
     mixed, labels, batches = _blobs(batch_shift=0.0)
     split, _, _ = _blobs(batch_shift=40.0)
@@ -167,6 +170,7 @@ def test_silhouette_batch_and_bras_by_hand_and_by_extremes():
     assert M.bras(mixed + 50.0, batches, labels) < 0.5
 
 
+@pytest.mark.jax
 def test_isolated_labels_scores_only_the_label_in_fewest_batches():
     import scib_metrics
 
@@ -190,6 +194,7 @@ def test_isolated_labels_scores_only_the_label_in_fewest_batches():
 
 # --- clustering ------------------------------------------------------------------------------
 
+@pytest.mark.jax
 def test_kmeans_nmi_ari_clean_split_and_independent_labels():
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
@@ -207,6 +212,7 @@ def test_kmeans_nmi_ari_clean_split_and_independent_labels():
     assert got["ari_kmeans"] < 0.0  # ARI of an even crossing is slightly negative, not 0 or 0.5
 
 
+@pytest.mark.jax
 def test_leiden_nmi_ari_clean_split():
     x, labels, _ = _blobs(batch_shift=0.0)
     nn = M.compute_neighbors(x, n_neighbors=15)
@@ -217,6 +223,7 @@ def test_leiden_nmi_ari_clean_split():
 
 # --- graph metrics on hand-built graphs: exact fractions -------------------------------------
 
+@pytest.mark.jax
 def test_ilisi_is_one_when_every_neighbourhood_is_half_each_batch_and_zero_when_pure():
     # Weights 1/m: Simpson index = sum of squared batch fractions -> LISI 2 (mixed) or 1 (pure);
     # scaled as (LISI - 1) / (n_batches - 1).
@@ -230,6 +237,7 @@ def test_ilisi_is_one_when_every_neighbourhood_is_half_each_batch_and_zero_when_
     assert M.ilisi(_lisi_graph(rows), BATCHES16) == pytest.approx(0.8, abs=1e-6)
 
 
+@pytest.mark.jax
 def test_clisi_is_one_for_pure_label_neighbourhoods_and_zero_for_even_ones():
     # Scaled as (n_labels - LISI) / (n_labels - 1).
     assert M.clisi(_neighbours("mixed", lisi=True), LABELS16) == pytest.approx(1.0, abs=1e-6)
@@ -249,6 +257,7 @@ def test_graph_connectivity_is_the_largest_component_fraction_per_label():
     assert M.graph_connectivity(_graph(rows), LABELS16) == pytest.approx((4 / 8 + 1.0) / 2)
 
 
+@pytest.mark.jax
 def test_kbet_extremes_and_reference():
     import scib_metrics
 
@@ -264,6 +273,7 @@ def test_kbet_extremes_and_reference():
     assert M.kbet(nn_mixed, labels, batches) < 0.3
 
 
+@pytest.mark.jax
 def test_pcr_comparison_known_values_and_direction():
     rng = np.random.default_rng(0)
     batches = np.repeat(["x", "y"], 60)
@@ -293,6 +303,7 @@ def full_scores():
             for name, x in (("mixed", mixed), ("split", pre))}, (pre, mixed, labels, batches)
 
 
+@pytest.mark.jax
 def test_each_metric_in_the_table_is_the_named_metric(full_scores):
     """compute_integration_metrics passes each metric its own arguments, graph and neighbour count."""
     scores, (pre, mixed, labels, batches) = full_scores
@@ -316,6 +327,7 @@ def test_each_metric_in_the_table_is_the_named_metric(full_scores):
         assert got[name] == pytest.approx(value, abs=1e-6), name
 
 
+@pytest.mark.jax
 def test_mixed_beats_separated_on_every_batch_metric_and_ties_on_bio(full_scores):
     scores, _ = full_scores
     for name, info in M.METRICS.items():

@@ -31,11 +31,13 @@ def scores():
     return out
 
 
+@pytest.mark.jax
 @pytest.mark.parametrize("metric", ["ilisi", "kbet", "bras", "silhouette_batch", "pcr_comparison"])
 def test_batch_metrics_prefer_mixed_batches(scores, metric):
     assert scores[True][metric] > scores[False][metric] + 0.3, (scores[True][metric], scores[False][metric])
 
 
+@pytest.mark.jax
 def test_extremes_are_where_documented(scores):
     assert scores[True]["ilisi"] > 0.8 and scores[False]["ilisi"] < 0.05
     assert scores[False]["pcr_comparison"] == pytest.approx(0.0, abs=1e-6)  # same as the pre embedding
@@ -49,12 +51,14 @@ def test_extremes_are_where_documented(scores):
     assert 0.4 < scores[False]["graph_connectivity"] <= 0.5 + 1e-9
 
 
+@pytest.mark.jax
 def test_all_metrics_in_unit_interval(scores):
     for values in scores.values():
         assert set(values) == set(M.METRICS)
         assert all(0.0 <= v <= 1.0 for v in values.values()), values
 
 
+@pytest.mark.jax
 def test_bio_metrics_drop_for_random_labels():
     x, labels, batches = _clusters(mixed=True)
     shuffled = np.random.default_rng(1).permutation(labels)
@@ -88,6 +92,7 @@ def test_bad_input_is_rejected_before_neighbours():
         M.compute_integration_metrics(x_nan, batches=batches, labels=labels, pre_embedding=x)
 
 
+@pytest.mark.jax
 def test_matches_scib_on_the_same_embedding_and_graph(pbmc_small):
     """ASW batch and graph connectivity agree with the reference `scib` package within 1e-3.
 

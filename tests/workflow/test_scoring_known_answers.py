@@ -186,6 +186,7 @@ def _score(root, runs, **kw):
                                  batch_key="donor", label_key="cell_type", **kw)
 
 
+@pytest.mark.jax
 def test_scoring_realigns_embedding_rows_by_cell_name(scoring_files):
     root, files = scoring_files
     result = _score(root, [(name, 0, path) for name, path in files.items()])
@@ -303,3 +304,20 @@ def test_reference_and_query_batches_must_not_overlap():
         check_annotation_batches(adata, "donor", ["s"], ["q"], dataset="d")
     with pytest.raises(DatasetValidationError, match=r"`datasets\.d\.annotation\.query_batches` names batches \['s'\]"):
         check_annotation_batches(adata, "donor", ["p"], ["s"], dataset="d")
+
+
+def test_aligned_cells_puts_each_cell_on_its_embedding_row(scoring_files):
+    from scdiva.bench.metrics import aligned_cells, load_embedding_files
+
+    root, files = scoring_files
+    runs = [(name, 0, path) for name, path in files.items()]
+    ref, embeddings = load_embedding_files(runs, root / "preprocessed.h5ad", batch_key="donor", label_key="cell_type")
+    assert aligned_cells(ref, embeddings[("ordered", 0)].obs_names) is ref
+    moved = aligned_cells(ref, embeddings[("reordered", 0)].obs_names)
+    assert moved.obs_names.equals(embeddings[("reordered", 0)].obs_names)
+    # the labels travel with their cells: same (cell -> label) pairs as the reference
+    pairs = dict(zip(ref.obs_names, ref.obs["cell_type"], strict=True))
+    assert [pairs[c] for c in moved.obs_names] == moved.obs["cell_type"].tolist()
+    np.testing.assert_array_equal(np.asarray(moved.obsm["X_pca"]),
+                                  np.asarray(ref.obsm["X_pca"])[[ref.obs_names.get_loc(c) for c in moved.obs_names]])
+    assert list(embeddings) == [("ordered", 0), ("reordered", 0), ("misaligned", 0)]
