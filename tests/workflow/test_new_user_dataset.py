@@ -5,8 +5,9 @@ and G2M genes are renamed) and no annotation split. Every default rule must acce
 multi-task job skips the tasks it has no data for, annotation skips the dataset, and the report
 says what was skipped and why.
 
-The ScDiVa integration methods are left out of this run (`integration.methods`); they need a
-checkpoint whose gene vocabulary covers the dataset, which is the checkpoint's concern.
+ScDiVa runs too (zero-shot integration, the trajectory figure, annotation on the PBMCs): the
+default checkpoint recipe pretrains on every configured dataset, so its vocabulary covers the new
+one. Baselines are cut to two to keep the run short.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ def new_user_run(tmp_path_factory, workflow_tools):
     overlay = root / "my_dataset.yaml"
     overlay.write_text(yaml.safe_dump({
         "datasets": {NEW: {"source": str(source), "batch_key": "condition", "label_key": "celltype"}},
-        "integration": {"methods": ["unintegrated", "harmony"]},
-        "annotation": {"methods": ["logreg"]},
+        "integration": {"methods": ["unintegrated", "harmony", "scdiva_zeroshot"]},
+        "annotation": {"methods": ["logreg", "scdiva"]},
         "multitask": {"max_steps": 10},
     }))
     return workflow_tools.run(root / "work", overlay)
@@ -55,7 +56,10 @@ def test_default_target_completes(new_user_run):
     for path in ("report/index.html", "tables/integration_scores.csv", "tables/multitask_scores.csv",
                  "tables/annotation_scores.csv"):
         assert (results / path).is_file(), path
-    assert set(pd.read_csv(results / "tables/integration_scores.csv")["dataset"]) == {"pbmc_3chem", NEW}
+    scores = pd.read_csv(results / "tables/integration_scores.csv")
+    assert set(scores["dataset"]) == {"pbmc_3chem", NEW}
+    assert set(scores.loc[scores["dataset"] == NEW, "method"]) == {"unintegrated", "harmony", "scdiva_zeroshot"}
+    assert (results / NEW / "trajectory.png").is_file()
 
 
 def test_multitask_skips_tasks_without_data(new_user_run):
