@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from scdiva.bench.io import default_dir_mode
+
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "vocab.json")
 
 
@@ -79,6 +81,7 @@ def fetch_checkpoint(name: str, spec: Mapping[str, Any], out_dir: str | Path) ->
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    staging.chmod(default_dir_mode())  # mkdtemp's 0700 would hide the checkpoint from the group
     try:
         for filename in CHECKPOINT_FILES:
             target = staging / filename
