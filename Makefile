@@ -6,8 +6,6 @@ STAMP := $(VENV)/.installed
 CORES ?= 2
 CONFIG ?= config/config.yaml
 PYTEST_ARGS ?=
-# Shell rules (e.g. `scdiva train`) and the tests find the venv's commands without activating it.
-export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: install run smoke test test-fast mutation lint report clean bench
 
