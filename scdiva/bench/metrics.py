@@ -357,3 +357,51 @@ def score_embedding_files(
     with atomic_path(output_path) as tmp:
         result.to_csv(tmp, index=False)
     return result
+
+
+def score_embedding(
+    adata: Any,
+    obsm_key: str,
+    batch_key: str,
+    label_key: str,
+    pre_embedding_key: str | None = "X_pca",
+    *,
+    seed: int = 0,
+    n_jobs: int = 1,
+) -> pd.DataFrame:
+    """Score your own embedding ``adata.obsm[obsm_key]`` with the benchmark's scIB metrics.
+
+    The same long table the workflow's metrics stage writes: one row per metric of :data:`METRICS`
+    plus the ``batch_score``, ``bio_score`` and ``total_score`` aggregates, columns ``metric``,
+    ``kind`` (batch / bio / aggregate) and ``value``. Every value lies in [0, 1], higher = better.
+    ``pre_embedding_key`` names the unintegrated embedding PCR comparison measures against
+    (``obsm["X_pca"]`` by default); ``None`` computes a 50-component PCA of ``adata.X`` (which
+    should then be log-normalised expression). Missing keys are refused before any metric runs.
+    """
+    if obsm_key not in adata.obsm:
+        raise KeyError(f"adata.obsm has no {obsm_key!r} (has {sorted(adata.obsm)}); pass the key of your embedding")
+    for key, role in ((batch_key, "batch_key"), (label_key, "label_key")):
+        if key not in adata.obs:
+            raise KeyError(f"adata.obs has no {role} column {key!r} (has {list(adata.obs.columns)})")
+    if pre_embedding_key is None:
+        import scanpy as sc
+
+        n_comps = min(50, adata.n_obs - 1, adata.n_vars - 1)
+        pre_embedding = sc.pp.pca(adata.X, n_comps=n_comps, random_state=seed)
+    elif pre_embedding_key not in adata.obsm:
+        raise KeyError(f"adata.obsm has no {pre_embedding_key!r} for PCR comparison; pass its key or "
+                       "pre_embedding_key=None to compute a PCA of adata.X")
+    else:
+        pre_embedding = adata.obsm[pre_embedding_key]
+    values = compute_integration_metrics(
+        np.asarray(adata.obsm[obsm_key]),
+        batches=adata.obs[batch_key].to_numpy(),
+        labels=adata.obs[label_key].to_numpy(),
+        pre_embedding=np.asarray(pre_embedding),
+        seed=seed,
+        n_jobs=n_jobs,
+        progress=False,
+    )
+    frame = metrics_frame(values)
+    frame.insert(1, "kind", frame["metric"].map(metric_kind))
+    return frame
