@@ -394,6 +394,20 @@ def test_compute_neighbors_is_the_exact_knn_with_self_first():
     assert M.compute_neighbors(x[:5], n_neighbors=90).indices.shape == (5, 4)  # capped at n - 1
 
 
+def test_large_data_takes_the_approximate_knn_with_self_first(monkeypatch):
+    x, _, _ = _blobs(batch_shift=0.0)
+    exact = M.compute_neighbors(x, n_neighbors=10)
+    monkeypatch.setattr(M, "EXACT_KNN_MAX_CELLS", len(x))  # n cells exactly: still exact
+    np.testing.assert_array_equal(M.compute_neighbors(x, n_neighbors=10).indices, exact.indices)
+    monkeypatch.setattr(M, "EXACT_KNN_MAX_CELLS", len(x) - 1)  # one more cell than the limit: pynndescent
+    approx = M.compute_neighbors(x, n_neighbors=10, seed=3)
+    assert approx.indices.shape == (len(x), 10)
+    np.testing.assert_array_equal(approx.indices[:, 0], np.arange(len(x)))
+    # three far-apart blobs: the approximate neighbours are the exact ones
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(approx.indices, exact.indices, strict=True)]) > 0.95
+    np.testing.assert_array_equal(M.compute_neighbors(x, n_neighbors=10, seed=3).indices, approx.indices)
+
+
 def test_bad_input_is_named():
     x, labels, batches = _blobs(batch_shift=0.0)
     for kwargs in ({"batches": batches[:-1], "labels": labels, "pre_embedding": x},

@@ -3,6 +3,8 @@ true classes), mean/std over seeds, the benchmark tables, and cell alignment of 
 
 from __future__ import annotations
 
+import re
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -205,38 +207,39 @@ def test_scoring_realigns_embedding_rows_by_cell_name(scoring_files):
 
 
 def test_scoring_refuses_other_cells_duplicates_and_missing_keys(scoring_files, tmp_path):
+    from scdiva.bench.metrics import load_embedding_files
+
     root, files = scoring_files
     ref = ad.read_h5ad(root / "preprocessed.h5ad")
     emb = ad.read_h5ad(files["ordered"])
 
+    def load(path, preprocessed=root / "preprocessed.h5ad", batch_key="donor", label_key="cell_type"):
+        return load_embedding_files([("m", 0, path)], preprocessed, batch_key=batch_key, label_key=label_key)
+
     fewer = tmp_path / "fewer.h5ad"
     emb[:-1].copy().write_h5ad(fewer)
-    with pytest.raises(ValueError, match="different cells"):
-        _score(root, [("m", 0, fewer)])
+    with pytest.raises(ValueError, match=f"^{fewer} and {root / 'preprocessed.h5ad'} hold different cells; rerun"):
+        load(fewer)
     dup = emb.copy()
-    dup.obs_names = [*emb.obs_names[:-1], emb.obs_names[0]]
+    dup.obs_names = [*emb.obs_names[:-7], *emb.obs_names[:6], emb.obs_names[0]]
     dup_path = tmp_path / "dup.h5ad"
     dup.write_h5ad(dup_path)
-    with pytest.raises(ValueError, match="duplicate"):
-        _score(root, [("m", 0, dup_path)])
+    names = list(emb.obs_names[:5])
+    with pytest.raises(ValueError, match=re.escape(f"{dup_path}: duplicate cell names {names}; rows cannot be matched")):
+        load(dup_path)
     no_emb = tmp_path / "no_emb.h5ad"
     ad.AnnData(obs=emb.obs.copy()).write_h5ad(no_emb)
     with pytest.raises(KeyError, match="X_emb"):
-        _score(root, [("m", 0, no_emb)])
-    with pytest.raises(KeyError, match="batch_key column 'batch'"):
-        from scdiva.bench.metrics import score_embedding_files
-
-        score_embedding_files([("m", 0, files["ordered"])], root / "preprocessed.h5ad", tmp_path / "o.csv",
-                              dataset="d", batch_key="batch", label_key="cell_type")
+        load(no_emb)
+    with pytest.raises(KeyError, match="obs has no batch_key column 'batch'"):
+        load(files["ordered"], batch_key="batch")
+    with pytest.raises(KeyError, match="obs has no label_key column 'type'"):
+        load(files["ordered"], label_key="type")
     no_pca = tmp_path / "no_pca.h5ad"
     del ref.obsm["X_pca"]
     ref.write_h5ad(no_pca)
     with pytest.raises(KeyError, match="X_pca"):
-        from scdiva.bench.metrics import score_embedding_files
-
-        score_embedding_files([("m", 0, files["ordered"])], no_pca, tmp_path / "o.csv", dataset="d",
-                              batch_key="donor", label_key="cell_type")
-    assert not (tmp_path / "o.csv").exists()
+        load(files["ordered"], preprocessed=no_pca)
 
 
 def test_jax_cache_setting(tmp_path):
@@ -248,9 +251,10 @@ def test_jax_cache_setting(tmp_path):
     enable_jax_cache(None)
     assert jax.config.jax_compilation_cache_dir == before
     try:
-        enable_jax_cache(tmp_path / "jax")
-        assert jax.config.jax_compilation_cache_dir == str((tmp_path / "jax").resolve())
-        assert (tmp_path / "jax").is_dir()
+        enable_jax_cache(tmp_path / "a" / "jax")  # parents made
+        enable_jax_cache(tmp_path / "a" / "jax")  # and again: an existing directory is fine
+        assert jax.config.jax_compilation_cache_dir == str((tmp_path / "a" / "jax").resolve())
+        assert (tmp_path / "a" / "jax").is_dir()
         assert jax.config.jax_persistent_cache_min_compile_time_secs == 0
         assert jax.config.jax_persistent_cache_min_entry_size_bytes == -1
     finally:
