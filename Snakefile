@@ -35,6 +35,7 @@ include: "workflow/rules/annotation.smk"
 include: "workflow/rules/multitask.smk"
 include: "workflow/rules/paper.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/provenance.smk"
 
 
 rule all:

@@ -40,6 +40,7 @@ rule annotation_table:
         by_seed="results/tables/annotation_scores_by_seed.csv",
     params:
         group_by=["dataset", "method", "metric"],
+        run_id=RUN_ID,
     log:
         "results/logs/annotation_table/annotation_table.log",
     localrule: True

@@ -455,7 +455,7 @@ PAPER_SECTIONS = ["claims", "checkpoints", "integration", "annotation", "multita
 
 def report_section_files():
     """Extra report sections (JSON, scdiva.bench.report.Section) that the report rule renders."""
-    return [f"results/report/sections/paper_{name}.json" for name in PAPER_SECTIONS]
+    return [f"results/report/sections/paper_{name}.json" for name in PAPER_SECTIONS] + [PROVENANCE_SECTION]
 
 
 def used_checkpoints():
@@ -490,3 +490,17 @@ def paper_section_inputs(wildcards):
 
 # Needs the annotation helpers above; runs when the workflow is parsed, like the other checks.
 _check_scdiva_coverage()
+
+
+# --- provenance (scdiva.bench.provenance; rule in provenance.smk) -------------------------------
+# RUN_ID hashes the effective config and the code version only (no time), so an unchanged workflow
+# keeps its id and reruns nothing; tables get it as a param. The start time reaches the provenance
+# job through the environment (setdefault: a job that re-parses this file keeps the first time).
+from datetime import datetime, timezone
+
+from scdiva.bench import provenance as _provenance
+
+os.environ.setdefault("SCDIVA_RUN_STARTED", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+START_CODE = _provenance.code_version(REPO_ROOT)
+RUN_ID = _provenance.run_id(_provenance.config_sha256(config), START_CODE)
+PROVENANCE_SECTION = "results/report/sections/provenance.json"

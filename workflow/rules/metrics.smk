@@ -41,6 +41,8 @@ rule integration_tables:
         ),
         by_seed="results/tables/integration_scores_by_seed.csv",
         wide=expand("results/tables/{dataset}_integration_wide.csv", dataset=dataset_names()),
+    params:
+        run_id=RUN_ID,
     log:
         "results/logs/integration_tables/integration_tables.log",
     benchmark:

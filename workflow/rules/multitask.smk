@@ -39,6 +39,7 @@ rule multitask_table:
     params:
         group_by=["dataset", "method", "n_tasks", "metric"],
         n_boot=2000,
+        run_id=RUN_ID,
     log:
         "results/logs/multitask_table/multitask_table.log",
     localrule: True

@@ -4,6 +4,7 @@ import pandas as pd
 
 from scdiva.bench.io import atomic_path, configure_logging
 from scdiva.bench.multitask_stats import compare_head_counts
+from scdiva.bench.provenance import with_run_id
 from scdiva.bench.seed_tables import summarise_seeds
 
 configure_logging(snakemake.log[0])
@@ -12,6 +13,7 @@ predictions = pd.concat([pd.read_csv(path) for path in snakemake.input.predictio
 with atomic_path(snakemake.output.by_seed) as tmp:
     by_seed.to_csv(tmp, index=False)
 with atomic_path(snakemake.output.summary) as tmp:
-    summarise_seeds(by_seed, list(snakemake.params.group_by)).to_csv(tmp, index=False)
+    summary = summarise_seeds(by_seed, list(snakemake.params.group_by))
+    with_run_id(summary, snakemake.params.run_id).to_csv(tmp, index=False)
 with atomic_path(snakemake.output.comparison) as tmp:
     compare_head_counts(predictions, n_boot=int(snakemake.params.n_boot)).to_csv(tmp, index=False)

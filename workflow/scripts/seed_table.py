@@ -3,6 +3,7 @@
 import pandas as pd
 
 from scdiva.bench.io import atomic_path
+from scdiva.bench.provenance import with_run_id
 from scdiva.bench.seed_tables import summarise_seeds
 
 by_seed = pd.concat([pd.read_csv(path) for path in snakemake.input], ignore_index=True)
@@ -10,4 +11,4 @@ keys = list(snakemake.params.group_by)
 with atomic_path(snakemake.output.by_seed) as tmp:
     by_seed.to_csv(tmp, index=False)
 with atomic_path(snakemake.output.summary) as tmp:
-    summarise_seeds(by_seed, keys).to_csv(tmp, index=False)
+    with_run_id(summarise_seeds(by_seed, keys), snakemake.params.run_id).to_csv(tmp, index=False)
