@@ -142,6 +142,8 @@ def provenance_section(record: Mapping[str, Any], *, order: int = 90) -> Section
     version = code["commit"] or f"scdiva {code.get('version')} (not a git checkout)"
     if code.get("dirty"):
         version += " **with uncommitted changes**"
+    if code.get("commit_at_start"):
+        version += f" (at the end; the run, and its id, started at {code['commit_at_start']})"
     hw = record["hardware"]
     lines = [
         f"Run id `{record['run_id']}` (the `run_id` column of every `results/tables/*_scores.csv` row); "

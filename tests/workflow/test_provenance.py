@@ -82,6 +82,7 @@ def test_commit_moving_during_the_run_keeps_the_start_id(repo: Path) -> None:
     record = prov.build_provenance(CONFIG, {}, repo=repo, start_commit=start["commit"])
     assert record["run_id"] == prov.run_id(prov.config_sha256(CONFIG), start)
     assert record["code"]["commit_at_start"] == start["commit"] != record["code"]["commit"]
+    assert f"started at {start['commit']}" in prov.provenance_section(record).markdown
 
 
 def test_missing_dataset_file_is_named() -> None:
