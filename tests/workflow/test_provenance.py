@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import snakemake_command, workflow_env
 
 from scdiva.bench import provenance as prov
 
 REPO = Path(__file__).resolve().parents[2]
+# tests/conftest.py by path: with several conftest.py files, `import conftest` may find another one
+_spec = importlib.util.spec_from_file_location("scdiva_tests_conftest", REPO / "tests" / "conftest.py")
+_conftest = sys.modules.setdefault(_spec.name, importlib.util.module_from_spec(_spec))
+_spec.loader.exec_module(_conftest)
+snakemake_command, workflow_env = _conftest.snakemake_command, _conftest.workflow_env
 PBMC = REPO / "data" / "pbmc_3chem_symphony.h5ad"
 CONFIG = {"seeds": [0, 1], "datasets": {"pbmc": {"batch_key": "donor", "label_key": "cell_type"}}}
 
