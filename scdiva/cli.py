@@ -58,7 +58,8 @@ def cmd_train(args: argparse.Namespace) -> None:
                         label_key=args.label_key, max_steps=args.max_steps, max_epochs=args.max_epochs,
                         batch_size=args.batch_size, lr=args.lr, seed=args.seed, checkpoint_dir=args.checkpoint_dir,
                         resume=args.resume, layer=args.layer, gene_column=args.gene_column,
-                        min_coverage=args.min_coverage, data_name=[Path(p).stem for p in args.data])
+                        min_coverage=args.min_coverage, data_name=[Path(p).stem for p in args.data],
+                        protein_obsm_key=args.protein_obsm_key)
     model.save_pretrained(args.output)
     if args.history:
         Path(args.history).write_text(json.dumps(history, indent=1) + "\n")
@@ -75,7 +76,7 @@ def _inference(args: argparse.Namespace):
 
 def cmd_embed(args: argparse.Namespace) -> None:
     adata = _read_h5ad(args.input)
-    _inference(args).embed(adata, key_added=args.key)
+    _inference(args).embed(adata, key_added=args.key, protein_obsm_key=args.protein_obsm_key)
     _write_h5ad(adata, args.output)
     print(f"wrote obsm[{args.key!r}] ({adata.obsm[args.key].shape[1]} dims) for {adata.n_obs:,} cells to {args.output}")
 
@@ -164,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-dir", default=None, help="write resumable checkpoints here during training")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
     p.add_argument("--history", default=None, help="write the loss history (JSON) here")
+    p.add_argument("--protein-obsm-key", default=None,
+                   help="obsm key with raw surface-protein counts (CITE-seq): learn the protein modality too")
     _common(p, with_model=False)
     p.set_defaults(func=cmd_train)
 
@@ -171,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True)
     p.add_argument("--output", required=True)
     p.add_argument("--key", default="X_scdiva", help="obsm key (default X_scdiva)")
+    p.add_argument("--protein-obsm-key", default=None,
+                   help="obsm key with the cells' protein counts, for the joint RNA + protein latent")
     _common(p)
     p.set_defaults(func=cmd_embed)
 

@@ -75,6 +75,9 @@ class ScDiVaConfig:
     decoder_layers: int = 1
     #: a free per-batch offset on every gene's decoder logit
     decoder_batch_gene_offsets: bool = False
+    #: weight of an adversarial batch classifier on the latent mean (gradient reversal; 0: off);
+    #: see scdiva.module.heads.BatchAdversary
+    adversarial_batch_weight: float = 0.0
     #: what the model was trained on (datasets, cells, genes, labels used), for provenance
     training_data: list[dict[str, Any]] = field(default_factory=list)
     #: task heads (filled in by training; saved so ``from_pretrained`` can rebuild them)
@@ -83,6 +86,14 @@ class ScDiVaConfig:
     batch_categories: list[str] = field(default_factory=list)
     #: the size hint of the vocabulary this size was designed for (meta-device parameter counts)
     vocab_size_hint: int = 2_000
+    #: names of the surface proteins of the optional protein modality (empty: RNA only); see
+    #: scdiva.module.protein
+    protein_names: list[str] = field(default_factory=list)
+
+    @property
+    def n_proteins(self) -> int:
+        """Proteins of the protein modality (0: an RNA-only model)."""
+        return len(self.protein_names)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -153,5 +164,7 @@ class ScDiVaConfig:
             raise ConfigError(f"mask_ratio must be in [0, 1), got {self.mask_ratio!r}")
         if not self.target_sum > 0:
             raise ConfigError(f"target_sum must be > 0, got {self.target_sum!r}")
+        if not self.adversarial_batch_weight >= 0:
+            raise ConfigError(f"adversarial_batch_weight must be >= 0, got {self.adversarial_batch_weight!r}")
         if self.kl_weight < 0 or self.kl_warmup_steps < 0:
             raise ConfigError("kl_weight and kl_warmup_steps must be >= 0")

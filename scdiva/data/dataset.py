@@ -142,6 +142,7 @@ class TokenBatch:
     gene_ids: torch.Tensor | None = None   # (B, L) int64 token ids, PAD_ID where padded
     values: torch.Tensor | None = None     # (B, L) float32, log1p(normalised) expression per token
     padding_mask: torch.Tensor | None = None  # (B, L) bool, True where padded
+    protein: torch.Tensor | None = None    # (B, n_proteins) raw protein counts (optional modality)
 
     def to(self, device: torch.device | str) -> TokenBatch:
         def move(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -149,7 +150,7 @@ class TokenBatch:
 
         return TokenBatch(move(self.counts), move(self.observed), move(self.library), move(self.batch),
                           {k: move(v) for k, v in self.labels.items()}, move(self.index), move(self.gene_ids),
-                          move(self.values), move(self.padding_mask))
+                          move(self.values), move(self.padding_mask), move(self.protein))
 
     def __len__(self) -> int:
         return self.counts.shape[0]
@@ -173,8 +174,10 @@ class CellTokenDataset:
 
     def __init__(self, adata: anndata.AnnData, vocab: GeneVocab, alignment: GeneAlignment, *,
                  layer: str | None = None, batch: ObsEncoding | None = None,
-                 labels: dict[str, ObsEncoding] | None = None, check_counts: bool = True):
+                 labels: dict[str, ObsEncoding] | None = None, check_counts: bool = True,
+                 protein: np.ndarray | None = None):
         self.reader = _RowReader(adata, layer)
+        self.protein = protein  # (n_obs, n_proteins) raw counts of the optional protein modality
         self.vocab = vocab
         self.alignment = alignment
         self.batch = batch
@@ -221,6 +224,7 @@ class CellTokenDataset:
             else torch.full((len(index),), -1, dtype=torch.int64),
             labels=labels,
             index=torch.from_numpy(index),
+            protein=None if self.protein is None else torch.from_numpy(self.protein[index]),
         )
 
 

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 EMBEDDING_KEY = "X_scdiva"
 PREDICTION_KEY = "scdiva_prediction"
 CONFIDENCE_KEY = "scdiva_confidence"
+PROTEIN_KEY = "scdiva_protein"
 
 
 class ScDiVaInference:
@@ -34,9 +35,20 @@ class ScDiVaInference:
         self._options: dict[str, Any] = dict(batch_size=batch_size, layer=layer, gene_column=gene_column,
                                              min_coverage=min_coverage, progress_bar=progress_bar)
 
-    def embed(self, adata: anndata.AnnData, key_added: str = EMBEDDING_KEY) -> anndata.AnnData:
-        """Write the latent mean to ``adata.obsm[key_added]`` (default ``"X_scdiva"``)."""
-        adata.obsm[key_added] = self.model.get_latent(adata, **self._options)
+    def embed(self, adata: anndata.AnnData, key_added: str = EMBEDDING_KEY, *,
+              protein_obsm_key: str | None = None) -> anndata.AnnData:
+        """Write the latent mean to ``adata.obsm[key_added]`` (default ``"X_scdiva"``); with
+        ``protein_obsm_key`` (a model trained with proteins) the joint RNA + protein latent."""
+        adata.obsm[key_added] = self.model.get_latent(adata, protein_obsm_key=protein_obsm_key, **self._options)
+        return adata
+
+    def predict_protein(self, adata: anndata.AnnData, key_added: str = PROTEIN_KEY) -> anndata.AnnData:
+        """Write the proteins predicted from RNA to ``adata.obsm[key_added]`` (a DataFrame of expected
+        counts, one column per protein of the model)."""
+        import pandas as pd
+
+        values = self.model.predict_protein(adata, **self._options)
+        adata.obsm[key_added] = pd.DataFrame(values, index=adata.obs_names, columns=self.model.config.protein_names)
         return adata
 
     def annotate(self, adata: anndata.AnnData, task: str = "annotation") -> anndata.AnnData:

@@ -146,14 +146,26 @@ class ScDiVaModel:
     # ---------------------------------------------------------------- data
     def _dataset(self, adata: anndata.AnnData, *, layer: str | None = AUTO, gene_column: str | None = None,
                  min_coverage: float = 0.5, batch: ObsEncoding | None = None,
-                 labels: dict[str, ObsEncoding] | None = None) -> CellTokenDataset:
+                 labels: dict[str, ObsEncoding] | None = None,
+                 protein_obsm_key: str | None = None) -> CellTokenDataset:
         if adata.n_obs == 0:
             raise ValueError("the AnnData has no cells")
         alignment = self.vocab.align(adata, gene_column=gene_column, min_coverage=min_coverage)
         logger.info("gene alignment: %s", alignment.summary())
         if layer == AUTO:
             layer = default_counts_layer(adata)
-        return CellTokenDataset(adata, self.vocab, alignment, layer=layer, batch=batch, labels=labels)
+        protein = None
+        if protein_obsm_key is not None:  # the optional protein modality (scdiva.module.protein)
+            from scdiva.model.protein import protein_counts, protein_names_of
+
+            fresh = self.module.protein is None
+            if fresh:
+                self.module.enable_protein(protein_names_of(adata, protein_obsm_key))
+            protein = protein_counts(adata, protein_obsm_key, self.config.protein_names)
+            if fresh:
+                self.module.protein.init_rate(torch.from_numpy(protein.mean(0)))
+        return CellTokenDataset(adata, self.vocab, alignment, layer=layer, batch=batch, labels=labels,
+                                protein=protein)
 
     def _extend_batches(self, found: list[str]) -> list[str]:
         """Batch categories known so far plus the new ones in ``found`` (decoder grows to match)."""
@@ -210,8 +222,13 @@ class ScDiVaModel:
             checkpoint_every: int | None = None, progress_bar: bool = True, precision: str = "auto",
             num_workers: int = 0, validation_fraction: float = 0.0, early_stopping_patience: int | None = None,
             eval_every: int | None = None, balance_labels: bool = False, trunk_lr_factor: float = 1.0,
-            data_name: str | Sequence[str] | None = None) -> list[dict[str, Any]]:
+            data_name: str | Sequence[str] | None = None,
+            protein_obsm_key: str | None = None) -> list[dict[str, Any]]:
         """Train on ``adata`` for the given tasks; returns the loss history (one dict per step).
+
+        ``protein_obsm_key`` names ``adata.obsm[key]`` with raw surface-protein counts (CITE-seq):
+        the model then learns the protein modality (scdiva.module.protein) in the same latent; its
+        likelihood is part of the ``integration`` loss, so train with the ``integration`` task.
 
         Tasks: ``"masked_expression"`` (predict hidden expression values), ``"integration"`` (the
         ELBO of the batch-conditioned count decoder; needs ``batch_key`` to correct batches),
@@ -238,7 +255,7 @@ class ScDiVaModel:
         specs = resolve_tasks(tasks, label_key)
         adatas = [adata] if hasattr(adata, "obs") else list(adata)
         datasets = [self._dataset(a, layer=layer, gene_column=gene_column, min_coverage=min_coverage, batch=batch,
-                                  labels=labels)
+                                  labels=labels, protein_obsm_key=protein_obsm_key)
                     for a, (batch, labels) in zip(adatas, self._prepare_tasks(adatas, specs, batch_key), strict=True)]
         corpus = CellCorpus(datasets)
         self._init_gene_statistics(corpus)
@@ -369,10 +386,12 @@ class ScDiVaModel:
 
     # ---------------------------------------------------------------- inference (AnnData level)
     @torch.inference_mode()
-    def _map_cells(self, adata, fn, *, batch_size: int, layer, gene_column, min_coverage, progress_bar: bool):
+    def _map_cells(self, adata, fn, *, batch_size: int, layer, gene_column, min_coverage, progress_bar: bool,
+                   protein_obsm_key: str | None = None):
         from tqdm.auto import tqdm
 
-        dataset = self._dataset(adata, layer=layer, gene_column=gene_column, min_coverage=min_coverage)
+        dataset = self._dataset(adata, layer=layer, gene_column=gene_column, min_coverage=min_coverage,
+                                protein_obsm_key=protein_obsm_key)
         self.module.eval()
         outputs = []
         starts = range(0, len(dataset), batch_size)
@@ -384,11 +403,28 @@ class ScDiVaModel:
 
     def get_latent(self, adata: anndata.AnnData, batch_size: int = 256, *, layer: str | None = AUTO,
                    gene_column: str | None = None, min_coverage: float = 0.5,
-                   progress_bar: bool = False) -> np.ndarray:
+                   progress_bar: bool = False, protein_obsm_key: str | None = None) -> np.ndarray:
         """Latent mean of every cell, ``(n_cells, n_latent)`` float32 (batch-corrected if the model
-        was trained with the integration task and a batch key)."""
+        was trained with the integration task and a batch key). With ``protein_obsm_key`` (a model
+        with the protein modality) the cells' protein counts join the RNA in the joint latent."""
+        if protein_obsm_key is not None and self.module.protein is None:
+            raise ValueError("protein_obsm_key given, but this model has no protein modality; train it with "
+                             "fit(..., protein_obsm_key=...) first")
         return self._map_cells(adata, self.module.encode, batch_size=batch_size, layer=layer,
-                               gene_column=gene_column, min_coverage=min_coverage, progress_bar=progress_bar)
+                               gene_column=gene_column, min_coverage=min_coverage, progress_bar=progress_bar,
+                               protein_obsm_key=protein_obsm_key)
+
+    def predict_protein(self, adata: anndata.AnnData, batch_size: int = 256, *, layer: str | None = AUTO,
+                        gene_column: str | None = None, min_coverage: float = 0.5,
+                        protein_obsm_key: str | None = None, progress_bar: bool = False) -> np.ndarray:
+        """Expected protein counts ``(n_cells, n_proteins)`` (columns: ``config.protein_names``)
+        decoded from the latent; from RNA alone unless ``protein_obsm_key`` is given."""
+        protein = self.module.protein
+        if protein is None:
+            raise ValueError("this model has no protein modality; train it with fit(..., protein_obsm_key=...)")
+        return self._map_cells(adata, lambda b: protein.rate(self.module.encode(b)), batch_size=batch_size,
+                               layer=layer, gene_column=gene_column, min_coverage=min_coverage,
+                               progress_bar=progress_bar, protein_obsm_key=protein_obsm_key)
 
     def predict_proba(self, adata: anndata.AnnData, task: str = "annotation", batch_size: int = 256, *,
                       layer: str | None = AUTO, gene_column: str | None = None, min_coverage: float = 0.5,

@@ -9,6 +9,7 @@ from scdiva.config import ScDiVaConfig
 from scdiva.data.vocab import CLS_ID, N_SPECIAL, PAD_ID
 from scdiva.module.heads import TASK_REGISTRY, CountDecoderHead, EncoderOutput, TaskHead
 from scdiva.module.layers import GeneValueEmbedding, TransformerBlock
+from scdiva.module.protein import ProteinModality
 from scdiva.module.tokenizer import normalised_log, tokenize
 
 #: heads every model has; classifier heads are added per task from ``config.tasks``
@@ -46,6 +47,18 @@ class ScDiVaModule(nn.Module):
         self.register_buffer("gene_statistics_set", torch.zeros((), dtype=torch.bool))
         for spec in config.tasks:
             self.add_head(spec)
+        # optional protein modality (scdiva.module.protein): None for an RNA-only model
+        self.protein = (ProteinModality(config.n_proteins, config.decoder_hidden, config.n_latent)
+                        if config.n_proteins else None)
+
+    def enable_protein(self, names: list[str]) -> ProteinModality:
+        """Add the protein modality (encoder + decoder) for proteins ``names`` to an RNA-only module."""
+        if self.protein is not None:
+            raise ValueError("this module already has a protein modality")
+        self.config.protein_names = list(names)
+        device = next(self.parameters()).device
+        self.protein = ProteinModality(len(names), self.config.decoder_hidden, self.config.n_latent).to(device)
+        return self.protein
 
     def add_head(self, spec: dict) -> TaskHead:
         """Build the head of a task spec (``{"name", "kind", ...}``) and attach it under its name."""
@@ -102,6 +115,8 @@ class ScDiVaModule(nn.Module):
         mean_pool = (x * keep).sum(1) / keep.sum(1).clamp(min=1.0)
         cell = torch.cat([x[:, 0], mean_pool], dim=-1)
         h = self.latent_encoder(cell)
+        if self.protein is not None:  # the protein modality joins the same latent
+            h = self.protein.fuse(h, batch)
         qz_mean = self.latent_mean(h)
         qz_logvar = self.latent_logvar(h).clamp(-10.0, 8.0)
         if self.training:
@@ -140,6 +155,9 @@ class ScDiVaModule(nn.Module):
                 loss = self.heads[task].loss(out, batch, step)
                 if loss is not None:
                     result[task] = loss
+            if "integration" in result and self.protein is not None and batch.protein is not None:
+                # the protein likelihood is part of the joint ELBO (scdiva.module.protein)
+                result["integration"] = result["integration"] + self.protein.loss(out.z, batch.protein)
         if "masked_expression" in tasks:
             loss = self.heads["masked_expression"].loss(self.forward(batch, mask_values=True), batch, step)
             if loss is not None:
