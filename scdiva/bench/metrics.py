@@ -16,6 +16,19 @@ does not by default). Raw values therefore stay comparable when methods are adde
 The aggregate set follows scib-metrics' default ``Benchmarker``: BRAS (not the classic batch ASW)
 for batch, k-means NMI/ARI for bio. ``silhouette_batch`` and the Leiden NMI/ARI are computed and
 reported as diagnostics but left out of the aggregates so no quantity is counted twice.
+
+At scale (as scib-metrics' own large-data guidance does): neighbours are exact up to
+:data:`EXACT_KNN_MAX_CELLS` cells and approximate (pynndescent) above; the silhouette-based metrics
+(:data:`QUADRATIC_METRICS`, O(n^2) in cells) are computed on a stratified subsample (label x batch,
+seeded) of :data:`QUADRATIC_MAX_CELLS` cells when there are more. The ``n_cells`` column of the
+metrics table says how many cells each value was computed on (:func:`cells_scored`).
+
+Why this loop and not ``scib_metrics.benchmark.Benchmarker``: the values are the same (its Totals equal
+:func:`aggregate_scores` on the same embeddings and neighbours; tests/workflow/test_metrics_benchmarker.py),
+but Benchmarker computes every embedding's neighbour graph before scoring any (k=90 graphs of all
+methods held at once: ~1 GB per embedding at 1M cells), has no subsample for its quadratic metrics,
+and leaves out the silhouette-batch and Leiden diagnostics reported here. This loop holds one
+embedding's graph at a time and scores the quadratic metrics on the documented subsample.
 """
 
 from __future__ import annotations
@@ -74,6 +87,18 @@ METRICS: dict[str, MetricInfo] = {
 # --- individual metrics (thin, documented wrappers over scib-metrics) -------------------------
 
 EXACT_KNN_MAX_CELLS = 50_000
+#: metrics whose cost is quadratic in cells (silhouettes): scored on a stratified subsample above
+#: :data:`QUADRATIC_MAX_CELLS` cells
+QUADRATIC_METRICS = ("isolated_labels", "silhouette_label", "silhouette_batch", "bras")
+QUADRATIC_MAX_CELLS = 50_000
+
+
+def cells_scored(metric: str, n_cells: int, quadratic_max_cells: int | None = QUADRATIC_MAX_CELLS) -> int:
+    """Cells the value of ``metric`` is computed on: all ``n_cells``, or for :data:`QUADRATIC_METRICS`
+    at most ``quadratic_max_cells`` (None = no subsample)."""
+    if metric in QUADRATIC_METRICS and quadratic_max_cells is not None:
+        return min(n_cells, quadratic_max_cells)
+    return n_cells
 
 
 def compute_neighbors(embedding: np.ndarray, n_neighbors: int = max(NEIGHBOR_COUNTS), *, seed: int = 0,
@@ -185,11 +210,13 @@ def compute_integration_metrics(
     seed: int = 0,
     n_jobs: int = 1,
     progress: bool = True,
+    quadratic_max_cells: int | None = QUADRATIC_MAX_CELLS,
 ) -> dict[str, float]:
     """All metrics in :data:`METRICS` for one embedding (cells x dims); returns name -> value.
 
     ``pre_embedding`` is the unintegrated PCA (for PCR comparison). Checks shapes and finiteness
-    before the (slow) neighbour search.
+    before the (slow) neighbour search. Above ``quadratic_max_cells`` cells (None: never) the
+    :data:`QUADRATIC_METRICS` use a stratified subsample of that many cells (label x batch, ``seed``).
     """
     embedding = np.asarray(embedding, dtype=np.float32)
     batches = np.asarray(batches).astype(str)
@@ -205,24 +232,39 @@ def compute_integration_metrics(
     if len(np.unique(batches)) < 2:
         raise ValueError("batch metrics need at least 2 batches")
     return _scib_metrics(embedding, batches, labels, np.asarray(pre_embedding), seed=seed, n_jobs=n_jobs,
-                         progress=progress)
+                         progress=progress, quadratic_max_cells=quadratic_max_cells)
+
+
+def quadratic_subsample(labels: np.ndarray, batches: np.ndarray, max_cells: int | None, seed: int) -> np.ndarray:
+    """Row positions the :data:`QUADRATIC_METRICS` are scored on: all cells up to ``max_cells``, else a
+    stratified (label x batch) seeded subsample of exactly ``max_cells`` (sorted)."""
+    n = len(labels)
+    if max_cells is None or n <= max_cells:
+        return np.arange(n)
+    from scdiva.bench.formats import stratified_indices
+
+    strata = pd.DataFrame({"label": labels, "batch": batches})
+    return stratified_indices(strata, max_cells, ["label", "batch"], seed)
 
 
 def _scib_metrics(embedding: np.ndarray, batches: np.ndarray, labels: np.ndarray, pre_embedding: np.ndarray, *,
-                  seed: int, n_jobs: int, progress: bool) -> dict[str, float]:
+                  seed: int, n_jobs: int, progress: bool,
+                  quadratic_max_cells: int | None = QUADRATIC_MAX_CELLS) -> dict[str, float]:
     """Every metric of :data:`METRICS` on checked inputs: the neighbour graph once, each metric its own inputs."""
     from tqdm.auto import tqdm
 
     neighbors = compute_neighbors(embedding, seed=seed, n_jobs=n_jobs)
     nn = {k: neighbors.subset_neighbors(n=min(k, neighbors.indices.shape[1])) for k in NEIGHBOR_COUNTS}
+    sub = quadratic_subsample(labels, batches, quadratic_max_cells, seed)
+    q_emb, q_labels, q_batches = embedding[sub], labels[sub], batches[sub]
     steps = {
-        "isolated_labels": lambda: isolated_labels(embedding, labels, batches),
+        "isolated_labels": lambda: isolated_labels(q_emb, q_labels, q_batches),
         "nmi_ari_kmeans": lambda: nmi_ari_kmeans(embedding, labels),
         "nmi_ari_leiden": lambda: nmi_ari_leiden(nn[15], labels, seed=seed),
-        "silhouette_label": lambda: silhouette_label(embedding, labels),
+        "silhouette_label": lambda: silhouette_label(q_emb, q_labels),
         "clisi": lambda: clisi(nn[90], labels),
-        "bras": lambda: bras(embedding, labels, batches),
-        "silhouette_batch": lambda: silhouette_batch(embedding, labels, batches),
+        "bras": lambda: bras(q_emb, q_labels, q_batches),
+        "silhouette_batch": lambda: silhouette_batch(q_emb, q_labels, q_batches),
         "ilisi": lambda: ilisi(nn[90], batches),
         "kbet": lambda: kbet(nn[50], batches, labels),
         "graph_connectivity": lambda: graph_connectivity(nn[15], labels),
@@ -327,8 +369,8 @@ def score_embedding_files(
     ~100 s for the first embedding of a process, ~6 s for each further one).
     Embedding rows are matched to the preprocessed cells by name (``obs_names``), so a file whose
     cells come in another order is realigned; a file with other cells or duplicate names is refused.
-    Writes the by-seed long CSV (dataset, method, seed, metric, kind, value) atomically, once
-    every embedding is scored, and returns it.
+    Writes the by-seed long CSV (dataset, method, seed, metric, kind, value, n_cells) atomically, once
+    every embedding is scored, and returns it; ``n_cells`` = the cells a value was computed on.
     """
     from tqdm.auto import tqdm
 
@@ -352,6 +394,8 @@ def score_embedding_files(
         )
         frame = metrics_frame(values, dataset=dataset, method=method, seed=seed)
         frame.insert(frame.columns.get_loc("metric") + 1, "kind", frame["metric"].map(metric_kind))
+        # Cells each value was computed on (the quadratic metrics' subsample above QUADRATIC_MAX_CELLS).
+        frame["n_cells"] = [cells_scored(m, cells.n_obs) if m in METRICS else cells.n_obs for m in frame["metric"]]
         frames.append(frame)
     result = pd.concat(frames, ignore_index=True)
     with atomic_path(output_path) as tmp:

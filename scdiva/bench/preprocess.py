@@ -56,22 +56,14 @@ def stratified_subsample(
     """Keep ``n_cells`` cells, each stratum (batch x label) in proportion to its size.
 
     Quotas use largest remainders, so the total is exactly ``n_cells``; cells are drawn without
-    replacement with a seeded generator and returned in their original order.
+    replacement with a seeded generator and returned in their original order
+    (:func:`scdiva.bench.formats.stratified_indices`, which reads only these rows from a file).
     """
     if n_cells >= adata.n_obs:
         return adata
-    groups = adata.obs[strata].astype(str).agg("\x1f".join, axis=1)
-    codes, uniques = groups.factorize(sort=True)
-    sizes = np.bincount(codes, minlength=len(uniques))
-    exact = sizes * n_cells / adata.n_obs
-    quota = np.floor(exact).astype(int)
-    order = np.argsort(-(exact - quota), kind="stable")
-    quota[order[: n_cells - quota.sum()]] += 1
-    rng = np.random.default_rng(seed)
-    keep = np.concatenate(
-        [rng.choice(np.flatnonzero(codes == g), size=q, replace=False) for g, q in enumerate(quota) if q]
-    )
-    return adata[np.sort(keep)].copy()
+    from scdiva.bench.formats import stratified_indices
+
+    return adata[stratified_indices(adata.obs, n_cells, strata, seed)].copy()
 
 
 def set_gene_names(adata: anndata.AnnData, gene_id_column: str | None) -> None:

@@ -7,7 +7,6 @@ offending key / layer / value, and the config key to change.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -15,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 
+from scdiva.genes import ENSEMBL_ID  # one definition for the model and the benchmark
+
 if TYPE_CHECKING:
     import anndata
 
-ENSEMBL_ID = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
 COUNT_SAMPLE_SIZE = 1_000_000
 
 
@@ -155,7 +155,13 @@ def check_annotation_batches(
                 f"dataset {dataset!r}: `datasets.{dataset}.annotation.{role}` names batches {unknown} that are "
                 f"not values of obs[{batch_key!r}]; values present: {_available(sorted(present))}."
             )
-    overlap = sorted(set(reference) & set(query))
+    check_batch_overlap(reference, query, dataset=dataset)
+
+
+def check_batch_overlap(reference: Sequence[str], query: Sequence[str], *, dataset: str) -> None:
+    """No batch may be both reference and query (the one place this is checked: config parse, data
+    validation and the annotation split all call it)."""
+    overlap = sorted(set(map(str, reference)) & set(map(str, query)))
     if overlap:
         raise DatasetValidationError(
             f"dataset {dataset!r}: batches {overlap} are both reference and query in "
@@ -248,8 +254,9 @@ def _unreadable(dataset: str, path: os.PathLike[str] | str, reason: str) -> Data
     return DatasetValidationError(
         f"dataset {dataset!r}: source file {path} (config `datasets.{dataset}.source`) is not a readable AnnData "
         f".h5ad file: {reason}. Point `datasets.{dataset}.source` at an .h5ad written by anndata "
-        "(`adata.write_h5ad(path)`; a 10x .h5 or a .loom file: read it with scanpy and write it as .h5ad); a "
-        "truncated download: delete it and run again."
+        "(`adata.write_h5ad(path)`; a 10x .h5, a Matrix Market bundle or a gzipped .h5ad: set "
+        f"`datasets.{dataset}.format`, see scdiva.bench.formats; a .loom file: read it with scanpy and write it "
+        "as .h5ad); a truncated download: delete it and run again."
     )
 
 
@@ -280,6 +287,8 @@ def read_source_tables(path: str | os.PathLike[str], *, dataset: str, shown: str
             x = handle["X"]
             shape = tuple(int(n) for n in (x.attrs["shape"] if isinstance(x, h5py.Group) else x.shape))
             layers = tuple(handle["layers"].keys()) if "layers" in handle else ()
+            if "raw" in handle and "X" in handle["raw"]:
+                layers += ("raw.X",)  # CELLxGENE: counts in raw.X (`counts_layer: raw.X`)
         except Exception as err:  # h5py / anndata raise many types for damaged or foreign layouts
             raise _unreadable(dataset, shown, f"{type(err).__name__}: {err}") from None
     if shape != (len(obs), len(var)):

@@ -24,7 +24,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.append(str(REPO_ROOT))  # the same for this process, if scdiva is not installed
 
 from scdiva.bench.download import DownloadError, resolve_source
-from scdiva.bench.validate import DatasetValidationError, check_source
+from scdiva.bench.validate import DatasetValidationError, check_batch_overlap, check_source
 
 SCRIPTS = REPO_ROOT / "workflow" / "scripts"
 
@@ -92,24 +92,81 @@ def seeds():
     return list(config["seeds"])
 
 
+def method_definition(method):
+    """Config ``methods.<method>`` when it defines a method (entry_point / command / embedding), else None."""
+    from scdiva.bench.methods.registry import is_definition
+
+    entry = config.get("methods", {}).get(method)
+    return dict(entry) if is_definition(entry) else None
+
+
+def method_record(task, method):
+    """The record of ``method`` for ``task`` (scdiva.bench.methods.registry): built in or defined in config."""
+    from scdiva.bench.methods.registry import get_method
+
+    return get_method(task, method, method_definition(method), base_dir=REPO_ROOT)
+
+
 def method_params(method):
-    """Per-method parameters from config ``methods.<method>`` (empty: the defaults)."""
-    return dict(config.get("methods", {}).get(method) or {})
+    """Per-method parameters from config ``methods.<method>`` (empty: the defaults); a config-defined
+    method's are under its ``params``."""
+    from scdiva.bench.methods.registry import config_params
+
+    return config_params(config.get("methods", {}).get(method))
 
 
 def use_gpu():
-    return bool(config.get("gpu", False))
+    return bool(config["gpu"])  # default (false) from config/schema.yaml
 
 
-def resources_for(name):
+def resources_for(name, dataset=None):
     """threads, mem_mb and runtime (minutes) of a rule or method.
 
-    ``resources.default`` overlaid by ``resources.<name>`` from the config.
+    ``resources.default`` overlaid by ``resources.<name>`` from the config. With ``dataset``, mem_mb and
+    runtime are at least what the dataset's cell count needs (scdiva.bench.resources.estimate), unless
+    ``resources.<name>`` sets them itself.
     """
     merged = {"threads": 1, "mem_mb": 4000, "runtime": 30}
     merged.update(config.get("resources", {}).get("default", {}))
-    merged.update(config.get("resources", {}).get(name, {}))
+    own = config.get("resources", {}).get(name, {})
+    merged.update(own)
+    if dataset is not None:
+        from scdiva.bench.resources import estimate
+
+        stage = {"download": "download", "preprocess": "preprocess", "metrics": "metrics"}.get(
+            name, "scdiva" if name.startswith("scdiva") else "integrate")
+        needed = estimate(stage, dataset_cells(dataset, before_subsample=stage == "download"))
+        if stage == "metrics":  # one job scores every method and seed of the dataset
+            needed["runtime"] *= max(1, len(method_seed_runs()))
+        for key in ("mem_mb", "runtime"):
+            if key not in own:
+                merged[key] = max(merged[key], needed[key])
     return merged
+
+
+_CELL_COUNTS = {}
+
+
+def dataset_cells(name, before_subsample=False):
+    """Cells a job of dataset ``name`` handles: `subsample` if set (unless ``before_subsample``), else the
+    staged or local .h5ad's count, else `expected_cells`, else 0 (resources stay as configured)."""
+    entry = dataset_config(name)
+    if name not in _CELL_COUNTS:
+        from scdiva.bench.formats import n_obs_of
+
+        count = entry.get("expected_cells", 0)
+        for path in (Path(STAGED_DIR) / f"{name}.h5ad", local_source_path(entry["source"])):
+            if path is not None and path.is_file() and path.suffix == ".h5ad":
+                try:
+                    count = n_obs_of(path)
+                    break
+                except (OSError, KeyError):
+                    continue
+        _CELL_COUNTS[name] = count
+    count = _CELL_COUNTS[name]
+    if not before_subsample and entry.get("subsample"):
+        count = min(count, entry["subsample"]) if count else entry["subsample"]
+    return count
 
 
 def staged_h5ad(wildcards):
@@ -122,7 +179,7 @@ def download_input(wildcards):
     return [str(path)] if path is not None else []
 
 
-PREPROCESS_KEYS = ("batch_key", "label_key", "counts_layer", "gene_id_column", "subsample")
+PREPROCESS_KEYS = ("batch_key", "label_key", "counts_layer", "gene_id_column", "subsample", "round_counts")
 
 
 def preprocess_entry(name):
@@ -154,25 +211,53 @@ def local_source_path(source):
 
 
 def _check_methods():
+    """Every listed method has a record (built in, or defined in config `methods`) and known parameters;
+    a config-defined entry point imports, a command's placeholders are known, an embedding file exists."""
     try:
-        from scdiva.bench.methods import DEFAULT_PARAMS, INTEGRATION_METHODS
+        from scdiva.bench.methods.registry import MethodConfigError, is_definition, method_records
     except ImportError as err:
         raise WorkflowError(f"cannot import the method registry scdiva.bench.methods ({err}); "
                             "is the scdiva package installed (`make install`)?")
-    known = sorted(INTEGRATION_METHODS)
-    unknown = [m for m in method_names() if m not in INTEGRATION_METHODS]
-    if unknown:
-        raise WorkflowError(f"config `integration.methods` names unknown methods {unknown}; "
-                            f"known methods: {', '.join(known)}.")
-    for method, params in config.get("methods", {}).items():
-        if method not in INTEGRATION_METHODS:
-            raise WorkflowError(f"config `methods.{method}`: unknown method {method!r}; "
-                                f"known methods: {', '.join(known)}.")
-        accepted = DEFAULT_PARAMS.get(method, {})
-        wrong = sorted(set(params or {}) - set(accepted))
-        if wrong:
-            raise WorkflowError(f"config `methods.{method}` has unknown parameters {wrong}; "
-                                f"{method} accepts: {', '.join(sorted(accepted)) or '(none)'}.")
+    listed = {"integration": method_names(), "annotation": annotation_methods()}
+    for task, names in listed.items():
+        for method in names:
+            try:
+                record = method_record(task, method)
+                params = method_params(method) if task == "integration" else annotation_params(method)
+                record.params(params)
+            except (KeyError, MethodConfigError) as err:
+                raise WorkflowError(f"config `{task}.methods`: {err.args[0]}") from None
+            except ValueError as err:
+                raise WorkflowError(str(err)) from None
+            if record.embedding is not None:
+                for dataset in dataset_names():
+                    for seed in seeds():
+                        path = Path(record.embedding.format(dataset=dataset, seed=seed))
+                        if not path.is_file():
+                            raise WorkflowError(
+                                f"method {method!r}: precomputed embedding {path} (config `methods.{method}.embedding`"
+                                f": {method_definition(method)['embedding']!r}) does not exist for dataset "
+                                f"{dataset!r}, seed {seed}. Relative paths resolve against the repository root.")
+    for method, entry in config.get("methods", {}).items():
+        if not is_definition(entry) and method not in method_records("integration"):
+            raise WorkflowError(f"config `methods.{method}`: unknown integration method {method!r}; built-in: "
+                                f"{', '.join(method_records('integration'))}. To add your own, give it `entry_point`, "
+                                "`command` or `embedding` (docs/methods-and-metrics.md).")
+        if not is_definition(entry):
+            try:  # parameters of a built-in method that this run does not list are checked too
+                method_records("integration")[method].params(entry)
+            except ValueError as err:
+                raise WorkflowError(str(err)) from None
+        if is_definition(entry) and method not in listed["integration"] + listed["annotation"]:
+            try:  # defined but not benchmarked: still checked, so a typo shows now
+                method_record(entry.get("task", "integration"), method)
+            except (KeyError, MethodConfigError) as err:
+                raise WorkflowError(str(err.args[0])) from None
+    for method in config.get("annotation", {}).get("params", {}):
+        if method not in method_records("annotation"):
+            raise WorkflowError(f"config `annotation.params.{method}`: {method!r} is no built-in annotation method "
+                                f"({', '.join(method_records('annotation'))}); a config-defined method takes its "
+                                f"parameters under `methods.{method}.params`.")
 
 
 def _check_datasets():
@@ -190,18 +275,26 @@ def _check_datasets():
             )
         annotation = entry.get("annotation")
         if annotation:
-            overlap = sorted(set(annotation["reference_batches"]) & set(annotation["query_batches"]))
-            if overlap:
-                raise WorkflowError(f"dataset {name!r}: batches {overlap} are both reference and query in "
-                                    f"`datasets.{name}.annotation`.")
+            try:
+                check_batch_overlap(annotation["reference_batches"], annotation["query_batches"], dataset=name)
+            except DatasetValidationError as err:
+                raise WorkflowError(str(err)) from None
         # Keys and shape from obs / var of the file (cheap: no matrix is read), for every dataset
         # before any job: a local source, or a remote one already staged (else the download job checks).
         staged = Path(STAGED_DIR) / f"{name}.h5ad"
         readable = path if path is not None else (staged if staged.is_file() else None)
+        if readable is path and path is not None:
+            from scdiva.bench.formats import detect_format
+
+            try:  # a 10x file or gzipped .h5ad is converted, then checked, by its download job
+                if detect_format(path, dataset=name, declared=entry.get("format", "auto")) != "h5ad":
+                    readable = staged if staged.is_file() else None
+            except DatasetValidationError as err:
+                raise WorkflowError(str(err)) from None
         if readable is not None:
             try:
                 check_source(readable, entry, dataset=name,
-                             min_cells_per_batch=config.get("preprocess", {}).get("min_cells_per_batch", 10))
+                             min_cells_per_batch=config["preprocess"]["min_cells_per_batch"])
             except DatasetValidationError as err:
                 raise WorkflowError(str(err)) from None
 
@@ -238,20 +331,24 @@ def _check_checkpoints():
             )
 
 
+def method_checkpoint(task, method):
+    """The config checkpoint a method loads (its record's `checkpoint_param`), or None."""
+    record = method_record(task, method)
+    if record.checkpoint_param is None:
+        return None
+    params = method_params(method) if task == "integration" else annotation_params(method)
+    return record.params(params)[record.checkpoint_param]
+
+
 def scdiva_checkpoint_users():
     """(checkpoint, dataset, what) for every ScDiVa job the config asks for."""
-    from scdiva.bench.methods import DEFAULT_PARAMS
-
     users = []
-    for method in method_names():
-        if method.startswith("scdiva"):
-            name = {**DEFAULT_PARAMS[method], **method_params(method)}["checkpoint"]
-            users += [(name, d, f"integration method {method}") for d in dataset_names()]
-    if "scdiva" in annotation_methods():
-        from scdiva.bench.methods.scdiva import SCDIVA_ANNOTATION_DEFAULTS
-
-        name = {**SCDIVA_ANNOTATION_DEFAULTS, **annotation_params("scdiva")}["checkpoint"]
-        users += [(name, d, "annotation method scdiva") for d in annotation_datasets()]
+    for task, names, datasets in (("integration", method_names(), dataset_names()),
+                                  ("annotation", annotation_methods(), annotation_datasets())):
+        for method in names:
+            name = method_checkpoint(task, method)
+            if name is not None:
+                users += [(name, d, f"{task} method {method}") for d in datasets]
     return users
 
 
@@ -285,7 +382,6 @@ def _check_scdiva_coverage():
             raise WorkflowError(f"{err} ({what})") from None
 
 
-_check_methods()
 _check_datasets()
 _check_checkpoints()
 
@@ -295,9 +391,25 @@ _check_checkpoints()
 
 def integration_gpu(method):
     """1 GPU only for GPU-capable methods, and only when config `gpu: true`."""
-    from scdiva.bench.methods import GPU_CAPABLE_METHODS
+    return 1 if use_gpu() and method_record("integration", method).gpu else 0
 
-    return 1 if use_gpu() and method in GPU_CAPABLE_METHODS else 0
+
+def annotation_gpu(method):
+    """1 GPU only for GPU-capable annotation methods, and only when config `gpu: true`."""
+    return 1 if use_gpu() and method_record("annotation", method).gpu else 0
+
+
+def model_saving_methods():
+    """Integration methods whose job also saves a model another method starts from (scVI for scANVI)."""
+    return [m for m in method_names() if method_record("integration", m).saves_model]
+
+
+def method_embedding_input(wildcards):
+    """Input of an integration job: the precomputed embedding file of a config `embedding` method."""
+    record = method_record("integration", wildcards.method)
+    if record.embedding is None:
+        return []
+    return record.embedding.format(dataset=wildcards.dataset, seed=wildcards.seed)
 
 
 def method_seed_runs():
@@ -306,15 +418,18 @@ def method_seed_runs():
 
 
 def scanvi_scvi_model(wildcards):
-    """Input of a scanvi job: the scvi job's saved model (same dataset and seed) when scvi is benchmarked
-    with the same scVI settings; otherwise none and scanvi trains its own scVI."""
-    if wildcards.method != "scanvi" or "scvi" not in method_names():
+    """Input of a job whose record `reuses_model_of` another method (scanvi: scvi): that job's saved model
+    (same dataset and seed) when it is benchmarked with compatible settings; otherwise none (it trains its own)."""
+    record = method_record("integration", wildcards.method)
+    source = record.reuses_model_of
+    if source is None or source not in method_names():
         return []
-    from scdiva.bench.methods.scanvi_model import shares_scvi_model
+    from scdiva.bench.methods.registry import load_entry_point
 
-    if not shares_scvi_model(method_params("scvi"), method_params("scanvi")):
+    compatible = load_entry_point(record.model_compatible, method=record.name, where=f"method {record.name!r}")
+    if not compatible(method_params(source), method_params(wildcards.method)):
         return []
-    return f"results/{wildcards.dataset}/integration/scvi/seed{wildcards.seed}.model/model.pt"
+    return f"results/{wildcards.dataset}/integration/{source}/seed{wildcards.seed}.model/model.pt"
 
 
 def metrics_files(wildcards=None):
@@ -376,13 +491,9 @@ def gpu_resources():
 
 
 def scdiva_checkpoint_inputs(wildcards):
-    """Extra inputs of an integration job: the checkpoint files when the method is a ScDiVa one."""
-    if not wildcards.method.startswith("scdiva"):
-        return []
-    from scdiva.bench.methods import DEFAULT_PARAMS
-
-    name = {**DEFAULT_PARAMS[wildcards.method], **method_params(wildcards.method)}["checkpoint"]
-    return checkpoint_files(name)
+    """Extra inputs of an integration job: the checkpoint files when the method loads one (ScDiVa)."""
+    name = method_checkpoint("integration", wildcards.method)
+    return [] if name is None else checkpoint_files(name)
 
 
 # --- annotation and multi-task benchmarks ---------------------------------------------------
@@ -393,7 +504,7 @@ def annotation_datasets():
 
 
 def annotation_methods():
-    return list(config.get("annotation", {}).get("methods", []))
+    return list(config["annotation"]["methods"])  # defaults ([]) from config/schema.yaml
 
 
 def skipped_parts():
@@ -412,20 +523,24 @@ def skipped_parts():
 
 
 def annotation_params(method):
+    """Parameters of annotation method ``method``: `annotation.params.<method>` for a built-in one, the
+    `params` of its definition in config `methods.<method>` for a config-defined one."""
+    if method_definition(method) is not None:
+        return method_params(method)
     return dict(config.get("annotation", {}).get("params", {}).get(method) or {})
 
 
 def annotation_inputs(wildcards):
     inputs = {"h5ad": f"results/{wildcards.dataset}/preprocessed.h5ad"}
-    if wildcards.method == "scdiva":
-        inputs["checkpoint"] = checkpoint_files(annotation_params("scdiva").get("checkpoint", "scdiva_tiny"))
+    name = method_checkpoint("annotation", wildcards.method)
+    if name is not None:
+        inputs["checkpoint"] = checkpoint_files(name)
     return inputs
 
 
 def multitask_settings():
-    defaults = {"datasets": None, "head_counts": [1, 3, 5], "size": "tiny", "max_steps": 200,
-                "batch_size": 64, "held_out_fraction": 0.2, "seeds": None}
-    return {**defaults, **config.get("multitask", {})}
+    """Config `multitask` with the defaults config/schema.yaml fills in (snakemake.utils.validate)."""
+    return dict(config.get("multitask") or {})  # absent: no multi-task benchmark
 
 
 def multitask_seeds():
@@ -442,7 +557,8 @@ def multitask_datasets():
 
 
 def trajectory_methods():
-    return [m for m in ("scdiva_zeroshot", "scdiva_finetuned") if m in method_names()]
+    """Integration methods of the model under test (record role "model": ScDiVa) in this run."""
+    return [m for m in method_names() if method_record("integration", m).role == "model"]
 
 
 def trajectory_figures():
@@ -488,7 +604,8 @@ def paper_section_inputs(wildcards):
     return inputs
 
 
-# Needs the annotation helpers above; runs when the workflow is parsed, like the other checks.
+# Need the annotation helpers above; run when the workflow is parsed, like the other checks.
+_check_methods()
 _check_scdiva_coverage()
 
 

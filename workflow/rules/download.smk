@@ -14,6 +14,8 @@ rule download:
     params:
         source=lambda wc: dataset_config(wc.dataset)["source"],
         sha256=lambda wc: dataset_config(wc.dataset).get("sha256"),
+        format=lambda wc: dataset_config(wc.dataset).get("format", "auto"),
+        metadata=lambda wc: dataset_config(wc.dataset).get("metadata"),
         lock_file=SHA256_LOCK,
         base_dir=str(REPO_ROOT),
     log:
@@ -22,8 +24,8 @@ rule download:
         "results/benchmarks/download/{dataset}.tsv"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=60,
+        mem_mb=lambda wc: resources_for("download", wc.dataset)["mem_mb"],
+        runtime=lambda wc: resources_for("download", wc.dataset)["runtime"],
     conda:
         "../../envs/scdiva.yaml"
     script:

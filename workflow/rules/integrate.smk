@@ -1,7 +1,8 @@
-# One job per (dataset, method, seed): embed the preprocessed cells with an integration method from
-# scdiva.bench.methods.INTEGRATION_METHODS. Output: obs index + obsm["X_emb"] + uns["runtime_s"].
-# scvi also saves its model, and scanvi of the same dataset and seed starts from it (scanvi_scvi_model
-# in common.smk) instead of training the same scVI again.
+# One job per (dataset, method, seed): embed the preprocessed cells with an integration method (its
+# record in scdiva.bench.methods.registry: built in, or defined in config `methods.<name>`).
+# Output: obs index + obsm["X_emb"] + uns["runtime_s"]. A method whose record `saves_model` (scvi)
+# also saves its model, and one that `reuses_model_of` it (scanvi) of the same dataset and seed starts
+# from it (scanvi_scvi_model in common.smk) instead of training the same model again.
 
 
 rule integrate:
@@ -9,20 +10,22 @@ rule integrate:
         preprocessed_h5ad,
         scdiva_checkpoint_inputs,  # ScDiVa methods: the checkpoint files (workflow/rules/checkpoints.smk)
         scvi_model=scanvi_scvi_model,
+        embedding=method_embedding_input,  # config `methods.<name>.embedding`: the precomputed file
     output:
         h5ad="results/{dataset}/integration/{method}/seed{seed}.h5ad",
     params:
         batch_key=lambda wc: dataset_config(wc.dataset)["batch_key"],
         label_key=lambda wc: dataset_config(wc.dataset).get("label_key"),
         method_params=lambda wc: method_params(wc.method),
+        definition=lambda wc: method_definition(wc.method),
     log:
         "results/logs/integrate/{dataset}.{method}.seed{seed}.log",
     benchmark:
         "results/benchmarks/integrate/{dataset}.{method}.seed{seed}.tsv"
     threads: lambda wc: resources_for(wc.method)["threads"]
     resources:
-        mem_mb=lambda wc: resources_for(wc.method)["mem_mb"],
-        runtime=lambda wc: resources_for(wc.method)["runtime"],
+        mem_mb=lambda wc: resources_for(wc.method, wc.dataset)["mem_mb"],
+        runtime=lambda wc: resources_for(wc.method, wc.dataset)["runtime"],
         gpu=lambda wc: integration_gpu(wc.method),
     conda:
         "../../envs/scdiva.yaml"
@@ -35,7 +38,7 @@ use rule integrate as integrate_scvi with:
         h5ad="results/{dataset}/integration/{method}/seed{seed}.h5ad",
         scvi_model="results/{dataset}/integration/{method}/seed{seed}.model/model.pt",
     wildcard_constraints:
-        method="scvi",
+        method=_one_of(model_saving_methods()),
 
 
 ruleorder: integrate_scvi > integrate

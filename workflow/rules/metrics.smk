@@ -22,8 +22,8 @@ rule metrics:
         "results/benchmarks/metrics/{dataset}.tsv"
     threads: lambda wc: resources_for("metrics")["threads"]
     resources:
-        mem_mb=lambda wc: resources_for("metrics")["mem_mb"],
-        runtime=lambda wc: resources_for("metrics")["runtime"],
+        mem_mb=lambda wc: resources_for("metrics", wc.dataset)["mem_mb"],
+        runtime=lambda wc: resources_for("metrics", wc.dataset)["runtime"],
     conda:
         "../../envs/scdiva.yaml"
     script:

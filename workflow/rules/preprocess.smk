@@ -22,8 +22,8 @@ rule preprocess:
     priority: 50
     threads: 1
     resources:
-        mem_mb=lambda wc: resources_for("preprocess")["mem_mb"],
-        runtime=lambda wc: resources_for("preprocess")["runtime"],
+        mem_mb=lambda wc: resources_for("preprocess", wc.dataset)["mem_mb"],
+        runtime=lambda wc: resources_for("preprocess", wc.dataset)["runtime"],
     conda:
         "../../envs/scdiva.yaml"
     script:

@@ -1,0 +1,52 @@
+"""Cluster resources (mem_mb, runtime) that grow with a dataset's cell count.
+
+SLURM kills a job that outgrows its ``mem_mb`` and one that outlives its ``runtime``; a flat request
+either wastes the queue on small datasets or fails on atlases. :func:`estimate` gives each stage a
+request linear in the cells it processes (``n log n`` for the metrics' neighbour search), from
+coefficients measured by ``benchmarks/scale.py`` (docs/scale.md) with about 2x head-room. The workflow
+takes the larger of this and the configured ``resources`` unless ``resources.<rule>`` sets a value
+itself, which always wins.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """``mem_mb = base_mb + mb_per_1k * cells / 1000``; runtime in minutes likewise (``min_per_1k``)."""
+
+    base_mb: int
+    mb_per_1k: float
+    base_min: int
+    min_per_1k: float
+    n_log_n: bool = False  # runtime grows as n log n (neighbour search) rather than n
+
+
+# Measured on generated PBMC-like data (~205 detected genes per cell, 1,767 genes; docs/scale.md),
+# peak RSS and time per 1,000 cells at 100K cells, doubled. Denser atlases (~1,000-3,000 genes per
+# cell) need more per cell in the stages that hold the count matrix (download, preprocess):
+# `resources.<rule>.mem_mb` overrides.
+SCALING: dict[str, Scaling] = {
+    "download": Scaling(base_mb=1000, mb_per_1k=0.0, base_min=30, min_per_1k=0.05),
+    "preprocess": Scaling(base_mb=2000, mb_per_1k=40.0, base_min=10, min_per_1k=0.05),
+    "integrate": Scaling(base_mb=2000, mb_per_1k=40.0, base_min=30, min_per_1k=0.2),
+    "scdiva": Scaling(base_mb=3000, mb_per_1k=20.0, base_min=30, min_per_1k=0.5),
+    "metrics": Scaling(base_mb=3000, mb_per_1k=20.0, base_min=20, min_per_1k=0.1, n_log_n=True),
+}
+
+
+def estimate(stage: str, n_cells: int) -> dict[str, int]:
+    """``{"mem_mb", "runtime"}`` (MB, minutes) a ``stage`` of :data:`SCALING` needs for ``n_cells`` cells.
+
+    Both grow monotonically with ``n_cells``; an unknown stage is a ``KeyError`` naming the known ones.
+    """
+    if stage not in SCALING:
+        raise KeyError(f"no resource scaling for stage {stage!r}; known: {', '.join(SCALING)}")
+    s = SCALING[stage]
+    k = max(int(n_cells), 0) / 1000
+    growth = k * max(1.0, math.log10(max(k, 1.0)) + 1.0) if s.n_log_n else k
+    return {"mem_mb": int(math.ceil(s.base_mb + s.mb_per_1k * k)),
+            "runtime": int(math.ceil(s.base_min + s.min_per_1k * growth))}

@@ -1,0 +1,83 @@
+"""The metrics stage against scib-metrics' own ``Benchmarker`` on the same embeddings, and its
+subsample for the quadratic (silhouette) metrics at scale."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+from scdiva.bench import metrics as M
+
+
+def _data(n_per: int = 40, seed: int = 0):
+    """3 cell types x 3 batches; one embedding mixes batches, the other keeps them apart."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(["a", "b", "c"], 3 * n_per)
+    batches = np.tile(np.repeat(["b1", "b2", "b3"], n_per), 3)
+    centers = {"a": [0, 0, 0, 0, 0], "b": [12, 0, 0, 0, 0], "c": [0, 12, 0, 0, 0]}
+    base = np.array([centers[x] for x in labels], dtype=np.float32)
+    mixed = base + rng.normal(size=base.shape).astype(np.float32)
+    apart = mixed.copy()
+    apart[:, 2] += 8.0 * (batches == "b2") - 8.0 * (batches == "b3")
+    pre = apart + rng.normal(scale=0.1, size=base.shape).astype(np.float32)
+    return labels, batches, {"mixed": mixed, "apart": apart}, pre
+
+
+@pytest.mark.jax
+@pytest.mark.slow
+def test_totals_equal_benchmarker():
+    from scib_metrics.benchmark import Benchmarker
+
+    labels, batches, embeddings, pre = _data()
+    adata = ad.AnnData(X=np.zeros((len(labels), 1), dtype=np.float32),
+                       obs=pd.DataFrame({"batch": batches, "label": labels}, index=[f"c{i}" for i in range(len(labels))]))
+    adata.obsm["X_pre"] = pre
+    for key, emb in embeddings.items():
+        adata.obsm[key] = emb
+    bench = Benchmarker(adata, batch_key="batch", label_key="label", embedding_obsm_keys=list(embeddings),
+                        pre_integrated_embedding_obsm_key="X_pre", progress_bar=False)
+    # The same exact neighbours as the metrics stage (below EXACT_KNN_MAX_CELLS cells).
+    bench.prepare(neighbor_computer=lambda x, k: M.compute_neighbors(x, k))
+    bench.benchmark()
+    theirs = bench.get_results(min_max_scale=False)
+    for key, emb in embeddings.items():
+        values = M.compute_integration_metrics(emb, batches=batches, labels=labels, pre_embedding=pre,
+                                               progress=False)
+        ours = M.aggregate_scores(values)
+        assert ours["total_score"] == pytest.approx(float(theirs.loc[key, "Total"]), abs=1e-6), key
+        assert ours["batch_score"] == pytest.approx(float(theirs.loc[key, "Batch correction"]), abs=1e-6)
+        assert ours["bio_score"] == pytest.approx(float(theirs.loc[key, "Bio conservation"]), abs=1e-6)
+    # and the comparison means something: the two embeddings' totals differ
+    assert abs(float(theirs.loc["mixed", "Total"]) - float(theirs.loc["apart", "Total"])) > 0.05
+
+
+def test_quadratic_subsample_is_stratified_and_exact_size():
+    labels = np.repeat(["a", "b", "c", "d"], [5000, 3000, 1500, 500])
+    batches = np.tile(["x", "y"], 5000)
+    sub = M.quadratic_subsample(labels, batches, 1000, seed=0)
+    assert len(sub) == 1000 and len(np.unique(sub)) == 1000
+    assert dict(zip(*np.unique(labels[sub], return_counts=True), strict=True)) == {"a": 500, "b": 300,
+                                                                                   "c": 150, "d": 50}
+    assert (M.quadratic_subsample(labels, batches, None, 0) == np.arange(10_000)).all()
+    assert (M.quadratic_subsample(labels, batches, 20_000, 0) == np.arange(10_000)).all()
+    assert M.cells_scored("silhouette_label", 80_000) == M.QUADRATIC_MAX_CELLS
+    assert M.cells_scored("silhouette_label", 80_000, None) == 80_000
+    assert M.cells_scored("ilisi", 80_000) == 80_000
+
+
+@pytest.mark.jax
+@pytest.mark.slow
+def test_quadratic_metrics_use_the_subsample_and_the_rest_all_cells():
+    labels, batches, embeddings, pre = _data(n_per=30)
+    emb = embeddings["apart"]
+    full = M.compute_integration_metrics(emb, batches=batches, labels=labels, pre_embedding=pre, progress=False)
+    part = M.compute_integration_metrics(emb, batches=batches, labels=labels, pre_embedding=pre, progress=False,
+                                         quadratic_max_cells=90)
+    sub = M.quadratic_subsample(labels, batches, 90, seed=0)
+    assert part["silhouette_label"] == pytest.approx(M.silhouette_label(emb[sub], labels[sub]), abs=1e-6)
+    assert part["bras"] == pytest.approx(M.bras(emb[sub], labels[sub], batches[sub]), abs=1e-6)
+    assert part["silhouette_label"] != pytest.approx(full["silhouette_label"], abs=1e-9)
+    for name in ("ilisi", "clisi", "kbet", "graph_connectivity", "pcr_comparison", "nmi_kmeans"):
+        assert part[name] == pytest.approx(full[name], abs=1e-6), name
