@@ -129,6 +129,8 @@ class CountDecoderHead(TaskHead):
             nn.init.zeros_(self.gene_offsets.weight)
         self.log_theta = nn.Parameter(torch.zeros(config.n_genes))
         self.register_buffer("kl_step", torch.zeros((), dtype=torch.long))
+        self.adversary = (BatchAdversary(config.n_latent, config.decoder_hidden, n_batch)
+                          if config.adversarial_batch_weight > 0 else None)
 
     def set_batches(self, old: list[str], new: list[str]) -> None:
         """Condition on ``new`` batch categories, keeping what was learned for those in ``old``.
@@ -154,6 +156,21 @@ class CountDecoderHead(TaskHead):
                                               for e, fan_in in zip(self.batch_embeddings, fan_ins, strict=False))
         if self.gene_offsets is not None:
             self.gene_offsets = grow(self.gene_offsets, 0, True)
+        if self.adversary is not None:
+            self.adversary.set_batches(old, new)
+
+    def set_adversarial_batch_weight(self, weight: float) -> None:
+        """Turn the adversarial batch classifier on (``weight > 0``, built if absent) or off, e.g.
+        for fine-tuning a checkpoint pretrained without it (``config.adversarial_batch_weight``)."""
+        if not weight >= 0:
+            raise ValueError(f"adversarial_batch_weight must be >= 0, got {weight!r}")
+        self.config.adversarial_batch_weight = float(weight)
+        if weight > 0 and self.adversary is None:
+            device = self.log_theta.device
+            self.adversary = BatchAdversary(self.config.n_latent, self.config.decoder_hidden,
+                                            max(len(self.config.batch_categories), 1)).to(device)
+        elif weight == 0:
+            self.adversary = None
 
     def forward(self, out: EncoderOutput, batch) -> torch.Tensor:
         """Normalised expression (rows sum to 1 over measured genes)."""
@@ -196,7 +213,55 @@ class CountDecoderHead(TaskHead):
         reconstruction = -(log_lik * batch.observed).sum(-1)
         kl = gaussian_kl(out.qz_mean.float(), out.qz_logvar.float())
         n_measured = batch.observed.sum(-1).clamp(min=1)
-        return ((reconstruction + self.kl_weight(step) * kl) / n_measured).mean()
+        loss = ((reconstruction + self.kl_weight(step) * kl) / n_measured).mean()
+        if self.adversary is not None and step is not None and batch.batch is not None:
+            # training only: the held-out loss (early stopping) stays the plain ELBO
+            loss = loss + self.config.adversarial_batch_weight * self.adversary.loss(out.qz_mean, batch.batch)
+        return loss
+
+
+class _ReverseGradient(torch.autograd.Function):
+    """Identity forward; the gradient flows back negated (Ganin & Lempitsky 2015)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return -grad
+
+
+class BatchAdversary(nn.Module):
+    """A batch classifier on the latent mean behind a gradient-reversal layer.
+
+    The classifier learns to tell the batch from ``z``; the reversed gradient teaches the encoder to
+    make that impossible. The decoder already explains the batch (it sees it), so this pushes the
+    batch information that is left out of ``z`` instead of relying on the ELBO alone (the same idea
+    as totalVI's adversarial classifier, trained here in one optimizer step). Cells without a batch
+    (code -1) are skipped.
+    """
+
+    def __init__(self, n_latent: int, hidden: int, n_batch: int):
+        super().__init__()
+        self.hidden = nn.Sequential(nn.Linear(n_latent, hidden), nn.ReLU(), nn.LayerNorm(hidden))
+        self.output = nn.Linear(hidden, n_batch)
+
+    def loss(self, qz_mean: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        logits = self.output(self.hidden(_ReverseGradient.apply(qz_mean))).float()
+        if self.output.out_features < 2 or not (codes >= 0).any():
+            return logits.sum() * 0.0  # one batch (or none known): nothing to remove
+        return F.cross_entropy(logits, codes, ignore_index=-1)
+
+    def set_batches(self, old: list[str], new: list[str]) -> None:
+        """Resize the output layer to ``new`` categories, keeping the rows of those in ``old``."""
+        fresh = nn.Linear(self.output.in_features, max(len(new), 1)).to(self.output.weight.device)
+        with torch.no_grad():
+            for i, category in enumerate(new):
+                if category in old:
+                    fresh.weight[i] = self.output.weight[old.index(category)]
+                    fresh.bias[i] = self.output.bias[old.index(category)]
+        self.output = fresh
 
 
 @register_task("classifier")

@@ -112,3 +112,38 @@ def test_profile_projection_feeds_the_first_token():
     same_tokens.counts[0, 15] = 40.0
     same_tokens.library = base.library  # same token values, only the non-token gene differs
     torch.testing.assert_close(module.encode(base), module.encode(same_tokens))
+
+
+def test_batch_adversary_reverses_the_encoders_gradient_and_stays_out_of_the_held_out_loss():
+    torch.manual_seed(0)
+    config = ScDiVaConfig.from_size("tiny", n_genes=20, batch_categories=["a", "b"])
+    module = ScDiVaModule(config).train()
+    cells = _batch([[1, 5, 6, 7], [1, 3, 4, 8]], [[0.0, 1.0, 2.0, 0.5], [0.0, 1.0, 1.0, 1.0]], batch=[0, 1])
+    out = module(cells)
+    assert module.decoder.adversary is None  # off by default in a fresh config
+    module.decoder.set_adversarial_batch_weight(0.5)
+    adversary = module.decoder.adversary
+    z = out.qz_mean.detach().requires_grad_(True)
+    adversary.loss(z, cells.batch).backward()
+    reversed_grad = z.grad.clone()
+    z.grad = None
+    plain = torch.nn.functional.cross_entropy(adversary.output(adversary.hidden(z)), cells.batch)
+    plain.backward()
+    # the classifier descends the cross-entropy, the encoder climbs it
+    torch.testing.assert_close(reversed_grad, -z.grad)
+    training = module.decoder.loss(out, cells, step=0)
+    without = module.decoder.loss(out, cells, step=None)  # held-out ELBO: no adversarial term
+    module.decoder.set_adversarial_batch_weight(0.0)
+    torch.testing.assert_close(without, module.decoder.loss(out, cells, step=None))
+    assert not torch.isclose(training, module.decoder.loss(out, cells, step=0))
+
+
+def test_batch_adversary_keeps_known_batches_when_new_ones_arrive():
+    config = ScDiVaConfig.from_size("tiny", n_genes=20, batch_categories=["a", "b"], adversarial_batch_weight=1.0)
+    module = ScDiVaModule(config)
+    before = module.decoder.adversary.output.weight.detach().clone()
+    module.decoder.set_batches(["a", "b"], ["b", "c", "a"])
+    after = module.decoder.adversary.output.weight
+    assert after.shape[0] == 3
+    torch.testing.assert_close(after[0], before[1])
+    torch.testing.assert_close(after[2], before[0])

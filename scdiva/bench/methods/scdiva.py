@@ -45,6 +45,9 @@ _TRAINING_DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,
     "validation_fraction": 0.1,
     "early_stopping_patience": 8,
+    # weight of the adversarial batch classifier on the latent (scdiva.module.heads.BatchAdversary);
+    # null keeps the checkpoint's own setting
+    "adversarial_batch_weight": None,
 }
 SCDIVA_ZEROSHOT_DEFAULTS: dict[str, Any] = {"checkpoint": "scdiva_tiny"}
 SCDIVA_FINETUNED_DEFAULTS: dict[str, Any] = {
@@ -104,9 +107,15 @@ def _training_kwargs(params: Mapping[str, Any], seed: int) -> dict[str, Any]:
     return {**kwargs, "seed": seed, "progress_bar": False}
 
 
+def _set_adversary(model, params: Mapping[str, Any]) -> None:
+    if params.get("adversarial_batch_weight") is not None:
+        model.module.decoder.set_adversarial_batch_weight(float(params["adversarial_batch_weight"]))
+
+
 def finetune_integration(model, adata, *, batch_key: str, seed: int, params: Mapping[str, Any]) -> np.ndarray:
     """Fine-tune ``model`` on the counts of ``adata`` without labels; returns the latent (cells x dims)."""
     data = counts_view(adata)
+    _set_adversary(model, params)
     model.fit(data, tasks=list(params["tasks"]), batch_key=batch_key, label_key=None,
               **_training_kwargs(params, seed))
     return np.asarray(model.get_latent(data), dtype=np.float32)
@@ -143,6 +152,7 @@ def fit_annotation_model(model, reference, *, label_key: str, batch_key: str, se
     from scdiva.bench.annotation.base import FittedAnnotator
 
     ref = counts_view(reference)
+    _set_adversary(model, params)
     common = dict(label_key=label_key, batch_key=batch_key, trunk_lr_factor=float(params["trunk_lr_factor"]),
                   balance_labels=bool(params["balance_labels"]))
     model.fit(ref, tasks=["integration", "annotation"], **common, **_training_kwargs(params, seed))
