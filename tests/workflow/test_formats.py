@@ -208,3 +208,17 @@ def test_declared_format_must_match(tmp_path):
     write_10x_h5(path)
     with pytest.raises(DatasetValidationError, match=r"declared `format: h5ad` but its content is 10x_h5"):
         detect_format(path, dataset="x", declared="h5ad")
+
+
+def test_round_counts_rounds_and_logs_per_batch(tmp_path, caplog):
+    counts = _counts()
+    x = counts.copy()
+    x.data[:5] += 0.4  # cells 0.. of batch d0 / d1 get non-integer values
+    path = tmp_path / "pancreas.h5ad"
+    ad.AnnData(X=x, obs=_obs()).write_h5ad(path)
+    with caplog.at_level("WARNING"):
+        adata = read_counts(path, dataset="p", strata=["donor", "cell_type"], round_counts=True)
+    assert (adata.X != counts).nnz == 0
+    assert "rounded 5 of" in caplog.text and "in batches d0" in caplog.text
+    plain = read_counts(path, dataset="p")  # without the option the values stay (and validation refuses them)
+    assert not np.array_equal(plain.X.data, np.rint(plain.X.data))

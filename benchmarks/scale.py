@@ -1,0 +1,148 @@
+"""How the data path scales with cells: peak RSS and cells/s of each stage at 10K, 100K (and 1M) cells.
+
+Stages, each in its own process (so its peak RSS, ``ru_maxrss`` of that process, is its own):
+
+* ``preprocess`` - read the counts (``scdiva.bench.formats.read_counts``) and preprocess them
+  (``scdiva.bench.preprocess.preprocess``: QC, normalise, log1p, HVGs, PCA), as the workflow's
+  preprocess job does; writes ``preprocessed.h5ad``;
+* ``embed`` - ScDiVa (tiny, fresh weights: the cost does not depend on their values) latent of
+  every cell, streamed from the preprocessed file opened backed (``anndata.read_h5ad(backed="r")``:
+  rows are read from disk a batch at a time, never the whole matrix);
+* ``metrics`` - the metrics stage (``scdiva.bench.metrics.compute_integration_metrics``) on the PCA
+  embedding, with its defaults (exact neighbours up to 50K cells, approximate above; the silhouette
+  metrics on a 50K-cell stratified subsample above 50K). Its time includes JAX/numba compilation
+  (~30-100 s, paid once per metrics job).
+
+Data: ``benchmarks/generate_dataset.py`` (cells resampled from the embedded PBMC file, 8 batches),
+generated under ``--workdir`` if missing. The scaling exponent of a stage is the slope of log(seconds)
+on log(cells) between the smallest and largest size measured (1 = linear, 2 = quadratic).
+
+    nice -n 10 python benchmarks/scale.py --cells 10000 100000 --workdir /tmp/scale
+    python benchmarks/scale.py --cells 1000000 --stages preprocess embed --workdir /tmp/scale
+
+Writes ``results/benchmarks/scale.json`` (``SCDIVA_BENCH_DIR`` moves it) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _bench import REPO, record
+
+STAGES = ("preprocess", "embed", "metrics")
+
+
+def run_stage(stage: str, data: Path, workdir: Path, threads: int) -> dict:
+    """Run ``stage`` in a child process; its own seconds and cells, plus the child's peak RSS (MB)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "NUMBA_NUM_THREADS": str(threads), "PYTHONPATH": str(REPO)}
+    out = workdir / f"{data.stem}.{stage}.json"
+    proc = subprocess.Popen([sys.executable, __file__, "--child", stage, "--data", str(data), "--workdir",
+                             str(workdir), "--threads", str(threads), "--result", str(out)], env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"stage {stage} on {data} failed (exit {os.waitstatus_to_exitcode(status)})")
+    result = json.loads(out.read_text())
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux: kilobytes
+    result["cells_per_s"] = result["cells"] / result["seconds"]
+    return result
+
+
+def child(stage: str, data: Path, workdir: Path, threads: int, result_path: Path) -> None:
+    import anndata as ad
+    import numpy as np
+
+    pre = workdir / f"{data.stem}.preprocessed.h5ad"
+    start = time.perf_counter()
+    if stage == "preprocess":
+        from scdiva.bench.formats import read_counts
+        from scdiva.bench.preprocess import PreprocessSettings, preprocess
+
+        adata = read_counts(data, dataset=data.stem)
+        out = preprocess(adata, dataset=data.stem, batch_key="batch", label_key="cell_type",
+                         settings=PreprocessSettings(n_top_genes=2000))
+        cells = out.n_obs
+        out.write_h5ad(pre)
+        extra = {"genes": int(out.n_vars)}
+    elif stage == "embed":
+        import torch
+
+        from scdiva import ScDiVaModel
+
+        torch.set_num_threads(threads)
+        backed = ad.read_h5ad(pre, backed="r")
+        model = ScDiVaModel.from_config("tiny", genes=backed.var_names)
+        start = time.perf_counter()  # the model's construction is not the stage
+        z = model.get_latent(backed, layer="counts", batch_size=512)
+        cells = z.shape[0]
+        extra = {"latent_dims": int(z.shape[1]), "finite": bool(np.isfinite(z).all())}
+    else:
+        from scdiva.bench import metrics as M
+
+        adata = ad.read_h5ad(pre)
+        emb = np.asarray(adata.obsm["X_pca"], dtype=np.float32)
+        values = M.compute_integration_metrics(emb, batches=adata.obs["batch"].to_numpy(),
+                                               labels=adata.obs["cell_type"].to_numpy(), pre_embedding=emb,
+                                               n_jobs=threads, progress=False)
+        cells = emb.shape[0]
+        extra = {"total_score": M.aggregate_scores(values)["total_score"],
+                 "quadratic_cells": M.cells_scored("silhouette_label", cells),
+                 "approximate_neighbours": cells > M.EXACT_KNN_MAX_CELLS}
+    seconds = time.perf_counter() - start
+    result_path.write_text(json.dumps({"stage": stage, "cells": int(cells), "seconds": seconds, **extra}))
+
+
+def exponent(points: list[tuple[int, float]]) -> float | None:
+    """Slope of log(seconds) on log(cells) between the smallest and largest size (None with one size)."""
+    points = sorted(points)
+    if len(points) < 2 or points[0][0] == points[-1][0]:
+        return None
+    (n0, t0), (n1, t1) = points[0], points[-1]
+    return math.log(t1 / t0) / math.log(n1 / n0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cells", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/scdiva-scale"))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--child", choices=STAGES, help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.data, args.workdir, args.threads, args.result)
+        return
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for n in args.cells:
+        data = args.workdir / f"pbmc_{n}.h5ad"
+        if not data.exists():
+            subprocess.run([sys.executable, str(REPO / "benchmarks" / "generate_dataset.py"), "--cells", str(n),
+                            "--batches", "8", "--out", str(data)], check=True)
+        for stage in args.stages:
+            row = run_stage(stage, data, args.workdir, args.threads)
+            rows.append(row)
+            print(f"{stage:>10} {row['cells']:>9} cells  {row['seconds']:8.1f} s  {row['cells_per_s']:9.0f} cells/s  "
+                  f"peak RSS {row['peak_rss_mb']:7.0f} MB", flush=True)
+    exponents = {s: exponent([(r["cells"], r["seconds"]) for r in rows if r["stage"] == s]) for s in args.stages}
+    for stage, k in exponents.items():
+        print(f"{stage:>10} scaling exponent: {'n/a' if k is None else f'{k:.2f}'}")
+    embed = [r for r in rows if r["stage"] == "embed"]
+    largest = max(embed, key=lambda r: r["cells"]) if embed else None
+    record("scale", largest["peak_rss_mb"] if largest else float("nan"), "MB peak RSS (embedding, largest size)",
+           3000.0, (largest["peak_rss_mb"] / 3000.0) if largest else None,
+           summary=" | ".join(f"{r['stage']} {r['cells']}: {r['seconds']:.1f}s {r['peak_rss_mb']:.0f}MB" for r in rows),
+           rows=rows, exponents=exponents, threads=args.threads)
+
+
+if __name__ == "__main__":
+    main()
