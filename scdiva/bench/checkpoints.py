@@ -14,7 +14,6 @@ ever looks complete.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 import urllib.request
@@ -23,21 +22,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from scdiva.bench.io import default_dir_mode
+from scdiva.bench.io import default_dir_mode, sha256_of
 
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "vocab.json")
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint source is missing, unreachable or fails its sha256 check."""
-
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _source_kind(name: str, spec: Mapping[str, Any]) -> str:

@@ -218,9 +218,12 @@ LOWER_IS_BETTER = {"seconds_per_1k_cells"}
 
 def _best_baseline(measured: pd.DataFrame, dataset: str, candidates: list[str], scale: float,
                    claim: str) -> dict[str, Any]:
-    """The best non-ScDiVa method on this dataset and metric, so a claim is read in context."""
-    sel = measured[(measured["dataset"] == dataset) & ~measured["method"].str.startswith("scdiva")
-                   & (measured["method"] != "unintegrated")]
+    """The best baseline (record role "baseline": not the model under test, not the unintegrated
+    control) on this dataset and metric, so a claim is read in context."""
+    from scdiva.bench.methods.registry import method_role
+
+    baseline = measured["method"].map(lambda m: method_role(str(m)) == "baseline")
+    sel = measured[(measured["dataset"] == dataset) & baseline]
     for name in candidates:
         hit = sel[sel["metric"] == name]
         if len(hit):

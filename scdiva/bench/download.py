@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import http.client
 import json
 import logging
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from scdiva.bench.io import default_file_mode
+from scdiva.bench.io import default_file_mode, sha256_of
 
 logger = logging.getLogger(__name__)
 
@@ -75,15 +74,6 @@ def resolve_source(source: str, base_dir: str | os.PathLike[str]) -> Source:
         )
     path = Path(source).expanduser()
     return Source(path=path if path.is_absolute() else Path(base_dir) / path)
-
-
-def sha256_of(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 digest of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --- lock file -------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import sys
@@ -88,3 +89,12 @@ def fail(message: str) -> NoReturn:
     """Log a user-facing error (no traceback: the message says what to do) and exit non-zero."""
     logging.getLogger("scdiva.bench").error(message)
     sys.exit(1)
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 digest of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

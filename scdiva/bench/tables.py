@@ -41,9 +41,11 @@ def sort_metrics(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def summarise_seeds(by_seed: pd.DataFrame) -> pd.DataFrame:
-    """Mean, sample std (ddof=1) and count over seeds, per dataset, method and metric."""
-    grouped = by_seed.groupby(["dataset", "method", "metric", "kind"], sort=False)["value"]
-    long = grouped.agg(value="mean", std="std", n_seeds="count").reset_index()
+    """Mean, sample std (ddof=1) and count over seeds, per dataset, method, metric and kind
+    (:func:`scdiva.bench.seed_tables.summarise_seeds`), in the report's metric order."""
+    from scdiva.bench.seed_tables import summarise_seeds as summarise
+
+    long = summarise(by_seed, ("dataset", "method", "metric", "kind"))
     return sort_metrics(long)[LONG_COLUMNS].reset_index(drop=True)
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from scdiva.genes import ENSEMBL_ID as _ENSEMBL  # one definition for the model and the benchmark
 
 if TYPE_CHECKING:
     import anndata
@@ -19,7 +20,6 @@ SPECIAL_TOKENS = ("<pad>", "<cls>")
 PAD_ID, CLS_ID = 0, 1
 N_SPECIAL = len(SPECIAL_TOKENS)
 
-_ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
 #: var columns searched (after ``var_names``) when no ``gene_column`` is given
 CANDIDATE_GENE_COLUMNS = ("gene_symbols", "gene_symbol", "symbol", "feature_name", "feature_id",
                           "gene_ids", "gene_id", "ensembl_id", "ensembl_ids")

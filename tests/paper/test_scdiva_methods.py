@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from scdiva.bench.annotation import annotate, split_reference_query
-from scdiva.bench.methods import INTEGRATION_METHODS, integrate
+from scdiva.bench.methods import integrate, method_records
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def checkpoint(pbmc_preprocessed, tmp_path_factory):
 
 
 def test_scdiva_joins_the_integration_registry_twice(pbmc_preprocessed, checkpoint):
-    assert {"scdiva_zeroshot", "scdiva_finetuned"} <= set(INTEGRATION_METHODS)
+    assert {"scdiva_zeroshot", "scdiva_finetuned"} <= set(method_records("integration"))
     adata = pbmc_preprocessed.copy()
     integrate(adata, "scdiva_zeroshot", batch_key="donor", label_key="cell_type", seed=0,
               params={"checkpoint": checkpoint})

@@ -246,14 +246,15 @@ def test_single_batch(tmp_path):
 
 def test_unknown_method(tmp_path):
     proc = run_snakemake(tmp_path, {"integration": {"methods": ["harmony", "bbknn"]}})
-    assert_fails_cleanly(proc, tmp_path, "unknown methods ['bbknn']", "known methods:", "harmony", started=PARSE_TIME)
+    assert_fails_cleanly(proc, tmp_path, "unknown integration method 'bbknn'", "built-in:", "harmony",
+                         "entry_point", started=PARSE_TIME)
     assert not (tmp_path / "resources").exists()
 
 
 def test_unknown_method_parameter(tmp_path):
     proc = run_snakemake(tmp_path, {"methods": {"scvi": {"epochs": 3}}})
     assert_fails_cleanly(
-        proc, tmp_path, "`methods.scvi` has unknown parameters ['epochs']", "max_epochs", started=PARSE_TIME
+        proc, tmp_path, "config methods.scvi has unknown parameter(s) ['epochs']", "max_epochs", started=PARSE_TIME
     )
 
 

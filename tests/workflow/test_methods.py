@@ -7,13 +7,7 @@ import anndata
 import numpy as np
 import pytest
 
-from scdiva.bench.methods import (
-    DEFAULT_PARAMS,
-    GPU_CAPABLE_METHODS,
-    INTEGRATION_METHODS,
-    integrate,
-    write_embedding,
-)
+from scdiva.bench.methods import integrate, method_records, write_embedding
 
 QUICK = {"scvi": {"max_epochs": 2}, "scanvi": {"max_epochs": 2, "scanvi_max_epochs": 1}}
 # ScDiVa's registry entries need a checkpoint; tests/paper/test_scdiva_methods.py covers them.
@@ -32,10 +26,12 @@ def embeddings(pbmc_small):
 
 
 def test_registry_is_consistent():
-    assert set(INTEGRATION_METHODS) == set(DEFAULT_PARAMS)
-    assert set(BASELINES) <= set(INTEGRATION_METHODS)
-    assert GPU_CAPABLE_METHODS <= set(INTEGRATION_METHODS)
-    assert DEFAULT_PARAMS["scvi"]["max_epochs"] is None  # None = scvi-tools' own heuristic
+    records = method_records("integration")
+    assert set(BASELINES) <= set(records)
+    assert {m for m, r in records.items() if r.gpu} == {"scvi", "scanvi", "scdiva_zeroshot", "scdiva_finetuned"}
+    assert [m for m, r in records.items() if r.needs_labels] == ["scanvi"]
+    assert records["scvi"].defaults["max_epochs"] is None  # None = scvi-tools' own heuristic
+    assert all(callable(r.load()) for r in records.values())
 
 
 @pytest.mark.parametrize("method", BASELINES)

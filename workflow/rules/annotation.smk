@@ -13,9 +13,10 @@ rule annotate:
     params:
         entry=lambda wc: dataset_config(wc.dataset),
         params=lambda wc: annotation_params(wc.method),
-        # scANVI trains on the GPU its job is given (resources.gpu below), else on the CPU.
-        accelerator=lambda wc: "gpu" if use_gpu() and wc.method == "scanvi" else "cpu",
-        timing_repeats=config.get("annotation", {}).get("timing_repeats", 3),
+        definition=lambda wc: method_definition(wc.method),
+        # A GPU-capable method trains on the GPU its job is given (resources.gpu below), else on the CPU.
+        accelerator=lambda wc: "gpu" if annotation_gpu(wc.method) else "cpu",
+        timing_repeats=config["annotation"]["timing_repeats"],
     log:
         "results/logs/annotate/{dataset}.{method}.seed{seed}.log",
     benchmark:
@@ -24,7 +25,7 @@ rule annotate:
     resources:
         mem_mb=lambda wc: resources_for(wc.method)["mem_mb"],
         runtime=lambda wc: resources_for(wc.method)["runtime"],
-        gpu=lambda wc: 1 if use_gpu() and wc.method in ("scdiva", "scanvi") else 0,
+        gpu=lambda wc: annotation_gpu(wc.method),
     conda:
         "../../envs/scdiva.yaml"
     script:

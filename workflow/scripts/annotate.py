@@ -5,7 +5,6 @@ import json
 import anndata as ad
 
 from scdiva.bench.annotation import (
-    MethodUnavailable,
     annotate,
     confusion_table,
     plot_confusion,
@@ -15,6 +14,7 @@ from scdiva.bench.checkpoint_check import check_checkpoint_inputs
 from scdiva.bench.checkpoints import CheckpointError
 from scdiva.bench.claims import hardware_description
 from scdiva.bench.io import atomic_path, configure_logging, fail
+from scdiva.bench.methods.registry import MethodConfigError, MethodError, get_method
 
 configure_logging(snakemake.log[0])
 wc = snakemake.wildcards
@@ -27,16 +27,20 @@ adata = ad.read_h5ad(snakemake.input.h5ad)
 reference, query = split_reference_query(
     adata, batch_key=entry["batch_key"], label_key=entry["label_key"],
     reference_batches=entry["annotation"]["reference_batches"],
-    query_batches=entry["annotation"]["query_batches"])
+    query_batches=entry["annotation"]["query_batches"], dataset=wc.dataset)
 params = dict(snakemake.params.params)
-if wc.method == "scanvi":
+try:  # the method's record: built in, or defined in config `methods.<name>` (checked when the workflow was parsed)
+    record = get_method("annotation", wc.method, snakemake.params.definition)
+except (KeyError, MethodConfigError) as err:
+    fail(str(err))
+if "accelerator" in record.defaults:  # trains on the GPU its job was given (resources.gpu), else on the CPU
     params["accelerator"] = snakemake.params.accelerator
 try:
-    result = annotate(wc.method, reference, query, label_key=entry["label_key"], batch_key=entry["batch_key"],
+    result = annotate(record, reference, query, label_key=entry["label_key"], batch_key=entry["batch_key"],
                       seed=int(wc.seed), params=params, threads=snakemake.threads,
                       timing_repeats=snakemake.params.timing_repeats)
-except MethodUnavailable as err:
-    fail(f"annotation method {wc.method}: {err}. Remove it from config `annotation.methods`.")
+except MethodError as err:
+    fail(str(err))
 
 out = snakemake.output
 with atomic_path(out.confusion) as tmp:

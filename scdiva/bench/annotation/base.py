@@ -9,6 +9,8 @@ from typing import Any, Protocol
 import anndata as ad
 import numpy as np
 
+from scdiva.bench.methods._common import hvg_mask  # noqa: F401  (one definition; re-exported)
+
 
 @dataclass
 class FittedAnnotator:
@@ -36,15 +38,6 @@ class AnnotationFitter(Protocol):
         params: Mapping[str, Any],
         threads: int,
     ) -> FittedAnnotator: ...
-
-
-def hvg_mask(adata: ad.AnnData) -> np.ndarray:
-    """Boolean gene mask: `var['highly_variable']` from preprocessing, else every gene."""
-    if "highly_variable" in adata.var:
-        mask = adata.var["highly_variable"].to_numpy(dtype=bool)
-        if mask.any():
-            return mask
-    return np.ones(adata.n_vars, dtype=bool)
 
 
 def dense(x) -> np.ndarray:

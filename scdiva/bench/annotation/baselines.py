@@ -7,8 +7,14 @@
 - `scanvi`: scvi-tools scANVI with scArches query mapping, following the scvi-tools
   reference-mapping tutorial (scVI with layer norm, encoded covariates; scANVI 20 epochs,
   100 samples per label; query surgery 100 epochs, weight decay 0).
-- `celltypist`: CellTypist trained locally with `celltypist.train` on the reference (its
-  defaults: logistic regression, C=1, all genes, log1p of counts per 10,000); no model download.
+- `celltypist`: CellTypist trained locally with `celltypist.train` on the reference, with its
+  stochastic-gradient-descent logistic regression (`use_SGD=True`, the solver CellTypist's own
+  published models are trained with; all genes, log1p of counts per 10,000); no model download.
+  Its default full-batch solver cannot run here: celltypist <= 1.7.1 passes `multi_class='ovr'`
+  to scikit-learn's LogisticRegression, which scikit-learn 1.8 removed.
+
+Parameter defaults (`*_DEFAULTS`) are the ones the method records in
+`scdiva.bench.methods.registry` accept; config `annotation.params.<method>` overrides them.
 """
 
 from __future__ import annotations
@@ -21,13 +27,22 @@ import numpy as np
 
 from .base import FittedAnnotator, counts_of, dense, hvg_mask
 
+LOGREG_DEFAULTS: dict[str, Any] = {"C": 1.0, "max_iter": 1000}
+KNN_PCA_DEFAULTS: dict[str, Any] = {"n_comps": 50, "n_neighbors": 15}
+#: scvi_max_epochs None: scvi-tools' heuristic; accelerator: the workflow passes "gpu" when the job has one
+SCANVI_ANNOTATION_DEFAULTS: dict[str, Any] = {"scvi_max_epochs": None, "scanvi_max_epochs": 20,
+                                              "query_max_epochs": 100, "accelerator": "cpu"}
+#: celltypist.train's own defaults for SGD (alpha, max_iter) and feature selection
+CELLTYPIST_DEFAULTS: dict[str, Any] = {"feature_selection": False, "alpha": 0.0001, "max_iter": 1000}
+
 
 def fit_logreg(reference: ad.AnnData, *, label_key: str, batch_key: str, seed: int,
                params: Mapping[str, Any], threads: int) -> FittedAnnotator:
     from sklearn.linear_model import LogisticRegression
 
+    params = {**LOGREG_DEFAULTS, **params}
     genes = hvg_mask(reference)
-    model = LogisticRegression(C=float(params.get("C", 1.0)), max_iter=int(params.get("max_iter", 1000)),
+    model = LogisticRegression(C=float(params["C"]), max_iter=int(params["max_iter"]),
                                random_state=seed)
     model.fit(dense(reference.X[:, genes]), reference.obs[label_key].astype(str).to_numpy())
     return FittedAnnotator(predict=lambda query: model.predict(dense(query.X[:, genes])))
@@ -38,11 +53,12 @@ def fit_knn_pca(reference: ad.AnnData, *, label_key: str, batch_key: str, seed: 
     from sklearn.decomposition import PCA
     from sklearn.neighbors import KNeighborsClassifier
 
+    params = {**KNN_PCA_DEFAULTS, **params}
     genes = hvg_mask(reference)
     x_ref = dense(reference.X[:, genes])
-    n_comps = min(int(params.get("n_comps", 50)), x_ref.shape[0] - 1, x_ref.shape[1] - 1)
+    n_comps = min(int(params["n_comps"]), x_ref.shape[0] - 1, x_ref.shape[1] - 1)
     pca = PCA(n_components=n_comps, random_state=seed).fit(x_ref)
-    knn = KNeighborsClassifier(n_neighbors=int(params.get("n_neighbors", 15)), n_jobs=threads)
+    knn = KNeighborsClassifier(n_neighbors=int(params["n_neighbors"]), n_jobs=threads)
     knn.fit(pca.transform(x_ref), reference.obs[label_key].astype(str).to_numpy())
     return FittedAnnotator(predict=lambda query: knn.predict(pca.transform(dense(query.X[:, genes]))))
 
@@ -57,40 +73,15 @@ def _log1p_cp10k(adata: ad.AnnData) -> ad.AnnData:
     return out
 
 
-class MethodUnavailable(RuntimeError):
-    """A method cannot run in this environment; the message says why and what would fix it."""
-
-
-def celltypist_unavailable_reason() -> str | None:
-    """Why `celltypist.train` cannot run here, or None if it can.
-
-    CellTypist (<= 1.7.1) passes `multi_class='ovr'` to scikit-learn's LogisticRegression,
-    an argument scikit-learn 1.8 removed; training then fails with a TypeError.
-    """
-    import inspect
-
-    try:
-        import celltypist  # noqa: F401
-        from sklearn.linear_model import LogisticRegression
-    except ImportError as err:
-        return f"celltypist is not installed ({err})"
-    if "multi_class" not in inspect.signature(LogisticRegression).parameters:
-        import sklearn
-
-        return (f"celltypist.train passes multi_class='ovr', which scikit-learn {sklearn.__version__} no longer "
-                "accepts; it needs scikit-learn < 1.8 (not pinned here because the rest of the stack uses 1.9)")
-    return None
-
-
 def fit_celltypist(reference: ad.AnnData, *, label_key: str, batch_key: str, seed: int,
                    params: Mapping[str, Any], threads: int) -> FittedAnnotator:
-    if reason := celltypist_unavailable_reason():
-        raise MethodUnavailable(f"CellTypist cannot be trained locally: {reason}")
     import celltypist
 
+    params = {**CELLTYPIST_DEFAULTS, **params}
     np.random.seed(seed)  # celltypist's solvers draw from numpy's global state
     model = celltypist.train(_log1p_cp10k(reference), labels=reference.obs[label_key].astype(str).to_numpy(),
-                             n_jobs=threads, feature_selection=bool(params.get("feature_selection", False)))
+                             n_jobs=threads, feature_selection=bool(params["feature_selection"]), use_SGD=True,
+                             mini_batch=False, alpha=float(params["alpha"]), max_iter=int(params["max_iter"]))
 
     def predict(query: ad.AnnData) -> np.ndarray:
         result = celltypist.annotate(_log1p_cp10k(query), model=model, majority_voting=False)
@@ -107,8 +98,9 @@ def fit_scanvi(reference: ad.AnnData, *, label_key: str, batch_key: str, seed: i
     import scvi
     import torch
 
+    params = {**SCANVI_ANNOTATION_DEFAULTS, **params}
     # The workflow passes "gpu" when the job was given one (config `gpu: true`), else "cpu".
-    accelerator = str(params.get("accelerator") or "cpu")
+    accelerator = str(params["accelerator"] or "cpu")
     devices = 1 if accelerator != "cpu" else "auto"  # the one GPU the job was given
     torch.set_num_threads(threads)
     scvi.settings.seed = seed
@@ -119,9 +111,9 @@ def fit_scanvi(reference: ad.AnnData, *, label_key: str, batch_key: str, seed: i
     scvi.model.SCVI.setup_anndata(ref, batch_key=batch_key, labels_key=label_key)
     scvi_ref = scvi.model.SCVI(ref, n_layers=2, dropout_rate=0.2, encode_covariates=True,
                                deeply_inject_covariates=False, use_layer_norm="both", use_batch_norm="none")
-    scvi_ref.train(max_epochs=params.get("scvi_max_epochs"), accelerator=accelerator, devices=devices, enable_progress_bar=False)
+    scvi_ref.train(max_epochs=params["scvi_max_epochs"], accelerator=accelerator, devices=devices, enable_progress_bar=False)
     scanvi_ref = scvi.model.SCANVI.from_scvi_model(scvi_ref, unlabeled_category=UNLABELED)
-    scanvi_ref.train(max_epochs=int(params.get("scanvi_max_epochs") or 20), n_samples_per_label=100,
+    scanvi_ref.train(max_epochs=int(params["scanvi_max_epochs"] or 20), n_samples_per_label=100,
                      accelerator=accelerator, devices=devices, enable_progress_bar=False)
     state: dict[str, Any] = {}
 
@@ -134,7 +126,7 @@ def fit_scanvi(reference: ad.AnnData, *, label_key: str, batch_key: str, seed: i
         q = _query_adata(query)
         scvi.model.SCANVI.prepare_query_anndata(q, scanvi_ref)
         model = scvi.model.SCANVI.load_query_data(q, scanvi_ref)
-        model.train(max_epochs=int(params.get("query_max_epochs") or 100), plan_kwargs={"weight_decay": 0.0},
+        model.train(max_epochs=int(params["query_max_epochs"] or 100), plan_kwargs={"weight_decay": 0.0},
                     check_val_every_n_epoch=10, accelerator=accelerator, devices=devices, enable_progress_bar=False)
         state["model"] = model
 

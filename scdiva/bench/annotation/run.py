@@ -12,6 +12,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from scdiva.bench.methods.registry import MethodRecord, get_method
+
 from .metrics import annotation_metrics
 from .split import unseen_classes
 
@@ -35,7 +37,7 @@ class AnnotationResult:
 
 
 def annotate(
-    method: str,
+    method: str | MethodRecord,
     reference: ad.AnnData,
     query: ad.AnnData,
     *,
@@ -46,25 +48,25 @@ def annotate(
     threads: int = 1,
     timing_repeats: int = 3,
 ) -> AnnotationResult:
-    """Train `method` on `reference`, predict `query` and score against the query's labels.
+    """Train `method` (a registered name or a record) on `reference`, predict `query` and score against the query's labels.
 
     Inference time is the wall time of `predict` on the whole query, repeated
     `timing_repeats` times on this machine, median, per 1,000 cells (`inference_s_per_1k_cells`,
     lower is better). Training (`train_s`) and any query-specific training (`query_fit_s`,
     scANVI's surgery) are reported separately, each timed once.
     """
-    from . import ANNOTATION_METHODS
-
-    if method not in ANNOTATION_METHODS:
-        raise KeyError(f"unknown annotation method '{method}'; known: {sorted(ANNOTATION_METHODS)}")
+    record = method if isinstance(method, MethodRecord) else get_method("annotation", method)
+    method = record.name
+    merged = record.params(params)  # unknown parameters fail before training
+    fitter = record.load()
     if timing_repeats < 1:
         raise ValueError("timing_repeats must be >= 1")
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=threads):
         start = time.perf_counter()
-        fitted = ANNOTATION_METHODS[method](reference, label_key=label_key, batch_key=batch_key, seed=seed,
-                                            params=dict(params or {}), threads=threads)
+        fitted = fitter(reference, label_key=label_key, batch_key=batch_key, seed=seed, params=merged,
+                        threads=threads)
         train_s = time.perf_counter() - start
         query_fit_s = 0.0
         if fitted.map_query is not None:

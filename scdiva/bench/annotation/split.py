@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import anndata as ad
 
+from scdiva.bench.validate import check_batch_overlap
+
 
 def split_reference_query(
     adata: ad.AnnData,
@@ -14,6 +16,7 @@ def split_reference_query(
     label_key: str,
     reference_batches: Sequence[str],
     query_batches: Sequence[str] | None = None,
+    dataset: str = "adata",
 ) -> tuple[ad.AnnData, ad.AnnData]:
     """Split cells into a labelled reference and a query by batch.
 
@@ -35,8 +38,7 @@ def split_reference_query(
             f"annotation batches {unknown} are not values of obs['{batch_key}'] (present: {sorted(present)}); "
             "fix datasets.<name>.annotation in the config"
         )
-    if overlap := set(reference_batches) & set(query_batches):
-        raise ValueError(f"batches {sorted(overlap)} are in both the reference and the query")
+    check_batch_overlap(reference_batches, query_batches, dataset=dataset)
     if not reference_batches or not query_batches:
         raise ValueError("annotation needs at least one reference batch and one query batch")
     reference = adata[batches.isin(reference_batches).to_numpy()].copy()

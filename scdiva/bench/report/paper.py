@@ -17,7 +17,6 @@ import pandas as pd
 from scdiva.bench.claims import PaperClaims, compare, display_table
 from scdiva.bench.report.document import Section
 
-INTEGRATION_SCDIVA = ["scdiva_finetuned", "scdiva_zeroshot"]
 CLAIMED_INTEGRATION_METRICS = {"silhouette_batch": "batch ASW", "kbet": "kBET",
                                "graph_connectivity": "graph connectivity"}
 
@@ -42,11 +41,16 @@ def claims_section(claims: PaperClaims, integration: pd.DataFrame, annotation: p
         "and 'F1' as macro-F1 (the stricter reading), as `measured_as` in the claims file states. "
         "The best non-ScDiVa method of this run is shown for context.",
     ]
+    from scdiva.bench.methods.registry import model_methods
+
+    # the model under test: the methods whose record has role "model" (scdiva.bench.methods.registry);
+    # multi-task rows are named after the annotation one (`<name>_tasks<n>`)
+    integration_models = model_methods("integration")
     for table, measured, methods in (
-        ("integration", integration, [m for m in INTEGRATION_SCDIVA if m in set(integration.get("method", []))]
-         or INTEGRATION_SCDIVA[:1]),
-        ("annotation", annotation, ["scdiva"]),
-        ("multitask", multitask, ["scdiva"]),
+        ("integration", integration, [m for m in integration_models if m in set(integration.get("method", []))]
+         or integration_models[:1]),
+        ("annotation", annotation, model_methods("annotation")),
+        ("multitask", multitask, model_methods("annotation")),
     ):
         comparison = compare(claims, table, measured if len(measured) else _empty(), methods)
         parts.append(f"### {claims.caption(table)}\n\n" + display_table(comparison, hardware).to_markdown(index=False))

@@ -1,0 +1,432 @@
+"""One record per benchmarked method: the only place a method's name, function and traits are written.
+
+Rules (``workflow/rules/*.smk``), config checks, the annotation runner and the report read
+:class:`MethodRecord`; none of them names a method. A method is either built in (registered
+below) or brought by the user through config ``methods.<name>`` with exactly one of:
+
+- ``entry_point: "package.module:function"`` - a Python callable with the task's signature
+  (integration: ``f(adata, *, batch_key, label_key, seed, params, threads) -> None`` writing
+  ``adata.obsm["X_emb"]``; annotation: :class:`scdiva.bench.annotation.base.AnnotationFitter`);
+- ``command: "program {input} {output}"`` - any program (R, Julia, another conda env through
+  ``conda run -n ENV ...``): integration reads the h5ad ``{input}`` and writes an h5ad ``{output}``
+  with ``obsm["X_emb"]``; annotation reads ``{reference}`` and ``{query}`` h5ads and writes a CSV
+  ``{output}`` (first column the query cell names, column ``label`` the predictions);
+- ``embedding: path`` - a precomputed embedding (``.h5ad`` with ``obsm[obsm_key]``, or a
+  ``.csv``/``.tsv`` with cell names in the first column), matched to the cells by name; the path may
+  contain ``{dataset}`` and ``{seed}``. Integration only.
+
+plus ``task`` (``integration``, the default, or ``annotation``), ``params`` (passed to the method),
+``gpu`` and ``needs_labels``. See docs/methods-and-metrics.md for a worked example.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import shlex
+import subprocess
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scdiva.bench.methods._common import EMBEDDING_KEY, resolve_params
+
+TASKS = ("integration", "annotation")
+ROLES = ("model", "baseline", "control")
+#: Keys of a config-defined method (config ``methods.<name>``); any other key is an error.
+DEFINITION_KEYS = ("task", "entry_point", "command", "embedding", "obsm_key", "params", "gpu", "needs_labels",
+                   "description")
+KINDS = ("entry_point", "command", "embedding")
+#: Placeholders a ``command`` may use, per task (values are shell-quoted).
+COMMAND_FIELDS = {
+    "integration": ("input", "output", "batch_key", "label_key", "seed", "threads", "params"),
+    "annotation": ("reference", "query", "output", "batch_key", "label_key", "seed", "threads", "params"),
+}
+_ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class MethodError(RuntimeError):
+    """A method failed or returned something unusable; the message names the method."""
+
+
+class MethodConfigError(ValueError):
+    """A config-defined method is malformed (bad entry point, command, embedding path, keys)."""
+
+
+@dataclass(frozen=True)
+class MethodRecord:
+    """Everything the workflow and the report know about one method of one task.
+
+    ``function`` is the callable or ``"package.module:function"`` (imported on first use, so
+    reading the registry stays light). ``defaults`` are the accepted parameters and their
+    defaults (``None`` = the authors' default); with ``check_params`` unknown parameters are
+    errors. ``role``: ``"model"`` is the model under test (ScDiVa; the report compares it with
+    the paper's claims), ``"baseline"`` a competitor, ``"control"`` a reference point that is no
+    competitor (the unintegrated PCA). ``checkpoint_param`` names the parameter that selects a
+    config ``checkpoints.<name>`` (the job then depends on that checkpoint's files).
+    ``saves_model``: the job also writes ``seed{seed}.model/`` (scVI); ``reuses_model_of``: the
+    method starts from that method's saved model when their settings agree (scANVI from scVI).
+    """
+
+    name: str
+    task: str
+    function: Callable[..., Any] | str
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    gpu: bool = False
+    needs_labels: bool = False
+    role: str = "baseline"
+    checkpoint_param: str | None = None
+    saves_model: bool = False
+    reuses_model_of: str | None = None
+    #: with ``reuses_model_of``: ``"module:function"(source_params, own_params) -> bool``, whether the
+    #: saved model fits this method's settings
+    model_compatible: str | None = None
+    kind: str = "builtin"
+    check_params: bool = True
+    description: str = ""
+    #: config-defined ``embedding``: the path template ({dataset}, {seed}); else None.
+    embedding: str | None = None
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
+            raise MethodConfigError(f"method name {self.name!r} must be letters, digits, '_', '.', '-' "
+                                    "(it becomes a file name and a wildcard)")
+        if self.role not in ROLES:
+            raise MethodConfigError(f"method {self.name!r}: role {self.role!r} is not one of {ROLES}")
+
+    def load(self) -> Callable[..., Any]:
+        """The callable (importing an entry point); a clear error naming the method if it cannot."""
+        if callable(self.function):
+            return self.function
+        return load_entry_point(self.function, method=self.name, where="its record")
+
+    def params(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        """``params`` over the defaults; unknown keys are an error when the record checks them."""
+        if not self.check_params:
+            return {**self.defaults, **dict(params or {})}
+        return resolve_params(self.name, self.defaults, params)
+
+
+_REGISTRY: dict[tuple[str, str], MethodRecord] = {}
+_BUILTINS_LOADED = False
+
+
+def _registry() -> dict[tuple[str, str], MethodRecord]:
+    """The records, the built-in ones registered on first use (so importing this module imports no
+    method module, and the method modules may import from the package freely)."""
+    global _BUILTINS_LOADED
+    if not _BUILTINS_LOADED:
+        _BUILTINS_LOADED = True
+        _load_builtins()
+    return _REGISTRY
+
+
+def register(record: MethodRecord, *, replace: bool = False) -> MethodRecord:
+    """Add a built-in method; a second record for one (task, name) is an error unless ``replace``."""
+    _registry()
+    key = (record.task, record.name)
+    if key in _REGISTRY and not replace:
+        raise ValueError(f"{record.task} method {record.name!r} is registered twice")
+    _REGISTRY[key] = record
+    return record
+
+
+def method_records(task: str) -> dict[str, MethodRecord]:
+    """The built-in methods of ``task``, by name, in registration order."""
+    return {name: rec for (t, name), rec in _registry().items() if t == task}
+
+
+def model_methods(task: str) -> list[str]:
+    """Built-in methods of ``task`` whose role is "model" (the model under test, ScDiVa), in registration order."""
+    return [name for name, rec in method_records(task).items() if rec.role == "model"]
+
+
+def method_role(name: str) -> str:
+    """Role of method ``name`` in any task ("model", "baseline" or "control"); a method the registry
+    does not know (one defined in config) is a baseline."""
+    roles = {rec.role for (_, n), rec in _registry().items() if n == name}
+    return roles.pop() if len(roles) == 1 else "baseline"
+
+
+def is_definition(entry: Mapping[str, Any] | None) -> bool:
+    """True if config ``methods.<name>`` defines a method (entry_point / command / embedding)."""
+    return bool(entry) and any(k in entry for k in KINDS)
+
+
+def config_params(entry: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The parameters in config ``methods.<name>``: the entry itself for a built-in method, its
+    ``params`` for a config-defined one."""
+    if is_definition(entry):
+        return dict(entry.get("params") or {})
+    return dict(entry or {})
+
+
+def get_method(task: str, name: str, entry: Mapping[str, Any] | None = None, *,
+               base_dir: str | Path | None = None) -> MethodRecord:
+    """The record of method ``name`` for ``task``: built from config ``entry`` when that defines
+    a method, else the built-in one. Errors name the method and what to fix."""
+    if is_definition(entry):
+        if (task, name) in _registry():
+            raise MethodConfigError(f"method {name!r}: config `methods.{name}` defines a method, but {name!r} is a built-in {task} "
+                                    "method; give yours another name")
+        record = record_from_config(name, entry, base_dir=base_dir)
+        if record.task != task:
+            raise MethodConfigError(f"method {name!r} is defined for task {record.task!r} (config "
+                                    f"`methods.{name}.task`) but listed under `{task}.methods`")
+        return record
+    try:
+        return _registry()[(task, name)]
+    except KeyError:
+        raise KeyError(f"unknown {task} method {name!r}; built-in: {sorted(method_records(task))}. "
+                       f"To add your own, define it in config `methods.{name}` with `entry_point`, `command` "
+                       "or `embedding` (docs/methods-and-metrics.md)") from None
+
+
+def load_entry_point(spec: str, *, method: str, where: str) -> Callable[..., Any]:
+    """Import ``"package.module:function"``; errors say which method and what went wrong."""
+    where = f"method {method!r} ({where})"
+    if not isinstance(spec, str) or not _ENTRY_POINT.match(spec):
+        raise MethodConfigError(f"{where}: entry point {spec!r} is not of the form 'package.module:function'")
+    module_name, attr = spec.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as err:  # ImportError, or the module failing while it is imported
+        raise MethodConfigError(f"{where}: cannot import module {module_name!r} of entry point {spec!r} "
+                                f"({type(err).__name__}: {err}); it must be importable by the workflow's Python "
+                                "(installed, or on PYTHONPATH)") from None
+    function = getattr(module, attr, None)
+    if not callable(function):
+        raise MethodConfigError(f"{where}: module {module_name!r} has no callable {attr!r} (entry point {spec!r})")
+    return function
+
+
+def record_from_config(name: str, entry: Mapping[str, Any], *, base_dir: str | Path | None = None) -> MethodRecord:
+    """A :class:`MethodRecord` from config ``methods.<name>``, checked before any job runs."""
+    where = f"method {name!r}: config `methods.{name}`"
+    unknown = sorted(set(entry) - set(DEFINITION_KEYS))
+    if unknown:
+        raise MethodConfigError(f"{where} has unknown keys {unknown}; allowed: {', '.join(DEFINITION_KEYS)} "
+                                "(method parameters go under `params`)")
+    kinds = [k for k in KINDS if k in entry]
+    if len(kinds) != 1:
+        raise MethodConfigError(f"{where} must have exactly one of {', '.join(KINDS)}; it has {kinds}")
+    kind = kinds[0]
+    task = entry.get("task", "integration")
+    if task not in TASKS:
+        raise MethodConfigError(f"method {name!r}: config `methods.{name}.task` is {task!r}; one of {', '.join(TASKS)}")
+    params = entry.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise MethodConfigError(f"method {name!r}: config `methods.{name}.params` must be a mapping of parameter names to values")
+    value = entry[kind]
+    if not isinstance(value, str) or not value.strip():
+        raise MethodConfigError(f"method {name!r}: config `methods.{name}.{kind}` must be a non-empty string")
+    common = dict(name=name, task=task, defaults=dict(params), gpu=bool(entry.get("gpu", False)),
+                  needs_labels=bool(entry.get("needs_labels", False)), kind=kind, check_params=False,
+                  description=str(entry.get("description", "")))
+    if kind == "entry_point":
+        load_entry_point(value, method=name, where=f"config `methods.{name}.entry_point`")  # fail now, not in the job
+        return MethodRecord(function=value, **common)
+    if kind == "command":
+        _check_command(value, task, where=f"method {name!r}: config `methods.{name}.command`")
+        runner = run_integration_command if task == "integration" else fit_annotation_command
+        return MethodRecord(function=partial(runner, command=value, method=name), **common)
+    if task != "integration":
+        raise MethodConfigError(f"{where}: a precomputed `embedding` serves integration only, not {task}")
+    template = value
+    if base_dir is not None and not Path(template).is_absolute():
+        template = str(Path(base_dir) / template)
+    try:
+        template.format(dataset="d", seed=0)
+    except (KeyError, IndexError, ValueError) as err:
+        raise MethodConfigError(f"method {name!r}: config `methods.{name}.embedding` {value!r}: only {{dataset}} and {{seed}} may be "
+                                f"filled in ({err})") from None
+    obsm_key = str(entry.get("obsm_key", EMBEDDING_KEY))
+    return MethodRecord(function=partial(load_embedding, obsm_key=obsm_key, method=name), embedding=template,
+                        **common)
+
+
+# --- command-line methods --------------------------------------------------------------------------
+
+
+def _check_command(command: str, task: str, *, where: str) -> None:
+    allowed = COMMAND_FIELDS[task]
+    try:
+        command.format(**{k: "x" for k in allowed})
+    except (KeyError, IndexError, ValueError) as err:
+        raise MethodConfigError(f"{where} {command!r}: unknown placeholder {err}; a {task} command may use "
+                                + ", ".join("{" + k + "}" for k in allowed) + " (write {{ }} for literal braces)") from None
+    required = ("input", "output") if task == "integration" else ("reference", "query", "output")
+    missing = [k for k in required if "{" + k + "}" not in command]
+    if missing:
+        raise MethodConfigError(f"{where} {command!r} must contain " + ", ".join("{" + k + "}" for k in missing))
+
+
+def _run(command: str, fields: Mapping[str, Any], *, method: str, task: str) -> None:
+    line = command.format(**{k: shlex.quote(str(v)) for k, v in fields.items()})
+    proc = subprocess.run(line, shell=True, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+        raise MethodError(f"{task} method {method!r}: command failed with exit status {proc.returncode}: {line}\n"
+                          f"{tail}")
+    output = Path(fields["output"])
+    if not output.is_file():
+        raise MethodError(f"{task} method {method!r}: command exited 0 but did not write {{output}} ({line})")
+
+
+def _write_params(directory: Path, params: Mapping[str, Any]) -> Path:
+    path = directory / "params.json"
+    path.write_text(json.dumps(dict(params), indent=1, default=str))
+    return path
+
+
+def run_integration_command(adata, *, batch_key: str, label_key: str | None, seed: int, params: Mapping[str, Any],
+                            threads: int, command: str, method: str, **_: Any) -> None:
+    """Write ``adata`` to ``{input}``, run ``command``, read ``obsm["X_emb"]`` of ``{output}`` by cell name."""
+    import anndata as ad
+
+    with tempfile.TemporaryDirectory(prefix=f"scdiva-{method}-") as tmp:
+        tmp_dir = Path(tmp)
+        adata.write_h5ad(tmp_dir / "input.h5ad")
+        fields = dict(input=tmp_dir / "input.h5ad", output=tmp_dir / "output.h5ad", batch_key=batch_key,
+                      label_key=label_key or "", seed=seed, threads=threads, params=_write_params(tmp_dir, params))
+        _run(command, fields, method=method, task="integration")
+        out = ad.read_h5ad(fields["output"])
+    if EMBEDDING_KEY not in out.obsm:
+        raise MethodError(f"integration method {method!r}: its output h5ad has no obsm[{EMBEDDING_KEY!r}] "
+                          f"(it has {list(out.obsm)})")
+    adata.obsm[EMBEDDING_KEY] = match_cells(out.obs_names, out.obsm[EMBEDDING_KEY], adata.obs_names,
+                                            method=method, source="the command's output")
+
+
+def fit_annotation_command(reference, *, label_key: str, batch_key: str, seed: int, params: Mapping[str, Any],
+                           threads: int, command: str, method: str):
+    """An annotator that runs ``command`` once per query: it trains on ``{reference}`` and labels
+    ``{query}`` in one program, so its whole run is timed as ``query_fit_s`` and ``predict`` returns
+    the labels it wrote."""
+    import pandas as pd
+
+    from scdiva.bench.annotation.base import FittedAnnotator
+
+    state: dict[str, Any] = {}
+
+    def map_query(query) -> None:
+        with tempfile.TemporaryDirectory(prefix=f"scdiva-{method}-") as tmp:
+            tmp_dir = Path(tmp)
+            reference.write_h5ad(tmp_dir / "reference.h5ad")
+            hidden = query.copy()
+            hidden.obs = hidden.obs.drop(columns=[label_key], errors="ignore")  # the query's labels stay hidden
+            hidden.write_h5ad(tmp_dir / "query.h5ad")
+            fields = dict(reference=tmp_dir / "reference.h5ad", query=tmp_dir / "query.h5ad",
+                          output=tmp_dir / "predictions.csv", batch_key=batch_key, label_key=label_key, seed=seed,
+                          threads=threads, params=_write_params(tmp_dir, params))
+            _run(command, fields, method=method, task="annotation")
+            table = pd.read_csv(fields["output"], index_col=0)
+        if "label" not in table.columns:
+            raise MethodError(f"annotation method {method!r}: its CSV needs a column 'label' (has {list(table.columns)})")
+        state["labels"] = match_cells(table.index.astype(str), table["label"].astype(str).to_numpy(),
+                                      query.obs_names, method=method, source="the command's predictions")
+
+    def predict(query) -> np.ndarray:
+        return state["labels"]
+
+    return FittedAnnotator(predict=predict, map_query=map_query)
+
+
+# --- precomputed embeddings --------------------------------------------------------------------------
+
+
+def match_cells(names, values, cells, *, method: str, source: str) -> np.ndarray:
+    """Rows of ``values`` (named ``names``) in the order of ``cells``; every cell must be present."""
+    import pandas as pd
+
+    index = pd.Index([str(n) for n in names])
+    if index.has_duplicates:
+        dup = index[index.duplicated()].unique()[:5].tolist()
+        raise MethodError(f"method {method!r}: {source} names some cells twice, e.g. {dup}")
+    cells = pd.Index([str(c) for c in cells])
+    missing = cells.difference(index, sort=False)
+    if len(missing):
+        raise MethodError(f"method {method!r}: {source} lacks {len(missing)} of the {len(cells)} cells, e.g. "
+                          f"{missing[:5].tolist()}; rows are matched by cell name (obs_names of the preprocessed "
+                          "dataset, after QC and subsampling)")
+    return np.asarray(values)[index.get_indexer(cells)]
+
+
+def read_embedding_file(path: str | Path, *, obsm_key: str = EMBEDDING_KEY, method: str):
+    """(cell names, matrix) of a precomputed embedding: ``.h5ad`` (``obsm[obsm_key]``) or ``.csv``/``.tsv``."""
+    import anndata as ad
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise MethodError(f"method {method!r}: precomputed embedding {path} does not exist")
+    if path.suffix == ".h5ad":
+        data = ad.read_h5ad(path)
+        if obsm_key not in data.obsm:
+            raise MethodError(f"method {method!r}: {path} has no obsm[{obsm_key!r}] (it has {list(data.obsm)}); "
+                              f"set config `methods.{method}.obsm_key`")
+        return data.obs_names, np.asarray(data.obsm[obsm_key], dtype=np.float32)
+    if path.suffix in (".csv", ".tsv", ".txt"):
+        table = pd.read_csv(path, index_col=0, sep="\t" if path.suffix != ".csv" else ",")
+        return table.index, table.to_numpy(dtype=np.float32)
+    raise MethodError(f"method {method!r}: precomputed embedding {path} must be .h5ad, .csv or .tsv")
+
+
+def load_embedding(adata, *, batch_key: str, label_key: str | None, seed: int, params: Mapping[str, Any],
+                   threads: int, embedding: str | Path, obsm_key: str = EMBEDDING_KEY, method: str) -> None:
+    """Put the precomputed embedding ``embedding`` into ``adata.obsm["X_emb"]``, matched by cell name."""
+    names, values = read_embedding_file(embedding, obsm_key=obsm_key, method=method)
+    adata.obsm[EMBEDDING_KEY] = match_cells(names, values, adata.obs_names, method=method,
+                                            source=f"precomputed embedding {embedding}")
+
+
+# --- built-in methods ----------------------------------------------------------------------------------
+
+
+def _load_builtins() -> None:
+    from scdiva.bench.annotation.baselines import (
+        CELLTYPIST_DEFAULTS,
+        KNN_PCA_DEFAULTS,
+        LOGREG_DEFAULTS,
+        SCANVI_ANNOTATION_DEFAULTS,
+    )
+    from scdiva.bench.methods.harmony import HARMONY_DEFAULTS
+    from scdiva.bench.methods.scanorama import SCANORAMA_DEFAULTS
+    from scdiva.bench.methods.scanvi_model import SCANVI_DEFAULTS
+    from scdiva.bench.methods.scdiva import (
+        SCDIVA_ANNOTATION_DEFAULTS,
+        SCDIVA_FINETUNED_DEFAULTS,
+        SCDIVA_ZEROSHOT_DEFAULTS,
+    )
+    from scdiva.bench.methods.scvi_model import SCVI_DEFAULTS
+    from scdiva.bench.methods.unintegrated import UNINTEGRATED_DEFAULTS
+
+    m, a = "scdiva.bench.methods", "scdiva.bench.annotation.baselines"
+    for record in (
+        MethodRecord("unintegrated", "integration", f"{m}.unintegrated:run_unintegrated", UNINTEGRATED_DEFAULTS,
+                     role="control", description="PCA of the preprocessed data (no integration)"),
+        MethodRecord("harmony", "integration", f"{m}.harmony:run_harmony", HARMONY_DEFAULTS),
+        MethodRecord("scanorama", "integration", f"{m}.scanorama:run_scanorama", SCANORAMA_DEFAULTS),
+        MethodRecord("scvi", "integration", f"{m}.scvi_model:run_scvi", SCVI_DEFAULTS, gpu=True, saves_model=True),
+        MethodRecord("scanvi", "integration", f"{m}.scanvi_model:run_scanvi", SCANVI_DEFAULTS, gpu=True,
+                     needs_labels=True, reuses_model_of="scvi",
+                     model_compatible=f"{m}.scanvi_model:shares_scvi_model"),
+        MethodRecord("scdiva_finetuned", "integration", f"{m}.scdiva:run_scdiva_finetuned",
+                     SCDIVA_FINETUNED_DEFAULTS, gpu=True, role="model", checkpoint_param="checkpoint"),
+        MethodRecord("scdiva_zeroshot", "integration", f"{m}.scdiva:run_scdiva_zeroshot", SCDIVA_ZEROSHOT_DEFAULTS,
+                     gpu=True, role="model", checkpoint_param="checkpoint"),
+        MethodRecord("scdiva", "annotation", f"{m}.scdiva:fit_scdiva_annotation", SCDIVA_ANNOTATION_DEFAULTS,
+                     gpu=True, needs_labels=True, role="model", checkpoint_param="checkpoint"),
+        MethodRecord("logreg", "annotation", f"{a}:fit_logreg", LOGREG_DEFAULTS, needs_labels=True),
+        MethodRecord("knn_pca", "annotation", f"{a}:fit_knn_pca", KNN_PCA_DEFAULTS, needs_labels=True),
+        MethodRecord("scanvi", "annotation", f"{a}:fit_scanvi", SCANVI_ANNOTATION_DEFAULTS, gpu=True,
+                     needs_labels=True),
+        MethodRecord("celltypist", "annotation", f"{a}:fit_celltypist", CELLTYPIST_DEFAULTS, needs_labels=True),
+    ):
+        _REGISTRY[(record.task, record.name)] = record
