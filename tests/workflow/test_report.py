@@ -1,8 +1,6 @@
-"""Report building blocks (sections, self-contained HTML) and `snakemake --report` on the smoke run."""
+"""Report building blocks (sections, self-contained HTML) of the one report, results/report/index.html."""
 
 from __future__ import annotations
-
-import subprocess
 
 import matplotlib
 import pytest
@@ -41,19 +39,6 @@ def test_bad_section_and_image_are_rejected(tmp_path):
     (tmp_path / "fig.tiff").write_bytes(b"x")
     with pytest.raises(ValueError, match="fig.tiff"):
         render_html([Section("x", figures=[str(tmp_path / "fig.tiff")])], "t")
-
-
-@pytest.mark.slow
-def test_snakemake_report_html(smoke_run, workflow_tools, tmp_path):
-    """`snakemake --report` collects the outputs annotated with report() and their captions."""
-    out = tmp_path / "report.html"
-    proc = subprocess.run([*workflow_tools.command(smoke_run.workdir), "--report", str(out)],
-                          cwd=workflow_tools.repo, capture_output=True, text=True, env=workflow_tools.env())
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    html = out.read_text()
-    assert len(html) > 10_000
-    for needle in ("integration_scores.csv", "pbmc_3chem_umap.png", "scIB-style results table"):
-        assert needle in html, needle
 
 
 def test_walltime_chart_sums_jobs_per_rule(tmp_path, monkeypatch):

@@ -34,11 +34,7 @@ rule integration_tables:
     input:
         metrics_files,
     output:
-        long=report(
-            "results/tables/integration_scores.csv",
-            caption="../report/integration_scores.rst",
-            category="Tables",
-        ),
+        long="results/tables/integration_scores.csv",
         by_seed="results/tables/integration_scores_by_seed.csv",
         wide=expand("results/tables/{dataset}_integration_wide.csv", dataset=dataset_names()),
     params:

@@ -1,4 +1,4 @@
-# The benchmark report: results/report/{index.html,report.md,tables/,figures/}.
+# The benchmark report, the only one: results/report/{index.html,report.md,tables/,figures/}.
 # Extra sections (JSON, scdiva.bench.report.Section.to_json) come from report_section_files() in
 # common.smk; add a file there to add a section.
 
@@ -11,24 +11,12 @@ rule report:
         preprocessed=expand("results/{dataset}/preprocessed.h5ad", dataset=dataset_names()),
         sections=lambda wc: report_section_files(),
     output:
-        html=report("results/report/index.html", caption="../report/index.rst", category="Report"),
+        html="results/report/index.html",
         markdown="results/report/report.md",
-        results_figures=report(
-            expand("results/report/figures/{dataset}_scib_results.png", dataset=dataset_names()),
-            caption="../report/scib_results.rst",
-            category="Integration",
-        ),
-        umaps=report(
-            expand("results/report/figures/{dataset}_umap.png", dataset=dataset_names()),
-            caption="../report/umap.rst",
-            category="Integration",
-        ),
+        results_figures=expand("results/report/figures/{dataset}_scib_results.png", dataset=dataset_names()),
+        umaps=expand("results/report/figures/{dataset}_umap.png", dataset=dataset_names()),
         latex=expand("results/report/tables/{dataset}_integration.tex", dataset=dataset_names()),
-        walltimes=report(
-            "results/report/tables/benchmark_walltimes.csv",
-            caption="../report/walltimes.rst",
-            category="Tables",
-        ),
+        walltimes="results/report/tables/benchmark_walltimes.csv",
         walltime_chart="results/report/figures/benchmark_walltimes.png",
     params:
         datasets=lambda wc: {
