@@ -67,7 +67,7 @@ def test_unknown_keys_are_errors_at_every_level(validator, path, bad_key):
     config = load("config.yaml")
     node = config
     for part in path:
-        node = node[part]
+        node = node.setdefault(part, {})  # resources.default is a schema default, absent from config.yaml
     node[bad_key] = 1
     found = errors(validator, config)
     assert len(found) == 1 and f"'{bad_key}' was unexpected" in found[0]
@@ -92,7 +92,7 @@ def test_wrong_types_and_values_name_the_key(validator, path, value, expected):
     config = load("config.yaml")
     node = config
     for part in path[:-1]:
-        node = node[part]
+        node = node.setdefault(part, {})
     node[path[-1]] = value
     found = errors(validator, config)
     assert len(found) == 1 and expected in found[0]

@@ -12,7 +12,7 @@ rule trajectory:
     params:
         methods=trajectory_methods(),
         label_key=lambda wc: dataset_config(wc.dataset)["label_key"],
-        root_label=config.get("report", {}).get("trajectory_root_label", "HSC"),
+        root_label=config["report"]["trajectory_root_label"],
         seed=seeds()[0],
     log:
         "results/logs/trajectory/{dataset}.log",
