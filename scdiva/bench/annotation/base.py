@@ -43,10 +43,3 @@ class AnnotationFitter(Protocol):
 def dense(x) -> np.ndarray:
     """A float32 dense copy of a (possibly sparse) matrix."""
     return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float32)
-
-
-def counts_of(adata: ad.AnnData):
-    """Raw counts: `layers['counts']` (the preprocessing contract), else X with a clear error."""
-    if "counts" in adata.layers:
-        return adata.layers["counts"]
-    raise ValueError("annotation needs raw counts in layers['counts'] (results/{dataset}/preprocessed.h5ad)")

@@ -25,7 +25,9 @@ from typing import Any
 import anndata as ad
 import numpy as np
 
-from .base import FittedAnnotator, counts_of, dense, hvg_mask
+from scdiva.bench.methods._common import raw_counts
+
+from .base import FittedAnnotator, dense, hvg_mask
 
 LOGREG_DEFAULTS: dict[str, Any] = {"C": 1.0, "max_iter": 1000}
 KNN_PCA_DEFAULTS: dict[str, Any] = {"n_comps": 50, "n_neighbors": 15}
@@ -67,7 +69,7 @@ def _log1p_cp10k(adata: ad.AnnData) -> ad.AnnData:
     """CellTypist's expected input: log1p of counts normalised to 10,000 per cell, all genes."""
     import scanpy as sc
 
-    out = ad.AnnData(X=counts_of(adata).copy(), obs=adata.obs[[]].copy(), var=adata.var[[]].copy())
+    out = ad.AnnData(X=raw_counts(adata, method="celltypist").copy(), obs=adata.obs[[]].copy(), var=adata.var[[]].copy())
     sc.pp.normalize_total(out, target_sum=1e4)
     sc.pp.log1p(out)
     return out
@@ -105,7 +107,7 @@ def fit_scanvi(reference: ad.AnnData, *, label_key: str, batch_key: str, seed: i
     torch.set_num_threads(threads)
     scvi.settings.seed = seed
     scvi.settings.dl_num_workers = 0
-    ref = ad.AnnData(X=counts_of(reference).copy(), obs=reference.obs[[batch_key, label_key]].copy(),
+    ref = ad.AnnData(X=raw_counts(reference, method="scanvi").copy(), obs=reference.obs[[batch_key, label_key]].copy(),
                      var=reference.var[[]].copy())
     ref.obs[label_key] = ref.obs[label_key].astype(str)
     scvi.model.SCVI.setup_anndata(ref, batch_key=batch_key, labels_key=label_key)
@@ -118,7 +120,7 @@ def fit_scanvi(reference: ad.AnnData, *, label_key: str, batch_key: str, seed: i
     state: dict[str, Any] = {}
 
     def _query_adata(query: ad.AnnData) -> ad.AnnData:
-        q = ad.AnnData(X=counts_of(query).copy(), obs=query.obs[[batch_key]].copy(), var=query.var[[]].copy())
+        q = ad.AnnData(X=raw_counts(query, method="scanvi").copy(), obs=query.obs[[batch_key]].copy(), var=query.var[[]].copy())
         q.obs[label_key] = UNLABELED  # the query's labels are hidden from the model
         return q
 

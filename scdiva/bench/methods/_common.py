@@ -45,6 +45,16 @@ def hvg_mask(adata) -> np.ndarray:
     return np.ones(adata.n_vars, dtype=bool)
 
 
+def raw_counts(adata, *, method: str):
+    """``layers["counts"]`` of the preprocessed AnnData: the raw integer counts that
+    :func:`scdiva.bench.validate.check_counts` accepted before preprocessing (the one place they are
+    checked); a clear error naming ``method`` if the layer is absent."""
+    if "counts" not in adata.layers:
+        raise KeyError(f"{method} needs raw counts in layers['counts'] of the preprocessed file "
+                       "(results/<dataset>/preprocessed.h5ad); rerun the preprocess rule.")
+    return adata.layers["counts"]
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and (if imported) torch so repeated runs with one seed agree."""
     random.seed(seed)

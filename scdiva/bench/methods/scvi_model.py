@@ -19,6 +19,7 @@ from scdiva.bench.methods._common import (
     EMBEDDING_KEY,
     check_obs_key,
     hvg_mask,
+    raw_counts,
     resolve_params,
     seed_everything,
     set_threads,
@@ -41,16 +42,8 @@ SCVI_DEFAULTS: dict[str, Any] = {
 
 def counts_adata(adata, *, method: str):
     """Copy of the HVG columns with raw counts in ``layers["counts"]`` (what scvi-tools models need)."""
-    if "counts" not in adata.layers:
-        raise KeyError(
-            f"{method} needs raw counts in layers['counts'] of the preprocessed file; rerun the preprocess rule."
-        )
-    sub = adata[:, hvg_mask(adata)].copy()
-    counts = sub.layers["counts"]
-    values = counts.data if hasattr(counts, "data") else np.asarray(counts)
-    if values.size and (values.min() < 0 or not np.allclose(values, np.round(values))):
-        raise ValueError(f"{method}: layers['counts'] must hold non-negative integer counts.")
-    return sub
+    raw_counts(adata, method=method)
+    return adata[:, hvg_mask(adata)].copy()
 
 
 def train_scvi(sub, *, batch_key: str, seed: int, params: Mapping[str, Any], threads: int):
