@@ -27,8 +27,7 @@ from scdiva.bench.io import default_dir_mode, sha256_of
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "vocab.json")
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint source is missing, unreachable or fails its sha256 check."""
+from scdiva.errors import CheckpointError  # noqa: E402  (one class for the model and the benchmark)
 
 
 def _source_kind(name: str, spec: Mapping[str, Any]) -> str:

@@ -12,8 +12,7 @@ VOCAB_FILE = "vocab.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
-class CheckpointError(ValueError):
-    """A checkpoint directory is missing files or holds files we refuse to load."""
+from scdiva.errors import CheckpointError  # noqa: E402  (one class for the model and the benchmark)
 
 
 def refuse_pickles(directory: Path) -> None:

@@ -443,7 +443,7 @@ def report_embeddings(wildcards=None):
 
 # --- ScDiVa checkpoints (config `checkpoints`) ---------------------------------------------
 
-CHECKPOINT_FILES = ["config.json", "model.safetensors", "vocab.json"]
+from scdiva.bench.checkpoints import CHECKPOINT_FILES
 
 
 def checkpoint_names(kind):
