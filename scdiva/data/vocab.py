@@ -108,12 +108,6 @@ class GeneVocab:
         return -1 if i is None else i + N_SPECIAL
 
     # ---------------------------------------------------------------- AnnData
-    @classmethod
-    def from_adata(cls, adata: anndata.AnnData, gene_column: str | None = None) -> GeneVocab:
-        """Vocabulary of a dataset's genes (``var_names`` or ``var[gene_column]``), in its order."""
-        names = adata.var_names if gene_column is None else adata.var[gene_column]
-        return cls([str(n) for n in names])
-
     def align(self, adata: anndata.AnnData, gene_column: str | None = None,
               min_coverage: float = 0.5) -> GeneAlignment:
         """Map ``adata``'s genes onto the vocabulary.
