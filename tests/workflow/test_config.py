@@ -109,3 +109,15 @@ def test_required_dataset_keys(validator):
     config = load("config.yaml")
     del config["datasets"]["pbmc_3chem"]["label_key"]
     assert errors(validator, config) == ["datasets.pbmc_3chem: 'label_key' is a required property"]
+
+
+def test_python_preprocess_defaults_equal_the_schema_defaults():
+    """The workflow takes every preprocess default from the schema; PreprocessSettings keeps the same
+    values for Python callers outside Snakemake, and this test keeps the two from drifting apart."""
+    import dataclasses
+
+    from scdiva.bench.preprocess import PreprocessSettings
+
+    schema = load("schema.yaml")["properties"]["preprocess"]["properties"]
+    python = {f.name: f.default for f in dataclasses.fields(PreprocessSettings)}
+    assert python == {key: spec["default"] for key, spec in schema.items()}

@@ -213,3 +213,13 @@ def test_config_defined_methods_run_in_the_workflow(workflow_tools, scripts, tmp
     assert proc.returncode != 0 and not (workdir / target).exists()
     assert "integration method 'cli_broken': command failed with exit status 1" in log
     assert "negative dimensions requested" in log
+
+
+def test_roles_come_from_the_records():
+    """The report's "model under test" and "best baseline" read the records, not method names."""
+    from scdiva.bench.methods.registry import method_role, model_methods
+
+    assert model_methods("integration") == ["scdiva_finetuned", "scdiva_zeroshot"]
+    assert model_methods("annotation") == ["scdiva"]
+    assert method_role("unintegrated") == "control" and method_role("harmony") == "baseline"
+    assert method_role("my_own_method") == "baseline"  # config-defined methods compete as baselines
