@@ -246,3 +246,37 @@ def run_cross_species_integration(combined: ad.AnnData, method: str, *, seed: in
     values = {**values, **aggregate_scores(values), "runtime_s": runtime}
     frame = pd.DataFrame({"method": method, "seed": seed, "metric": list(values), "value": list(values.values())})
     return frame, embedding
+
+
+# --- checks before any job (the workflow calls these when it parses the config) -------------------
+
+def check_cross_species_config(section: Mapping[str, Any], paths: Mapping[str, Any]) -> None:
+    """Every pair of config ``cross_species`` against its files: datasets configured, species differ,
+    obs columns present, and at least ``min_shared_genes`` genes shared after upper-casing.
+
+    ``paths`` maps dataset names to local .h5ad paths. Reads obs and var only.
+    """
+    from scdiva.bench.validate import read_source_tables
+
+    datasets = section.get("datasets", {})
+    tables = {}
+    for name, entry in datasets.items():
+        obs, var, *_ = read_source_tables(paths[name], dataset=name)
+        for role in ("label_key", "batch_key"):
+            if entry[role] not in obs.columns:
+                raise CrossSpeciesError(f"dataset {name!r}: config `cross_species.datasets.{name}.{role}` "
+                                        f"{entry[role]!r} is not an obs column of {paths[name]}; columns: "
+                                        f"{list(obs.columns)}")
+        genes = var[entry["gene_id_column"]] if entry.get("gene_id_column") else var.index
+        tables[name] = genes
+    for i, pair in enumerate(section.get("pairs", [])):
+        for role in ("reference", "query"):
+            if pair[role] not in datasets:
+                raise CrossSpeciesError(f"config `cross_species.pairs[{i}].{role}` names {pair[role]!r}, which is not "
+                                        f"under `cross_species.datasets` ({sorted(datasets)})")
+        ref, query = pair["reference"], pair["query"]
+        if datasets[ref]["species"] == datasets[query]["species"]:
+            raise CrossSpeciesError(f"config `cross_species.pairs[{i}]`: {ref!r} and {query!r} are both "
+                                    f"{datasets[ref]['species']!r}; a cross-species pair needs two species")
+        check_species_pair(ref, query, tables[ref], tables[query],
+                           min_shared_genes=int(section.get("min_shared_genes", MIN_SHARED_GENES)))

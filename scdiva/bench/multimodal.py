@@ -391,3 +391,47 @@ def _stratified(groups: np.ndarray, n: int, seed: int) -> np.ndarray:
         take = max(1, int(round(n * cells.size / groups.size)))
         keep.append(rng.choice(cells, size=min(take, cells.size), replace=False))
     return np.sort(np.concatenate(keep))
+
+
+# --- checks before any job (the workflow calls these when it parses the config) -------------------
+
+def _h5_obsm_keys(path) -> tuple[list[str], list[str], dict[str, list[str]]]:
+    """obs columns, obsm keys and, per DataFrame obsm entry, its column names - without reading matrices."""
+    import anndata.io
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        obs = list(anndata.io.read_elem(handle["obs"]).columns) if "obs" in handle else []
+        obsm = handle.get("obsm")
+        keys = sorted(obsm.keys()) if obsm is not None else []
+        columns = {}
+        for key in keys:
+            node = obsm[key]
+            if node.attrs.get("encoding-type") == "dataframe":
+                columns[key] = [str(c) for c in node.attrs.get("column-order", [])]
+    return obs, keys, columns
+
+
+def check_multimodal_source(path, entry: Mapping[str, Any], *, dataset: str) -> None:
+    """A multimodal dataset entry against its file: the protein obsm key and the batch column exist.
+
+    Raises :class:`MultimodalError` naming the config key, what the file has and the fix.
+    """
+    where = f"multimodal.datasets.{dataset}"
+    if "protein" not in entry.get("modalities", ["rna", "protein"]):
+        raise MultimodalError(f"config `{where}.modalities` must include 'protein' (the benchmark measures RNA + "
+                              "protein); RNA-only datasets belong under `datasets:`")
+    try:
+        obs, keys, columns = _h5_obsm_keys(path)
+    except OSError as err:
+        raise MultimodalError(f"dataset {dataset!r}: {path} is not a readable .h5ad ({err})") from None
+    key = entry["protein_obsm_key"]
+    if key not in keys:
+        raise MultimodalError(f"dataset {dataset!r}: config `{where}.protein_obsm_key` is {key!r}, but {path} has no "
+                              f"obsm[{key!r}]; its obsm keys: {keys or '(none)'}. Set protein_obsm_key to the entry "
+                              "with the surface-protein counts.")
+    if key in columns and len(columns[key]) < 2:
+        raise MultimodalError(f"dataset {dataset!r}: obsm[{key!r}] has {len(columns[key])} protein columns; at least 2 needed")
+    if entry["batch_key"] not in obs:
+        raise MultimodalError(f"dataset {dataset!r}: config `{where}.batch_key` {entry['batch_key']!r} is not an obs "
+                              f"column of {path}; columns: {obs}")

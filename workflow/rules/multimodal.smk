@@ -1,0 +1,136 @@
+# Multi-modal (RNA + surface protein) benchmark: config `multimodal` (scdiva.bench.multimodal).
+# Off unless the config has a `multimodal.datasets` block; checked when the workflow is parsed.
+
+
+def multimodal_settings():
+    defaults = {"datasets": {}, "methods": ["scdiva", "totalvi", "scvi", "pca", "mean_protein"],
+                "held_out_fraction": 0.2, "n_top_genes": 2000, "params": {}}
+    return {**defaults, **config.get("multimodal", {})}
+
+
+def multimodal_datasets():
+    return list(multimodal_settings()["datasets"])
+
+
+def extra_source(section, name):
+    """Local path of dataset ``name`` of config section ``section`` (multimodal / cross_species)."""
+    source = config[section]["datasets"][name]["source"]
+    where = f"{section}.datasets.{name}.source"
+    try:
+        path = local_source_path(source)
+    except DownloadError as err:
+        raise WorkflowError(f"dataset {name!r}: {err} (config `{where}`).") from None
+    if path is None:
+        raise WorkflowError(f"dataset {name!r}: config `{where}` is a URL ({source!r}); the {section} benchmark reads "
+                            "local files only: download it and give its path or a file:// URL.")
+    if not path.is_file():
+        raise WorkflowError(f"dataset {name!r}: source file {path} does not exist (config `{where}`: {source!r}); "
+                            f"relative paths resolve against the repository root {REPO_ROOT}.")
+    return path
+
+
+def _check_multimodal():
+    from scdiva.bench.multimodal import MultimodalError, check_multimodal_source, method_params
+
+    settings = multimodal_settings()
+    for name, entry in settings["datasets"].items():
+        try:
+            check_multimodal_source(extra_source("multimodal", name), entry, dataset=name)
+        except MultimodalError as err:
+            raise WorkflowError(str(err)) from None
+    for method, params in settings["params"].items():
+        try:
+            method_params(method, params)
+        except MultimodalError as err:
+            raise WorkflowError(f"config `multimodal.params.{method}`: {err}") from None
+
+
+_check_multimodal()
+
+
+def multimodal_job(wc):
+    return f"results/multimodal/{wc.mm_dataset}/{wc.mm_method}/seed{wc.seed}"
+
+
+rule multimodal_prepare:
+    input:
+        lambda wc: str(extra_source("multimodal", wc.mm_dataset)),
+    output:
+        "results/multimodal/{mm_dataset}/prepared.h5ad",
+    params:
+        entry=lambda wc: config["multimodal"]["datasets"][wc.mm_dataset],
+        n_top_genes=lambda wc: multimodal_settings()["n_top_genes"],
+        seed=lambda wc: seeds()[0],
+    log:
+        "results/logs/multimodal_prepare/{mm_dataset}.log",
+    conda:
+        "../../envs/scdiva.yaml"
+    script:
+        "../scripts/multimodal_prepare.py"
+
+
+rule multimodal:
+    input:
+        "results/multimodal/{mm_dataset}/prepared.h5ad",
+    output:
+        scores="results/multimodal/{mm_dataset}/{mm_method}/seed{seed}.scores.csv",
+        proteins="results/multimodal/{mm_dataset}/{mm_method}/seed{seed}.proteins.csv",
+        predicted="results/multimodal/{mm_dataset}/{mm_method}/seed{seed}.predicted.csv",
+        embedding="results/multimodal/{mm_dataset}/{mm_method}/seed{seed}.h5ad",
+    params:
+        settings=lambda wc: multimodal_settings(),
+    log:
+        "results/logs/multimodal/{mm_dataset}.{mm_method}.seed{seed}.log",
+    benchmark:
+        "results/benchmarks/multimodal/{mm_dataset}.{mm_method}.seed{seed}.tsv"
+    threads: lambda wc: resources_for(wc.mm_method)["threads"]
+    resources:
+        mem_mb=lambda wc: resources_for(wc.mm_method)["mem_mb"],
+        runtime=lambda wc: resources_for(wc.mm_method)["runtime"],
+    conda:
+        "../../envs/scdiva.yaml"
+    script:
+        "../scripts/multimodal.py"
+
+
+rule multimodal_table:
+    input:
+        expand("results/multimodal/{mm_dataset}/{mm_method}/seed{seed}.scores.csv", mm_dataset=multimodal_datasets(),
+               mm_method=multimodal_settings()["methods"], seed=seeds()),
+    output:
+        summary="results/tables/multimodal_scores.csv",
+        by_seed="results/tables/multimodal_scores_by_seed.csv",
+    params:
+        group_by=["dataset", "method", "metric"],
+        run_id=RUN_ID,
+    log:
+        "results/logs/multimodal_table/multimodal_table.log",
+    localrule: True
+    conda:
+        "../../envs/scdiva.yaml"
+    script:
+        "../scripts/seed_table.py"
+
+
+rule multimodal_section:
+    input:
+        table="results/tables/multimodal_scores.csv",
+        jobs=expand("results/multimodal/{mm_dataset}/{mm_method}/seed{seed}.h5ad", mm_dataset=multimodal_datasets(),
+                    mm_method=multimodal_settings()["methods"], seed=seeds()[:1]),
+        predicted=expand("results/multimodal/{mm_dataset}/{mm_method}/seed{seed}.predicted.csv",
+                         mm_dataset=multimodal_datasets(), mm_method=multimodal_settings()["methods"], seed=seeds()[:1]),
+        prepared=expand("results/multimodal/{mm_dataset}/prepared.h5ad", mm_dataset=multimodal_datasets()),
+    output:
+        "results/report/sections/multimodal.json",
+    params:
+        figure_dir="results/report/figures",
+        datasets=lambda wc: multimodal_datasets(),
+        methods=lambda wc: multimodal_settings()["methods"],
+        seed=lambda wc: seeds()[0],
+    log:
+        "results/logs/multimodal_section/multimodal_section.log",
+    localrule: True
+    conda:
+        "../../envs/scdiva.yaml"
+    script:
+        "../scripts/multimodal_section.py"
