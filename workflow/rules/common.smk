@@ -198,6 +198,7 @@ def final_outputs():
         outputs.append("results/tables/annotation_scores.csv")
     if "multitask" in config and multitask_datasets():
         outputs.append("results/tables/multitask_scores.csv")
+    outputs += issue17_outputs()  # multimodal / cross-species tables (workflow/rules/cross_species.smk)
     return outputs + trajectory_figures()
 
 
@@ -570,7 +571,8 @@ PAPER_SECTIONS = ["claims", "checkpoints", "integration", "annotation", "multita
 
 def report_section_files():
     """Extra report sections (JSON, scdiva.bench.report.Section) that the report rule renders."""
-    return [f"results/report/sections/paper_{name}.json" for name in PAPER_SECTIONS] + [PROVENANCE_SECTION]
+    return ([f"results/report/sections/paper_{name}.json" for name in PAPER_SECTIONS] + [PROVENANCE_SECTION]
+            + issue17_sections())  # multimodal / cross-species sections (workflow/rules/cross_species.smk)
 
 
 def used_checkpoints():
