@@ -133,7 +133,7 @@ def resources_for(name, dataset=None):
         from scdiva.bench.resources import estimate
 
         stage = {"download": "download", "preprocess": "preprocess", "metrics": "metrics"}.get(
-            name, "scdiva" if name.startswith("scdiva") else "integrate")
+            name, "scdiva" if _loads_checkpoint(name) else "integrate")
         needed = estimate(stage, dataset_cells(dataset, before_subsample=stage == "download"))
         if stage == "metrics":  # one job scores every method and seed of the dataset
             needed["runtime"] *= max(1, len(method_seed_runs()))
@@ -141,6 +141,14 @@ def resources_for(name, dataset=None):
             if key not in own:
                 merged[key] = max(merged[key], needed[key])
     return merged
+
+
+def _loads_checkpoint(method):
+    """True for an integration method whose record loads a ScDiVa checkpoint (it is sized as one)."""
+    try:
+        return method_record("integration", method).checkpoint_param is not None
+    except KeyError:
+        return False
 
 
 _CELL_COUNTS = {}
