@@ -83,3 +83,29 @@ def test_report_is_self_contained(smoke_run):
     assert "<table>" in html and "harmony" in html
     md = (smoke_run.workdir / "results/report/report.md").read_text()
     assert "figures/pbmc_3chem_umap.png" in md
+
+
+def test_multimodal_and_cross_species_tables(smoke_run):
+    """Both issue-17 benchmarks ran on subsampled real data (config/smoke.yaml) and reached the report."""
+    results = smoke_run.workdir / "results"
+    multimodal = pd.read_csv(results / "tables/multimodal_scores.csv")
+    assert set(multimodal["method"]) == {"scdiva", "totalvi", "mean_protein"}
+    scdiva = multimodal[multimodal["method"] == "scdiva"].set_index("metric")["value"]
+    for metric in ("rna_graph_agreement", "protein_graph_agreement", "hto_ilisi", "protein_cluster_nmi"):
+        assert 0.0 <= scdiva[metric] <= 1.0, (metric, scdiva[metric])
+    assert np.isfinite(scdiva[["protein_pearson", "protein_spearman", "protein_mse"]]).all()
+    assert multimodal.columns[-1] == "run_id"
+    cross = pd.read_csv(results / "tables/cross_species_scores.csv")
+    annotation = cross[cross["task"] == "annotation"]
+    assert set(map(tuple, annotation[["reference", "query"]].drop_duplicates().to_numpy())) == {
+        ("pancreas_human", "pancreas_mouse"), ("pancreas_mouse", "pancreas_human")}
+    assert set(annotation["method"]) == {"scdiva", "logreg"}
+    # mouse-only types are reported when human is the reference
+    assert annotation["metric"].str.startswith("unseen_cells:").any()
+    integration = cross[cross["task"] == "integration"]
+    assert set(integration["metric"]) >= set(METRICS) | set(AGGREGATES)
+    md = (results / "report/report.md").read_text()
+    assert "Multi-modal integration (RNA + protein)" in md and "Cross-species annotation and integration" in md
+    assert "gives no numbers" in md
+    assert (results / "report/figures/cross_species_scdiva_pancreas_human_to_pancreas_mouse_confusion.png").is_file()
+    assert (results / "report/figures/multimodal_citeseq_pbmc_protein_prediction.png").is_file()
