@@ -25,9 +25,10 @@ class Scaling:
     n_log_n: bool = False  # runtime grows as n log n (neighbour search) rather than n
 
 
-# Measured on generated PBMC-like data (~205 detected genes per cell, 1,767 genes; docs/scale.md),
-# peak RSS and time per 1,000 cells at 100K cells, doubled. Denser atlases (~1,000-3,000 genes per
-# cell) need more per cell in the stages that hold the count matrix (download, preprocess):
+# From docs/scale.md (generated PBMC-like data, ~205 detected genes per cell): preprocess peak RSS
+# 450 MB at 10K and 1,412 MB at 100K cells (~11 MB per 1,000 cells), ScDiVa embedding 518 / 1,193 MB,
+# the metrics job ~22 min per embedding at 50K cells on a loaded 2-core machine. Slopes here are ~4x
+# the measured memory slope, for atlases with more genes per cell (memory follows stored values);
 # `resources.<rule>.mem_mb` overrides.
 SCALING: dict[str, Scaling] = {
     "download": Scaling(base_mb=1000, mb_per_1k=0.0, base_min=30, min_per_1k=0.05),
