@@ -220,25 +220,17 @@ class CountDecoderHead(TaskHead):
         return loss
 
 
-class _ReverseGradient(torch.autograd.Function):
-    """Identity forward; the gradient flows back negated (Ganin & Lempitsky 2015)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        return -grad
-
-
 class BatchAdversary(nn.Module):
-    """A batch classifier on the latent mean behind a gradient-reversal layer.
+    """A batch classifier on the latent mean, and the encoder's loss for fooling it.
 
-    The classifier learns to tell the batch from ``z``; the reversed gradient teaches the encoder to
-    make that impossible. The decoder already explains the batch (it sees it), so this pushes the
-    batch information that is left out of ``z`` instead of relying on the ELBO alone (the same idea
-    as totalVI's adversarial classifier, trained here in one optimizer step). Cells without a batch
+    Two terms, one optimizer step: the classifier learns to tell the batch from ``z`` (on a
+    detached ``z``, so this term never moves the encoder), and the encoder is pushed to make the
+    classifier's prediction uniform over batches (cross-entropy to the uniform distribution, through
+    frozen classifier weights, so this term never weakens the classifier). The decoder already
+    explains the batch (it sees it), so this removes batch information the ELBO alone leaves in
+    ``z`` (the fool-the-classifier scheme of totalVI's adversarial classifier). A uniform target is
+    used rather than a reversed gradient: maximising the classifier's error instead rewards a latent
+    that maps each batch somewhere else, which keeps the batches apart. Cells without a batch
     (code -1) are skipped.
     """
 
@@ -247,11 +239,20 @@ class BatchAdversary(nn.Module):
         self.hidden = nn.Sequential(nn.Linear(n_latent, hidden), nn.ReLU(), nn.LayerNorm(hidden))
         self.output = nn.Linear(hidden, n_batch)
 
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Batch logits (B, n_batch)."""
+        return self.output(self.hidden(z)).float()
+
     def loss(self, qz_mean: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        logits = self.output(self.hidden(_ReverseGradient.apply(qz_mean))).float()
-        if self.output.out_features < 2 or not (codes >= 0).any():
-            return logits.sum() * 0.0  # one batch (or none known): nothing to remove
-        return F.cross_entropy(logits, codes, ignore_index=-1)
+        """Classifier cross-entropy on the detached latent + the encoder's cross-entropy to uniform."""
+        known = codes >= 0
+        if self.output.out_features < 2 or not known.any():
+            return qz_mean.sum() * 0.0  # one batch (or none known): nothing to remove
+        classifier = F.cross_entropy(self(qz_mean[known].detach()), codes[known])
+        frozen = {name: p.detach() for name, p in self.named_parameters()}
+        logits = torch.func.functional_call(self, frozen, (qz_mean[known],))
+        fool = -F.log_softmax(logits, dim=-1).mean(-1).mean()
+        return classifier + fool
 
     def set_batches(self, old: list[str], new: list[str]) -> None:
         """Resize the output layer to ``new`` categories, keeping the rows of those in ``old``."""
