@@ -62,11 +62,20 @@ def _is_tar(path: Path) -> bool:
         return False
 
 
-def detect_format(path: str | os.PathLike[str], *, dataset: str = "dataset", declared: str = "auto") -> str:
+def _is_10x_group(group) -> bool:
+    import h5py
+
+    return isinstance(group, h5py.Group) and {"barcodes", "data", "indices", "indptr", "shape"} <= set(group.keys())
+
+
+def detect_format(path: str | os.PathLike[str], *, dataset: str = "dataset", declared: str = "auto",
+                  strict: bool = True) -> str:
     """The format of ``path`` (one of :data:`FORMATS`), from its content, not its name.
 
     ``declared`` (config ``format``) other than ``auto`` must agree with the content; a file in none of
-    the formats is a :class:`DatasetValidationError` naming the dataset, the file and the formats.
+    the formats is a :class:`DatasetValidationError` naming the dataset, the file and the formats, or
+    with ``strict=False`` is called ``h5ad``, so that the .h5ad reader says what is wrong with it
+    (not HDF5, truncated, another HDF5 layout).
     """
     path = Path(path)
     if declared not in ("auto", *FORMATS):
@@ -83,15 +92,22 @@ def detect_format(path: str | os.PathLike[str], *, dataset: str = "dataset", dec
         if head.startswith(HDF5_MAGIC):
             import h5py
 
-            with h5py.File(path, "r") as h5:
-                keys = set(h5.keys())
-                if {"X", "obs", "var"} <= keys:
-                    fmt = "h5ad"
-                elif "matrix" in keys or any(isinstance(h5[k], h5py.Group) and "barcodes" in h5[k] for k in keys):
-                    fmt = "10x_h5"
-                else:
-                    raise _format_error(dataset, path, f"is an HDF5 file of an unknown layout (top-level entries: "
-                                                       f"{sorted(keys)[:10]})")
+            try:
+                with h5py.File(path, "r") as h5:
+                    keys = set(h5.keys())
+                    if {"X", "obs", "var"} <= keys:
+                        fmt = "h5ad"
+                    elif any(_is_10x_group(h5[k]) for k in keys):  # v3: "matrix"; v2: one group per genome
+                        fmt = "10x_h5"
+                    elif strict:
+                        raise _format_error(dataset, path, f"is an HDF5 file of an unknown layout (top-level "
+                                                           f"entries: {sorted(keys)[:10]})")
+                    else:
+                        fmt = "h5ad"
+            except OSError as err:
+                if strict:
+                    raise _format_error(dataset, path, f"is a damaged or truncated HDF5 file ({err})") from None
+                fmt = "h5ad"
         elif head.startswith(GZIP_MAGIC) or _is_tar(path):
             fmt = "10x_mtx" if _is_tar(path) else "h5ad.gz"
             if fmt == "h5ad.gz":
@@ -100,8 +116,10 @@ def detect_format(path: str | os.PathLike[str], *, dataset: str = "dataset", dec
                 if not inner.startswith(HDF5_MAGIC):
                     raise _format_error(dataset, path, "is gzipped but holds neither an .h5ad nor a tar bundle "
                                                        "(a lone matrix.mtx.gz needs its features and barcodes)")
-        else:
+        elif strict:
             raise _format_error(dataset, path, f"is in none of the readable formats (first bytes {head!r})")
+        else:
+            fmt = "h5ad"
     if declared not in ("auto", fmt):
         raise _format_error(dataset, path, f"is declared `format: {declared}` but its content is {fmt}")
     return fmt

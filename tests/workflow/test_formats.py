@@ -222,3 +222,17 @@ def test_round_counts_rounds_and_logs_per_batch(tmp_path, caplog):
     assert "rounded 5 of" in caplog.text and "in batches d0" in caplog.text
     plain = read_counts(path, dataset="p")  # without the option the values stay (and validation refuses them)
     assert not np.array_equal(plain.X.data, np.rint(plain.X.data))
+
+
+def test_not_strict_leaves_unknown_files_to_the_h5ad_reader(tmp_path):
+    """The workflow detects leniently: a file in no format (text, truncated HDF5, a foreign HDF5 layout)
+    is handed to the .h5ad reader, whose error names what is wrong (tests/workflow/test_bad_input.py)."""
+    text = tmp_path / "t.h5ad"
+    text.write_text("cell,CD3E\nc1,1\n")
+    foreign = tmp_path / "f.h5"
+    with h5py.File(foreign, "w") as handle:
+        handle.create_group("matrix").create_dataset("data", data=np.arange(3))
+    for path in (text, foreign):
+        assert detect_format(path, strict=False) == "h5ad"
+        with pytest.raises(DatasetValidationError):
+            detect_format(path)
