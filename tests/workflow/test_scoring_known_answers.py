@@ -200,7 +200,7 @@ def test_scoring_realigns_embedding_rows_by_cell_name(scoring_files):
     # Rows moved to the wrong cells: bio conservation collapses (a shuffled-rows control).
     assert values.loc["silhouette_label", "ordered"] > values.loc["silhouette_label", "misaligned"] + 0.2
     assert values.loc["bio_score", "ordered"] > values.loc["bio_score", "misaligned"] + 0.3
-    assert list(result.columns) == ["dataset", "method", "seed", "metric", "kind", "value"]
+    assert list(result.columns) == ["dataset", "method", "seed", "metric", "kind", "value", "n_cells"]
     assert set(result["kind"]) == {"batch", "bio", "aggregate"}
     written = pd.read_csv(root / "metrics.csv")
     assert len(written) == len(result) and not list(root.glob("*.tmp*"))

@@ -491,7 +491,7 @@ def recipe_length_option(name):
     recipe = config["checkpoints"][name]["recipe"]
     if "max_steps" in recipe:
         return f"--max-steps {recipe['max_steps']}"
-    return f"--max-epochs {recipe.get('max_epochs', 60)}"
+    return f"--max-epochs {recipe.get('max_epochs', 30)}"
 
 
 def gpu_resources():
