@@ -38,7 +38,10 @@ def _wide(table: pd.DataFrame, index: Sequence[str], columns: Mapping[str, str])
 
 
 def _fmt(frame: pd.DataFrame) -> str:
-    return frame.map(lambda v: "" if pd.isna(v) else f"{v:.3f}" if abs(v) < 100 else f"{v:.0f}").to_markdown()
+    """Markdown table; the index levels (dataset, method, ...) become ordinary columns, so a row
+    reads `citeseq_pbmc | scdiva`, not a Python tuple."""
+    values = frame.map(lambda v: "" if pd.isna(v) else f"{v:.3f}" if abs(v) < 100 else f"{v:.0f}")
+    return values.reset_index().to_markdown(index=False)
 
 
 def scdiva_gaps(table: pd.DataFrame, group: Sequence[str], metrics: Sequence[str]) -> list[str]:
