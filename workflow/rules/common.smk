@@ -310,24 +310,33 @@ def _check_datasets():
 def _check_checkpoints():
     """Published paths exist (relative ones resolve against the repository root, as dataset sources
     do); recipes name only configured datasets."""
-    from scdiva.bench.checkpoints import CHECKPOINT_FILES as CHECKPOINT_FILE_NAMES
+    from scdiva.bench.checkpoints import source_files
 
     for name, entry in config.get("checkpoints", {}).items():
         published = entry.get("published") or {}
         if published.get("path"):
+            needed = source_files(published)  # with an `adapter`: the release's own files
             where = f"checkpoints.{name}.published.path"
             try:
                 path = local_source_path(published["path"])
             except DownloadError as err:
                 raise WorkflowError(f"checkpoint {name!r}: {err} (config `{where}`).") from None
-            missing = [f for f in CHECKPOINT_FILE_NAMES if not (path / f).is_file()]
+            missing = [f for f in needed if not (path / f).is_file()]
             if missing:
                 raise WorkflowError(
                     f"checkpoint {name!r}: directory {path} (config `{where}`: {published['path']!r}) lacks "
-                    f"{missing}; it needs {', '.join(CHECKPOINT_FILE_NAMES)}. Relative paths resolve against the "
+                    f"{missing}; it needs {', '.join(needed)}. Relative paths resolve against the "
                     f"repository root {REPO_ROOT}; use an absolute path or a file:// URL."
                 )
             published["path"] = str(path)  # the rule copies from here, whatever the working directory
+        if published.get("adapter"):
+            from scdiva.bench.adapters import check_adapter
+            from scdiva.bench.checkpoints import CheckpointError
+
+            try:
+                check_adapter(name, published)
+            except CheckpointError as err:
+                raise WorkflowError(str(err)) from None
         recipe = entry.get("recipe") or {}
         named = recipe.get("datasets", "all")
         unknown = [] if named == "all" else [d for d in named if d not in config["datasets"]]
@@ -379,6 +388,8 @@ def _check_scdiva_coverage():
                     f"vocabulary lacks the dataset's genes. Add {dataset!r} to that list or set `datasets: all`.")
             continue
         path = entry["published"].get("path")
+        if entry["published"].get("adapter"):  # its vocabulary exists once the fetch job has converted it
+            path = f"resources/checkpoints/{name}" if Path(f"resources/checkpoints/{name}/vocab.json").is_file() else None
         source = local_source_path(dataset_config(dataset)["source"])
         if path is None or source is None:
             continue  # a remote checkpoint or dataset: its job checks once the files are here
