@@ -75,8 +75,8 @@ class ScDiVaConfig:
     decoder_layers: int = 1
     #: a free per-batch offset on every gene's decoder logit
     decoder_batch_gene_offsets: bool = False
-    #: weight of an adversarial batch classifier on the latent mean (gradient reversal; 0: off);
-    #: see scdiva.module.heads.BatchAdversary
+    #: weight of an adversarial batch classifier on the latent mean (the encoder is trained towards
+    #: a uniform batch prediction; 0: off); see scdiva.module.heads.BatchAdversary
     adversarial_batch_weight: float = 0.0
     #: what the model was trained on (datasets, cells, genes, labels used), for provenance
     training_data: list[dict[str, Any]] = field(default_factory=list)

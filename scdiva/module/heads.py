@@ -145,9 +145,7 @@ class CountDecoderHead(TaskHead):
                 else:
                     bound = 1.0 / math.sqrt(fan_in + len(new))
                     fresh.weight.uniform_(-bound, bound)
-                for i, category in enumerate(new):
-                    if category in old:
-                        fresh.weight[i] = embedding.weight[old.index(category)]
+            copy_known_rows(fresh.weight, embedding.weight, old, new)
             return fresh
 
         legacy = self.config.decoder_batch_conditioning == "legacy"
@@ -257,12 +255,18 @@ class BatchAdversary(nn.Module):
     def set_batches(self, old: list[str], new: list[str]) -> None:
         """Resize the output layer to ``new`` categories, keeping the rows of those in ``old``."""
         fresh = nn.Linear(self.output.in_features, max(len(new), 1)).to(self.output.weight.device)
-        with torch.no_grad():
-            for i, category in enumerate(new):
-                if category in old:
-                    fresh.weight[i] = self.output.weight[old.index(category)]
-                    fresh.bias[i] = self.output.bias[old.index(category)]
+        copy_known_rows(fresh.weight, self.output.weight, old, new)
+        copy_known_rows(fresh.bias, self.output.bias, old, new)
         self.output = fresh
+
+
+def copy_known_rows(target: torch.Tensor, source: torch.Tensor, old: list[str], new: list[str]) -> None:
+    """Copy into ``target`` (rows = ``new`` categories) the rows of ``source`` (rows = ``old``) for
+    every category in both, so a resized per-batch parameter keeps what it learned."""
+    with torch.no_grad():
+        for i, category in enumerate(new):
+            if category in old:
+                target[i] = source[old.index(category)]
 
 
 @register_task("classifier")
