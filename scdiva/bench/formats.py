@@ -279,6 +279,22 @@ def n_obs_of(path: str | os.PathLike[str]) -> int:
         return int(obs[index].shape[0])
 
 
+def open_rows_backed(path: str | os.PathLike[str]) -> anndata.AnnData:
+    """An .h5ad's obs and var, backed on the file, with no matrix, layer or obsm loaded.
+
+    Why: ``anndata.read_h5ad(backed="r")`` leaves ``X`` on disk but loads every layer and ``obsm``
+    into memory (a 1M-cell counts layer is gigabytes); ScDiVa's row reader streams ``X`` or any
+    ``layers/<name>`` of this file itself, so obs + var is all that needs to be in memory.
+    """
+    import anndata as ad
+    import h5py
+    from anndata.io import read_elem
+
+    with h5py.File(path, "r") as handle:
+        obs, var = read_elem(handle["obs"]), read_elem(handle["var"])
+    return ad.AnnData(obs=obs, var=var, filename=str(path), filemode="r")
+
+
 def read_counts(path: str | os.PathLike[str], *, dataset: str, counts_layer: str | None = None,
                 subsample: int | None = None, strata: Sequence[str] = (), seed: int = 0,
                 round_counts: bool = False) -> anndata.AnnData:

@@ -92,6 +92,10 @@ class MethodRecord:
     description: str = ""
     #: config-defined ``embedding``: the path template ({dataset}, {seed}); else None.
     embedding: str | None = None
+    #: ``"module:function"`` taking the same arguments as ``function`` but an AnnData backed on the
+    #: preprocessed file (obs + var in memory, rows read from disk): the integrate job calls it instead
+    #: of loading the file, so the method's memory does not grow with the matrix (docs/scale.md)
+    streams_from: str | None = None
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
@@ -420,7 +424,8 @@ def _load_builtins() -> None:
         MethodRecord("scdiva_finetuned", "integration", f"{m}.scdiva:run_scdiva_finetuned",
                      SCDIVA_FINETUNED_DEFAULTS, gpu=True, role="model", checkpoint_param="checkpoint"),
         MethodRecord("scdiva_zeroshot", "integration", f"{m}.scdiva:run_scdiva_zeroshot", SCDIVA_ZEROSHOT_DEFAULTS,
-                     gpu=True, role="model", checkpoint_param="checkpoint"),
+                     gpu=True, role="model", checkpoint_param="checkpoint",
+                     streams_from=f"{m}.scdiva:run_scdiva_zeroshot_streamed"),
         MethodRecord("scdiva", "annotation", f"{m}.scdiva:fit_scdiva_annotation", SCDIVA_ANNOTATION_DEFAULTS,
                      gpu=True, needs_labels=True, role="model", checkpoint_param="checkpoint"),
         MethodRecord("logreg", "annotation", f"{a}:fit_logreg", LOGREG_DEFAULTS, needs_labels=True),
@@ -430,3 +435,9 @@ def _load_builtins() -> None:
         MethodRecord("celltypist", "annotation", f"{a}:fit_celltypist", CELLTYPIST_DEFAULTS, needs_labels=True),
     ):
         _REGISTRY[(record.task, record.name)] = record
+    # issue 17: the multimodal and cross-species benchmarks keep their records beside their code
+    from scdiva.bench import cross_species, multimodal
+
+    for module in (multimodal, cross_species):
+        for record in module.builtin_records():
+            _REGISTRY[(record.task, record.name)] = record

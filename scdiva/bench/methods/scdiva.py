@@ -131,6 +131,21 @@ def run_scdiva_zeroshot(adata, *, batch_key: str, label_key: str | None, seed: i
     adata.obsm[EMBEDDING_KEY] = np.asarray(model.get_latent(counts_view(adata)), dtype=np.float32)
 
 
+def run_scdiva_zeroshot_streamed(adata, *, batch_key: str, label_key: str | None, seed: int,
+                                 params: Mapping[str, Any], threads: int) -> None:
+    """:func:`run_scdiva_zeroshot` on an AnnData backed on the preprocessed file
+    (``scdiva.bench.formats.open_rows_backed``): the counts layer's rows are read from disk a batch at a
+    time, so memory does not grow with the matrix; same cells, same batches, same embedding."""
+    if not adata.isbacked:
+        raise ValueError("run_scdiva_zeroshot_streamed needs an AnnData backed on the preprocessed .h5ad "
+                         "(scdiva.bench.formats.open_rows_backed); use run_scdiva_zeroshot for one in memory")
+    params = resolve_params("scdiva_zeroshot", SCDIVA_ZEROSHOT_DEFAULTS, params)
+    set_threads(threads)
+    seed_everything(seed)
+    model = load_checkpoint(params["checkpoint"])
+    adata.obsm[EMBEDDING_KEY] = np.asarray(model.get_latent(adata, layer="counts"), dtype=np.float32)
+
+
 def run_scdiva_finetuned(adata, *, batch_key: str, label_key: str | None, seed: int,
                          params: Mapping[str, Any], threads: int) -> None:
     """Continue the checkpoint's training on this dataset with the integration objective, then embed."""
