@@ -24,6 +24,7 @@ Integration of both species (species = batch) is scored with the workflow's scib
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -35,8 +36,8 @@ import pandas as pd
 SPECIES_KEY = "species"
 BATCH_KEY = "xs_batch"  # species:batch, so the query's batches are new to a reference model
 LABEL_KEY = "cell_type"
-ANNOTATION_METHODS = ("scdiva", "logreg", "knn_pca", "scanvi")
-INTEGRATION_METHODS = ("unintegrated", "harmony", "scvi", "scdiva")
+#: registry tasks of the two halves (the methods are MethodRecords, see :func:`builtin_records`)
+ANNOTATION_TASK, INTEGRATION_TASK = "cross_species_annotation", "cross_species_integration"
 #: ScDiVa here: a tiny model pretrained on both species' cells without labels (masked expression +
 #: the ELBO, species:batch as the decoder's batch), then fine-tuned on the reference's labels with
 #: the workflow's annotation fine-tune (scdiva.bench.methods.scdiva.fit_annotation_model)
@@ -167,17 +168,73 @@ def pretrain_scdiva(combined: ad.AnnData, *, seed: int, params: Mapping[str, Any
     return model
 
 
-def scdiva_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
-    wrong = sorted(set(params or {}) - set(SCDIVA_DEFAULTS))
-    if wrong:
-        raise CrossSpeciesError(f"cross_species scdiva has no parameters {wrong}; it accepts {sorted(SCDIVA_DEFAULTS)}")
-    return {**SCDIVA_DEFAULTS, **(params or {})}
+def builtin_records() -> tuple:
+    """The methods of both halves as registry records (registered by ``registry._load_builtins``):
+    annotation - ScDiVa (the model) and the annotation benchmark's logistic regression, kNN on PCA and
+    scANVI (same functions and defaults); integration - the integration benchmark's unintegrated PCA
+    (control), Harmony and scVI, and ScDiVa's pretrained latent. Rules and sections list methods from here."""
+    from scdiva.bench.annotation.baselines import (
+        KNN_PCA_DEFAULTS,
+        LOGREG_DEFAULTS,
+        SCANVI_ANNOTATION_DEFAULTS,
+    )
+    from scdiva.bench.methods.harmony import HARMONY_DEFAULTS
+    from scdiva.bench.methods.registry import MethodRecord
+    from scdiva.bench.methods.scvi_model import SCVI_DEFAULTS
+    from scdiva.bench.methods.unintegrated import UNINTEGRATED_DEFAULTS
+
+    xs, a, m = "scdiva.bench.cross_species", "scdiva.bench.annotation.baselines", "scdiva.bench.methods"
+    return (
+        MethodRecord("scdiva", ANNOTATION_TASK, f"{xs}:fit_scdiva_cross_species", SCDIVA_DEFAULTS, needs_labels=True,
+                     role="model", description="tiny ScDiVa pretrained on both species, fine-tuned on the reference"),
+        MethodRecord("logreg", ANNOTATION_TASK, f"{a}:fit_logreg", LOGREG_DEFAULTS, needs_labels=True),
+        MethodRecord("knn_pca", ANNOTATION_TASK, f"{a}:fit_knn_pca", KNN_PCA_DEFAULTS, needs_labels=True),
+        MethodRecord("scanvi", ANNOTATION_TASK, f"{a}:fit_scanvi", SCANVI_ANNOTATION_DEFAULTS, needs_labels=True),
+        MethodRecord("unintegrated", INTEGRATION_TASK, f"{m}.unintegrated:run_unintegrated", UNINTEGRATED_DEFAULTS,
+                     role="control", description="PCA of both species (no integration)"),
+        MethodRecord("harmony", INTEGRATION_TASK, f"{m}.harmony:run_harmony", HARMONY_DEFAULTS),
+        MethodRecord("scvi", INTEGRATION_TASK, f"{m}.scvi_model:run_scvi", SCVI_DEFAULTS),
+        MethodRecord("scdiva", INTEGRATION_TASK, f"{xs}:embed_scdiva_cross_species", SCDIVA_DEFAULTS, role="model",
+                     description="latent of a tiny ScDiVa pretrained on both species"),
+    )
 
 
-def _fitter(method: str):
-    from scdiva.bench.annotation.baselines import fit_knn_pca, fit_logreg, fit_scanvi
+def cross_species_record(task: str, method: str):
+    """The registry record of ``method`` for ``task``; an unknown method is a :class:`CrossSpeciesError`."""
+    from scdiva.bench.methods.registry import method_records
 
-    return {"logreg": fit_logreg, "knn_pca": fit_knn_pca, "scanvi": fit_scanvi}[method]
+    records = method_records(task)
+    if method not in records:
+        raise CrossSpeciesError(f"unknown {task.replace('_', ' ')} method {method!r}; known: {', '.join(records)}")
+    return records[method]
+
+
+def method_params(task: str, method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``params`` over the method's defaults; unknown keys are a :class:`CrossSpeciesError` naming them."""
+    try:
+        return cross_species_record(task, method).params(params)
+    except ValueError as err:
+        if isinstance(err, CrossSpeciesError):
+            raise
+        raise CrossSpeciesError(f"cross_species.params.{method}: {err}") from None
+
+
+def fit_scdiva_cross_species(reference: ad.AnnData, *, label_key: str, batch_key: str, seed: int,
+                             params: Mapping[str, Any], threads: int, corpus: ad.AnnData):
+    """ScDiVa's annotator: pretrained without labels on ``corpus`` (both species), then fine-tuned on the
+    reference labels with the annotation benchmark's fine-tune (its defaults overlaid by ``params["finetune"]``)."""
+    from scdiva.bench.methods.scdiva import SCDIVA_ANNOTATION_DEFAULTS, fit_annotation_model
+
+    model = pretrain_scdiva(corpus, seed=seed, params=params)
+    finetune = {**SCDIVA_ANNOTATION_DEFAULTS, **params["finetune"]}
+    return fit_annotation_model(model, reference, label_key=label_key, batch_key=batch_key, seed=seed, params=finetune)
+
+
+def embed_scdiva_cross_species(combined: ad.AnnData, *, seed: int, params: Mapping[str, Any]) -> np.ndarray:
+    """Both species embedded by a tiny ScDiVa pretrained on them (species:batch as the decoder's batch)."""
+    model = pretrain_scdiva(combined, seed=seed, params=params)
+    return model.get_latent(ad.AnnData(X=combined.layers["counts"], var=pd.DataFrame(index=combined.var_names)),
+                            layer=None)
 
 
 def run_cross_species_annotation(combined: ad.AnnData, method: str, *, reference: str, seed: int = 0,
@@ -187,24 +244,18 @@ def run_cross_species_annotation(combined: ad.AnnData, method: str, *, reference
     (long form: ``method, seed, metric, value``) and the predictions (cell, true, predicted)."""
     import torch
 
-    if method not in ANNOTATION_METHODS:
-        raise CrossSpeciesError(f"unknown cross-species annotation method {method!r}; known: {ANNOTATION_METHODS}")
+    record = cross_species_record(ANNOTATION_TASK, method)
+    p = method_params(ANNOTATION_TASK, method, params)
     torch.set_num_threads(threads)
     is_ref = (combined.obs["dataset"] == reference).to_numpy()
     if not is_ref.any() or is_ref.all():
         raise CrossSpeciesError(f"reference {reference!r} must be one of the two datasets of the pair")
     ref, query = combined[is_ref].copy(), combined[~is_ref].copy()
     start = time.perf_counter()
-    if method == "scdiva":
-        from scdiva.bench.methods.scdiva import SCDIVA_ANNOTATION_DEFAULTS, fit_annotation_model
-
-        p = scdiva_params(params)
-        model = pretrain_scdiva(combined, seed=seed, params=p)
-        finetune = {**SCDIVA_ANNOTATION_DEFAULTS, **p["finetune"]}
-        fitted = fit_annotation_model(model, ref, label_key=LABEL_KEY, batch_key=BATCH_KEY, seed=seed, params=finetune)
-    else:
-        fitted = _fitter(method)(ref, label_key=LABEL_KEY, batch_key=BATCH_KEY, seed=seed, params=dict(params or {}),
-                                 threads=threads)
+    fit = record.load()
+    # a fitter that pretrains (ScDiVa) also gets both species' cells, without their labels
+    corpus = {"corpus": combined} if "corpus" in inspect.signature(fit).parameters else {}
+    fitted = fit(ref, label_key=LABEL_KEY, batch_key=BATCH_KEY, seed=seed, params=p, threads=threads, **corpus)
     if fitted.map_query is not None:
         fitted.map_query(query)
     predicted = np.asarray(fitted.predict(query), dtype=str)
@@ -224,20 +275,17 @@ def run_cross_species_integration(combined: ad.AnnData, method: str, *, seed: in
     (labels: the cell types). Returns the scores (long form) and the embedding."""
     from scdiva.bench.metrics import aggregate_scores, compute_integration_metrics
 
-    if method not in INTEGRATION_METHODS:
-        raise CrossSpeciesError(f"unknown cross-species integration method {method!r}; known: {INTEGRATION_METHODS}")
+    record = cross_species_record(INTEGRATION_TASK, method)
+    p = method_params(INTEGRATION_TASK, method, params)
     start = time.perf_counter()
-    if method == "scdiva":
-        model = pretrain_scdiva(combined, seed=seed, params=scdiva_params(params))
-        embedding = model.get_latent(ad.AnnData(X=combined.layers["counts"], var=pd.DataFrame(index=combined.var_names)),
-                                     layer=None)
-    else:
+    if record.role == "model":  # ScDiVa: its own pretraining on both species
+        embedding = record.load()(combined, seed=seed, params=p)
+    else:  # the integration benchmark's method, species as the batch
         from scdiva.bench.methods import integrate
 
         data = combined.copy()
         data.obs["_batch"] = data.obs[SPECIES_KEY].astype(str).astype("category")
-        integrate(data, method, batch_key="_batch", label_key=LABEL_KEY, seed=seed, params=dict(params or {}),
-                  threads=threads)
+        integrate(data, record, batch_key="_batch", label_key=LABEL_KEY, seed=seed, params=p, threads=threads)
         embedding = np.asarray(data.obsm["X_emb"], dtype=np.float32)
     runtime = time.perf_counter() - start
     values = compute_integration_metrics(embedding, batches=combined.obs[SPECIES_KEY].astype(str).to_numpy(),

@@ -29,7 +29,7 @@ One job = one dataset, method and seed (:func:`run_multimodal`). Two things are 
      graph) of the embedding against Leiden clusters of the protein-only space (there are no
      cell-type labels); ARI in [-1, 1] (0 = chance), NMI in [0, 1]; higher = more concordant.
 
-Methods (:data:`MULTIMODAL_METHODS`): ``scdiva`` (RNA + protein in one latent,
+Methods (registry records, task ``"multimodal"``, :func:`builtin_records`): ``scdiva`` (RNA + protein in one latent,
 :mod:`scdiva.module.protein`), ``totalvi`` (scvi-tools, its defaults; held-out proteins masked as a
 missing-protein batch, the scvi-tools way to impute them), ``scvi`` and ``pca`` (RNA only; their
 protein prediction is the mean protein of the 15 nearest training cells in their RNA space) and
@@ -50,14 +50,12 @@ import pandas as pd
 
 from scdiva.model.protein import ProteinDataError, protein_counts
 
-MULTIMODAL_METHODS = ("scdiva", "totalvi", "scvi", "pca", "mean_protein")
-#: methods that use the proteins in their embedding (the others are RNA only)
-USES_PROTEIN = ("scdiva", "totalvi")
+TASK = "multimodal"  # registry task of the methods below
 ISOTYPE = re.compile(r"^(igg|isotype|mouse.?igg|rat.?igg)", re.IGNORECASE)
 PROTEIN_KEY = "protein"  # obsm key of the protein counts in the prepared AnnData (a DataFrame)
 N_NEIGHBORS = 15
 
-#: per-method parameters (None = the method authors' default)
+#: per-method parameters (None = the method authors' default); their records carry these
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "scdiva": {"size": "tiny", "max_steps": 600, "batch_size": 64, "lr": 1e-3},
     "totalvi": {"max_epochs": None},   # scvi-tools' heuristic (400 epochs up to 20,000 cells)
@@ -231,10 +229,46 @@ def embedding_metrics(embedding: np.ndarray, adata: ad.AnnData, *, seed: int = 0
 
 # --- methods ------------------------------------------------------------------------------------
 
+#: records (below) whose joint embedding takes the proteins; the others embed RNA only
+_PROTEIN_INPUT = frozenset({"scdiva", "totalvi"})
+
+
+def builtin_records() -> tuple:
+    """The methods as registry records (registered by ``registry._load_builtins``; rules and report
+    sections list them from there)."""
+    from scdiva.bench.methods.registry import MethodRecord
+
+    mm = "scdiva.bench.multimodal"
+    return (
+        MethodRecord("scdiva", TASK, f"{mm}:run_scdiva", DEFAULT_PARAMS["scdiva"], role="model",
+                     description="RNA + protein in one variational latent"),
+        MethodRecord("totalvi", TASK, f"{mm}:run_totalvi", DEFAULT_PARAMS["totalvi"],
+                     description="scvi-tools TOTALVI, missing-protein imputation"),
+        MethodRecord("scvi", TASK, f"{mm}:run_scvi", DEFAULT_PARAMS["scvi"],
+                     description="RNA only; proteins: 15-NN mean in its latent"),
+        MethodRecord("pca", TASK, f"{mm}:run_pca", DEFAULT_PARAMS["pca"],
+                     description="RNA only; proteins: 15-NN mean in RNA PCA"),
+        MethodRecord("mean_protein", TASK, f"{mm}:run_mean_protein", DEFAULT_PARAMS["mean_protein"], role="control",
+                     description="training mean of each protein; no embedding"),
+    )
+
+
+def multimodal_methods() -> list[str]:
+    """Names of the multimodal methods, in registration order (the model first)."""
+    from scdiva.bench.methods.registry import method_records
+
+    return list(method_records(TASK))
+
+
+def uses_protein(method: str) -> bool:
+    """True if ``method`` puts the proteins into its joint embedding (the others embed RNA only)."""
+    return method in _PROTEIN_INPUT and method in multimodal_methods()
+
+
 def method_params(method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
     """The method's defaults overlaid by ``params``; unknown methods or keys are errors."""
-    if method not in DEFAULT_PARAMS:
-        raise MultimodalError(f"unknown multimodal method {method!r}; known: {', '.join(MULTIMODAL_METHODS)}")
+    if method not in multimodal_methods():
+        raise MultimodalError(f"unknown multimodal method {method!r}; known: {', '.join(multimodal_methods())}")
     wrong = sorted(set(params or {}) - set(DEFAULT_PARAMS[method]))
     if wrong:
         raise MultimodalError(f"multimodal method {method!r} has no parameters {wrong}; it accepts: "
@@ -251,7 +285,7 @@ def _knn_protein(space: np.ndarray, train: np.ndarray, test: np.ndarray, protein
     return proteins[train][idx].mean(1)
 
 
-def _pca(adata: ad.AnnData, test: np.ndarray, p: dict, seed: int) -> MethodOutput:
+def run_pca(adata: ad.AnnData, test: np.ndarray, p: dict, seed: int) -> MethodOutput:
     start = time.perf_counter()
     from sklearn.decomposition import PCA
 
@@ -264,7 +298,7 @@ def _pca(adata: ad.AnnData, test: np.ndarray, p: dict, seed: int) -> MethodOutpu
     return MethodOutput(adata.obsm["X_pca"], predicted, time.perf_counter() - start)
 
 
-def _scvi(adata: ad.AnnData, test: np.ndarray, p: dict, seed: int) -> MethodOutput:
+def run_scvi(adata: ad.AnnData, test: np.ndarray, p: dict, seed: int) -> MethodOutput:
     import scvi
 
     start = time.perf_counter()
@@ -286,7 +320,7 @@ def _scvi(adata: ad.AnnData, test: np.ndarray, p: dict, seed: int) -> MethodOutp
     return MethodOutput(latent, predicted, time.perf_counter() - start)
 
 
-def _totalvi(adata: ad.AnnData, test: np.ndarray, p: dict, seed: int) -> MethodOutput:
+def run_totalvi(adata: ad.AnnData, test: np.ndarray, p: dict, seed: int) -> MethodOutput:
     import scvi
 
     start = time.perf_counter()
@@ -319,7 +353,7 @@ def _totalvi(adata: ad.AnnData, test: np.ndarray, p: dict, seed: int) -> MethodO
     return MethodOutput(latent, np.asarray(protein_pred, dtype=np.float64), time.perf_counter() - start)
 
 
-def _scdiva(adata: ad.AnnData, test: np.ndarray, p: dict, seed: int) -> MethodOutput:
+def run_scdiva(adata: ad.AnnData, test: np.ndarray, p: dict, seed: int) -> MethodOutput:
     from scdiva import ScDiVaModel
 
     start = time.perf_counter()
@@ -342,14 +376,11 @@ def _scdiva(adata: ad.AnnData, test: np.ndarray, p: dict, seed: int) -> MethodOu
                         extra={"final_loss": float(history[-1]["loss"]), "steps": len(history)})
 
 
-def _mean_protein(adata: ad.AnnData, test: np.ndarray, p: dict, seed: int) -> MethodOutput:
+def run_mean_protein(adata: ad.AnnData, test: np.ndarray, p: dict, seed: int) -> MethodOutput:
     start = time.perf_counter()
     logged = np.log1p(adata.obsm[PROTEIN_KEY].to_numpy()[~test]).mean(0)
     predicted = np.tile(np.expm1(logged), (int(test.sum()), 1))
     return MethodOutput(None, predicted, time.perf_counter() - start)
-
-
-_RUNNERS = {"scdiva": _scdiva, "totalvi": _totalvi, "scvi": _scvi, "pca": _pca, "mean_protein": _mean_protein}
 
 
 def run_multimodal(adata: ad.AnnData, method: str, *, seed: int = 0, held_out_fraction: float = 0.2,
@@ -365,7 +396,9 @@ def run_multimodal(adata: ad.AnnData, method: str, *, seed: int = 0, held_out_fr
     p = method_params(method, params)
     torch.set_num_threads(threads)
     test = held_out_mask(adata, held_out_fraction, seed)
-    output = _RUNNERS[method](adata, test, p, seed)
+    from scdiva.bench.methods.registry import method_records
+
+    output = method_records(TASK)[method].load()(adata, test, p, seed)
     names = list(adata.obsm[PROTEIN_KEY].columns)
     observed = adata.obsm[PROTEIN_KEY].to_numpy()
     train_mean = np.log1p(observed[~test]).mean(0)

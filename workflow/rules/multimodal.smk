@@ -3,8 +3,11 @@
 
 
 def multimodal_settings():
-    defaults = {"datasets": {}, "methods": ["scdiva", "totalvi", "scvi", "pca", "mean_protein"],
-                "held_out_fraction": 0.2, "n_top_genes": 2000, "params": {}}
+    """Config `multimodal` over its defaults; methods default to every registered multimodal method."""
+    from scdiva.bench.multimodal import multimodal_methods
+
+    defaults = {"datasets": {}, "methods": multimodal_methods(), "held_out_fraction": 0.2, "n_top_genes": 2000,
+                "params": {}}
     return {**defaults, **config.get("multimodal", {})}
 
 
@@ -38,6 +41,11 @@ def _check_multimodal():
             check_multimodal_source(extra_source("multimodal", name), entry, dataset=name)
         except MultimodalError as err:
             raise WorkflowError(str(err)) from None
+    for method in settings["methods"]:
+        try:
+            method_params(method, {})
+        except MultimodalError as err:
+            raise WorkflowError(f"config `multimodal.methods`: {err}") from None
     for method, params in settings["params"].items():
         try:
             method_params(method, params)

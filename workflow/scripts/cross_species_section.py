@@ -4,19 +4,22 @@ from pathlib import Path
 
 import pandas as pd
 
+from scdiva.bench.cross_species import ANNOTATION_TASK
 from scdiva.bench.io import configure_logging
+from scdiva.bench.methods.registry import model_methods
 from scdiva.bench.report import modalities
 
 configure_logging(snakemake.log[0])
+shown = set(model_methods(ANNOTATION_TASK))  # confusion matrices of the model under test
 out_dir = Path(snakemake.params.figure_dir)
 out_dir.mkdir(parents=True, exist_ok=True)
 figures = []
 for path in snakemake.input.predictions:
     parts = Path(path).parts  # results/cross_species/{pair}/annotation/{method}/ref-{ref}.seed{s}.predictions.csv
     pair, method, ref = parts[-4], parts[-2], parts[-1].split(".seed")[0][len("ref-"):]
-    if method != "scdiva":
+    if method not in shown:
         continue
     query = [d for d in pair.split("__") if d != ref][0]
     figures.append(out_dir / f"cross_species_{method}_{ref}_to_{query}_confusion.png")
-    modalities.plot_cross_species_confusion(path, figures[-1], title=f"ScDiVa: trained on {ref}, applied to {query}")
+    modalities.plot_cross_species_confusion(path, figures[-1], title=f"{method}: trained on {ref}, applied to {query}")
 modalities.cross_species_section(pd.read_csv(snakemake.input.table), figures).to_json(snakemake.output[0])

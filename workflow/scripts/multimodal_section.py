@@ -5,6 +5,8 @@ from pathlib import Path
 import pandas as pd
 
 from scdiva.bench.io import configure_logging
+from scdiva.bench.methods.registry import method_role
+from scdiva.bench.multimodal import uses_protein
 from scdiva.bench.report import modalities
 
 configure_logging(snakemake.log[0])
@@ -15,11 +17,12 @@ figures = []
 for dataset in params.datasets:
     job = f"results/multimodal/{dataset}/{{}}/seed{params.seed}"
     prepared = f"results/multimodal/{dataset}/prepared.h5ad"
-    shown = [m for m in ("scdiva", "totalvi", "pca") if m in params.methods]
+    # every method that predicts proteins from its own model or space (not the training-mean control)
+    shown = [m for m in params.methods if method_role(m) != "control"]
     if shown:
         figures.append(out_dir / f"multimodal_{dataset}_protein_prediction.png")
         modalities.plot_protein_scatter(prepared, {m: job.format(m) + ".predicted.csv" for m in shown}, figures[-1])
-    for method in [m for m in ("scdiva", "totalvi") if m in params.methods]:
+    for method in [m for m in params.methods if uses_protein(m)]:  # joint RNA + protein embeddings
         figures.append(out_dir / f"multimodal_{dataset}_{method}_umap.png")
         modalities.plot_joint_umap(prepared, job.format(method) + ".h5ad", figures[-1], method=method, seed=params.seed)
 modalities.multimodal_section(pd.read_csv(snakemake.input.table), figures).to_json(snakemake.output[0])

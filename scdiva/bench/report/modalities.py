@@ -44,21 +44,31 @@ def _fmt(frame: pd.DataFrame) -> str:
     return values.reset_index().to_markdown(index=False)
 
 
-def scdiva_gaps(table: pd.DataFrame, group: Sequence[str], metrics: Sequence[str]) -> list[str]:
-    """One line per (group, metric) where ScDiVa is not the best method: by how much, and who wins."""
+def _model(task: str) -> str:
+    """The method of ``task`` whose role is "model" (ScDiVa), from the registry."""
+    from scdiva.bench.methods.registry import model_methods
+
+    return model_methods(task)[0]
+
+
+def scdiva_gaps(table: pd.DataFrame, group: Sequence[str], metrics: Sequence[str], *,
+                task: str = "multimodal") -> list[str]:
+    """One line per (group, metric) where ScDiVa (``task``'s model method) is not the best method: by how
+    much, and who wins."""
+    model = _model(task)
     lines = []
     for keys, sub in table[table["metric"].isin(metrics)].groupby([*group, "metric"], sort=False):
         values = sub.set_index("method")["value"].dropna()
-        if "scdiva" not in values or len(values) < 2:
+        if model not in values or len(values) < 2:
             continue
         metric = keys[-1]
-        others = values.drop("scdiva")
+        others = values.drop(model)
         best = others.idxmin() if metric in LOWER_IS_BETTER else others.idxmax()
-        worse = values["scdiva"] > others[best] if metric in LOWER_IS_BETTER else values["scdiva"] < others[best]
+        worse = values[model] > others[best] if metric in LOWER_IS_BETTER else values[model] < others[best]
         if worse:
             where = ", ".join(str(k) for k in keys[:-1])
-            lines.append(f"- {where}: `{metric}` ScDiVa {values['scdiva']:.3f} vs {best} {others[best]:.3f} "
-                         f"(difference {values['scdiva'] - others[best]:+.3f})")
+            lines.append(f"- {where}: `{metric}` ScDiVa {values[model]:.3f} vs {best} {others[best]:.3f} "
+                         f"(difference {values[model] - others[best]:+.3f})")
     return lines
 
 
@@ -171,8 +181,10 @@ def cross_species_section(table: pd.DataFrame, figures: Sequence[str]) -> Sectio
     if len(integration):
         parts += ["**Both species integrated (species = batch)**, scib-metrics (every value in [0, 1], higher is better):",
                   _fmt(_wide(integration, ["method"], INTEGRATION_COLUMNS))]
-    gaps = scdiva_gaps(annotation, ["reference"], ["accuracy", "macro_f1"])
-    gaps += scdiva_gaps(integration, ["task"], ["bio_score", "batch_score", "total_score"])
+    from scdiva.bench.cross_species import ANNOTATION_TASK, INTEGRATION_TASK
+
+    gaps = scdiva_gaps(annotation, ["reference"], ["accuracy", "macro_f1"], task=ANNOTATION_TASK)
+    gaps += scdiva_gaps(integration, ["task"], ["bio_score", "batch_score", "total_score"], task=INTEGRATION_TASK)
     parts.append("**Where ScDiVa is not the best method:**\n\n" + ("\n".join(gaps) if gaps else "- nowhere in this run"))
     return Section(title="Cross-species annotation and integration", markdown="\n\n".join(parts),
                    figures=[str(f) for f in figures if Path(f).is_file()], order=61)
