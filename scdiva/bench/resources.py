@@ -36,7 +36,14 @@ SCALING: dict[str, Scaling] = {
     "integrate": Scaling(base_mb=2000, mb_per_1k=40.0, base_min=30, min_per_1k=0.2),
     "scdiva": Scaling(base_mb=3000, mb_per_1k=20.0, base_min=30, min_per_1k=0.5),
     "metrics": Scaling(base_mb=3000, mb_per_1k=20.0, base_min=20, min_per_1k=0.1, n_log_n=True),
+    # pretraining (`scdiva train`, tiny): memory from the corpus it holds, runtime per 1,000 cells its steps
+    # pass through (:func:`pretrain_estimate`): 300 steps x 128 cells took 477 s, 791 MB peak on a 51K-cell
+    # corpus (docs/scale.md, loaded 2-core CPU), ~0.21 min per 1,000 cells seen; 2x head-room
+    "pretrain": Scaling(base_mb=3000, mb_per_1k=20.0, base_min=30, min_per_1k=0.4),
 }
+
+#: `scdiva train`'s length when a recipe gives neither max_steps nor max_epochs (config/schema.yaml)
+DEFAULT_PRETRAIN_EPOCHS = 30
 
 
 def estimate(stage: str, n_cells: int) -> dict[str, int]:
@@ -51,3 +58,16 @@ def estimate(stage: str, n_cells: int) -> dict[str, int]:
     growth = k * max(1.0, math.log10(max(k, 1.0)) + 1.0) if s.n_log_n else k
     return {"mem_mb": int(math.ceil(s.base_mb + s.mb_per_1k * k)),
             "runtime": int(math.ceil(s.base_min + s.min_per_1k * growth))}
+
+
+def pretrain_estimate(corpus_cells: int, *, max_steps: int | None = None, max_epochs: int | None = None,
+                      batch_size: int = 128) -> dict[str, int]:
+    """``{"mem_mb", "runtime"}`` of pretraining on ``corpus_cells`` cells.
+
+    Memory grows with the corpus (``scdiva train`` holds it in memory); runtime with the cells the
+    training passes through: ``max_steps x batch_size``, else ``max_epochs`` (default 30) x the corpus.
+    """
+    s = SCALING["pretrain"]
+    seen = max_steps * batch_size if max_steps else (max_epochs or DEFAULT_PRETRAIN_EPOCHS) * max(corpus_cells, 0)
+    return {"mem_mb": int(math.ceil(s.base_mb + s.mb_per_1k * max(corpus_cells, 0) / 1000)),
+            "runtime": int(math.ceil(s.base_min + s.min_per_1k * seen / 1000))}

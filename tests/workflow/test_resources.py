@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from scdiva.bench.resources import SCALING, estimate
+from scdiva.bench.resources import SCALING, estimate, pretrain_estimate
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,3 +52,31 @@ def test_paper_config_plans_offline_with_jobs_sized_by_cells(tmp_path):
     assert preprocess_mem("immune_conde") == max(floor, estimate("preprocess", 329_762)["mem_mb"])
     assert preprocess_mem("heart_hca") == max(floor, estimate("preprocess", 100_000)["mem_mb"])  # its subsample
     assert preprocess_mem("immune_conde") > preprocess_mem("pancreas_scib")
+
+    # pretrain: sized by its corpus (every configured dataset's cells: `datasets: all`) and its 20,000 steps
+    import yaml
+
+    from scdiva.bench.formats import n_obs_of
+
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    corpus = n_obs_of(REPO / "data" / "pbmc_3chem_symphony.h5ad") + sum(
+        entry.get("subsample") or entry["expected_cells"] for entry in paper["datasets"].values())
+    recipe = paper["checkpoints"]["scdiva_tiny"]["recipe"]
+    block = out.split("rule pretrain:", 1)[1].split("resources:", 1)[1].split("\n", 1)[0]
+    requested = {key: int(block.split(f"{key}=", 1)[1].split(",", 1)[0]) for key in ("mem_mb", "runtime")}
+    needed = pretrain_estimate(corpus, max_steps=recipe["max_steps"], batch_size=recipe["batch_size"])
+    assert requested == {"mem_mb": max(floor, needed["mem_mb"]), "runtime": needed["runtime"]}
+    assert requested["mem_mb"] > floor  # the ~825K-cell corpus needs more than a dataset job's floor
+
+
+def test_pretrain_request_grows_with_corpus_and_training_length():
+    small, large = pretrain_estimate(10_000, max_epochs=30), pretrain_estimate(1_000_000, max_epochs=30)
+    assert large["mem_mb"] > small["mem_mb"] and large["runtime"] > small["runtime"]
+    assert pretrain_estimate(10_000)["runtime"] == small["runtime"]  # 30 epochs when the recipe says nothing
+    # with max_steps, time follows the cells the steps see (steps x batch), memory the corpus
+    steps = pretrain_estimate(10_000, max_steps=1000, batch_size=128)
+    assert steps["runtime"] == pretrain_estimate(1_000_000, max_steps=1000, batch_size=128)["runtime"]
+    assert steps["runtime"] < pretrain_estimate(10_000, max_steps=4000, batch_size=128)["runtime"]
+    s = SCALING["pretrain"]
+    assert steps["runtime"] == math.ceil(s.base_min + s.min_per_1k * 128)
+    assert small["mem_mb"] == math.ceil(s.base_mb + s.mb_per_1k * 10)

@@ -62,8 +62,9 @@ rule pretrain:
         "results/benchmarks/pretrain/{checkpoint}.tsv"
     threads: lambda wc: resources_for("scdiva")["threads"]
     resources:
-        mem_mb=lambda wc: resources_for("scdiva")["mem_mb"],
-        runtime=lambda wc: resources_for("scdiva")["runtime"],
+        # grow with the corpus (its datasets' cells) and the recipe's steps or epochs (docs/scale.md)
+        mem_mb=lambda wc: resources_for("scdiva", checkpoint=wc.checkpoint)["mem_mb"],
+        runtime=lambda wc: resources_for("scdiva", checkpoint=wc.checkpoint)["runtime"],
         **gpu_resources(),
     conda:
         "../../envs/scdiva.yaml"

@@ -119,17 +119,26 @@ def use_gpu():
     return bool(config["gpu"])  # default (false) from config/schema.yaml
 
 
-def resources_for(name, dataset=None):
+def resources_for(name, dataset=None, checkpoint=None):
     """threads, mem_mb and runtime (minutes) of a rule or method.
 
     ``resources.default`` overlaid by ``resources.<name>`` from the config. With ``dataset``, mem_mb and
-    runtime are at least what the dataset's cell count needs (scdiva.bench.resources.estimate), unless
-    ``resources.<name>`` sets them itself.
+    runtime are at least what the dataset's cell count needs (scdiva.bench.resources.estimate); with
+    ``checkpoint`` (a recipe), what pretraining on its corpus needs (pretrain_estimate: the corpus
+    datasets' cells, the recipe's steps or epochs); unless ``resources.<name>`` sets them itself.
     """
     merged = dict(config["resources"]["default"])  # its defaults: config/schema.yaml
     own = config["resources"].get(name, {})
     merged.update(own)
-    if dataset is not None:
+    needed = None
+    if checkpoint is not None:
+        from scdiva.bench.resources import pretrain_estimate
+
+        recipe = config["checkpoints"][checkpoint]["recipe"]
+        needed = pretrain_estimate(sum(dataset_cells(d) for d in recipe_datasets(checkpoint)),
+                                   max_steps=recipe.get("max_steps"), max_epochs=recipe.get("max_epochs"),
+                                   batch_size=recipe.get("batch_size", 128))
+    elif dataset is not None:
         from scdiva.bench.resources import estimate
 
         stage = {"download": "download", "preprocess": "preprocess", "metrics": "metrics"}.get(
@@ -137,6 +146,7 @@ def resources_for(name, dataset=None):
         needed = estimate(stage, dataset_cells(dataset, before_subsample=stage == "download"))
         if stage == "metrics":  # one job scores every method and seed of the dataset
             needed["runtime"] *= max(1, len(method_seed_runs()))
+    if needed is not None:
         for key in ("mem_mb", "runtime"):
             if key not in own:
                 merged[key] = max(merged[key], needed[key])
@@ -502,7 +512,9 @@ def recipe_length_option(name):
     recipe = config["checkpoints"][name]["recipe"]
     if "max_steps" in recipe:
         return f"--max-steps {recipe['max_steps']}"
-    return f"--max-epochs {recipe.get('max_epochs', 30)}"
+    from scdiva.bench.resources import DEFAULT_PRETRAIN_EPOCHS
+
+    return f"--max-epochs {recipe.get('max_epochs', DEFAULT_PRETRAIN_EPOCHS)}"
 
 
 def gpu_resources():
