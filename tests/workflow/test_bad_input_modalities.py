@@ -42,3 +42,21 @@ def test_unknown_pair_dataset_and_schema_typo(tmp_path):
     overlay = {"multimodal": {"datasets": {"cite": {**CITE, "protein_key": "protein_expression"}}}}
     proc = run_snakemake(tmp_path, overlay)
     assert_fails_cleanly(proc, tmp_path, "multimodal.datasets.cite", "protein_key", started=PARSE_TIME)
+
+
+def test_unknown_method_names_the_registered_ones(tmp_path):
+    """Method lists are checked against the registry's records (no schema enum to keep in step)."""
+    overlay = {"multimodal": {"datasets": {"cite": CITE}, "methods": ["scdiva", "totalVI"]}}
+    proc = run_snakemake(tmp_path, overlay)
+    assert_fails_cleanly(proc, tmp_path, "multimodal.methods", "unknown multimodal method 'totalVI'",
+                         "scdiva, totalvi, scvi, pca, mean_protein", started=PARSE_TIME)
+    overlay = {"cross_species": {"datasets": {"human": HUMAN, "mouse": MOUSE},
+                                 "pairs": [{"reference": "human", "query": "mouse"}],
+                                 "annotation_methods": ["logreg", "scanvi"], "params": {"scanvi": {"epochs": 3}}}}
+    proc = run_snakemake(tmp_path, overlay)
+    assert_fails_cleanly(proc, tmp_path, "cross_species.annotation_methods", "unknown parameter(s) ['epochs']",
+                         started=PARSE_TIME)
+    overlay["cross_species"].update(annotation_methods=["logreg", "celltypist"], params={})
+    proc = run_snakemake(tmp_path, overlay)
+    assert_fails_cleanly(proc, tmp_path, "unknown cross species annotation method 'celltypist'",
+                         "scdiva, logreg, knn_pca, scanvi", started=PARSE_TIME)
