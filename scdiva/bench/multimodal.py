@@ -299,6 +299,9 @@ def run_pca(adata: ad.AnnData, test: np.ndarray, p: dict, seed: int) -> MethodOu
 
 
 def run_scvi(adata: ad.AnnData, test: np.ndarray, p: dict, seed: int) -> MethodOutput:
+    """scVI on RNA counts (its defaults). It has no protein decoder: its protein prediction is a
+    15-nearest-neighbour average of training cells' proteins in the latent of an scVI fitted on the
+    training cells only - a kNN regressor in scVI's space, labelled so in the docs and the report."""
     import scvi
 
     start = time.perf_counter()
@@ -321,6 +324,17 @@ def run_scvi(adata: ad.AnnData, test: np.ndarray, p: dict, seed: int) -> MethodO
 
 
 def run_totalvi(adata: ad.AnnData, test: np.ndarray, p: dict, seed: int) -> MethodOutput:
+    """totalVI (scvi-tools ``TOTALVI``, its default architecture; ``max_epochs=None`` = its epoch heuristic).
+
+    Joint embedding: one model on every cell's RNA and proteins, batch = the hashtag sample.
+    Held-out proteins: a second model where the held-out cells' protein counts are set to zero and
+    the cells moved to batches of their own (``<sample>__held_out``). ``setup_anndata`` then marks
+    those batches as having no protein data, so totalVI neither fits nor scores their proteins - the
+    scvi-tools mechanism for missing proteins ("totalVI with missing proteins" tutorial). Their
+    proteins are imputed with ``get_normalized_expression(indices=held-out cells,
+    transform_batch=<the training batches>, include_protein_background=True, return_mean=True,
+    n_samples=25)``: expected counts (foreground + background), comparable with observed counts.
+    """
     import scvi
 
     start = time.perf_counter()
