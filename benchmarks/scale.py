@@ -6,8 +6,11 @@ Stages, each in its own process (so its peak RSS, ``ru_maxrss`` of that process,
   (``scdiva.bench.preprocess.preprocess``: QC, normalise, log1p, HVGs, PCA), as the workflow's
   preprocess job does; writes ``preprocessed.h5ad``;
 * ``embed`` - ScDiVa (tiny, fresh weights: the cost does not depend on their values) latent of
-  every cell, streamed from the preprocessed file opened backed (``anndata.read_h5ad(backed="r")``:
-  rows are read from disk a batch at a time, never the whole matrix);
+  every cell, streamed from the preprocessed file as the workflow's job does
+  (``scdiva.bench.formats.open_rows_backed``: obs + var in memory, rows read from disk a batch at a
+  time); resident memory is sampled every 2 s (``rss_trace_mb``). ``--embed-prefix N``: only the first N
+  cells, from the generated counts file itself (for a 1M-cell file that cannot be embedded whole in the
+  time available: the trace shows whether memory stays flat; it is not a 1M-cell measurement);
 * ``metrics`` - the metrics stage (``scdiva.bench.metrics.compute_integration_metrics``) on the PCA
   embedding, with its defaults (exact neighbours up to 50K cells, approximate above; the silhouette
   metrics on a 50K-cell stratified subsample above 50K). Its time includes JAX/numba compilation
@@ -19,6 +22,7 @@ on log(cells) between the smallest and largest size measured (1 = linear, 2 = qu
 
     nice -n 10 python benchmarks/scale.py --cells 10000 100000 --workdir /tmp/scale
     python benchmarks/scale.py --cells 1000000 --stages preprocess embed --workdir /tmp/scale
+    python benchmarks/scale.py --cells 1000000 --stages embed --embed-prefix 60000 --workdir /tmp/scale
 
 Writes ``results/benchmarks/scale.json`` (``SCDIVA_BENCH_DIR`` moves it) and prints a table.
 """
@@ -39,13 +43,14 @@ from _bench import REPO, record
 STAGES = ("preprocess", "embed", "metrics")
 
 
-def run_stage(stage: str, data: Path, workdir: Path, threads: int) -> dict:
+def run_stage(stage: str, data: Path, workdir: Path, threads: int, prefix: int | None = None) -> dict:
     """Run ``stage`` in a child process; its own seconds and cells, plus the child's peak RSS (MB)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "NUMBA_NUM_THREADS": str(threads), "PYTHONPATH": str(REPO)}
     out = workdir / f"{data.stem}.{stage}.json"
     proc = subprocess.Popen([sys.executable, __file__, "--child", stage, "--data", str(data), "--workdir",
-                             str(workdir), "--threads", str(threads), "--result", str(out)], env=env)
+                             str(workdir), "--threads", str(threads), "--result", str(out),
+                             *(["--embed-prefix", str(prefix)] if prefix else [])], env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"stage {stage} on {data} failed (exit {os.waitstatus_to_exitcode(status)})")
@@ -55,7 +60,42 @@ def run_stage(stage: str, data: Path, workdir: Path, threads: int) -> dict:
     return result
 
 
-def child(stage: str, data: Path, workdir: Path, threads: int, result_path: Path) -> None:
+class RssSampler:
+    """This process's resident memory every ``interval`` s while a stage runs: a flat trace shows that memory
+    does not grow with the cells processed (``ru_maxrss`` alone gives only the peak)."""
+
+    def __init__(self, interval: float = 2.0):
+        import threading
+
+        self.samples: list[tuple[float, float]] = []
+        self._start, self._interval, self._done = time.perf_counter(), interval, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def rss_mb() -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            self.samples.append((time.perf_counter() - self._start, self.rss_mb()))
+            self._done.wait(self._interval)
+
+    def stop(self) -> dict[str, float]:
+        """RSS (MB) at the start, at 25/50/75 % of the run's time, at its end, and its maximum."""
+        self._done.set()
+        self._thread.join()
+        self.samples.append((time.perf_counter() - self._start, self.rss_mb()))
+        total = self.samples[-1][0]
+        at = {f"{int(q * 100)}%": next(r for t, r in self.samples if t >= q * total) for q in (0.25, 0.5, 0.75)}
+        return {"start": self.samples[0][1], **at, "end": self.samples[-1][1],
+                "max": max(r for _, r in self.samples), "n_samples": len(self.samples)}
+
+
+def child(stage: str, data: Path, workdir: Path, threads: int, result_path: Path, prefix: int | None = None) -> None:
     import anndata as ad
     import numpy as np
 
@@ -75,14 +115,28 @@ def child(stage: str, data: Path, workdir: Path, threads: int, result_path: Path
         import torch
 
         from scdiva import ScDiVaModel
+        from scdiva.bench.formats import open_rows_backed
+        from scdiva.bench.io import return_freed_memory
 
         torch.set_num_threads(threads)
-        backed = ad.read_h5ad(pre, backed="r")
+        if os.environ.get("SCDIVA_KEEP_MALLOC") != "1":  # =1 measures glibc's default (docs/scale.md)
+            return_freed_memory()
+        # as the workflow's scdiva_zeroshot job: obs + var in memory, the counts' rows read from disk
+        if prefix:  # the first `prefix` cells of the generated counts file itself (counts in X, not preprocessed)
+            backed, layer = open_rows_backed(data), None
+            file_cells = backed.n_obs
+            backed = backed[:prefix]  # a prefix: rows 0..prefix-1 of the file, read as for the whole file
+        else:
+            backed, layer = open_rows_backed(pre), "counts"
+            file_cells = backed.n_obs
         model = ScDiVaModel.from_config("tiny", genes=backed.var_names)
+        sampler = RssSampler()
         start = time.perf_counter()  # the model's construction is not the stage
-        z = model.get_latent(backed, layer="counts", batch_size=512)
+        z = model.get_latent(backed, layer=layer, batch_size=512)
+        trace = sampler.stop()
         cells = z.shape[0]
-        extra = {"latent_dims": int(z.shape[1]), "finite": bool(np.isfinite(z).all())}
+        extra = {"latent_dims": int(z.shape[1]), "finite": bool(np.isfinite(z).all()), "file_cells": file_cells,
+                 "source": str(data if prefix else pre), "rss_trace_mb": trace}
     else:
         from scdiva.bench import metrics as M
 
@@ -114,12 +168,15 @@ def main() -> None:
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/scdiva-scale"))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--embed-prefix", type=int, default=None,
+                        help="embed only the first N cells of the generated counts file (not preprocessed): the "
+                             "memory of streaming from a file too large to embed whole in the time available")
     parser.add_argument("--child", choices=STAGES, help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.data, args.workdir, args.threads, args.result)
+        child(args.child, args.data, args.workdir, args.threads, args.result, args.embed_prefix)
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -129,7 +186,7 @@ def main() -> None:
             subprocess.run([sys.executable, str(REPO / "benchmarks" / "generate_dataset.py"), "--cells", str(n),
                             "--batches", "8", "--out", str(data)], check=True)
         for stage in args.stages:
-            row = run_stage(stage, data, args.workdir, args.threads)
+            row = run_stage(stage, data, args.workdir, args.threads, args.embed_prefix if stage == "embed" else None)
             rows.append(row)
             print(f"{stage:>10} {row['cells']:>9} cells  {row['seconds']:8.1f} s  {row['cells_per_s']:9.0f} cells/s  "
                   f"peak RSS {row['peak_rss_mb']:7.0f} MB", flush=True)
