@@ -71,6 +71,12 @@ class _RowReader:
         self.n_vars = adata.n_vars
         if self.backed:
             self._open_backed(adata.filename, "X" if layer is None else f"layers/{layer}")
+            # a view of a backed file (adata[300:600], a gene subset) names rows and columns of the file
+            # through anndata's index into its root object; without them row 0 of the view is row 0 on disk
+            root = adata._adata_ref if adata.is_view else adata
+            self._file_rows = np.arange(root.n_obs)[adata._oidx] if adata.is_view else None
+            self._file_cols = np.arange(root.n_vars)[adata._vidx] if adata.is_view else None
+            self._file_n_vars = root.n_vars
             return
         if layer is not None and layer not in adata.layers:
             raise KeyError(f"layer {layer!r} not in adata.layers ({list(adata.layers)}); pass layer=None to use X")
@@ -106,6 +112,12 @@ class _RowReader:
         if not self.backed:
             m = self.matrix
             return m[index].tocsr() if sp.issparse(m) else sp.csr_matrix(np.asarray(m[index]))
+        block = self._file_rows_csr(index if self._file_rows is None else self._file_rows[index])
+        return block if self._file_cols is None else block[:, self._file_cols]
+
+    def _file_rows_csr(self, index: np.ndarray) -> sp.csr_matrix:
+        """Rows ``index`` of the matrix on disk (all its columns)."""
+        n_vars = self._file_n_vars
         if self._indptr is None:
             order = np.argsort(index)  # h5py fancy indexing wants increasing indices
             block = np.asarray(self.matrix[np.sort(index)])
@@ -116,11 +128,11 @@ class _RowReader:
         if hi - lo <= 4 * index.size:  # a compact range (inference, chunks): one read of the block
             start, end = self._indptr[lo], self._indptr[hi]
             block = sp.csr_matrix((self._data[start:end], self._indices[start:end], self._indptr[lo:hi + 1] - start),
-                                  shape=(hi - lo, self.n_vars))
+                                  shape=(hi - lo, n_vars))
             return block[index - lo]
         pieces = [sp.csr_matrix((self._data[self._indptr[i]:self._indptr[i + 1]],
                                  self._indices[self._indptr[i]:self._indptr[i + 1]],
-                                 [0, self._indptr[i + 1] - self._indptr[i]]), shape=(1, self.n_vars)) for i in index]
+                                 [0, self._indptr[i + 1] - self._indptr[i]]), shape=(1, n_vars)) for i in index]
         return sp.vstack(pieces, format="csr")
 
 

@@ -101,6 +101,19 @@ def test_backed_file_and_counts_layer_give_the_same_batches(tmp_path):
         np.testing.assert_array_equal(in_memory.batch_of(index).counts, on_disk.batch_of(index).counts)
 
 
+def test_views_of_a_backed_file_read_their_own_rows_and_genes(tmp_path):
+    rng = np.random.default_rng(1)
+    counts = sp.csr_matrix(rng.poisson(2.0, size=(30, 12)).astype(np.float32))
+    full = ad.AnnData(counts, var=pd.DataFrame(index=[f"g{i}" for i in range(12)]))
+    full.write_h5ad(tmp_path / "cells.h5ad")
+    backed = ad.read_h5ad(tmp_path / "cells.h5ad", backed="r")
+    genes = GeneVocab(full.var_names)
+    for rows, cols in ((slice(10, 20), slice(None)), ([7, 3, 25], slice(None)), (slice(5, 25), [11, 0, 4, 5])):
+        view, in_memory = backed[rows, cols], full[rows, cols].copy()
+        expected = _dataset(in_memory, vocab=genes).batch_of([0, 2, 1]).counts
+        np.testing.assert_array_equal(_dataset(view, vocab=genes).batch_of([0, 2, 1]).counts, expected)
+
+
 def test_non_integer_values_raise_a_clear_error():
     data = _toy()
     data.X = sp.csr_matrix(np.log1p(data.X.toarray()))
