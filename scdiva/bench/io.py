@@ -70,7 +70,10 @@ def configure_logging(log_file: str | os.PathLike[str] | None, level: int = logg
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, mode="w"))
+        # truncate once, then append: scripts also redirect print output into the same file in append
+        # mode, and a handler writing at its own offset would overwrite those lines
+        open(log_file, "w").close()
+        handlers.append(logging.FileHandler(log_file, mode="a"))
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True
     )

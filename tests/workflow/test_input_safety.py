@@ -133,6 +133,23 @@ def test_uncaught_exception_is_written_to_the_log(tmp_path):
     assert proc.stderr.count("Traceback") == 1  # once on stderr too, not twice
 
 
+def test_log_lines_and_redirected_prints_both_survive(tmp_path):
+    """The workflow scripts log through logging and redirect prints into the same file (append)."""
+    log = tmp_path / "job.log"
+    log.write_text("a previous run's log\n")
+    code = ("import contextlib, logging\n"
+            "from scdiva.bench.io import configure_logging\n"
+            f"configure_logging({str(log)!r})\n"
+            "logging.getLogger('job').info('first logged line')\n"
+            f"with open({str(log)!r}, 'a') as f, contextlib.redirect_stdout(f):\n"
+            "    print('printed progress line', flush=True)\n"
+            "    logging.getLogger('job').info('second logged line')\n")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=60)
+    text = log.read_text()
+    assert "previous run" not in text
+    assert all(line in text for line in ("first logged line", "printed progress line", "second logged line")), text
+
+
 # --- file modes on a shared install -------------------------------------------------------------
 
 
