@@ -97,13 +97,21 @@ def test_multimodal_and_cross_species_tables(smoke_run):
     assert multimodal.columns[-1] == "run_id"
     cross = pd.read_csv(results / "tables/cross_species_scores.csv")
     annotation = cross[cross["task"] == "annotation"]
-    assert set(map(tuple, annotation[["reference", "query"]].drop_duplicates().to_numpy())) == {
-        ("pancreas_human", "pancreas_mouse"), ("pancreas_mouse", "pancreas_human")}
-    assert set(annotation["method"]) == {"scdiva", "logreg"}
+    directions = {("pancreas_human", "pancreas_mouse"), ("pancreas_mouse", "pancreas_human")}
+    assert set(map(tuple, annotation[["reference", "query"]].drop_duplicates().to_numpy())) == directions
+    assert set(annotation["method"]) == {"scdiva", "logreg", "scanvi"}
+    for method in ("scdiva", "scanvi"):  # the model and the tool people use, both directions, scored
+        rows = annotation[(annotation["method"] == method) & annotation["metric"].isin(["accuracy", "macro_f1"])]
+        assert set(map(tuple, rows[["reference", "query"]].drop_duplicates().to_numpy())) == directions, method
+        assert len(rows) == 4 and rows["value"].between(0, 1).all(), rows
     # mouse-only types are reported when human is the reference
     assert annotation["metric"].str.startswith("unseen_cells:").any()
     integration = cross[cross["task"] == "integration"]
-    assert set(integration["metric"]) >= set(METRICS) | set(AGGREGATES)
+    assert set(integration["method"]) == {"unintegrated", "scvi"}  # species as the batch
+    for method, rows in integration.groupby("method"):
+        assert set(rows["metric"]) >= set(METRICS) | set(AGGREGATES), method
+        scored = rows[rows["metric"].isin([*METRICS, *AGGREGATES])]
+        assert scored["value"].between(0, 1).all() and scored["value"].notna().all(), (method, scored)
     md = (results / "report/report.md").read_text()
     assert "Multi-modal integration (RNA + protein)" in md and "Cross-species annotation and integration" in md
     assert "gives no numbers" in md
