@@ -124,11 +124,17 @@ def finetune_integration(model, adata, *, batch_key: str, seed: int, params: Map
 def run_scdiva_zeroshot(adata, *, batch_key: str, label_key: str | None, seed: int,
                         params: Mapping[str, Any], threads: int) -> None:
     """Embed with the checkpoint as is (no training on this dataset)."""
+    adata.obsm[EMBEDDING_KEY] = _zeroshot_latent(counts_view(adata), {}, seed=seed, params=params, threads=threads)
+
+
+def _zeroshot_latent(cells, latent_kwargs: Mapping[str, Any], *, seed: int, params: Mapping[str, Any],
+                     threads: int) -> np.ndarray:
+    """The checkpoint's latent of ``cells``, as is: one body for the in-memory and the streamed job."""
     params = resolve_params("scdiva_zeroshot", SCDIVA_ZEROSHOT_DEFAULTS, params)
     set_threads(threads)
     seed_everything(seed)
     model = load_checkpoint(params["checkpoint"])
-    adata.obsm[EMBEDDING_KEY] = np.asarray(model.get_latent(counts_view(adata)), dtype=np.float32)
+    return np.asarray(model.get_latent(cells, **latent_kwargs), dtype=np.float32)
 
 
 def run_scdiva_zeroshot_streamed(adata, *, batch_key: str, label_key: str | None, seed: int,
@@ -141,13 +147,10 @@ def run_scdiva_zeroshot_streamed(adata, *, batch_key: str, label_key: str | None
                          "(scdiva.bench.formats.open_rows_backed); use run_scdiva_zeroshot for one in memory")
     from scdiva.bench.io import return_freed_memory
 
-    params = resolve_params("scdiva_zeroshot", SCDIVA_ZEROSHOT_DEFAULTS, params)
-    set_threads(threads)
-    seed_everything(seed)
     if adata.n_obs > 200_000:  # else freed batches stay resident (glibc): 9.7 GB at 1M cells; costs ~2x time
         return_freed_memory()
-    model = load_checkpoint(params["checkpoint"])
-    adata.obsm[EMBEDDING_KEY] = np.asarray(model.get_latent(adata, layer="counts"), dtype=np.float32)
+    adata.obsm[EMBEDDING_KEY] = _zeroshot_latent(adata, {"layer": "counts"}, seed=seed, params=params,
+                                                 threads=threads)
 
 
 def run_scdiva_finetuned(adata, *, batch_key: str, label_key: str | None, seed: int,
