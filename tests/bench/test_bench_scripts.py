@@ -59,3 +59,25 @@ def test_non_finite_numbers_become_null(tmp_path, monkeypatch, value):
     _bench.record("demo", value, "s", None, value, summary="x")
     data = json.loads((tmp_path / "demo.json").read_text())
     assert data["value"] is None and data["ratio"] is None and data["reference"] is None
+
+
+def test_every_ablation_variant_names_real_settings():
+    """A misspelt override would silently run the default recipe under a variant's name."""
+    import dataclasses
+
+    import scdiva_ablation as ablation
+
+    from scdiva.bench.methods.scdiva import SCDIVA_ANNOTATION_DEFAULTS, SCDIVA_FINETUNED_DEFAULTS
+    from scdiva.config import ScDiVaConfig
+
+    config_fields = {f.name for f in dataclasses.fields(ScDiVaConfig)}
+    annotation_keys = set(SCDIVA_ANNOTATION_DEFAULTS) | {"annotation_only"}
+    for name, settings in ablation.VARIANTS.items():
+        assert set(settings) <= {"config", "finetune", "annotation", "kl_restart"}, name
+        assert set(settings.get("config", {})) <= config_fields, name
+        assert set(settings.get("finetune", {})) <= set(SCDIVA_FINETUNED_DEFAULTS), name
+        assert set(settings.get("annotation", {})) <= annotation_keys, name
+        for key, value in settings.get("finetune", {}).items():  # a variant changes something
+            assert name == "previous" or value != SCDIVA_FINETUNED_DEFAULTS[key], (name, key)
+        for key, value in settings.get("annotation", {}).items():
+            assert name == "previous" or value != SCDIVA_ANNOTATION_DEFAULTS.get(key), (name, key)
