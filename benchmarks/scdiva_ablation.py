@@ -141,6 +141,12 @@ def baseline(name: str, method: str, adata, spec: dict[str, Any], seed: int, thr
     return scores
 
 
+def changes_integration(settings: dict[str, Any]) -> bool:
+    """Whether a variant's integration differs from ``default``'s (``default`` itself included); one that
+    changes only the annotation recipe integrates exactly as ``default`` does, so it is not rerun."""
+    return not settings or not set(settings) <= {"annotation"}
+
+
 def pretrained(variant: str, data, spec: dict[str, Any], seed: int, out: Path):
     """The variant's pretrained checkpoint (cached under ``out``: variants that share the model config
     share it, and a rerun does not pretrain again); returns the model and its pretraining seconds."""
@@ -182,7 +188,7 @@ def scdiva_variant(variant: str, adata, spec: dict[str, Any], seed: int, threads
     data = counts_view(adata)
     model, pretrain_s = pretrained(variant, data, spec, seed, out)
     scores: dict[str, float] = {"pretrain_s": pretrain_s}
-    if set(settings) - {"annotation"}:  # a variant that changes only the annotation recipe integrates as `default`
+    if changes_integration(settings):
         scores.update({f"zeroshot_{k}": v for k, v in scib_scores(adata, model.get_latent(data), spec, seed).items()})
         tuned = copy.deepcopy(model)
         if settings.get("kl_restart"):

@@ -81,3 +81,6 @@ def test_every_ablation_variant_names_real_settings():
             assert name == "previous" or value != SCDIVA_FINETUNED_DEFAULTS[key], (name, key)
         for key, value in settings.get("annotation", {}).items():
             assert name == "previous" or value != SCDIVA_ANNOTATION_DEFAULTS.get(key), (name, key)
+    assert ablation.changes_integration(ablation.VARIANTS["default"])
+    assert ablation.changes_integration(ablation.VARIANTS["no_transformer"])
+    assert not ablation.changes_integration(ablation.VARIANTS["gentle_trunk"])
