@@ -63,7 +63,7 @@ def main() -> None:
                     f"{scvi_cpu:,.0f} CPU s ({scvi_wall:,.0f} s wall) on the same {adata.n_obs:,} cells = "
                     f"{ratio:.2f}x"),
            cells=adata.n_obs, threads=args.threads, seed=args.seed, scdiva_wall_s=scdiva_wall,
-           scvi_wall_s=scvi_wall, scdiva_params={k: v for k, v in SCDIVA_FINETUNED_DEFAULTS.items()})
+           scvi_wall_s=scvi_wall, scdiva_params=dict(SCDIVA_FINETUNED_DEFAULTS))
 
 
 if __name__ == "__main__":

@@ -52,8 +52,8 @@ SCDIVA_FINETUNED_DEFAULTS: dict[str, Any] = {
     "checkpoint": "scdiva_tiny",
     **_TRAINING_DEFAULTS,
     # scVI's budget, ended by early stopping (patience 20 evaluations): on the PBMCs (3 seeds,
-    # docs/model.md) the batch score rose from 0.752 (100 epochs, patience 8) to 0.828 and scIB Total
-    # from 0.716 to 0.737. The learning rate's cosine decay spans the whole budget, so the longer
+    # docs/model.md) the batch score rose from 0.752 (100 epochs, patience 8) to 0.827 and scIB Total
+    # from 0.716 to 0.736. The learning rate's cosine decay spans the whole budget, so the longer
     # horizon also keeps the rate higher in the epochs that run
     "max_epochs": None,
     "early_stopping_patience": 20,
@@ -64,8 +64,8 @@ SCDIVA_FINETUNED_DEFAULTS: dict[str, Any] = {
 SCDIVA_ANNOTATION_DEFAULTS: dict[str, Any] = {
     "checkpoint": "scdiva_tiny",
     **_TRAINING_DEFAULTS,
-    # the pretrained trunk learns at the heads' rate: a gentler trunk (0.3) lost accuracy on the
-    # PBMCs' held-out chemistry in each of 3 seeds (docs/model.md)
+    # the pretrained trunk learns at the heads' rate: a gentler trunk (0.3) gave a lower macro-F1 on
+    # the PBMCs' held-out chemistry in each of 3 seeds (0.738 against 0.773 on average; docs/model.md)
     "trunk_lr_factor": 1.0,
     "balance_labels": True,
     # query mapping: epochs on reference + unlabelled query cells (0: skip, predict after the reference fit)
