@@ -11,7 +11,9 @@ On the embedded datasets (PBMC: 3 chemistries; human pancreas: 5 libraries), for
 
 Integration is scored with the workflow's scIB metrics (scib-metrics), annotation by accuracy
 and macro-F1 on the query batches. Every result is cached as JSON under ``--out``, so an
-interrupted run resumes; the table (mean +- std over seeds) is printed and written as CSV.
+interrupted run resumes; a ScDiVa result records the settings each part (integration, annotation) ran
+with, and a part whose settings have changed since is rerun alone. The table (mean +- std over seeds)
+is printed and written as CSV.
 
     python benchmarks/scdiva_ablation.py                         # everything: hours on 2 cores
     python benchmarks/scdiva_ablation.py --datasets pbmc --variants default previous --seeds 0 1 2
@@ -147,6 +149,56 @@ def changes_integration(settings: dict[str, Any]) -> bool:
     return not settings or not set(settings) <= {"annotation"}
 
 
+def changes_annotation(settings: dict[str, Any]) -> bool:
+    """Whether a variant's annotation differs from ``default``'s (``default`` itself included): the
+    annotation fine-tune starts from the pretrained checkpoint, so only the model config and the
+    annotation recipe reach it; a variant of the integration fine-tune alone is not rerun for it."""
+    return not settings or bool(set(settings) & {"config", "annotation"})
+
+
+def part_settings(variant: str) -> dict[str, dict[str, Any]]:
+    """The resolved settings of each part a ScDiVa variant runs (``integration``, ``annotation``): what
+    its cached result is stamped with, so that a changed default reruns the parts it reaches."""
+    from scdiva.bench.methods.scdiva import SCDIVA_ANNOTATION_DEFAULTS, SCDIVA_FINETUNED_DEFAULTS
+
+    settings = VARIANTS[variant]
+    shared = {"config": settings.get("config", {}), "pretrain": PRETRAIN}
+    parts = {}
+    if changes_integration(settings):
+        parts["integration"] = {**shared, "finetune": {**SCDIVA_FINETUNED_DEFAULTS, **settings.get("finetune", {})},
+                                "kl_restart": bool(settings.get("kl_restart"))}
+    if changes_annotation(settings):
+        parts["annotation"] = {**shared, "annotation": {**SCDIVA_ANNOTATION_DEFAULTS, **settings.get("annotation", {})}}
+    # JSON round trip: the stamp compares equal to the one read back from the cache
+    return json.loads(json.dumps(parts))
+
+
+def cached_parts(path: Path, stamps: dict[str, dict[str, Any]], compute) -> dict[str, Any]:
+    """A result made of parts, cached in ``path`` with each part's settings stamp (``settings.<part>``).
+
+    ``compute(parts)`` returns the scores of the named parts (keys prefixed by nothing in particular).
+    Parts whose stamp is missing or differs from ``stamps`` are recomputed together, the scores of the
+    others are kept; a part no longer in ``stamps`` is dropped with its stamp.
+    """
+    result = json.loads(path.read_text()) if path.is_file() else {}
+    stored = result.get("settings", {})
+    stale = [part for part, stamp in stamps.items() if stored.get(part) != stamp]
+    if not stale and set(stored) == set(stamps):
+        return result
+    fresh = compute(stale) if stale else {}
+    owners = result.get("owners", {})
+    kept = {k: v for k, v in result.items()
+            if k not in ("settings", "owners", "seconds") and owners.get(k) in stamps and owners.get(k) not in stale}
+    owners = {k: owners[k] for k in kept}
+    for part, scores in fresh.items():
+        kept.update(scores)
+        owners.update(dict.fromkeys(scores, part))
+    merged = {**kept, "settings": {part: stamps[part] for part in stamps}, "owners": owners}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(merged, indent=1) + "\n")
+    return merged
+
+
 def pretrained(variant: str, data, spec: dict[str, Any], seed: int, out: Path):
     """The variant's pretrained checkpoint (cached under ``out``: variants that share the model config
     share it, and a rerun does not pretrain again); returns the model and its pretraining seconds."""
@@ -169,7 +221,8 @@ def pretrained(variant: str, data, spec: dict[str, Any], seed: int, out: Path):
 
 
 def scdiva_variant(variant: str, adata, spec: dict[str, Any], seed: int, threads: int,
-                   out: Path) -> dict[str, float]:
+                   out: Path, parts: list[str]) -> dict[str, dict[str, float]]:
+    """The scores of the given ``parts`` (``integration``, ``annotation``) of a ScDiVa variant, per part."""
     import copy
 
     import torch
@@ -187,8 +240,9 @@ def scdiva_variant(variant: str, adata, spec: dict[str, Any], seed: int, threads
     settings = VARIANTS[variant]
     data = counts_view(adata)
     model, pretrain_s = pretrained(variant, data, spec, seed, out)
-    scores: dict[str, float] = {"pretrain_s": pretrain_s}
-    if changes_integration(settings):
+    result: dict[str, dict[str, float]] = {}
+    if "integration" in parts:
+        scores: dict[str, float] = {"pretrain_s": pretrain_s}
         scores.update({f"zeroshot_{k}": v for k, v in scib_scores(adata, model.get_latent(data), spec, seed).items()})
         tuned = copy.deepcopy(model)
         if settings.get("kl_restart"):
@@ -198,7 +252,9 @@ def scdiva_variant(variant: str, adata, spec: dict[str, Any], seed: int, threads
                                       params={**SCDIVA_FINETUNED_DEFAULTS, **settings.get("finetune", {})})
         scores["finetune_s"] = time.perf_counter() - start
         scores.update(scib_scores(adata, latent, spec, seed))
-
+        result["integration"] = scores
+    if "annotation" not in parts:
+        return result
     annotator = copy.deepcopy(model)
     params = {**SCDIVA_ANNOTATION_DEFAULTS, **settings.get("annotation", {})}
     reference, query = split(adata, spec)
@@ -210,11 +266,12 @@ def scdiva_variant(variant: str, adata, spec: dict[str, Any], seed: int, threads
         fitted = fit_annotation_model(annotator, reference, label_key=spec["label_key"], batch_key=spec["batch_key"],
                                       seed=seed, params=params)
         fitted.map_query(query)
-    scores["annotation_train_s"] = time.perf_counter() - start
+    scores = {"annotation_train_s": time.perf_counter() - start}
     predicted, _ = annotator.predict_labels(counts_view(query))
     truth = query.obs[spec["label_key"]].astype(str).to_numpy()
     scores.update({f"annotation_{k}": v for k, v in annotation_metrics(truth, np.asarray(predicted, str)).items()})
-    return scores
+    result["annotation"] = scores
+    return result
 
 
 def summarise(out: Path, datasets: list[str], seeds: list[int], methods: list[str]):
@@ -258,11 +315,12 @@ def main() -> None:
                     path = args.out / dataset / f"{method}.seed{seed}.json"
                     print(f"[{time.strftime('%H:%M:%S')}] {dataset} seed {seed} {method}", flush=True)
                     if method.startswith("scdiva_"):
-                        run = partial(scdiva_variant, method.removeprefix("scdiva_"), adata, spec, seed, args.threads,
-                                      args.out / dataset)
+                        variant = method.removeprefix("scdiva_")
+                        cached_parts(path, part_settings(variant),
+                                     partial(scdiva_variant, variant, adata, spec, seed, args.threads,
+                                             args.out / dataset))
                     else:
-                        run = partial(baseline, dataset, method, adata, spec, seed, args.threads, args.out)
-                    cached(path, run)
+                        cached(path, partial(baseline, dataset, method, adata, spec, seed, args.threads, args.out))
     table = summarise(args.out, args.datasets, args.seeds, methods)
     if len(table):
         args.out.mkdir(parents=True, exist_ok=True)

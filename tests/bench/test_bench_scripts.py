@@ -84,3 +84,46 @@ def test_every_ablation_variant_names_real_settings():
     assert ablation.changes_integration(ablation.VARIANTS["default"])
     assert ablation.changes_integration(ablation.VARIANTS["no_transformer"])
     assert not ablation.changes_integration(ablation.VARIANTS["gentle_trunk"])
+    assert ablation.changes_annotation(ablation.VARIANTS["default"])
+    assert ablation.changes_annotation(ablation.VARIANTS["no_transformer"])
+    assert not ablation.changes_annotation(ablation.VARIANTS["short_finetune"])
+
+
+def test_ablation_cache_reruns_only_the_parts_whose_settings_changed(tmp_path):
+    """A changed default must not leave an old score under the new recipe's name, nor rerun what it
+    does not reach."""
+    import scdiva_ablation as ablation
+
+    calls = []
+
+    def compute(parts):
+        calls.append(sorted(parts))
+        return {part: {f"{part}_score": len(calls)} for part in parts}
+
+    path = tmp_path / "scdiva_default.seed0.json"
+    stamps = {"integration": {"lr": 1e-3}, "annotation": {"trunk": 1.0}}
+    first = ablation.cached_parts(path, stamps, compute)
+    assert calls == [["annotation", "integration"]]
+    assert first["integration_score"] == 1 and first["annotation_score"] == 1
+    assert ablation.cached_parts(path, stamps, compute)["annotation_score"] == 1  # cached: nothing reruns
+    assert len(calls) == 1
+    changed = ablation.cached_parts(path, {**stamps, "annotation": {"trunk": 0.3}}, compute)
+    assert calls[-1] == ["annotation"]
+    assert changed["annotation_score"] == 2 and changed["integration_score"] == 1
+    only_integration = ablation.cached_parts(path, {"integration": stamps["integration"]}, compute)
+    assert len(calls) == 2 and "annotation_score" not in only_integration
+    assert json.loads(path.read_text())["settings"] == {"integration": stamps["integration"]}
+
+
+def test_ablation_stamps_follow_the_defaults(monkeypatch):
+    import scdiva_ablation as ablation
+
+    from scdiva.bench.methods import scdiva as methods
+
+    before = ablation.part_settings("default")
+    monkeypatch.setitem(methods.SCDIVA_ANNOTATION_DEFAULTS, "query_epochs", 7)
+    after = ablation.part_settings("default")
+    assert after["integration"] == before["integration"]
+    assert after["annotation"] != before["annotation"]
+    assert set(ablation.part_settings("short_finetune")) == {"integration"}
+    assert set(ablation.part_settings("gentle_trunk")) == {"annotation"}
