@@ -55,6 +55,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "short_finetune": {"finetune": {"max_epochs": 100, "early_stopping_patience": 8}},
     # annotation only (the integration columns stay empty): the pretrained trunk at 0.3x the heads' learning rate
     "gentle_trunk": {"annotation": {"trunk_lr_factor": 0.3}},
+    # annotation only: a multinomial logistic regression on the latent mean instead of the one-hidden-layer MLP
+    "linear_classifier": {"annotation": {"classifier_hidden_layers": 0}},
     "no_transformer": {"config": {"n_layers": 0}},
     # the adversarial batch classifier on the latent from pretraining on (config), so every fine-tune keeps it
     "adversarial_batch": {"config": {"adversarial_batch_weight": 0.1}},

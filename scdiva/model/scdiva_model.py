@@ -194,13 +194,17 @@ class ScDiVaModel:
                 a, spec.obs_key, what=f"label column of task {spec.name!r}").categories})
             label_categories[spec.name] = found
             existing = next((t for t in self.config.tasks if t["name"] == spec.name), None)
-            if existing is not None and existing["categories"] == found:
+            same_shape = existing is not None and (spec.hidden_layers is None
+                                                   or existing.get("hidden_layers", 1) == spec.hidden_layers)
+            if existing is not None and existing["categories"] == found and same_shape:
                 continue
-            if existing is not None:  # new label set: a fresh head for this task
-                logger.warning("task %r: label categories changed; its classifier head is re-initialised",
-                               spec.name)
+            if existing is not None:  # new label set or depth: a fresh head for this task
+                logger.warning("task %r: label categories or classifier depth changed; its classifier head is "
+                               "re-initialised", spec.name)
                 self.config.tasks.remove(existing)
             head_spec = {"name": spec.name, "kind": "classifier", "obs_key": spec.obs_key, "categories": found}
+            if spec.hidden_layers is not None:
+                head_spec["hidden_layers"] = spec.hidden_layers
             self.config.tasks.append(head_spec)
             self.module.add_head(head_spec)
         encoded = []

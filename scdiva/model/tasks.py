@@ -16,19 +16,24 @@ class TaskSpec:
 
     ``name`` is the head's name (``predict(x, task=name)``); ``kind`` a registered head kind
     (``classifier``, ``integration``, ``masked_expression``); ``obs_key`` the obs column with the
-    labels of a classifier; ``weight`` multiplies the task's loss.
+    labels of a classifier; ``weight`` multiplies the task's loss; ``hidden_layers`` the depth of a
+    classifier's MLP (0: linear on the latent; None: the head's default, see
+    scdiva.module.heads.ClassifierHead).
     """
 
     name: str
     kind: str = "classifier"
     obs_key: str | None = None
     weight: float = 1.0
+    hidden_layers: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in TASK_REGISTRY:
             raise ValueError(f"task {self.name!r}: unknown kind {self.kind!r}; registered: {sorted(TASK_REGISTRY)}")
         if self.kind == "classifier" and not self.obs_key:
             raise ValueError(f"classifier task {self.name!r} needs obs_key (the obs column with its labels)")
+        if self.hidden_layers is not None and self.kind != "classifier":
+            raise ValueError(f"task {self.name!r}: hidden_layers applies to classifier tasks only")
         if self.kind in ("integration", "masked_expression") and self.name != self.kind:
             raise ValueError(f"task kind {self.kind!r} must be named {self.kind!r}")
 

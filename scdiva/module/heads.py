@@ -274,18 +274,27 @@ class ClassifierHead(TaskHead):
     """Cell-level classifier on the latent mean (cross-entropy; cells labelled ``-1`` are skipped).
 
     Classifying from the latent mean (not a sample) makes predictions deterministic and ties the
-    label structure to the same space used for integration, as scANVI does.
+    label structure to the same space used for integration, as scANVI does. ``hidden_layers`` is the
+    depth of the MLP (``decoder_hidden`` units each, GELU, dropout); 0 makes it a multinomial logistic
+    regression on the latent (scANVI's ``linear_classifier``), whose classes must then be separated
+    by the latent itself rather than by a flexible head fitted to the reference batches.
     """
 
     def __init__(self, config: ScDiVaConfig, name: str, categories: list[str] | None = None,
-                 obs_key: str | None = None):
+                 obs_key: str | None = None, hidden_layers: int = 1):
         super().__init__(config, name)
         if not categories:
             raise ValueError(f"classifier task {name!r} needs its label categories")
+        if hidden_layers < 0:
+            raise ValueError(f"classifier task {name!r}: hidden_layers must be >= 0, got {hidden_layers}")
         self.categories = list(categories)
         self.obs_key = obs_key
-        self.mlp = nn.Sequential(nn.Linear(config.n_latent, config.decoder_hidden), nn.GELU(),
-                                 nn.Dropout(config.dropout), nn.Linear(config.decoder_hidden, len(categories)))
+        layers: list[nn.Module] = []
+        width = config.n_latent
+        for _ in range(hidden_layers):
+            layers += [nn.Linear(width, config.decoder_hidden), nn.GELU(), nn.Dropout(config.dropout)]
+            width = config.decoder_hidden
+        self.mlp = nn.Sequential(*layers, nn.Linear(width, len(categories)))
 
     def forward(self, out: EncoderOutput, batch) -> torch.Tensor:
         """Class logits (B, n_classes)."""

@@ -89,3 +89,30 @@ def test_second_fit_continues_the_kl_schedule_and_it_is_saved(small_pbmc, tmp_pa
     # a fit without the integration task leaves the schedule where it was
     reloaded.fit(small_pbmc, tasks=["masked_expression"], max_steps=2, batch_size=64, progress_bar=False)
     assert int(reloaded.module.decoder.kl_step) == 7
+
+
+def test_classifier_depth_is_a_task_option_that_survives_a_reload(small_pbmc, tmp_path):
+    from torch import nn
+
+    from scdiva import ScDiVaModel as Model
+    from scdiva.model.tasks import TaskSpec
+
+    linear = TaskSpec("annotation", kind="classifier", obs_key="cell_type", hidden_layers=0)
+    model = Model.from_config("tiny", genes=small_pbmc.var_names, seed=0)
+    model.fit(small_pbmc, tasks=[linear], max_steps=3, batch_size=64, progress_bar=False)
+    head = model.module.heads["annotation"]
+    assert [type(m) for m in head.mlp] == [nn.Linear]  # a logistic regression on the latent mean
+    model.save_pretrained(tmp_path / "ckpt")
+    reloaded = Model.from_pretrained(tmp_path / "ckpt")
+    assert [type(m) for m in reloaded.module.heads["annotation"].mlp] == [nn.Linear]
+    np.testing.assert_allclose(reloaded.predict_proba(small_pbmc)[0], model.predict_proba(small_pbmc)[0],
+                               rtol=1e-5, atol=1e-6)
+    # the plain task name keeps the trained head; asking for another depth starts a fresh one
+    reloaded.fit(small_pbmc, tasks=["annotation"], label_key="cell_type", max_steps=1, batch_size=64,
+                 progress_bar=False)
+    assert len(reloaded.module.heads["annotation"].mlp) == 1
+    reloaded.fit(small_pbmc, tasks=[TaskSpec("annotation", obs_key="cell_type", hidden_layers=2)], max_steps=1,
+                 batch_size=64, progress_bar=False)
+    assert sum(isinstance(m, nn.Linear) for m in reloaded.module.heads["annotation"].mlp) == 3
+    with pytest.raises(ValueError, match="classifier tasks only"):
+        TaskSpec("integration", kind="integration", hidden_layers=0)
