@@ -34,6 +34,11 @@ class ConfigError(ValueError):
     """A configuration value is invalid (the message names the field and the allowed values)."""
 
 
+#: depth of a classifier head's MLP when its task spec does not name one (checkpoints saved before
+#: the depth was an option rebuild with it); see scdiva.module.heads.ClassifierHead
+DEFAULT_CLASSIFIER_HIDDEN_LAYERS = 1
+
+
 @dataclass
 class ScDiVaConfig:
     """Architecture and tokenisation hyperparameters of a ScDiVa model.

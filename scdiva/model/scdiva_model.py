@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from scdiva.config import ScDiVaConfig
+from scdiva.config import DEFAULT_CLASSIFIER_HIDDEN_LAYERS, ScDiVaConfig
 from scdiva.data.dataset import (
     CellCorpus,
     CellTokenDataset,
@@ -195,7 +195,7 @@ class ScDiVaModel:
             label_categories[spec.name] = found
             existing = next((t for t in self.config.tasks if t["name"] == spec.name), None)
             same_shape = existing is not None and (spec.hidden_layers is None
-                                                   or existing.get("hidden_layers", 1) == spec.hidden_layers)
+                                                   or existing.get("hidden_layers", DEFAULT_CLASSIFIER_HIDDEN_LAYERS) == spec.hidden_layers)
             if existing is not None and existing["categories"] == found and same_shape:
                 continue
             if existing is not None:  # new label set or depth: a fresh head for this task

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scdiva.config import ScDiVaConfig
+from scdiva.config import DEFAULT_CLASSIFIER_HIDDEN_LAYERS, ScDiVaConfig
 from scdiva.module.distributions import gaussian_kl, negative_binomial_log_likelihood
 
 TASK_REGISTRY: dict[str, type[TaskHead]] = {}
@@ -281,7 +281,7 @@ class ClassifierHead(TaskHead):
     """
 
     def __init__(self, config: ScDiVaConfig, name: str, categories: list[str] | None = None,
-                 obs_key: str | None = None, hidden_layers: int = 1):
+                 obs_key: str | None = None, hidden_layers: int = DEFAULT_CLASSIFIER_HIDDEN_LAYERS):
         super().__init__(config, name)
         if not categories:
             raise ValueError(f"classifier task {name!r} needs its label categories")

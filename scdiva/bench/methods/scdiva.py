@@ -31,6 +31,7 @@ from scdiva.bench.methods._common import (
     seed_everything,
     set_threads,
 )
+from scdiva.config import DEFAULT_CLASSIFIER_HIDDEN_LAYERS
 
 CHECKPOINT_ROOT = Path("resources/checkpoints")
 
@@ -71,7 +72,7 @@ SCDIVA_ANNOTATION_DEFAULTS: dict[str, Any] = {
     # depth of the classifier's MLP on the latent mean. 0 (a logistic regression on the latent, the
     # `linear_classifier` variant) was not better over 5 seeds on the PBMCs: macro-F1 0.779 against
     # 0.775, accuracy 0.902 against 0.914 (docs/model.md)
-    "classifier_hidden_layers": 1,
+    "classifier_hidden_layers": DEFAULT_CLASSIFIER_HIDDEN_LAYERS,
     # query mapping: epochs on reference + unlabelled query cells (0: skip, predict after the reference fit)
     "query_epochs": 20,
 }
