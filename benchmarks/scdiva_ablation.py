@@ -90,14 +90,21 @@ def preprocessed(name: str, out: Path):
     return adata
 
 
+def write_json(path: Path, result: dict[str, Any]) -> None:
+    """Write ``result`` whole or not at all: an interrupted run leaves no truncated cache entry."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial_path = path.with_name(path.name + ".partial")
+    partial_path.write_text(json.dumps(result, indent=1) + "\n")
+    partial_path.replace(path)
+
+
 def cached(path: Path, compute) -> dict[str, Any]:
     if path.is_file():
         return json.loads(path.read_text())
     start = time.perf_counter()
     result = compute()
     result["seconds"] = time.perf_counter() - start
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1) + "\n")
+    write_json(path, result)
     return result
 
 
@@ -178,26 +185,22 @@ def part_settings(variant: str) -> dict[str, dict[str, Any]]:
 def cached_parts(path: Path, stamps: dict[str, dict[str, Any]], compute) -> dict[str, Any]:
     """A result made of parts, cached in ``path`` with each part's settings stamp (``settings.<part>``).
 
-    ``compute(parts)`` returns the scores of the named parts (keys prefixed by nothing in particular).
-    Parts whose stamp is missing or differs from ``stamps`` are recomputed together, the scores of the
-    others are kept; a part no longer in ``stamps`` is dropped with its stamp.
+    ``compute(parts)`` returns ``{part: scores}`` for the named parts. Parts whose stamp is missing or
+    differs from ``stamps`` are recomputed together, the scores of the others are kept (``owners`` maps
+    each score to its part); a part no longer in ``stamps`` is dropped with its stamp.
     """
     result = json.loads(path.read_text()) if path.is_file() else {}
     stored = result.get("settings", {})
     stale = [part for part, stamp in stamps.items() if stored.get(part) != stamp]
     if not stale and set(stored) == set(stamps):
         return result
-    fresh = compute(stale) if stale else {}
-    owners = result.get("owners", {})
-    kept = {k: v for k, v in result.items()
-            if k not in ("settings", "owners", "seconds") and owners.get(k) in stamps and owners.get(k) not in stale}
-    owners = {k: owners[k] for k in kept}
-    for part, scores in fresh.items():
+    owners = {k: part for k, part in result.get("owners", {}).items() if part in stamps and part not in stale}
+    kept = {k: result[k] for k in owners}
+    for part, scores in (compute(stale) if stale else {}).items():
         kept.update(scores)
         owners.update(dict.fromkeys(scores, part))
-    merged = {**kept, "settings": {part: stamps[part] for part in stamps}, "owners": owners}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(merged, indent=1) + "\n")
+    merged = {**kept, "settings": stamps, "owners": owners}
+    write_json(path, merged)
     return merged
 
 
