@@ -233,16 +233,10 @@ def scdiva_variant(variant: str, adata, spec: dict[str, Any], seed: int, threads
     import torch
 
     from scdiva.bench.annotation import annotation_metrics
-    from scdiva.bench.methods.scdiva import (
-        SCDIVA_ANNOTATION_DEFAULTS,
-        SCDIVA_FINETUNED_DEFAULTS,
-        counts_view,
-        finetune_integration,
-        fit_annotation_model,
-    )
+    from scdiva.bench.methods.scdiva import counts_view, finetune_integration, fit_annotation_model
 
     torch.set_num_threads(threads)
-    settings = VARIANTS[variant]
+    resolved = part_settings(variant)  # the settings the cache entry is stamped with are the ones that run
     data = counts_view(adata)
     model, pretrain_s = pretrained(variant, data, spec, seed, out)
     result: dict[str, dict[str, float]] = {}
@@ -250,18 +244,18 @@ def scdiva_variant(variant: str, adata, spec: dict[str, Any], seed: int, threads
         scores: dict[str, float] = {"pretrain_s": pretrain_s}
         scores.update({f"zeroshot_{k}": v for k, v in scib_scores(adata, model.get_latent(data), spec, seed).items()})
         tuned = copy.deepcopy(model)
-        if settings.get("kl_restart"):
+        if resolved["integration"]["kl_restart"]:
             tuned.module.decoder.kl_step.zero_()
         start = time.perf_counter()
         latent = finetune_integration(tuned, adata, batch_key=spec["batch_key"], seed=seed,
-                                      params={**SCDIVA_FINETUNED_DEFAULTS, **settings.get("finetune", {})})
+                                      params=resolved["integration"]["finetune"])
         scores["finetune_s"] = time.perf_counter() - start
         scores.update(scib_scores(adata, latent, spec, seed))
         result["integration"] = scores
     if "annotation" not in parts:
         return result
     annotator = copy.deepcopy(model)
-    params = {**SCDIVA_ANNOTATION_DEFAULTS, **settings.get("annotation", {})}
+    params = dict(resolved["annotation"]["annotation"])
     reference, query = split(adata, spec)
     start = time.perf_counter()
     if params.pop("annotation_only", False):  # the previous recipe: cross-entropy only, no query mapping
