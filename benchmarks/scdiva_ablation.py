@@ -57,6 +57,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "gentle_trunk": {"annotation": {"trunk_lr_factor": 0.3}},
     # annotation only: a multinomial logistic regression on the latent mean instead of the one-hidden-layer MLP
     "linear_classifier": {"annotation": {"classifier_hidden_layers": 0}},
+    # the classifier reads the encoder's representation before the variational bottleneck
+    "classifier_on_cell": {"annotation": {"classifier_representation": "cell"}},
+    # the KL weight rises over 5,000 steps instead of 1,000 (pretraining and fine-tunes share the schedule),
+    # closer to scVI, whose warm-up spans its whole 400 epochs
+    "slow_kl_warmup": {"config": {"kl_warmup_steps": 5000}},
+    # pretraining 3x longer than the default recipe's 30 epochs (both fine-tunes start from it)
+    "long_pretrain": {"pretrain": {"max_epochs": 90}},
     "no_transformer": {"config": {"n_layers": 0}},
     # the adversarial batch classifier on the latent from pretraining on (config), so every fine-tune keeps it
     "adversarial_batch": {"config": {"adversarial_batch_weight": 0.1}},
@@ -162,7 +169,7 @@ def changes_annotation(settings: dict[str, Any]) -> bool:
     """Whether a variant's annotation differs from ``default``'s (``default`` itself included): the
     annotation fine-tune starts from the pretrained checkpoint, so only the model config and the
     annotation recipe reach it; a variant of the integration fine-tune alone is not rerun for it."""
-    return not settings or bool(set(settings) & {"config", "annotation"})
+    return not settings or bool(set(settings) & {"config", "pretrain", "annotation"})
 
 
 def part_settings(variant: str) -> dict[str, dict[str, Any]]:
@@ -171,7 +178,7 @@ def part_settings(variant: str) -> dict[str, dict[str, Any]]:
     from scdiva.bench.methods.scdiva import SCDIVA_ANNOTATION_DEFAULTS, SCDIVA_FINETUNED_DEFAULTS
 
     settings = VARIANTS[variant]
-    shared = {"config": settings.get("config", {}), "pretrain": PRETRAIN}
+    shared = {"config": settings.get("config", {}), "pretrain": pretrain_settings(variant)}
     parts = {}
     if changes_integration(settings):
         parts["integration"] = {**shared, "finetune": {**SCDIVA_FINETUNED_DEFAULTS, **settings.get("finetune", {})},
@@ -204,6 +211,11 @@ def cached_parts(path: Path, stamps: dict[str, dict[str, Any]], compute) -> dict
     return merged
 
 
+def pretrain_settings(variant: str) -> dict[str, Any]:
+    """The variant's pretraining: :data:`PRETRAIN` with its ``pretrain`` overrides."""
+    return {**PRETRAIN, **VARIANTS[variant].get("pretrain", {})}
+
+
 def pretrained(variant: str, data, spec: dict[str, Any], seed: int, out: Path):
     """The variant's pretrained checkpoint (cached under ``out``: variants that share the model config
     share it, and a rerun does not pretrain again); returns the model and its pretraining seconds."""
@@ -212,13 +224,14 @@ def pretrained(variant: str, data, spec: dict[str, Any], seed: int, out: Path):
     from scdiva import ScDiVaModel
 
     config = VARIANTS[variant].get("config", {})
-    key = hashlib.sha1(json.dumps([config, PRETRAIN], sort_keys=True).encode()).hexdigest()[:10]
+    recipe = pretrain_settings(variant)
+    key = hashlib.sha1(json.dumps([config, recipe], sort_keys=True).encode()).hexdigest()[:10]
     path = out / "pretrained" / f"{key}.seed{seed}"
     if (path / "model.safetensors").is_file():
         return ScDiVaModel.from_pretrained(path), json.loads((path / "pretrain_s.json").read_text())
     model = ScDiVaModel.from_config("tiny", genes=data.var_names, seed=seed, **config)
     start = time.perf_counter()
-    model.fit(data, batch_key=spec["batch_key"], seed=seed, progress_bar=True, **PRETRAIN)
+    model.fit(data, batch_key=spec["batch_key"], seed=seed, progress_bar=True, **recipe)
     seconds = time.perf_counter() - start
     model.save_pretrained(path)
     (path / "pretrain_s.json").write_text(json.dumps(seconds))

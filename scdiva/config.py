@@ -37,6 +37,10 @@ class ConfigError(ValueError):
 #: depth of a classifier head's MLP when its task spec does not name one (checkpoints saved before
 #: the depth was an option rebuild with it); see scdiva.module.heads.ClassifierHead
 DEFAULT_CLASSIFIER_HIDDEN_LAYERS = 1
+#: what a classifier head reads: the latent mean, or the encoder's cell representation before the
+#: variational bottleneck (see scdiva.module.heads.ClassifierHead)
+CLASSIFIER_REPRESENTATIONS = ("latent", "cell")
+DEFAULT_CLASSIFIER_REPRESENTATION = "latent"
 
 
 @dataclass

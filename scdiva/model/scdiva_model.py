@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from scdiva.config import DEFAULT_CLASSIFIER_HIDDEN_LAYERS, ScDiVaConfig
+from scdiva.config import DEFAULT_CLASSIFIER_HIDDEN_LAYERS, DEFAULT_CLASSIFIER_REPRESENTATION, ScDiVaConfig
 from scdiva.data.dataset import (
     CellCorpus,
     CellTokenDataset,
@@ -32,6 +32,10 @@ if TYPE_CHECKING:
     import anndata
 
 logger = logging.getLogger(__name__)
+
+#: a classifier head's options when its saved spec does not name them (scdiva.module.heads.ClassifierHead)
+CLASSIFIER_HEAD_DEFAULTS = {"hidden_layers": DEFAULT_CLASSIFIER_HIDDEN_LAYERS,
+                            "representation": DEFAULT_CLASSIFIER_REPRESENTATION}
 
 #: ``layer="auto"``: ``layers["counts"]`` if the AnnData has it, else ``X``
 AUTO = "auto"
@@ -194,17 +198,19 @@ class ScDiVaModel:
                 a, spec.obs_key, what=f"label column of task {spec.name!r}").categories})
             label_categories[spec.name] = found
             existing = next((t for t in self.config.tasks if t["name"] == spec.name), None)
-            same_shape = existing is not None and (spec.hidden_layers is None
-                                                   or existing.get("hidden_layers", DEFAULT_CLASSIFIER_HIDDEN_LAYERS) == spec.hidden_layers)
+            # head options the spec asks for; one it leaves unset keeps the existing head's value
+            options = {k: v for k, v in (("hidden_layers", spec.hidden_layers),
+                                         ("representation", spec.representation)) if v is not None}
+            same_shape = existing is not None and all(
+                existing.get(k, CLASSIFIER_HEAD_DEFAULTS[k]) == v for k, v in options.items())
             if existing is not None and existing["categories"] == found and same_shape:
                 continue
-            if existing is not None:  # new label set or depth: a fresh head for this task
-                logger.warning("task %r: label categories or classifier depth changed; its classifier head is "
+            if existing is not None:  # new label set, depth or input: a fresh head for this task
+                logger.warning("task %r: label categories or classifier options changed; its classifier head is "
                                "re-initialised", spec.name)
                 self.config.tasks.remove(existing)
-            head_spec = {"name": spec.name, "kind": "classifier", "obs_key": spec.obs_key, "categories": found}
-            if spec.hidden_layers is not None:
-                head_spec["hidden_layers"] = spec.hidden_layers
+            head_spec = {"name": spec.name, "kind": "classifier", "obs_key": spec.obs_key, "categories": found,
+                         **options}
             self.config.tasks.append(head_spec)
             self.module.add_head(head_spec)
         encoded = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from scdiva.config import CLASSIFIER_REPRESENTATIONS
 from scdiva.module.heads import TASK_REGISTRY
 
 #: tasks that need no extra information besides the data
@@ -17,8 +18,9 @@ class TaskSpec:
     ``name`` is the head's name (``predict(x, task=name)``); ``kind`` a registered head kind
     (``classifier``, ``integration``, ``masked_expression``); ``obs_key`` the obs column with the
     labels of a classifier; ``weight`` multiplies the task's loss; ``hidden_layers`` the depth of a
-    classifier's MLP (0: linear on the latent; None: the head's default, see
-    scdiva.module.heads.ClassifierHead).
+    classifier's MLP (0: linear on the latent; None: the head's default) and ``representation``
+    what it reads (``"latent"`` or ``"cell"``; None: the head's default), see
+    scdiva.module.heads.ClassifierHead.
     """
 
     name: str
@@ -26,14 +28,19 @@ class TaskSpec:
     obs_key: str | None = None
     weight: float = 1.0
     hidden_layers: int | None = None
+    representation: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in TASK_REGISTRY:
             raise ValueError(f"task {self.name!r}: unknown kind {self.kind!r}; registered: {sorted(TASK_REGISTRY)}")
         if self.kind == "classifier" and not self.obs_key:
             raise ValueError(f"classifier task {self.name!r} needs obs_key (the obs column with its labels)")
-        if self.hidden_layers is not None and self.kind != "classifier":
-            raise ValueError(f"task {self.name!r}: hidden_layers applies to classifier tasks only")
+        for option in ("hidden_layers", "representation"):
+            if getattr(self, option) is not None and self.kind != "classifier":
+                raise ValueError(f"task {self.name!r}: {option} applies to classifier tasks only")
+        if self.representation is not None and self.representation not in CLASSIFIER_REPRESENTATIONS:
+            raise ValueError(f"task {self.name!r}: representation must be one of {list(CLASSIFIER_REPRESENTATIONS)}, "
+                             f"got {self.representation!r}")
         if self.kind in ("integration", "masked_expression") and self.name != self.kind:
             raise ValueError(f"task kind {self.kind!r} must be named {self.kind!r}")
 

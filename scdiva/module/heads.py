@@ -15,7 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scdiva.config import DEFAULT_CLASSIFIER_HIDDEN_LAYERS, ScDiVaConfig
+from scdiva.config import (
+    CLASSIFIER_REPRESENTATIONS,
+    DEFAULT_CLASSIFIER_HIDDEN_LAYERS,
+    DEFAULT_CLASSIFIER_REPRESENTATION,
+    ScDiVaConfig,
+)
 from scdiva.module.distributions import gaussian_kl, negative_binomial_log_likelihood
 
 TASK_REGISTRY: dict[str, type[TaskHead]] = {}
@@ -278,19 +283,27 @@ class ClassifierHead(TaskHead):
     depth of the MLP (``decoder_hidden`` units each, GELU, dropout); 0 makes it a multinomial logistic
     regression on the latent (scANVI's ``linear_classifier``), whose classes must then be separated
     by the latent itself rather than by a flexible head fitted to the reference batches.
+    ``representation`` is what the head reads: ``"latent"`` (the latent mean) or ``"cell"`` (the
+    encoder's cell representation before the variational bottleneck, ``2 d_model`` wide), which keeps
+    detail of the expression profile that the low-dimensional latent compresses away.
     """
 
     def __init__(self, config: ScDiVaConfig, name: str, categories: list[str] | None = None,
-                 obs_key: str | None = None, hidden_layers: int = DEFAULT_CLASSIFIER_HIDDEN_LAYERS):
+                 obs_key: str | None = None, hidden_layers: int = DEFAULT_CLASSIFIER_HIDDEN_LAYERS,
+                 representation: str = DEFAULT_CLASSIFIER_REPRESENTATION):
         super().__init__(config, name)
         if not categories:
             raise ValueError(f"classifier task {name!r} needs its label categories")
         if hidden_layers < 0:
             raise ValueError(f"classifier task {name!r}: hidden_layers must be >= 0, got {hidden_layers}")
+        if representation not in CLASSIFIER_REPRESENTATIONS:
+            raise ValueError(f"classifier task {name!r}: representation must be one of "
+                             f"{list(CLASSIFIER_REPRESENTATIONS)}, got {representation!r}")
         self.categories = list(categories)
         self.obs_key = obs_key
+        self.representation = representation
         layers: list[nn.Module] = []
-        width = config.n_latent
+        width = config.n_latent if representation == "latent" else 2 * config.d_model
         for _ in range(hidden_layers):
             layers += [nn.Linear(width, config.decoder_hidden), nn.GELU(), nn.Dropout(config.dropout)]
             width = config.decoder_hidden
@@ -298,7 +311,7 @@ class ClassifierHead(TaskHead):
 
     def forward(self, out: EncoderOutput, batch) -> torch.Tensor:
         """Class logits (B, n_classes)."""
-        return self.mlp(out.qz_mean)
+        return self.mlp(out.qz_mean if self.representation == "latent" else out.cell)
 
     def loss(self, out: EncoderOutput, batch, step: int | None) -> torch.Tensor | None:
         target = batch.labels.get(self.name)

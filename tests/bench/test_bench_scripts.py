@@ -73,8 +73,10 @@ def test_every_ablation_variant_names_real_settings():
     config_fields = {f.name for f in dataclasses.fields(ScDiVaConfig)}
     annotation_keys = set(SCDIVA_ANNOTATION_DEFAULTS) | {"annotation_only"}
     for name, settings in ablation.VARIANTS.items():
-        assert set(settings) <= {"config", "finetune", "annotation", "kl_restart"}, name
+        assert set(settings) <= {"config", "pretrain", "finetune", "annotation", "kl_restart"}, name
         assert set(settings.get("config", {})) <= config_fields, name
+        for key, value in settings.get("pretrain", {}).items():
+            assert value != ablation.PRETRAIN.get(key), (name, key)
         assert set(settings.get("finetune", {})) <= set(SCDIVA_FINETUNED_DEFAULTS), name
         assert set(settings.get("annotation", {})) <= annotation_keys, name
         for key, value in settings.get("finetune", {}).items():  # a variant changes something
@@ -87,6 +89,10 @@ def test_every_ablation_variant_names_real_settings():
     assert ablation.changes_annotation(ablation.VARIANTS["default"])
     assert ablation.changes_annotation(ablation.VARIANTS["no_transformer"])
     assert not ablation.changes_annotation(ablation.VARIANTS["short_finetune"])
+    # a longer pretraining reaches both fine-tunes, and its checkpoint is not the default's
+    assert ablation.changes_integration(ablation.VARIANTS["long_pretrain"])
+    assert ablation.changes_annotation(ablation.VARIANTS["long_pretrain"])
+    assert ablation.pretrain_settings("long_pretrain")["max_epochs"] > ablation.pretrain_settings("default")["max_epochs"]
 
 
 def test_ablation_cache_reruns_only_the_parts_whose_settings_changed(tmp_path):

@@ -116,3 +116,30 @@ def test_classifier_depth_is_a_task_option_that_survives_a_reload(small_pbmc, tm
     assert sum(isinstance(m, nn.Linear) for m in reloaded.module.heads["annotation"].mlp) == 3
     with pytest.raises(ValueError, match="classifier tasks only"):
         TaskSpec("integration", kind="integration", hidden_layers=0)
+
+
+def test_classifier_can_read_the_cell_representation_before_the_bottleneck(small_pbmc, tmp_path):
+    from scdiva import ScDiVaModel as Model
+    from scdiva.model.tasks import TaskSpec
+
+    on_cell = TaskSpec("annotation", obs_key="cell_type", representation="cell", hidden_layers=0)
+    model = Model.from_config("tiny", genes=small_pbmc.var_names, seed=0)
+    model.fit(small_pbmc, tasks=[on_cell], max_steps=2, batch_size=64, progress_bar=False)
+    head = model.module.heads["annotation"]
+    assert head.mlp[0].in_features == 2 * model.config.d_model
+    # the logits follow the cell representation, not the latent: with the latent's output layer zeroed,
+    # a latent-reading head would give the same logits for every cell
+    model.module.latent_mean.weight.data.zero_()
+    model.module.latent_mean.bias.data.zero_()
+    proba = model.predict_proba(small_pbmc)[0]
+    assert np.ptp(proba, axis=0).max() > 1e-3
+    model.save_pretrained(tmp_path / "ckpt")
+    reloaded = Model.from_pretrained(tmp_path / "ckpt")
+    assert reloaded.module.heads["annotation"].representation == "cell"
+    np.testing.assert_allclose(reloaded.predict_proba(small_pbmc)[0], proba, rtol=1e-5, atol=1e-6)
+    # asking for the latent again starts a fresh head of the latent's width
+    reloaded.fit(small_pbmc, tasks=[TaskSpec("annotation", obs_key="cell_type", representation="latent")],
+                 max_steps=1, batch_size=64, progress_bar=False)
+    assert reloaded.module.heads["annotation"].mlp[0].in_features == reloaded.config.n_latent
+    with pytest.raises(ValueError, match="representation must be one of"):
+        TaskSpec("annotation", obs_key="cell_type", representation="genes")

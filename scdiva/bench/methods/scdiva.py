@@ -31,7 +31,7 @@ from scdiva.bench.methods._common import (
     seed_everything,
     set_threads,
 )
-from scdiva.config import DEFAULT_CLASSIFIER_HIDDEN_LAYERS
+from scdiva.config import DEFAULT_CLASSIFIER_HIDDEN_LAYERS, DEFAULT_CLASSIFIER_REPRESENTATION
 
 CHECKPOINT_ROOT = Path("resources/checkpoints")
 
@@ -73,6 +73,9 @@ SCDIVA_ANNOTATION_DEFAULTS: dict[str, Any] = {
     # `linear_classifier` variant) was not better over 5 seeds on the PBMCs: macro-F1 0.779 against
     # 0.775, accuracy 0.902 against 0.914 (docs/model.md)
     "classifier_hidden_layers": DEFAULT_CLASSIFIER_HIDDEN_LAYERS,
+    # what the classifier reads: "latent" (the latent mean, as scANVI) or "cell" (the encoder's
+    # representation before the variational bottleneck; ablation variant `classifier_on_cell`)
+    "classifier_representation": DEFAULT_CLASSIFIER_REPRESENTATION,
     # query mapping: epochs on reference + unlabelled query cells (0: skip, predict after the reference fit)
     "query_epochs": 20,
 }
@@ -188,7 +191,8 @@ def fit_annotation_model(model, reference, *, label_key: str, batch_key: str, se
     ref = counts_view(reference)
     _set_adversary(model, params)
     tasks = ["integration", TaskSpec("annotation", kind="classifier", obs_key=label_key,
-                                     hidden_layers=int(params["classifier_hidden_layers"]))]
+                                     hidden_layers=int(params["classifier_hidden_layers"]),
+                                     representation=str(params["classifier_representation"]))]
     common = dict(label_key=label_key, batch_key=batch_key, trunk_lr_factor=float(params["trunk_lr_factor"]),
                   balance_labels=bool(params["balance_labels"]))
     model.fit(ref, tasks=tasks, **common, **_training_kwargs(params, seed))
