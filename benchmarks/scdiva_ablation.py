@@ -49,6 +49,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "legacy_decoder": {"config": {"decoder_batch_conditioning": "legacy"}},
     "top_count_tokens": {"config": {"token_selection": "top_count"}},
     "masked_in_finetune": {"finetune": {"tasks": ["masked_expression", "integration"]}},
+    # the masked-expression task kept in the integration fine-tune at a tenth of the ELBO's weight
+    "light_masked_in_finetune": {"finetune": {"tasks": ["masked_expression", "integration"],
+                                              "task_weights": {"masked_expression": 0.1}}},
     "kl_restart": {"kl_restart": True},
     "no_early_stopping": {"finetune": {"early_stopping_patience": None, "validation_fraction": 0.0}},
     # the integration fine-tune's previous budget: at most 100 epochs, early-stopped after 8 evaluations without progress

@@ -32,6 +32,33 @@ def test_scdiva_joins_the_integration_registry_twice(pbmc_preprocessed, checkpoi
     assert not np.allclose(zeroshot, adata.obsm["X_emb"])  # fine-tuning moved the latent
 
 
+def test_integration_fine_tune_weighs_its_tasks(pbmc_preprocessed, checkpoint, monkeypatch):
+    """``task_weights`` reach the trainer as each task's loss weight; a weight for a task the fine-tune
+    does not run is an error before any training."""
+    from scdiva import ScDiVaModel
+    from scdiva.bench.methods.scdiva import SCDIVA_FINETUNED_DEFAULTS, finetune_integration
+
+    seen = {}
+    original = ScDiVaModel.fit
+
+    def recording_fit(self, adata, tasks, **kwargs):
+        seen.update({spec.name: spec.weight for spec in tasks})
+        return original(self, adata, tasks=tasks, **kwargs)
+
+    monkeypatch.setattr(ScDiVaModel, "fit", recording_fit)
+    params = {**SCDIVA_FINETUNED_DEFAULTS, "max_steps": 2, "batch_size": 32,
+              "tasks": ["masked_expression", "integration"], "task_weights": {"masked_expression": 0.1}}
+    latent = finetune_integration(ScDiVaModel.from_pretrained(checkpoint), pbmc_preprocessed, batch_key="donor",
+                                  seed=0, params=params)
+    assert latent.shape[0] == pbmc_preprocessed.n_obs
+    assert seen == {"masked_expression": 0.1, "integration": 1.0}
+    seen.clear()
+    with pytest.raises(ValueError, match=r"task_weights names \['annotation'\]"):
+        finetune_integration(ScDiVaModel.from_pretrained(checkpoint), pbmc_preprocessed, batch_key="donor", seed=0,
+                             params={**params, "task_weights": {"annotation": 2.0}})
+    assert not seen  # nothing trained
+
+
 def test_scdiva_annotation_and_missing_checkpoint(pbmc_preprocessed, checkpoint):
     reference, query = split_reference_query(pbmc_preprocessed, batch_key="donor", label_key="cell_type",
                                              reference_batches=["3pv2", "5p"])

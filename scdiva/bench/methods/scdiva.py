@@ -61,6 +61,8 @@ SCDIVA_FINETUNED_DEFAULTS: dict[str, Any] = {
     # masked_expression is left out: its head does not see the batch, so it rewards a latent that
     # encodes it (the fine-tune then mixed batches worse than the zero-shot model)
     "tasks": ["integration"],
+    # loss weight per task (a task not named weighs 1)
+    "task_weights": {},
 }
 SCDIVA_ANNOTATION_DEFAULTS: dict[str, Any] = {
     "checkpoint": "scdiva_tiny",
@@ -128,9 +130,17 @@ def _set_adversary(model, params: Mapping[str, Any]) -> None:
 
 def finetune_integration(model, adata, *, batch_key: str, seed: int, params: Mapping[str, Any]) -> np.ndarray:
     """Fine-tune ``model`` on the counts of ``adata`` without labels; returns the latent (cells x dims)."""
+    from scdiva.model.tasks import TaskSpec
+
     data = counts_view(adata)
     _set_adversary(model, params)
-    model.fit(data, tasks=list(params["tasks"]), batch_key=batch_key, label_key=None,
+    weights = dict(params.get("task_weights") or {})
+    unknown = set(weights) - set(params["tasks"])
+    if unknown:
+        raise ValueError(f"scdiva_finetuned: task_weights names {sorted(unknown)}, which are not among its "
+                         f"tasks {list(params['tasks'])}")
+    tasks = [TaskSpec(task, kind=task, weight=float(weights.get(task, 1.0))) for task in params["tasks"]]
+    model.fit(data, tasks=tasks, batch_key=batch_key, label_key=None,
               **_training_kwargs(params, seed))
     return np.asarray(model.get_latent(data), dtype=np.float32)
 
