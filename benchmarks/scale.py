@@ -11,6 +11,12 @@ Stages, each in its own process (so its peak RSS, ``ru_maxrss`` of that process,
   time); resident memory is sampled every 2 s (``rss_trace_mb``). ``--embed-prefix N``: only the first N
   cells, from the generated counts file itself (for a 1M-cell file that cannot be embedded whole in the
   time available: the trace shows whether memory stays flat; it is not a 1M-cell measurement);
+* ``finetune`` - ScDiVa's integration fine-tune streamed as the workflow's ``scdiva_finetuned`` job runs
+  it: ``--finetune-steps`` optimizer steps of 128 cells drawn at random, each batch's rows read from the
+  backed preprocessed file (the model's gene statistics come from a one-step fit on the first 2,000 cells
+  beforehand, as a checkpoint brings them). Cells/s counts the cells trained on; peak RSS shows that
+  training memory does not grow with the file; ``finetune_in_memory`` runs the same steps on the file
+  loaded into memory, the reference for the cost of streaming;
 * ``metrics`` - the metrics stage (``scdiva.bench.metrics.compute_integration_metrics``) on the PCA
   embedding, with its defaults (exact neighbours up to 50K cells, approximate above; the silhouette
   metrics on a 50K-cell stratified subsample above 50K). Its time includes JAX/numba compilation
@@ -23,6 +29,7 @@ on log(cells) between the smallest and largest size measured (1 = linear, 2 = qu
     nice -n 10 python benchmarks/scale.py --cells 10000 100000 --workdir /tmp/scale
     python benchmarks/scale.py --cells 1000000 --stages preprocess embed --workdir /tmp/scale
     python benchmarks/scale.py --cells 1000000 --stages embed --embed-prefix 60000 --workdir /tmp/scale
+    python benchmarks/scale.py --cells 10000 100000 --stages preprocess finetune finetune_in_memory --workdir /tmp/scale
 
 Writes ``results/benchmarks/scale.json`` (``SCDIVA_BENCH_DIR`` moves it) and prints a table.
 """
@@ -40,17 +47,19 @@ from pathlib import Path
 
 from _bench import REPO, record
 
-STAGES = ("preprocess", "embed", "metrics")
+STAGES = ("preprocess", "embed", "finetune", "finetune_in_memory", "metrics")
 
 
-def run_stage(stage: str, data: Path, workdir: Path, threads: int, prefix: int | None = None) -> dict:
+def run_stage(stage: str, data: Path, workdir: Path, threads: int, prefix: int | None = None,
+              steps: int = 200) -> dict:
     """Run ``stage`` in a child process; its own seconds and cells, plus the child's peak RSS (MB)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "NUMBA_NUM_THREADS": str(threads), "PYTHONPATH": str(REPO)}
     out = workdir / f"{data.stem}.{stage}.json"
     proc = subprocess.Popen([sys.executable, __file__, "--child", stage, "--data", str(data), "--workdir",
                              str(workdir), "--threads", str(threads), "--result", str(out),
-                             *(["--embed-prefix", str(prefix)] if prefix else [])], env=env)
+                             "--finetune-steps", str(steps), *(["--embed-prefix", str(prefix)] if prefix else [])],
+                            env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"stage {stage} on {data} failed (exit {os.waitstatus_to_exitcode(status)})")
@@ -95,7 +104,8 @@ class RssSampler:
                 "max": max(r for _, r in self.samples), "n_samples": len(self.samples)}
 
 
-def child(stage: str, data: Path, workdir: Path, threads: int, result_path: Path, prefix: int | None = None) -> None:
+def child(stage: str, data: Path, workdir: Path, threads: int, result_path: Path, prefix: int | None = None,
+          steps: int = 200) -> None:
     import anndata as ad
     import numpy as np
 
@@ -137,6 +147,24 @@ def child(stage: str, data: Path, workdir: Path, threads: int, result_path: Path
         cells = z.shape[0]
         extra = {"latent_dims": int(z.shape[1]), "finite": bool(np.isfinite(z).all()), "file_cells": file_cells,
                  "source": str(data if prefix else pre), "rss_trace_mb": trace}
+    elif stage in ("finetune", "finetune_in_memory"):
+        import torch
+
+        from scdiva import ScDiVaModel
+        from scdiva.bench.formats import open_rows_backed
+
+        torch.set_num_threads(threads)
+        backed = open_rows_backed(pre) if stage == "finetune" else ad.read_h5ad(pre)
+        model = ScDiVaModel.from_config("tiny", genes=backed.var_names)
+        model.fit(backed[:2000], tasks=["integration"], batch_key="batch", layer="counts", max_steps=1,
+                  progress_bar=False)  # the gene statistics a checkpoint brings
+        sampler = RssSampler()
+        start = time.perf_counter()
+        history = model.fit(backed, tasks=["integration"], batch_key="batch", layer="counts",
+                            max_steps=steps, batch_size=128, progress_bar=False)
+        trace = sampler.stop()
+        cells = len(history) * 128
+        extra = {"steps": len(history), "file_cells": backed.n_obs, "rss_trace_mb": trace}
     else:
         from scdiva.bench import metrics as M
 
@@ -171,12 +199,13 @@ def main() -> None:
     parser.add_argument("--embed-prefix", type=int, default=None,
                         help="embed only the first N cells of the generated counts file (not preprocessed): the "
                              "memory of streaming from a file too large to embed whole in the time available")
+    parser.add_argument("--finetune-steps", type=int, default=200, help="optimizer steps of the finetune stage")
     parser.add_argument("--child", choices=STAGES, help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.data, args.workdir, args.threads, args.result, args.embed_prefix)
+        child(args.child, args.data, args.workdir, args.threads, args.result, args.embed_prefix, args.finetune_steps)
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -186,7 +215,8 @@ def main() -> None:
             subprocess.run([sys.executable, str(REPO / "benchmarks" / "generate_dataset.py"), "--cells", str(n),
                             "--batches", "8", "--out", str(data)], check=True)
         for stage in args.stages:
-            row = run_stage(stage, data, args.workdir, args.threads, args.embed_prefix if stage == "embed" else None)
+            row = run_stage(stage, data, args.workdir, args.threads, args.embed_prefix if stage == "embed" else None,
+                            args.finetune_steps)
             rows.append(row)
             print(f"{stage:>10} {row['cells']:>9} cells  {row['seconds']:8.1f} s  {row['cells_per_s']:9.0f} cells/s  "
                   f"peak RSS {row['peak_rss_mb']:7.0f} MB", flush=True)

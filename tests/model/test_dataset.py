@@ -114,6 +114,20 @@ def test_views_of_a_backed_file_read_their_own_rows_and_genes(tmp_path):
         np.testing.assert_array_equal(_dataset(view, vocab=genes).batch_of([0, 2, 1]).counts, expected)
 
 
+def test_scattered_rows_of_a_backed_file_come_back_in_the_order_asked(tmp_path):
+    """Training draws cells at random (with repeats under class balancing): rows far apart on disk,
+    empty rows and repeats come back as asked."""
+    rng = np.random.default_rng(2)
+    dense = rng.poisson(0.5, size=(400, 9)).astype(np.float32)
+    dense[[5, 300]] = 0  # cells with no counts in these genes
+    full = ad.AnnData(sp.csr_matrix(dense), var=pd.DataFrame(index=[f"g{i}" for i in range(9)]))
+    full.write_h5ad(tmp_path / "cells.h5ad")
+    genes = GeneVocab(full.var_names)
+    on_disk = _dataset(ad.read_h5ad(tmp_path / "cells.h5ad", backed="r"), vocab=genes)
+    for index in ([399, 5, 0, 200, 5, 300], rng.choice(400, 64).tolist()):
+        np.testing.assert_array_equal(on_disk.batch_of(index).counts.numpy(), dense[index])
+
+
 def test_non_integer_values_raise_a_clear_error():
     data = _toy()
     data.X = sp.csr_matrix(np.log1p(data.X.toarray()))

@@ -1,4 +1,4 @@
-"""The zero-shot ScDiVa job streams the counts from the preprocessed file: same embedding as in memory."""
+"""The ScDiVa integration jobs stream the counts from the preprocessed file: same embedding as in memory."""
 
 from __future__ import annotations
 
@@ -63,6 +63,25 @@ def test_backed_file_gives_the_in_memory_embedding(checkpoint, preprocessed):
     integrate(backed, dataclasses.replace(record, function=record.streams_from), **kwargs)
     np.testing.assert_allclose(backed.obsm["X_emb"], in_memory.obsm["X_emb"], rtol=0, atol=1e-6)
     assert backed.obsm["X_emb"].shape == (700, 16)
+
+    with pytest.raises(ValueError, match="backed on the preprocessed"):
+        integrate(ad.read_h5ad(preprocessed), dataclasses.replace(record, function=record.streams_from), **kwargs)
+
+
+def test_backed_file_gives_the_in_memory_fine_tune(checkpoint, preprocessed):
+    """Training batches drawn at random are read from disk row by row: same weights, same embedding."""
+    record = get_method("integration", "scdiva_finetuned")
+    assert record.streams_from is not None
+    kwargs = {"batch_key": "donor", "label_key": "cell_type", "seed": 0,
+              "params": {"checkpoint": str(checkpoint), "max_steps": 4, "batch_size": 64}}
+    in_memory = ad.read_h5ad(preprocessed)
+    integrate(in_memory, record, **kwargs)
+    backed = open_rows_backed(preprocessed)
+    integrate(backed, dataclasses.replace(record, function=record.streams_from), **kwargs)
+    np.testing.assert_allclose(backed.obsm["X_emb"], in_memory.obsm["X_emb"], rtol=0, atol=1e-5)
+    zero_shot = ad.read_h5ad(preprocessed)
+    integrate(zero_shot, "scdiva_zeroshot", **{**kwargs, "params": {"checkpoint": str(checkpoint)}})
+    assert np.abs(backed.obsm["X_emb"] - zero_shot.obsm["X_emb"]).max() > 1e-3  # it trained
 
     with pytest.raises(ValueError, match="backed on the preprocessed"):
         integrate(ad.read_h5ad(preprocessed), dataclasses.replace(record, function=record.streams_from), **kwargs)

@@ -129,10 +129,14 @@ def _set_adversary(model, params: Mapping[str, Any]) -> None:
 
 
 def finetune_integration(model, adata, *, batch_key: str, seed: int, params: Mapping[str, Any]) -> np.ndarray:
-    """Fine-tune ``model`` on the counts of ``adata`` without labels; returns the latent (cells x dims)."""
+    """Fine-tune ``model`` on the counts of ``adata`` without labels; returns the latent (cells x dims).
+
+    ``adata`` is the preprocessed AnnData in memory, or backed on its file
+    (``scdiva.bench.formats.open_rows_backed``): then the counts layer's rows are read from disk a
+    batch at a time, in training and in the final embedding alike."""
     from scdiva.model.tasks import TaskSpec
 
-    data = counts_view(adata)
+    data, layer = (adata, "counts") if adata.isbacked else (counts_view(adata), None)
     _set_adversary(model, params)
     weights = dict(params.get("task_weights") or {})
     unknown = set(weights) - set(params["tasks"])
@@ -140,9 +144,9 @@ def finetune_integration(model, adata, *, batch_key: str, seed: int, params: Map
         raise ValueError(f"scdiva_finetuned: task_weights names {sorted(unknown)}, which are not among its "
                          f"tasks {list(params['tasks'])}")
     tasks = [TaskSpec(task, kind=task, weight=float(weights.get(task, 1.0))) for task in params["tasks"]]
-    model.fit(data, tasks=tasks, batch_key=batch_key, label_key=None,
+    model.fit(data, tasks=tasks, batch_key=batch_key, label_key=None, layer=layer,
               **_training_kwargs(params, seed))
-    return np.asarray(model.get_latent(data), dtype=np.float32)
+    return np.asarray(model.get_latent(data, layer=layer), dtype=np.float32)
 
 
 def run_scdiva_zeroshot(adata, *, batch_key: str, label_key: str | None, seed: int,
@@ -161,18 +165,23 @@ def _zeroshot_latent(cells, latent_kwargs: Mapping[str, Any], *, seed: int, para
     return np.asarray(model.get_latent(cells, **latent_kwargs), dtype=np.float32)
 
 
+def _prepare_streaming(adata, method: str) -> None:
+    """Checks that ``adata`` is backed on the preprocessed file; keeps freed memory from piling up."""
+    if not adata.isbacked:
+        raise ValueError(f"{method}_streamed needs an AnnData backed on the preprocessed .h5ad "
+                         f"(scdiva.bench.formats.open_rows_backed); use {method} for one in memory")
+    from scdiva.bench.io import return_freed_memory
+
+    if adata.n_obs > 200_000:  # else freed batches stay resident (glibc): 9.7 GB at 1M cells; costs ~2x time
+        return_freed_memory()
+
+
 def run_scdiva_zeroshot_streamed(adata, *, batch_key: str, label_key: str | None, seed: int,
                                  params: Mapping[str, Any], threads: int) -> None:
     """:func:`run_scdiva_zeroshot` on an AnnData backed on the preprocessed file
     (``scdiva.bench.formats.open_rows_backed``): the counts layer's rows are read from disk a batch at a
     time, so memory does not grow with the matrix; same cells, same batches, same embedding."""
-    if not adata.isbacked:
-        raise ValueError("run_scdiva_zeroshot_streamed needs an AnnData backed on the preprocessed .h5ad "
-                         "(scdiva.bench.formats.open_rows_backed); use run_scdiva_zeroshot for one in memory")
-    from scdiva.bench.io import return_freed_memory
-
-    if adata.n_obs > 200_000:  # else freed batches stay resident (glibc): 9.7 GB at 1M cells; costs ~2x time
-        return_freed_memory()
+    _prepare_streaming(adata, "run_scdiva_zeroshot")
     adata.obsm[EMBEDDING_KEY] = _zeroshot_latent(adata, {"layer": "counts"}, seed=seed, params=params,
                                                  threads=threads)
 
@@ -186,6 +195,16 @@ def run_scdiva_finetuned(adata, *, batch_key: str, label_key: str | None, seed: 
     seed_everything(seed)
     model = load_checkpoint(params["checkpoint"])
     adata.obsm[EMBEDDING_KEY] = finetune_integration(model, adata, batch_key=batch_key, seed=seed, params=params)
+
+
+def run_scdiva_finetuned_streamed(adata, *, batch_key: str, label_key: str | None, seed: int,
+                                  params: Mapping[str, Any], threads: int) -> None:
+    """:func:`run_scdiva_finetuned` on an AnnData backed on the preprocessed file: each training batch
+    (cells drawn at random) and each embedding batch reads its rows of the counts layer from disk, so
+    memory does not grow with the matrix; same batches, same weights, same embedding as in memory."""
+    _prepare_streaming(adata, "run_scdiva_finetuned")
+    run_scdiva_finetuned(adata, batch_key=batch_key, label_key=label_key, seed=seed, params=params,
+                         threads=threads)
 
 
 def fit_annotation_model(model, reference, *, label_key: str, batch_key: str, seed: int,
