@@ -129,24 +129,40 @@ def child(stage: str, data: Path, workdir: Path, threads: int, result_path: Path
         from scdiva.bench.io import return_freed_memory
 
         torch.set_num_threads(threads)
-        if os.environ.get("SCDIVA_KEEP_MALLOC") != "1":  # =1 measures glibc's default (docs/scale.md)
+        # SCDIVA_KEEP_MALLOC=1 measures glibc's default allocator; SCDIVA_MALLOC_TRIM_EVERY=N keeps it too
+        # but calls malloc_trim(0) after every N batches, the alternative to a fixed mmap threshold (docs/scale.md)
+        trim_every = int(os.environ.get("SCDIVA_MALLOC_TRIM_EVERY", "0"))
+        if os.environ.get("SCDIVA_KEEP_MALLOC") != "1" and not trim_every:
             return_freed_memory()
         # as the workflow's scdiva_zeroshot job: obs + var in memory, the counts' rows read from disk
         if prefix:  # the first `prefix` cells of the generated counts file itself (counts in X, not preprocessed)
-            backed, layer = open_rows_backed(data), None
-            file_cells = backed.n_obs
-            backed = backed[:prefix]  # a prefix: rows 0..prefix-1 of the file, read as for the whole file
+            whole, layer = open_rows_backed(data), None
+            backed = whole[:prefix]  # a prefix: rows 0..prefix-1 of the file, read as for the whole file
         else:
-            backed, layer = open_rows_backed(pre), "counts"
-            file_cells = backed.n_obs
+            whole, layer = open_rows_backed(pre), "counts"
+            backed = whole
+        file_cells = whole.n_obs
         model = ScDiVaModel.from_config("tiny", genes=backed.var_names)
         sampler = RssSampler()
         start = time.perf_counter()  # the model's construction is not the stage
-        z = model.get_latent(backed, layer=layer, batch_size=512)
+        if trim_every:
+            import ctypes
+
+            libc, chunk, parts = ctypes.CDLL("libc.so.6"), trim_every * 512, []
+            for first in range(0, backed.n_obs, chunk):  # anndata makes no view of a backed view: index the file
+                parts.append(model.get_latent(whole[first:min(first + chunk, backed.n_obs)], layer=layer,
+                                              batch_size=512))
+                libc.malloc_trim(0)
+            z = np.concatenate(parts)
+        else:
+            z = model.get_latent(backed, layer=layer, batch_size=512)
         trace = sampler.stop()
         cells = z.shape[0]
         extra = {"latent_dims": int(z.shape[1]), "finite": bool(np.isfinite(z).all()), "file_cells": file_cells,
-                 "source": str(data if prefix else pre), "rss_trace_mb": trace}
+                 "source": str(data if prefix else pre), "rss_trace_mb": trace,
+                 "allocator": (f"malloc_trim every {trim_every} batches" if trim_every else
+                               "glibc default" if os.environ.get("SCDIVA_KEEP_MALLOC") == "1" else
+                               "mmap threshold 1 MB")}
     elif stage in ("finetune", "finetune_in_memory"):
         import torch
 
