@@ -126,13 +126,15 @@ def child(stage: str, data: Path, workdir: Path, threads: int, result_path: Path
 
         from scdiva import ScDiVaModel
         from scdiva.bench.formats import open_rows_backed
-        from scdiva.bench.io import return_freed_memory
+        from scdiva.bench.io import return_freed_memory, trim_freed_memory
 
         torch.set_num_threads(threads)
-        # SCDIVA_KEEP_MALLOC=1 measures glibc's default allocator; SCDIVA_MALLOC_TRIM_EVERY=N keeps it too
-        # but calls malloc_trim(0) after every N batches, the alternative to a fixed mmap threshold (docs/scale.md)
-        trim_every = int(os.environ.get("SCDIVA_MALLOC_TRIM_EVERY", "0"))
-        if os.environ.get("SCDIVA_KEEP_MALLOC") != "1" and not trim_every:
+        # as the workflow (streamed_latent): malloc_trim(0) after every 50 batches of 512 cells.
+        # SCDIVA_MALLOC_TRIM_EVERY=N trims after every N batches, =0 fixes glibc's mmap threshold instead;
+        # SCDIVA_KEEP_MALLOC=1 measures glibc's default allocator, untrimmed (docs/scale.md)
+        keep = os.environ.get("SCDIVA_KEEP_MALLOC") == "1"
+        trim_every = 0 if keep else int(os.environ.get("SCDIVA_MALLOC_TRIM_EVERY", "50"))
+        if not keep and not trim_every:
             return_freed_memory()
         # as the workflow's scdiva_zeroshot job: obs + var in memory, the counts' rows read from disk
         if prefix:  # the first `prefix` cells of the generated counts file itself (counts in X, not preprocessed)
@@ -146,13 +148,11 @@ def child(stage: str, data: Path, workdir: Path, threads: int, result_path: Path
         sampler = RssSampler()
         start = time.perf_counter()  # the model's construction is not the stage
         if trim_every:
-            import ctypes
-
-            libc, chunk, parts = ctypes.CDLL("libc.so.6"), trim_every * 512, []
+            chunk, parts = trim_every * 512, []
             for first in range(0, backed.n_obs, chunk):  # anndata makes no view of a backed view: index the file
                 parts.append(model.get_latent(whole[first:min(first + chunk, backed.n_obs)], layer=layer,
                                               batch_size=512))
-                libc.malloc_trim(0)
+                trim_freed_memory()
             z = np.concatenate(parts)
         else:
             z = model.get_latent(backed, layer=layer, batch_size=512)

@@ -34,6 +34,8 @@ from scdiva.bench.methods._common import (
 from scdiva.config import DEFAULT_CLASSIFIER_HIDDEN_LAYERS, DEFAULT_CLASSIFIER_REPRESENTATION
 
 CHECKPOINT_ROOT = Path("resources/checkpoints")
+#: cells a streamed job embeds between two heap trims (50 batches of 512: docs/scale.md)
+STREAM_CHUNK_CELLS = 25_600
 
 #: training settings shared by both fine-tunes: early-stopped on 10% held-out cells, at most
 #: ``max_epochs`` (null: scVI's heuristic, 400 epochs below 20,000 cells).
@@ -146,34 +148,43 @@ def finetune_integration(model, adata, *, batch_key: str, seed: int, params: Map
     tasks = [TaskSpec(task, kind=task, weight=float(weights.get(task, 1.0))) for task in params["tasks"]]
     model.fit(data, tasks=tasks, batch_key=batch_key, label_key=None, layer=layer,
               **_training_kwargs(params, seed))
-    return np.asarray(model.get_latent(data, layer=layer), dtype=np.float32)
+    if adata.isbacked:
+        return streamed_latent(model, adata)
+    return np.asarray(model.get_latent(data), dtype=np.float32)
 
 
 def run_scdiva_zeroshot(adata, *, batch_key: str, label_key: str | None, seed: int,
                         params: Mapping[str, Any], threads: int) -> None:
     """Embed with the checkpoint as is (no training on this dataset)."""
-    adata.obsm[EMBEDDING_KEY] = _zeroshot_latent(counts_view(adata), {}, seed=seed, params=params, threads=threads)
+    model = _zeroshot_model(seed=seed, params=params, threads=threads)
+    adata.obsm[EMBEDDING_KEY] = np.asarray(model.get_latent(counts_view(adata)), dtype=np.float32)
 
 
-def _zeroshot_latent(cells, latent_kwargs: Mapping[str, Any], *, seed: int, params: Mapping[str, Any],
-                     threads: int) -> np.ndarray:
-    """The checkpoint's latent of ``cells``, as is: one body for the in-memory and the streamed job."""
+def _zeroshot_model(*, seed: int, params: Mapping[str, Any], threads: int):
+    """The checkpoint, loaded as is: one body for the in-memory and the streamed job."""
     params = resolve_params("scdiva_zeroshot", SCDIVA_ZEROSHOT_DEFAULTS, params)
     set_threads(threads)
     seed_everything(seed)
-    model = load_checkpoint(params["checkpoint"])
-    return np.asarray(model.get_latent(cells, **latent_kwargs), dtype=np.float32)
+    return load_checkpoint(params["checkpoint"])
 
 
-def _prepare_streaming(adata, method: str) -> None:
-    """Checks that ``adata`` is backed on the preprocessed file; keeps freed memory from piling up."""
+def _check_backed(adata, method: str) -> None:
     if not adata.isbacked:
         raise ValueError(f"{method}_streamed needs an AnnData backed on the preprocessed .h5ad "
                          f"(scdiva.bench.formats.open_rows_backed); use {method} for one in memory")
-    from scdiva.bench.io import return_freed_memory
 
-    if adata.n_obs > 200_000:  # else freed batches stay resident (glibc): 9.7 GB at 1M cells; costs ~2x time
-        return_freed_memory()
+
+def streamed_latent(model, adata, *, chunk_cells: int = STREAM_CHUNK_CELLS) -> np.ndarray:
+    """Latent of every cell of an AnnData backed on the preprocessed file, ``chunk_cells`` at a time,
+    the heap trimmed after each chunk (:func:`scdiva.bench.io.trim_freed_memory`): resident memory stays
+    bounded as the cells pass through (docs/scale.md); same values as one ``get_latent`` call."""
+    from scdiva.bench.io import trim_freed_memory
+
+    parts = []
+    for first in range(0, adata.n_obs, chunk_cells):
+        parts.append(np.asarray(model.get_latent(adata[first:first + chunk_cells], layer="counts"), dtype=np.float32))
+        trim_freed_memory()
+    return np.concatenate(parts) if parts else np.zeros((0, model.config.n_latent), dtype=np.float32)
 
 
 def run_scdiva_zeroshot_streamed(adata, *, batch_key: str, label_key: str | None, seed: int,
@@ -181,9 +192,8 @@ def run_scdiva_zeroshot_streamed(adata, *, batch_key: str, label_key: str | None
     """:func:`run_scdiva_zeroshot` on an AnnData backed on the preprocessed file
     (``scdiva.bench.formats.open_rows_backed``): the counts layer's rows are read from disk a batch at a
     time, so memory does not grow with the matrix; same cells, same batches, same embedding."""
-    _prepare_streaming(adata, "run_scdiva_zeroshot")
-    adata.obsm[EMBEDDING_KEY] = _zeroshot_latent(adata, {"layer": "counts"}, seed=seed, params=params,
-                                                 threads=threads)
+    _check_backed(adata, "run_scdiva_zeroshot")
+    adata.obsm[EMBEDDING_KEY] = streamed_latent(_zeroshot_model(seed=seed, params=params, threads=threads), adata)
 
 
 def run_scdiva_finetuned(adata, *, batch_key: str, label_key: str | None, seed: int,
@@ -202,7 +212,7 @@ def run_scdiva_finetuned_streamed(adata, *, batch_key: str, label_key: str | Non
     """:func:`run_scdiva_finetuned` on an AnnData backed on the preprocessed file: each training batch
     (cells drawn at random) and each embedding batch reads its rows of the counts layer from disk, so
     memory does not grow with the matrix; same batches, same weights, same embedding as in memory."""
-    _prepare_streaming(adata, "run_scdiva_finetuned")
+    _check_backed(adata, "run_scdiva_finetuned")
     run_scdiva_finetuned(adata, batch_key=batch_key, label_key=label_key, seed=seed, params=params,
                          threads=threads)
 
