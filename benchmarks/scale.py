@@ -161,7 +161,7 @@ def child(stage: str, data: Path, workdir: Path, threads: int, result_path: Path
         extra = {"latent_dims": int(z.shape[1]), "finite": bool(np.isfinite(z).all()), "file_cells": file_cells,
                  "source": str(data if prefix else pre), "rss_trace_mb": trace,
                  "allocator": (f"malloc_trim every {trim_every} batches" if trim_every else
-                               "glibc default" if os.environ.get("SCDIVA_KEEP_MALLOC") == "1" else
+                               "glibc default" if keep else
                                "mmap threshold 1 MB")}
     elif stage in ("finetune", "finetune_in_memory"):
         import torch

@@ -103,6 +103,17 @@ def sha256_of(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def _glibc():
+    """The C library through ctypes, or None where it cannot be loaded."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
 def trim_freed_memory() -> bool:
     """Give the heap's free memory back to the OS now (glibc ``malloc_trim(0)``).
 
@@ -112,15 +123,11 @@ def trim_freed_memory() -> bool:
     where a fixed mmap threshold (:func:`return_freed_memory`) cost time in page faults. Returns False
     where it cannot run (not glibc); nothing else changes.
     """
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)
-        return True
-    except (OSError, AttributeError):
+    libc = _glibc()
+    if libc is None or not hasattr(libc, "malloc_trim"):
         return False
+    libc.malloc_trim(0)
+    return True
 
 
 def return_freed_memory(threshold_bytes: int = 1 << 20) -> bool:
@@ -131,11 +138,7 @@ def return_freed_memory(threshold_bytes: int = 1 << 20) -> bool:
     every batch is freed (docs/scale.md). Fixing the threshold keeps resident memory flat. Returns
     False where it cannot be set (not glibc); nothing else changes.
     """
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(-3, int(threshold_bytes)))  # -3: M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
+    libc = _glibc()
+    if libc is None or not hasattr(libc, "mallopt"):
         return False
+    return bool(libc.mallopt(-3, int(threshold_bytes)))  # -3: M_MMAP_THRESHOLD
