@@ -34,7 +34,7 @@ from scdiva.bench.methods._common import (
 from scdiva.config import DEFAULT_CLASSIFIER_HIDDEN_LAYERS, DEFAULT_CLASSIFIER_REPRESENTATION
 
 CHECKPOINT_ROOT = Path("resources/checkpoints")
-#: cells a streamed job embeds between two heap trims (50 batches of 512: docs/scale.md)
+#: cells a streamed job embeds between two heap trims (the chunk measured in docs/scale.md: 25,600 cells)
 STREAM_CHUNK_CELLS = 25_600
 
 #: training settings shared by both fine-tunes: early-stopped on 10% held-out cells, at most
