@@ -52,6 +52,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # the masked-expression task kept in the integration fine-tune at a tenth of the ELBO's weight
     "light_masked_in_finetune": {"finetune": {"tasks": ["masked_expression", "integration"],
                                               "task_weights": {"masked_expression": 0.1}}},
+    # the same, early-stopped on the held-out ELBO alone (the masked term does not prolong the run)
+    "light_masked_elbo_stop": {"finetune": {"tasks": ["masked_expression", "integration"],
+                                            "task_weights": {"masked_expression": 0.1},
+                                            "early_stopping_tasks": ["integration"]}},
     "kl_restart": {"kl_restart": True},
     "no_early_stopping": {"finetune": {"early_stopping_patience": None, "validation_fraction": 0.0}},
     # the integration fine-tune's previous budget: at most 100 epochs, early-stopped after 8 evaluations without progress

@@ -231,8 +231,8 @@ class ScDiVaModel:
             weight_decay: float = 0.01, warmup_fraction: float = 0.05, clip_grad_norm: float = 1.0,
             checkpoint_every: int | None = None, progress_bar: bool = True, precision: str = "auto",
             num_workers: int = 0, validation_fraction: float = 0.0, early_stopping_patience: int | None = None,
-            eval_every: int | None = None, balance_labels: bool = False, trunk_lr_factor: float = 1.0,
-            data_name: str | Sequence[str] | None = None,
+            eval_every: int | None = None, early_stopping_tasks: Sequence[str] | None = None,
+            balance_labels: bool = False, trunk_lr_factor: float = 1.0, data_name: str | Sequence[str] | None = None,
             protein_obsm_key: str | None = None) -> list[dict[str, Any]]:
         """Train on ``adata`` for the given tasks; returns the loss history (one dict per step).
 
@@ -251,8 +251,8 @@ class ScDiVaModel:
         The counts come from ``layer`` (default: ``layers["counts"]`` if present, else ``X``) and
         must be raw integers. Training runs ``max_steps`` optimizer steps (or ``max_epochs`` epochs;
         default :func:`default_max_epochs`, scVI's heuristic). ``validation_fraction`` holds cells
-        out to monitor the loss; ``early_stopping_patience`` stops when it stops improving and
-        restores the best weights. ``balance_labels`` samples the ``annotation`` classes equally
+        out to monitor the loss (of ``early_stopping_tasks`` only, when given);
+        ``early_stopping_patience`` stops when it stops improving and restores the best weights. ``balance_labels`` samples the ``annotation`` classes equally
         often; ``trunk_lr_factor`` scales the learning rate of everything but the task heads. With
         ``checkpoint_dir`` a checkpoint is written every ``checkpoint_every`` steps and
         ``resume=True`` continues from it exactly. ``data_name`` labels the run in
@@ -282,6 +282,7 @@ class ScDiVaModel:
                               progress_bar=progress_bar, precision=precision, num_workers=num_workers,
                               validation_fraction=validation_fraction,
                               early_stopping_patience=early_stopping_patience, eval_every=eval_every,
+                              early_stopping_tasks=None if early_stopping_tasks is None else tuple(early_stopping_tasks),
                               balance_task=balance_task, trunk_lr_factor=trunk_lr_factor)
         names = [data_name] if isinstance(data_name, str) or data_name is None else list(data_name)
         for i, (a, dataset) in enumerate(zip(adatas, datasets, strict=True)):

@@ -56,6 +56,10 @@ class TrainingSettings:
     #: stop when the held-out loss has not improved for this many evaluations (None: never);
     #: the weights of the best evaluation are restored at the end
     early_stopping_patience: int | None = None
+    #: the tasks whose weighted held-out loss is monitored (None: every trained task). A task kept at
+    #: a small weight beside the one that matters (masked expression beside the integration ELBO)
+    #: then cannot keep a run going that its main objective has finished with
+    early_stopping_tasks: tuple[str, ...] | None = None
     #: sample cells so that every class of this classifier task is equally frequent (unlabelled
     #: cells keep their overall share); None: plain shuffling
     balance_task: str | None = None
@@ -78,6 +82,8 @@ class TrainingSettings:
             raise ValueError(f"validation_fraction must be in [0, 0.5), got {self.validation_fraction}")
         if self.early_stopping_patience is not None and self.validation_fraction == 0:
             raise ValueError("early stopping needs held-out cells: set validation_fraction > 0")
+        if self.early_stopping_tasks is not None and not self.early_stopping_tasks:
+            raise ValueError("early_stopping_tasks must name at least one task (or be None: every task)")
         if not self.trunk_lr_factor > 0:
             raise ValueError(f"trunk_lr_factor must be > 0, got {self.trunk_lr_factor}")
 
@@ -133,9 +139,9 @@ def train(module: ScDiVaModule, corpus: CellCorpus, tasks: Sequence[str], settin
     sampling, value masks, dropout, the reparameterisation noise) is a function of
     ``(seed, step)``, so a run resumed from a checkpoint - at an epoch boundary or inside an
     epoch - continues exactly as the uninterrupted run would. With ``validation_fraction`` a
-    held-out set of cells is scored every ``eval_every`` steps (the full-weight loss, in eval
-    mode); with ``early_stopping_patience`` training stops when it stops improving and the best
-    weights are restored. Returns one record per step: ``step``, ``epoch``, ``loss``, ``lr``,
+    held-out set of cells is scored every ``eval_every`` steps (the full-weight loss of the
+    ``early_stopping_tasks``, in eval mode); with ``early_stopping_patience`` training stops when it
+    stops improving and the best weights are restored. Returns one record per step: ``step``, ``epoch``, ``loss``, ``lr``,
     ``loss_<task>`` (plus ``val_loss`` on evaluated steps).
     """
     settings.validate()
@@ -150,6 +156,10 @@ def train(module: ScDiVaModule, corpus: CellCorpus, tasks: Sequence[str], settin
     per_epoch = steps_per_epoch(train_cells.size, settings.batch_size, info.world_size)
     warmup = int(settings.warmup_fraction * settings.max_steps)
     eval_every = settings.eval_every or per_epoch
+    monitored = list(tasks) if settings.early_stopping_tasks is None else list(settings.early_stopping_tasks)
+    if not set(monitored) <= set(tasks):
+        raise ValueError(f"early_stopping_tasks {sorted(set(monitored) - set(tasks))} are not among the trained "
+                         f"tasks {list(tasks)}")
 
     groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
     for name, p in module.named_parameters():
@@ -219,7 +229,7 @@ def train(module: ScDiVaModule, corpus: CellCorpus, tasks: Sequence[str], settin
             record = {"step": step, "epoch": epoch, "loss": float(loss.detach()), "lr": settings.lr * factor,
                       **{f"loss_{t}": float(v.detach()) for t, v in losses.items()}}
             if held_out.size and (step % eval_every == 0 or step == settings.max_steps):
-                record["val_loss"] = held_out_loss(module, corpus, held_out, tasks, weights, settings.batch_size,
+                record["val_loss"] = held_out_loss(module, corpus, held_out, monitored, weights, settings.batch_size,
                                                    device, use_bf16)
                 if record["val_loss"] < best["loss"]:
                     best = {"loss": record["val_loss"], "step": step, "bad_evals": 0}

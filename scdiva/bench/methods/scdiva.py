@@ -46,6 +46,8 @@ _TRAINING_DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,
     "validation_fraction": 0.1,
     "early_stopping_patience": 8,
+    # the tasks whose held-out loss early stopping watches (null: every task trained)
+    "early_stopping_tasks": None,
     # weight of the adversarial batch classifier on the latent (scdiva.module.heads.BatchAdversary);
     # null keeps the checkpoint's own setting
     "adversarial_batch_weight": None,
@@ -118,7 +120,8 @@ def counts_view(adata):
 
 
 def _training_kwargs(params: Mapping[str, Any], seed: int) -> dict[str, Any]:
-    keys = ("max_steps", "max_epochs", "batch_size", "lr", "validation_fraction", "early_stopping_patience")
+    keys = ("max_steps", "max_epochs", "batch_size", "lr", "validation_fraction", "early_stopping_patience",
+            "early_stopping_tasks")
     kwargs = {k: params[k] for k in keys if params.get(k) is not None}
     if "max_steps" in kwargs:  # an explicit step count replaces the default epoch count
         kwargs.pop("max_epochs", None)
