@@ -191,7 +191,7 @@ def child(stage: str, data: Path, workdir: Path, threads: int, result_path: Path
                                                n_jobs=threads, progress=False)
         cells = emb.shape[0]
         extra = {"total_score": M.aggregate_scores(values)["total_score"],
-                 "quadratic_cells": M.cells_scored("silhouette_label", cells),
+                 "subsampled_cells": M.cells_scored("silhouette_label", cells),
                  "approximate_neighbours": cells > M.EXACT_KNN_MAX_CELLS}
     seconds = time.perf_counter() - start
     result_path.write_text(json.dumps({"stage": stage, "cells": int(cells), "seconds": seconds, **extra}))

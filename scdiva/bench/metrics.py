@@ -19,16 +19,18 @@ reported as diagnostics but left out of the aggregates so no quantity is counted
 
 At scale (as scib-metrics' own large-data guidance does): neighbours are exact up to
 :data:`EXACT_KNN_MAX_CELLS` cells and approximate (pynndescent) above; the silhouette-based metrics
-(:data:`QUADRATIC_METRICS`, O(n^2) in cells) are computed on a stratified subsample (label x batch,
-seeded) of :data:`QUADRATIC_MAX_CELLS` cells when there are more. The ``n_cells`` column of the
-metrics table says how many cells each value was computed on (:func:`cells_scored`).
+(:data:`QUADRATIC_METRICS`, O(n^2) in cells) and the Leiden clustering diagnostics
+(:data:`LEIDEN_METRICS`: ten Leiden runs, one per resolution) are computed on a stratified subsample
+(label x batch, seeded) of :data:`SUBSAMPLE_MAX_CELLS` cells when there are more, Leiden on the
+subsample's own 15-neighbour graph. The ``n_cells`` column of the metrics table says how many cells
+each value was computed on (:func:`cells_scored`).
 
 Why this loop and not ``scib_metrics.benchmark.Benchmarker``: the values are the same (its Totals equal
 :func:`aggregate_scores` on the same embeddings and neighbours; tests/workflow/test_metrics_benchmarker.py),
 but Benchmarker computes every embedding's neighbour graph before scoring any (k=90 graphs of all
 methods held at once: ~1 GB per embedding at 1M cells), has no subsample for its quadratic metrics,
 and leaves out the silhouette-batch and Leiden diagnostics reported here. This loop holds one
-embedding's graph at a time and scores the quadratic metrics on the documented subsample.
+embedding's graph at a time and scores the quadratic metrics and Leiden on the documented subsample.
 """
 
 from __future__ import annotations
@@ -88,16 +90,21 @@ METRICS: dict[str, MetricInfo] = {
 
 EXACT_KNN_MAX_CELLS = 50_000
 #: metrics whose cost is quadratic in cells (silhouettes): scored on a stratified subsample above
-#: :data:`QUADRATIC_MAX_CELLS` cells
+#: :data:`SUBSAMPLE_MAX_CELLS` cells
 QUADRATIC_METRICS = ("isolated_labels", "silhouette_label", "silhouette_batch", "bras")
-QUADRATIC_MAX_CELLS = 50_000
+#: Leiden NMI/ARI (diagnostics, not in the aggregates): the best of ten resolutions, each a Leiden run
+#: on the whole graph; at 1M cells the metrics stage was still in them after 33 minutes (docs/scale.md),
+#: so they are scored on the same subsample, clustered on its own 15-neighbour graph
+LEIDEN_METRICS = ("nmi_leiden", "ari_leiden")
+SUBSAMPLED_METRICS = QUADRATIC_METRICS + LEIDEN_METRICS
+SUBSAMPLE_MAX_CELLS = 50_000
 
 
-def cells_scored(metric: str, n_cells: int, quadratic_max_cells: int | None = QUADRATIC_MAX_CELLS) -> int:
-    """Cells the value of ``metric`` is computed on: all ``n_cells``, or for :data:`QUADRATIC_METRICS`
-    at most ``quadratic_max_cells`` (None = no subsample)."""
-    if metric in QUADRATIC_METRICS and quadratic_max_cells is not None:
-        return min(n_cells, quadratic_max_cells)
+def cells_scored(metric: str, n_cells: int, subsample_max_cells: int | None = SUBSAMPLE_MAX_CELLS) -> int:
+    """Cells the value of ``metric`` is computed on: all ``n_cells``, or for :data:`SUBSAMPLED_METRICS`
+    at most ``subsample_max_cells`` (None = no subsample)."""
+    if metric in SUBSAMPLED_METRICS and subsample_max_cells is not None:
+        return min(n_cells, subsample_max_cells)
     return n_cells
 
 
@@ -210,13 +217,13 @@ def compute_integration_metrics(
     seed: int = 0,
     n_jobs: int = 1,
     progress: bool = True,
-    quadratic_max_cells: int | None = QUADRATIC_MAX_CELLS,
+    subsample_max_cells: int | None = SUBSAMPLE_MAX_CELLS,
 ) -> dict[str, float]:
     """All metrics in :data:`METRICS` for one embedding (cells x dims); returns name -> value.
 
     ``pre_embedding`` is the unintegrated PCA (for PCR comparison). Checks shapes and finiteness
-    before the (slow) neighbour search. Above ``quadratic_max_cells`` cells (None: never) the
-    :data:`QUADRATIC_METRICS` use a stratified subsample of that many cells (label x batch, ``seed``).
+    before the (slow) neighbour search. Above ``subsample_max_cells`` cells (None: never) the
+    :data:`SUBSAMPLED_METRICS` use a stratified subsample of that many cells (label x batch, ``seed``).
     """
     embedding = np.asarray(embedding, dtype=np.float32)
     batches = np.asarray(batches).astype(str)
@@ -232,11 +239,11 @@ def compute_integration_metrics(
     if len(np.unique(batches)) < 2:
         raise ValueError("batch metrics need at least 2 batches")
     return _scib_metrics(embedding, batches, labels, np.asarray(pre_embedding), seed=seed, n_jobs=n_jobs,
-                         progress=progress, quadratic_max_cells=quadratic_max_cells)
+                         progress=progress, subsample_max_cells=subsample_max_cells)
 
 
-def quadratic_subsample(labels: np.ndarray, batches: np.ndarray, max_cells: int | None, seed: int) -> np.ndarray:
-    """Row positions the :data:`QUADRATIC_METRICS` are scored on: all cells up to ``max_cells``, else a
+def metrics_subsample(labels: np.ndarray, batches: np.ndarray, max_cells: int | None, seed: int) -> np.ndarray:
+    """Row positions the :data:`SUBSAMPLED_METRICS` are scored on: all cells up to ``max_cells``, else a
     stratified (label x batch) seeded subsample of exactly ``max_cells`` (sorted)."""
     n = len(labels)
     if max_cells is None or n <= max_cells:
@@ -249,18 +256,22 @@ def quadratic_subsample(labels: np.ndarray, batches: np.ndarray, max_cells: int 
 
 def _scib_metrics(embedding: np.ndarray, batches: np.ndarray, labels: np.ndarray, pre_embedding: np.ndarray, *,
                   seed: int, n_jobs: int, progress: bool,
-                  quadratic_max_cells: int | None = QUADRATIC_MAX_CELLS) -> dict[str, float]:
+                  subsample_max_cells: int | None = SUBSAMPLE_MAX_CELLS) -> dict[str, float]:
     """Every metric of :data:`METRICS` on checked inputs: the neighbour graph once, each metric its own inputs."""
     from tqdm.auto import tqdm
 
     neighbors = compute_neighbors(embedding, seed=seed, n_jobs=n_jobs)
     nn = {k: neighbors.subset_neighbors(n=min(k, neighbors.indices.shape[1])) for k in NEIGHBOR_COUNTS}
-    sub = quadratic_subsample(labels, batches, quadratic_max_cells, seed)
+    sub = metrics_subsample(labels, batches, subsample_max_cells, seed)
     q_emb, q_labels, q_batches = embedding[sub], labels[sub], batches[sub]
+    # Leiden on the subsample clusters the subsample's own graph: the full graph restricted to it
+    # would keep few of each cell's neighbours
+    leiden_graph = (lambda: nn[15]) if sub.size == len(labels) else (
+        lambda: compute_neighbors(q_emb, n_neighbors=15, seed=seed, n_jobs=n_jobs))
     steps = {
         "isolated_labels": lambda: isolated_labels(q_emb, q_labels, q_batches),
         "nmi_ari_kmeans": lambda: nmi_ari_kmeans(embedding, labels),
-        "nmi_ari_leiden": lambda: nmi_ari_leiden(nn[15], labels, seed=seed),
+        "nmi_ari_leiden": lambda: nmi_ari_leiden(leiden_graph(), q_labels, seed=seed),
         "silhouette_label": lambda: silhouette_label(q_emb, q_labels),
         "clisi": lambda: clisi(nn[90], labels),
         "bras": lambda: bras(q_emb, q_labels, q_batches),
@@ -394,7 +405,7 @@ def score_embedding_files(
         )
         frame = metrics_frame(values, dataset=dataset, method=method, seed=seed)
         frame.insert(frame.columns.get_loc("metric") + 1, "kind", frame["metric"].map(metric_kind))
-        # Cells each value was computed on (the quadratic metrics' subsample above QUADRATIC_MAX_CELLS).
+        # Cells each value was computed on (the subsampled metrics' subsample above SUBSAMPLE_MAX_CELLS).
         frame["n_cells"] = [cells_scored(m, cells.n_obs) if m in METRICS else cells.n_obs for m in frame["metric"]]
         frames.append(frame)
     result = pd.concat(frames, ignore_index=True)

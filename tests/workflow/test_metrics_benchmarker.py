@@ -1,5 +1,5 @@
 """The metrics stage against scib-metrics' own ``Benchmarker`` on the same embeddings, and its
-subsample for the quadratic (silhouette) metrics at scale."""
+subsample for the quadratic (silhouette) metrics and Leiden at scale."""
 
 from __future__ import annotations
 
@@ -53,31 +53,37 @@ def test_totals_equal_benchmarker():
     assert abs(float(theirs.loc["mixed", "Total"]) - float(theirs.loc["apart", "Total"])) > 0.05
 
 
-def test_quadratic_subsample_is_stratified_and_exact_size():
+def test_metrics_subsample_is_stratified_and_exact_size():
     labels = np.repeat(["a", "b", "c", "d"], [5000, 3000, 1500, 500])
     batches = np.tile(["x", "y"], 5000)
-    sub = M.quadratic_subsample(labels, batches, 1000, seed=0)
+    sub = M.metrics_subsample(labels, batches, 1000, seed=0)
     assert len(sub) == 1000 and len(np.unique(sub)) == 1000
     assert dict(zip(*np.unique(labels[sub], return_counts=True), strict=True)) == {"a": 500, "b": 300,
                                                                                    "c": 150, "d": 50}
-    assert (M.quadratic_subsample(labels, batches, None, 0) == np.arange(10_000)).all()
-    assert (M.quadratic_subsample(labels, batches, 20_000, 0) == np.arange(10_000)).all()
-    assert M.cells_scored("silhouette_label", 80_000) == M.QUADRATIC_MAX_CELLS
+    assert (M.metrics_subsample(labels, batches, None, 0) == np.arange(10_000)).all()
+    assert (M.metrics_subsample(labels, batches, 20_000, 0) == np.arange(10_000)).all()
+    assert M.cells_scored("silhouette_label", 80_000) == M.SUBSAMPLE_MAX_CELLS
     assert M.cells_scored("silhouette_label", 80_000, None) == 80_000
+    assert M.cells_scored("nmi_leiden", 80_000) == M.SUBSAMPLE_MAX_CELLS
     assert M.cells_scored("ilisi", 80_000) == 80_000
 
 
 @pytest.mark.jax
 @pytest.mark.slow
-def test_quadratic_metrics_use_the_subsample_and_the_rest_all_cells():
+def test_subsampled_metrics_use_the_subsample_and_the_rest_all_cells():
     labels, batches, embeddings, pre = _data(n_per=30)
     emb = embeddings["apart"]
     full = M.compute_integration_metrics(emb, batches=batches, labels=labels, pre_embedding=pre, progress=False)
     part = M.compute_integration_metrics(emb, batches=batches, labels=labels, pre_embedding=pre, progress=False,
-                                         quadratic_max_cells=90)
-    sub = M.quadratic_subsample(labels, batches, 90, seed=0)
+                                         subsample_max_cells=90)
+    sub = M.metrics_subsample(labels, batches, 90, seed=0)
     assert part["silhouette_label"] == pytest.approx(M.silhouette_label(emb[sub], labels[sub]), abs=1e-6)
     assert part["bras"] == pytest.approx(M.bras(emb[sub], labels[sub], batches[sub]), abs=1e-6)
     assert part["silhouette_label"] != pytest.approx(full["silhouette_label"], abs=1e-9)
+    # Leiden clusters the subsample on the subsample's own 15-neighbour graph
+    leiden = M.nmi_ari_leiden(M.compute_neighbors(emb[sub], n_neighbors=15), labels[sub])
+    assert (part["nmi_leiden"], part["ari_leiden"]) == pytest.approx((leiden["nmi_leiden"], leiden["ari_leiden"]),
+                                                                     abs=1e-6)
+    assert part["nmi_leiden"] != pytest.approx(full["nmi_leiden"], abs=1e-3)
     for name in ("ilisi", "clisi", "kbet", "graph_connectivity", "pcr_comparison", "nmi_kmeans"):
         assert part[name] == pytest.approx(full[name], abs=1e-6), name
