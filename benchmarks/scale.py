@@ -126,7 +126,8 @@ def child(stage: str, data: Path, workdir: Path, threads: int, result_path: Path
 
         from scdiva import ScDiVaModel
         from scdiva.bench.formats import open_rows_backed
-        from scdiva.bench.io import return_freed_memory, trim_freed_memory
+        from scdiva.bench.io import return_freed_memory
+        from scdiva.bench.methods.scdiva import streamed_latent
 
         torch.set_num_threads(threads)
         # as the workflow (streamed_latent): malloc_trim(0) after every 50 batches of 512 cells.
@@ -148,12 +149,8 @@ def child(stage: str, data: Path, workdir: Path, threads: int, result_path: Path
         sampler = RssSampler()
         start = time.perf_counter()  # the model's construction is not the stage
         if trim_every:
-            chunk, parts = trim_every * 512, []
-            for first in range(0, backed.n_obs, chunk):  # anndata makes no view of a backed view: index the file
-                parts.append(model.get_latent(whole[first:min(first + chunk, backed.n_obs)], layer=layer,
-                                              batch_size=512))
-                trim_freed_memory()
-            z = np.concatenate(parts)
+            z = streamed_latent(model, whole, chunk_cells=trim_every * 512, layer=layer, n_cells=backed.n_obs,
+                                batch_size=512)
         else:
             z = model.get_latent(backed, layer=layer, batch_size=512)
         trace = sampler.stop()

@@ -177,15 +177,19 @@ def _check_backed(adata, method: str) -> None:
                          f"(scdiva.bench.formats.open_rows_backed); use {method} for one in memory")
 
 
-def streamed_latent(model, adata, *, chunk_cells: int = STREAM_CHUNK_CELLS) -> np.ndarray:
-    """Latent of every cell of an AnnData backed on the preprocessed file, ``chunk_cells`` at a time,
-    the heap trimmed after each chunk (:func:`scdiva.bench.io.trim_freed_memory`): resident memory stays
-    bounded as the cells pass through (docs/scale.md); same values as one ``get_latent`` call."""
+def streamed_latent(model, adata, *, chunk_cells: int = STREAM_CHUNK_CELLS, layer: str | None = "counts",
+                    n_cells: int | None = None, batch_size: int = 256) -> np.ndarray:
+    """Latent of the first ``n_cells`` cells (default: all) of an AnnData backed on the preprocessed file,
+    ``chunk_cells`` at a time, the heap trimmed after each chunk (:func:`scdiva.bench.io.trim_freed_memory`):
+    resident memory stays bounded as the cells pass through (docs/scale.md); same values as one
+    ``get_latent`` call. ``layer`` holds the counts (None: ``X``)."""
     from scdiva.bench.io import trim_freed_memory
 
     parts = []
-    for first in range(0, adata.n_obs, chunk_cells):
-        parts.append(np.asarray(model.get_latent(adata[first:first + chunk_cells], layer="counts"), dtype=np.float32))
+    end = adata.n_obs if n_cells is None else min(n_cells, adata.n_obs)
+    for first in range(0, end, chunk_cells):  # anndata makes no view of a backed view: slice the file's own
+        rows = adata[first:min(first + chunk_cells, end)]
+        parts.append(np.asarray(model.get_latent(rows, batch_size, layer=layer), dtype=np.float32))
         trim_freed_memory()
     return np.concatenate(parts) if parts else np.zeros((0, model.config.n_latent), dtype=np.float32)
 
