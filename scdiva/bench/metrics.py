@@ -20,9 +20,9 @@ reported as diagnostics but left out of the aggregates so no quantity is counted
 At scale (as scib-metrics' own large-data guidance does): neighbours are exact up to
 :data:`EXACT_KNN_MAX_CELLS` cells and approximate (pynndescent) above; the silhouette-based metrics
 (:data:`QUADRATIC_METRICS`, O(n^2) in cells) and the Leiden clustering diagnostics
-(:data:`LEIDEN_METRICS`: ten Leiden runs, one per resolution) are computed on a stratified subsample
-(label x batch, seeded) of :data:`SUBSAMPLE_MAX_CELLS` cells when there are more, Leiden on the
-subsample's own 15-neighbour graph. The ``n_cells`` column of the metrics table says how many cells
+(:data:`LEIDEN_METRICS`: ten Leiden runs, one per resolution) and kBET (a diffusion map of each label's
+graph) are computed on a stratified subsample (label x batch, seeded) of :data:`SUBSAMPLE_MAX_CELLS`
+cells when there are more, the last two on the subsample's own neighbour graph. The ``n_cells`` column of the metrics table says how many cells
 each value was computed on (:func:`cells_scored`).
 
 Why this loop and not ``scib_metrics.benchmark.Benchmarker``: the values are the same (its Totals equal
@@ -30,7 +30,7 @@ Why this loop and not ``scib_metrics.benchmark.Benchmarker``: the values are the
 but Benchmarker computes every embedding's neighbour graph before scoring any (k=90 graphs of all
 methods held at once: ~1 GB per embedding at 1M cells), has no subsample for its quadratic metrics,
 and leaves out the silhouette-batch and Leiden diagnostics reported here. This loop holds one
-embedding's graph at a time and scores the quadratic metrics and Leiden on the documented subsample.
+embedding's graph at a time and scores the quadratic metrics, Leiden and kBET on the documented subsample.
 """
 
 from __future__ import annotations
@@ -92,11 +92,16 @@ EXACT_KNN_MAX_CELLS = 50_000
 #: metrics whose cost is quadratic in cells (silhouettes): scored on a stratified subsample above
 #: :data:`SUBSAMPLE_MAX_CELLS` cells
 QUADRATIC_METRICS = ("isolated_labels", "silhouette_label", "silhouette_batch", "bras")
-#: Leiden NMI/ARI (diagnostics, not in the aggregates): the best of ten resolutions, each a Leiden run
-#: on the whole graph; at 1M cells the metrics stage was still in them after 33 minutes (docs/scale.md),
-#: so they are scored on the same subsample, clustered on its own 15-neighbour graph
+#: metrics scored on the same subsample, on the subsample's own neighbour graph (the full graph
+#: restricted to a subsample keeps few of each cell's neighbours), because their cost grows faster than
+#: the cells (docs/scale.md, 1M cells):
+#: - Leiden NMI/ARI (diagnostics, not in the aggregates): the best of ten resolutions, each a Leiden
+#:   run on the whole graph; the stage was still in them after 33 minutes;
+#: - kBET: scib-metrics builds a 100-component diffusion map (ARPACK) of each label's subgraph; the
+#:   first label (143,571 cells, 174 connected components) had not finished after 25 minutes
 LEIDEN_METRICS = ("nmi_leiden", "ari_leiden")
-SUBSAMPLED_METRICS = QUADRATIC_METRICS + LEIDEN_METRICS
+SUBSAMPLED_GRAPH_METRICS = (*LEIDEN_METRICS, "kbet")
+SUBSAMPLED_METRICS = QUADRATIC_METRICS + SUBSAMPLED_GRAPH_METRICS
 SUBSAMPLE_MAX_CELLS = 50_000
 
 
@@ -264,20 +269,25 @@ def _scib_metrics(embedding: np.ndarray, batches: np.ndarray, labels: np.ndarray
     nn = {k: neighbors.subset_neighbors(n=min(k, neighbors.indices.shape[1])) for k in NEIGHBOR_COUNTS}
     sub = metrics_subsample(labels, batches, subsample_max_cells, seed)
     q_emb, q_labels, q_batches = embedding[sub], labels[sub], batches[sub]
-    # Leiden on the subsample clusters the subsample's own graph: the full graph restricted to it
-    # would keep few of each cell's neighbours
-    leiden_graph = (lambda: nn[15]) if sub.size == len(labels) else (
-        lambda: compute_neighbors(q_emb, n_neighbors=15, seed=seed, n_jobs=n_jobs))
+    sub_graph: dict[int, Any] = {}
+
+    def subsample_neighbors(k: int):
+        """k-NN graph of the subsample's cells among themselves (the full graph when nothing is left out)."""
+        if sub.size == len(labels):
+            return nn[k]
+        if not sub_graph:
+            sub_graph[max(NEIGHBOR_COUNTS)] = compute_neighbors(q_emb, seed=seed, n_jobs=n_jobs)
+        return sub_graph[max(NEIGHBOR_COUNTS)].subset_neighbors(n=min(k, sub.size - 1))
     steps = {
         "isolated_labels": lambda: isolated_labels(q_emb, q_labels, q_batches),
         "nmi_ari_kmeans": lambda: nmi_ari_kmeans(embedding, labels),
-        "nmi_ari_leiden": lambda: nmi_ari_leiden(leiden_graph(), q_labels, seed=seed),
+        "nmi_ari_leiden": lambda: nmi_ari_leiden(subsample_neighbors(15), q_labels, seed=seed),
         "silhouette_label": lambda: silhouette_label(q_emb, q_labels),
         "clisi": lambda: clisi(nn[90], labels),
         "bras": lambda: bras(q_emb, q_labels, q_batches),
         "silhouette_batch": lambda: silhouette_batch(q_emb, q_labels, q_batches),
         "ilisi": lambda: ilisi(nn[90], batches),
-        "kbet": lambda: kbet(nn[50], batches, labels),
+        "kbet": lambda: kbet(subsample_neighbors(50), q_batches, q_labels),
         "graph_connectivity": lambda: graph_connectivity(nn[15], labels),
         "pcr_comparison": lambda: pcr_comparison(pre_embedding, embedding, batches),
     }

@@ -1,5 +1,5 @@
 """The metrics stage against scib-metrics' own ``Benchmarker`` on the same embeddings, and its
-subsample for the quadratic (silhouette) metrics and Leiden at scale."""
+subsample for the quadratic (silhouette) metrics, Leiden and kBET at scale."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def test_metrics_subsample_is_stratified_and_exact_size():
     assert (M.metrics_subsample(labels, batches, 20_000, 0) == np.arange(10_000)).all()
     assert M.cells_scored("silhouette_label", 80_000) == M.SUBSAMPLE_MAX_CELLS
     assert M.cells_scored("silhouette_label", 80_000, None) == 80_000
-    assert M.cells_scored("nmi_leiden", 80_000) == M.SUBSAMPLE_MAX_CELLS
+    assert M.cells_scored("nmi_leiden", 80_000) == M.cells_scored("kbet", 80_000) == M.SUBSAMPLE_MAX_CELLS
     assert M.cells_scored("ilisi", 80_000) == 80_000
 
 
@@ -80,10 +80,16 @@ def test_subsampled_metrics_use_the_subsample_and_the_rest_all_cells():
     assert part["silhouette_label"] == pytest.approx(M.silhouette_label(emb[sub], labels[sub]), abs=1e-6)
     assert part["bras"] == pytest.approx(M.bras(emb[sub], labels[sub], batches[sub]), abs=1e-6)
     assert part["silhouette_label"] != pytest.approx(full["silhouette_label"], abs=1e-9)
-    # Leiden clusters the subsample on the subsample's own 15-neighbour graph
+    # Leiden and kBET score the subsample on the subsample's own 15- and 50-neighbour graphs
     leiden = M.nmi_ari_leiden(M.compute_neighbors(emb[sub], n_neighbors=15), labels[sub])
     assert (part["nmi_leiden"], part["ari_leiden"]) == pytest.approx((leiden["nmi_leiden"], leiden["ari_leiden"]),
                                                                      abs=1e-6)
     assert part["nmi_leiden"] != pytest.approx(full["nmi_leiden"], abs=1e-3)
-    for name in ("ilisi", "clisi", "kbet", "graph_connectivity", "pcr_comparison", "nmi_kmeans"):
+    mixed = embeddings["mixed"]  # kBET is 0 on both for the batch-separated embedding
+    mixed_part = M.compute_integration_metrics(mixed, batches=batches, labels=labels, pre_embedding=pre,
+                                               progress=False, subsample_max_cells=90)["kbet"]
+    kbet = M.kbet(M.compute_neighbors(mixed[sub], n_neighbors=50), batches[sub], labels[sub])
+    assert mixed_part == pytest.approx(kbet, abs=1e-6)
+    assert mixed_part != pytest.approx(M.kbet(M.compute_neighbors(mixed, n_neighbors=50), batches, labels), abs=1e-3)
+    for name in ("ilisi", "clisi", "graph_connectivity", "pcr_comparison", "nmi_kmeans"):
         assert part[name] == pytest.approx(full[name], abs=1e-6), name
