@@ -22,8 +22,8 @@ At scale (as scib-metrics' own large-data guidance does): neighbours are exact u
 (:data:`QUADRATIC_METRICS`, O(n^2) in cells) and the Leiden clustering diagnostics
 (:data:`LEIDEN_METRICS`: ten Leiden runs, one per resolution) and kBET (a diffusion map of each label's
 graph) are computed on a stratified subsample (label x batch, seeded) of :data:`SUBSAMPLE_MAX_CELLS`
-cells when there are more, the last two on the subsample's own neighbour graph. The ``n_cells`` column of the metrics table says how many cells
-each value was computed on (:func:`cells_scored`).
+cells when there are more, the last two on the subsample's own neighbour graph. The ``n_cells`` column
+of the metrics table says how many cells each value was computed on (:func:`cells_scored`).
 
 Why this loop and not ``scib_metrics.benchmark.Benchmarker``: the values are the same (its Totals equal
 :func:`aggregate_scores` on the same embeddings and neighbours; tests/workflow/test_metrics_benchmarker.py),
@@ -35,6 +35,7 @@ embedding's graph at a time and scores the quadratic metrics, Leiden and kBET on
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,8 +101,7 @@ QUADRATIC_METRICS = ("isolated_labels", "silhouette_label", "silhouette_batch", 
 #: - kBET: scib-metrics builds a 100-component diffusion map (ARPACK) of each label's subgraph; the
 #:   first label (143,571 cells, 174 connected components) had not finished after 25 minutes
 LEIDEN_METRICS = ("nmi_leiden", "ari_leiden")
-SUBSAMPLED_GRAPH_METRICS = (*LEIDEN_METRICS, "kbet")
-SUBSAMPLED_METRICS = QUADRATIC_METRICS + SUBSAMPLED_GRAPH_METRICS
+SUBSAMPLED_METRICS = (*QUADRATIC_METRICS, *LEIDEN_METRICS, "kbet")
 SUBSAMPLE_MAX_CELLS = 50_000
 
 
@@ -269,15 +269,13 @@ def _scib_metrics(embedding: np.ndarray, batches: np.ndarray, labels: np.ndarray
     nn = {k: neighbors.subset_neighbors(n=min(k, neighbors.indices.shape[1])) for k in NEIGHBOR_COUNTS}
     sub = metrics_subsample(labels, batches, subsample_max_cells, seed)
     q_emb, q_labels, q_batches = embedding[sub], labels[sub], batches[sub]
-    sub_graph: dict[int, Any] = {}
+    subsample_graph = functools.cache(lambda: compute_neighbors(q_emb, seed=seed, n_jobs=n_jobs))
 
     def subsample_neighbors(k: int):
         """k-NN graph of the subsample's cells among themselves (the full graph when nothing is left out)."""
         if sub.size == len(labels):
             return nn[k]
-        if not sub_graph:
-            sub_graph[max(NEIGHBOR_COUNTS)] = compute_neighbors(q_emb, seed=seed, n_jobs=n_jobs)
-        return sub_graph[max(NEIGHBOR_COUNTS)].subset_neighbors(n=min(k, sub.size - 1))
+        return subsample_graph().subset_neighbors(n=min(k, sub.size - 1))
     steps = {
         "isolated_labels": lambda: isolated_labels(q_emb, q_labels, q_batches),
         "nmi_ari_kmeans": lambda: nmi_ari_kmeans(embedding, labels),
