@@ -141,8 +141,8 @@ def train(module: ScDiVaModule, corpus: CellCorpus, tasks: Sequence[str], settin
     epoch - continues exactly as the uninterrupted run would. With ``validation_fraction`` a
     held-out set of cells is scored every ``eval_every`` steps (the full-weight loss of the
     ``early_stopping_tasks``, in eval mode); with ``early_stopping_patience`` training stops when it
-    stops improving and the best weights are restored. Returns one record per step: ``step``, ``epoch``, ``loss``, ``lr``,
-    ``loss_<task>`` (plus ``val_loss`` on evaluated steps).
+    stops improving and the best weights are restored. Returns one record per step: ``step``,
+    ``epoch``, ``loss``, ``lr``, ``loss_<task>`` (plus ``val_loss`` on evaluated steps).
     """
     settings.validate()
     info = setup_distributed()
