@@ -253,8 +253,8 @@ class ScDiVaModel:
         default :func:`default_max_epochs`, scVI's heuristic). ``validation_fraction`` holds cells
         out to monitor the loss (of ``early_stopping_tasks`` only, when given);
         ``early_stopping_patience`` stops when it stops improving and restores the best weights.
-        ``balance_labels`` samples the ``annotation`` classes equally often; ``trunk_lr_factor`` scales the learning rate of everything but the task heads. With
-        ``checkpoint_dir`` a checkpoint is written every ``checkpoint_every`` steps and
+        ``balance_labels`` samples the ``annotation`` classes equally often; ``trunk_lr_factor``
+        scales the learning rate of everything but the task heads. With ``checkpoint_dir`` a checkpoint is written every ``checkpoint_every`` steps and
         ``resume=True`` continues from it exactly. ``data_name`` labels the run in
         ``config.training_data`` (what the model was trained on).
 
