@@ -60,6 +60,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no_early_stopping": {"finetune": {"early_stopping_patience": None, "validation_fraction": 0.0}},
     # the integration fine-tune's previous budget: at most 100 epochs, early-stopped after 8 evaluations without progress
     "short_finetune": {"finetune": {"max_epochs": 100, "early_stopping_patience": 8}},
+    # integration only: the pretrained trunk (all but the heads) at 0.1x the learning rate of the decoder,
+    # so the fine-tune moves the encoder that pretraining shaped less
+    "gentle_trunk_finetune": {"finetune": {"trunk_lr_factor": 0.1}},
     # annotation only (the integration columns stay empty): the pretrained trunk at 0.3x the heads' learning rate
     "gentle_trunk": {"annotation": {"trunk_lr_factor": 0.3}},
     # annotation only: a multinomial logistic regression on the latent mean instead of the one-hidden-layer MLP
@@ -196,15 +199,20 @@ def part_settings(variant: str) -> dict[str, dict[str, Any]]:
     return json.loads(json.dumps(parts))
 
 
-def cached_parts(path: Path, stamps: dict[str, dict[str, Any]], compute) -> dict[str, Any]:
+def cached_parts(path: Path, stamps: dict[str, dict[str, Any]], compute,
+                 only: list[str] | None = None) -> dict[str, Any]:
     """A result made of parts, cached in ``path`` with each part's settings stamp (``settings.<part>``).
 
     ``compute(parts)`` returns ``{part: scores}`` for the named parts. Parts whose stamp is missing or
     differs from ``stamps`` are recomputed together, the scores of the others are kept (``owners`` maps
-    each score to its part); a part no longer in ``stamps`` is dropped with its stamp.
+    each score to its part); a part no longer in ``stamps`` is dropped with its stamp. ``only`` limits
+    the parts run now to those named: the others' cached scores and stamps stay as they are.
     """
     result = json.loads(path.read_text()) if path.is_file() else {}
     stored = result.get("settings", {})
+    if only is not None:
+        stamps = {**{p: s for p, s in stored.items() if p in stamps and p not in only},
+                  **{p: s for p, s in stamps.items() if p in only}}
     stale = [part for part, stamp in stamps.items() if stored.get(part) != stamp]
     if not stale and set(stored) == set(stamps):
         return result
@@ -320,6 +328,9 @@ def main() -> None:
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--baselines", nargs="*", default=["scvi", "scanvi", "harmony", "logreg"],
                         choices=["scvi", "scanvi", "harmony", "logreg", "unintegrated"])
+    parser.add_argument("--parts", nargs="+", default=["integration", "annotation"],
+                        choices=["integration", "annotation"],
+                        help="the ScDiVa parts to run (a part left out keeps what is cached for it)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO / "results" / "ablation")
     parser.add_argument("--summary-only", action="store_true", help="print the table of what is cached")
@@ -337,7 +348,7 @@ def main() -> None:
                         variant = method.removeprefix("scdiva_")
                         cached_parts(path, part_settings(variant),
                                      partial(scdiva_variant, variant, adata, spec, seed, args.threads,
-                                             args.out / dataset))
+                                             args.out / dataset), only=args.parts)
                     else:
                         cached(path, partial(baseline, dataset, method, adata, spec, seed, args.threads, args.out))
     table = summarise(args.out, args.datasets, args.seeds, methods)

@@ -119,6 +119,14 @@ def test_ablation_cache_reruns_only_the_parts_whose_settings_changed(tmp_path):
     only_integration = ablation.cached_parts(path, {"integration": stamps["integration"]}, compute)
     assert len(calls) == 2 and "annotation_score" not in only_integration
     assert json.loads(path.read_text())["settings"] == {"integration": stamps["integration"]}
+    # --parts: a changed integration stamp reruns integration alone and keeps the cached annotation
+    ablation.cached_parts(path, stamps, compute)
+    assert calls[-1] == ["annotation"]
+    kept = ablation.cached_parts(path, {"integration": {"lr": 1e-4}, "annotation": {"trunk": 0.5}}, compute,
+                                 only=["integration"])
+    assert calls[-1] == ["integration"]
+    assert kept["integration_score"] == 4 and kept["annotation_score"] == 3
+    assert kept["settings"] == {"integration": {"lr": 1e-4}, "annotation": {"trunk": 1.0}}
 
 
 def test_ablation_stamps_follow_the_defaults(monkeypatch):

@@ -51,6 +51,10 @@ _TRAINING_DEFAULTS: dict[str, Any] = {
     # weight of the adversarial batch classifier on the latent (scdiva.module.heads.BatchAdversary);
     # null keeps the checkpoint's own setting
     "adversarial_batch_weight": None,
+    # learning rate of the pretrained trunk (everything but the task heads) against the heads' rate.
+    # Annotation: 0.3 gave a lower macro-F1 on the PBMCs' held-out chemistry in each of 3 seeds
+    # (0.738 against 0.773 on average; docs/model.md)
+    "trunk_lr_factor": 1.0,
 }
 SCDIVA_ZEROSHOT_DEFAULTS: dict[str, Any] = {"checkpoint": "scdiva_tiny"}
 SCDIVA_FINETUNED_DEFAULTS: dict[str, Any] = {
@@ -71,9 +75,6 @@ SCDIVA_FINETUNED_DEFAULTS: dict[str, Any] = {
 SCDIVA_ANNOTATION_DEFAULTS: dict[str, Any] = {
     "checkpoint": "scdiva_tiny",
     **_TRAINING_DEFAULTS,
-    # the pretrained trunk learns at the heads' rate: a gentler trunk (0.3) gave a lower macro-F1 on
-    # the PBMCs' held-out chemistry in each of 3 seeds (0.738 against 0.773 on average; docs/model.md)
-    "trunk_lr_factor": 1.0,
     "balance_labels": True,
     # depth of the classifier's MLP on the latent mean. 0 (a logistic regression on the latent, the
     # `linear_classifier` variant) was not better over 5 seeds on the PBMCs: macro-F1 0.779 against
@@ -121,7 +122,7 @@ def counts_view(adata):
 
 def _training_kwargs(params: Mapping[str, Any], seed: int) -> dict[str, Any]:
     keys = ("max_steps", "max_epochs", "batch_size", "lr", "validation_fraction", "early_stopping_patience",
-            "early_stopping_tasks")
+            "early_stopping_tasks", "trunk_lr_factor")
     kwargs = {k: params[k] for k in keys if params.get(k) is not None}
     if "max_steps" in kwargs:  # an explicit step count replaces the default epoch count
         kwargs.pop("max_epochs", None)
@@ -239,8 +240,7 @@ def fit_annotation_model(model, reference, *, label_key: str, batch_key: str, se
     tasks = ["integration", TaskSpec("annotation", kind="classifier", obs_key=label_key,
                                      hidden_layers=int(params["classifier_hidden_layers"]),
                                      representation=str(params["classifier_representation"]))]
-    common = dict(label_key=label_key, batch_key=batch_key, trunk_lr_factor=float(params["trunk_lr_factor"]),
-                  balance_labels=bool(params["balance_labels"]))
+    common = dict(label_key=label_key, batch_key=batch_key, balance_labels=bool(params["balance_labels"]))
     model.fit(ref, tasks=tasks, **common, **_training_kwargs(params, seed))
 
     def map_query(query) -> None:
