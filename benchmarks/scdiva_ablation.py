@@ -69,6 +69,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "linear_classifier": {"annotation": {"classifier_hidden_layers": 0}},
     # the classifier reads the encoder's representation before the variational bottleneck
     "classifier_on_cell": {"annotation": {"classifier_representation": "cell"}},
+    # the classifier on the latent mean plus a linear term on the log-normalised genes ("wide and deep")
+    "wide_classifier": {"annotation": {"classifier_representation": "latent_and_genes"}},
     # the KL weight rises over 5,000 steps instead of 1,000 (pretraining and fine-tunes share the schedule),
     # closer to scVI, whose warm-up spans its whole 400 epochs
     "slow_kl_warmup": {"config": {"kl_warmup_steps": 5000}},

@@ -39,7 +39,7 @@ class ConfigError(ValueError):
 DEFAULT_CLASSIFIER_HIDDEN_LAYERS = 1
 #: what a classifier head reads: the latent mean, or the encoder's cell representation before the
 #: variational bottleneck (see scdiva.module.heads.ClassifierHead)
-CLASSIFIER_REPRESENTATIONS = ("latent", "cell")
+CLASSIFIER_REPRESENTATIONS = ("latent", "cell", "latent_and_genes")
 DEFAULT_CLASSIFIER_REPRESENTATION = "latent"
 
 

@@ -49,6 +49,7 @@ class EncoderOutput:
     qz_logvar: torch.Tensor           # (B, n_latent)
     z: torch.Tensor                   # (B, n_latent) sample (training) or mean (eval)
     value_mask: torch.Tensor | None   # (B, L) bool, positions whose value was hidden
+    profile: torch.Tensor | None = None  # (B, n_genes) log-normalised profile the encoder read
 
 
 class TaskHead(nn.Module):
@@ -285,7 +286,11 @@ class ClassifierHead(TaskHead):
     by the latent itself rather than by a flexible head fitted to the reference batches.
     ``representation`` is what the head reads: ``"latent"`` (the latent mean) or ``"cell"`` (the
     encoder's cell representation before the variational bottleneck, ``2 d_model`` wide), which keeps
-    detail of the expression profile that the low-dimensional latent compresses away.
+    detail of the expression profile that the low-dimensional latent compresses away, or
+    ``"latent_and_genes"``: the latent-mean MLP plus a linear term on the cell's log-normalised
+    profile over the vocabulary (a "wide and deep" classifier). The linear term starts at zero, so the
+    head starts as the latent classifier; it can then read single marker genes (CD8A against CD4,
+    FCGR3A against CD14) that a 16-dimensional latent merges.
     """
 
     def __init__(self, config: ScDiVaConfig, name: str, categories: list[str] | None = None,
@@ -303,15 +308,24 @@ class ClassifierHead(TaskHead):
         self.obs_key = obs_key
         self.representation = representation
         layers: list[nn.Module] = []
-        width = config.n_latent if representation == "latent" else 2 * config.d_model
+        width = 2 * config.d_model if representation == "cell" else config.n_latent
         for _ in range(hidden_layers):
             layers += [nn.Linear(width, config.decoder_hidden), nn.GELU(), nn.Dropout(config.dropout)]
             width = config.decoder_hidden
         self.mlp = nn.Sequential(*layers, nn.Linear(width, len(categories)))
+        self.genes = None
+        if representation == "latent_and_genes":
+            self.genes = nn.Linear(config.n_genes, len(categories), bias=False)
+            nn.init.zeros_(self.genes.weight)
 
     def forward(self, out: EncoderOutput, batch) -> torch.Tensor:
         """Class logits (B, n_classes)."""
-        return self.mlp(out.qz_mean if self.representation == "latent" else out.cell)
+        if self.representation == "cell":
+            return self.mlp(out.cell)
+        logits = self.mlp(out.qz_mean)
+        if self.genes is not None:
+            logits = logits + self.genes(out.profile)
+        return logits
 
     def loss(self, out: EncoderOutput, batch, step: int | None) -> torch.Tensor | None:
         target = batch.labels.get(self.name)

@@ -107,7 +107,8 @@ class ScDiVaModule(nn.Module):
             value_mask = (torch.rand(batch.gene_ids.shape, device=batch.gene_ids.device)
                           < self.config.mask_ratio) & maskable
         x = self.embedding(batch.gene_ids, batch.values, value_mask)
-        x[:, 0] = x[:, 0] + self.profile_projection(self._profile(batch, value_mask))
+        profile = self._profile(batch, value_mask)
+        x[:, 0] = x[:, 0] + self.profile_projection(profile)
         for block in self.blocks:
             x = block(x, batch.padding_mask)
         x = self.final_norm(x)
@@ -123,7 +124,7 @@ class ScDiVaModule(nn.Module):
             z = qz_mean + torch.randn_like(qz_mean) * (0.5 * qz_logvar).exp()  # reparameterisation
         else:
             z = qz_mean
-        return EncoderOutput(x, cell, qz_mean, qz_logvar, z, value_mask)
+        return EncoderOutput(x, cell, qz_mean, qz_logvar, z, value_mask, profile)
 
     def _profile(self, batch, value_mask: torch.Tensor | None) -> torch.Tensor:
         """log1p(library-normalised counts) over the vocabulary; masked genes are zeroed so the

@@ -145,6 +145,31 @@ def test_classifier_can_read_the_cell_representation_before_the_bottleneck(small
         TaskSpec("annotation", obs_key="cell_type", representation="genes")
 
 
+def test_wide_classifier_adds_a_linear_term_on_the_genes(small_pbmc, tmp_path):
+    """``latent_and_genes``: the latent classifier plus a linear term on the log-normalised profile,
+    zero at the start (so it starts as the latent classifier) and trained with the rest."""
+    from scdiva import ScDiVaModel as Model
+    from scdiva.model.tasks import TaskSpec
+
+    wide = TaskSpec("annotation", obs_key="cell_type", representation="latent_and_genes", hidden_layers=0)
+    model = Model.from_config("tiny", genes=small_pbmc.var_names, seed=0)
+    model.fit(small_pbmc, tasks=[wide], max_steps=3, batch_size=64, progress_bar=False)
+    head = model.module.heads["annotation"]
+    assert head.genes.in_features == model.config.n_genes and head.mlp[0].in_features == model.config.n_latent
+    assert head.genes.weight.abs().max() > 0  # the gene term learned
+    # with the latent zeroed the logits still differ between cells: they read the genes
+    model.module.latent_mean.weight.data.zero_()
+    model.module.latent_mean.bias.data.zero_()
+    proba = model.predict_proba(small_pbmc)[0]
+    assert np.ptp(proba, axis=0).max() > 1e-3
+    model.save_pretrained(tmp_path / "ckpt")
+    reloaded = Model.from_pretrained(tmp_path / "ckpt")
+    assert reloaded.module.heads["annotation"].representation == "latent_and_genes"
+    np.testing.assert_allclose(reloaded.predict_proba(small_pbmc)[0], proba, rtol=1e-5, atol=1e-6)
+    head.genes.weight.data.zero_()  # without the gene term the logits no longer differ
+    assert np.ptp(model.predict_proba(small_pbmc)[0], axis=0).max() < 1e-6
+
+
 def test_early_stopping_watches_only_the_tasks_named(small_pbmc):
     """The held-out loss is the sum over the monitored tasks: with both tasks trained, monitoring both
     gives the ELBO's held-out loss plus the masked term's, each measured alone on the same weights."""
