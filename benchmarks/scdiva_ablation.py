@@ -127,12 +127,12 @@ def cached(path: Path, compute) -> dict[str, Any]:
     return result
 
 
-def scib_scores(adata, embedding: np.ndarray, spec: dict[str, Any], seed: int) -> dict[str, float]:
+def scib_scores(adata, embedding: np.ndarray, spec: dict[str, Any], seed: int, threads: int) -> dict[str, float]:
     from scdiva.bench.metrics import aggregate_scores, compute_integration_metrics
 
     values = compute_integration_metrics(embedding, batches=adata.obs[spec["batch_key"]].to_numpy(),
                                          labels=adata.obs[spec["label_key"]].to_numpy(),
-                                         pre_embedding=np.asarray(adata.obsm["X_pca"]), seed=seed, n_jobs=2,
+                                         pre_embedding=np.asarray(adata.obsm["X_pca"]), seed=seed, n_jobs=threads,
                                          progress=False)
     return {**values, **aggregate_scores(values)}
 
@@ -165,7 +165,7 @@ def baseline(name: str, method: str, adata, spec: dict[str, Any], seed: int, thr
         files = {"scvi_model": scvi_model}
     integrate(work, method, batch_key=spec["batch_key"], label_key=spec["label_key"], seed=seed, threads=threads,
               **files)
-    scores = scib_scores(adata, work.obsm["X_emb"], spec, seed)
+    scores = scib_scores(adata, work.obsm["X_emb"], spec, seed, threads)
     if method == "scanvi":
         scores.update({f"annotation_{k}": v for k, v in annotation_scores("scanvi", adata, spec, seed, threads).items()})
     return scores
@@ -272,7 +272,7 @@ def scdiva_variant(variant: str, adata, spec: dict[str, Any], seed: int, threads
     result: dict[str, dict[str, float]] = {}
     if "integration" in parts:
         scores: dict[str, float] = {"pretrain_s": pretrain_s}
-        scores.update({f"zeroshot_{k}": v for k, v in scib_scores(adata, model.get_latent(data), spec, seed).items()})
+        scores.update({f"zeroshot_{k}": v for k, v in scib_scores(adata, model.get_latent(data), spec, seed, threads).items()})
         tuned = copy.deepcopy(model)
         if resolved["integration"]["kl_restart"]:
             tuned.module.decoder.kl_step.zero_()
@@ -280,7 +280,7 @@ def scdiva_variant(variant: str, adata, spec: dict[str, Any], seed: int, threads
         latent = finetune_integration(tuned, adata, batch_key=spec["batch_key"], seed=seed,
                                       params=resolved["integration"]["finetune"])
         scores["finetune_s"] = time.perf_counter() - start
-        scores.update(scib_scores(adata, latent, spec, seed))
+        scores.update(scib_scores(adata, latent, spec, seed, threads))
         result["integration"] = scores
     if "annotation" not in parts:
         return result
@@ -337,6 +337,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "results" / "ablation")
     parser.add_argument("--summary-only", action="store_true", help="print the table of what is cached")
     args = parser.parse_args()
+    from scdiva.bench.threads import limit_threads
+
+    # before JAX and numba start their pools: without it the metrics' thread pools leave torch's
+    # OpenMP pool at two threads, and two ablation processes then oversubscribe two cores 4x over
+    limit_threads(args.threads)
     methods = [*args.baselines, *(f"scdiva_{v}" for v in args.variants)]
     if not args.summary_only:
         for dataset in args.datasets:
