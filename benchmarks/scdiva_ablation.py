@@ -63,6 +63,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # integration only: the pretrained trunk (all but the heads) at 0.1x the learning rate of the decoder,
     # so the fine-tune moves the encoder that pretraining shaped less
     "gentle_trunk_finetune": {"finetune": {"trunk_lr_factor": 0.1}},
+    # the same at 0.3x, between the two
+    "gentle_trunk_finetune_0.3": {"finetune": {"trunk_lr_factor": 0.3}},
     # annotation only (the integration columns stay empty): the pretrained trunk at 0.3x the heads' learning rate
     "gentle_trunk": {"annotation": {"trunk_lr_factor": 0.3}},
     # annotation only: a multinomial logistic regression on the latent mean instead of the one-hidden-layer MLP
