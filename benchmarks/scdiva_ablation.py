@@ -60,11 +60,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no_early_stopping": {"finetune": {"early_stopping_patience": None, "validation_fraction": 0.0}},
     # the integration fine-tune's previous budget: at most 100 epochs, early-stopped after 8 evaluations without progress
     "short_finetune": {"finetune": {"max_epochs": 100, "early_stopping_patience": 8}},
-    # integration only: the pretrained trunk (all but the heads) at 0.1x the learning rate of the decoder,
-    # so the fine-tune moves the encoder that pretraining shaped less
+    # integration only: the pretrained trunk (all but the heads) at the decoder's learning rate, the
+    # previous default (the default is 0.3x: the fine-tune moves the encoder that pretraining shaped less)
+    "full_trunk_finetune": {"finetune": {"trunk_lr_factor": 1.0}},
+    # integration only: the trunk at 0.1x, gentler still
     "gentle_trunk_finetune": {"finetune": {"trunk_lr_factor": 0.1}},
-    # the same at 0.3x, between the two
-    "gentle_trunk_finetune_0.3": {"finetune": {"trunk_lr_factor": 0.3}},
     # annotation only (the integration columns stay empty): the pretrained trunk at 0.3x the heads' learning rate
     "gentle_trunk": {"annotation": {"trunk_lr_factor": 0.3}},
     # annotation only: a multinomial logistic regression on the latent mean instead of the one-hidden-layer MLP
@@ -83,6 +83,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "adversarial_batch": {"config": {"adversarial_batch_weight": 0.1}},
     "previous": {"config": {"decoder_batch_conditioning": "legacy", "token_selection": "top_count"},
                  "finetune": {"tasks": ["masked_expression", "integration"], "max_steps": 200, "batch_size": 64,
+                              "trunk_lr_factor": 1.0,
                               "early_stopping_patience": None, "validation_fraction": 0.0},
                  "annotation": {"max_steps": 200, "batch_size": 64, "trunk_lr_factor": 1.0, "balance_labels": False,
                                 "query_epochs": 0, "early_stopping_patience": None, "validation_fraction": 0.0,
