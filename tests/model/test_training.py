@@ -118,6 +118,23 @@ def test_classifier_depth_is_a_task_option_that_survives_a_reload(small_pbmc, tm
         TaskSpec("integration", kind="integration", hidden_layers=0)
 
 
+def _blind_latent_then_reload(model, adata, tmp_path, representation: str):
+    """Zero the latent mean's layer, check the annotation head still tells cells apart (a head reading
+    only the latent would give every cell the same logits), and that a saved and reloaded copy keeps
+    the head's representation and predictions; returns the reloaded model and the probabilities."""
+    from scdiva import ScDiVaModel as Model
+
+    model.module.latent_mean.weight.data.zero_()
+    model.module.latent_mean.bias.data.zero_()
+    proba = model.predict_proba(adata)[0]
+    assert np.ptp(proba, axis=0).max() > 1e-3
+    model.save_pretrained(tmp_path / "ckpt")
+    reloaded = Model.from_pretrained(tmp_path / "ckpt")
+    assert reloaded.module.heads["annotation"].representation == representation
+    np.testing.assert_allclose(reloaded.predict_proba(adata)[0], proba, rtol=1e-5, atol=1e-6)
+    return reloaded, proba
+
+
 def test_classifier_can_read_the_cell_representation_before_the_bottleneck(small_pbmc, tmp_path):
     from scdiva import ScDiVaModel as Model
     from scdiva.model.tasks import TaskSpec
@@ -127,16 +144,8 @@ def test_classifier_can_read_the_cell_representation_before_the_bottleneck(small
     model.fit(small_pbmc, tasks=[on_cell], max_steps=2, batch_size=64, progress_bar=False)
     head = model.module.heads["annotation"]
     assert head.mlp[0].in_features == 2 * model.config.d_model
-    # the logits follow the cell representation, not the latent: with the latent's output layer zeroed,
-    # a latent-reading head would give the same logits for every cell
-    model.module.latent_mean.weight.data.zero_()
-    model.module.latent_mean.bias.data.zero_()
-    proba = model.predict_proba(small_pbmc)[0]
-    assert np.ptp(proba, axis=0).max() > 1e-3
-    model.save_pretrained(tmp_path / "ckpt")
-    reloaded = Model.from_pretrained(tmp_path / "ckpt")
-    assert reloaded.module.heads["annotation"].representation == "cell"
-    np.testing.assert_allclose(reloaded.predict_proba(small_pbmc)[0], proba, rtol=1e-5, atol=1e-6)
+    # the logits follow the cell representation, not the latent
+    reloaded, _proba = _blind_latent_then_reload(model, small_pbmc, tmp_path, "cell")
     # asking for the latent again starts a fresh head of the latent's width
     reloaded.fit(small_pbmc, tasks=[TaskSpec("annotation", obs_key="cell_type", representation="latent")],
                  max_steps=1, batch_size=64, progress_bar=False)
@@ -158,14 +167,7 @@ def test_wide_classifier_adds_a_linear_term_on_the_genes(small_pbmc, tmp_path):
     assert head.genes.in_features == model.config.n_genes and head.mlp[0].in_features == model.config.n_latent
     assert head.genes.weight.abs().max() > 0  # the gene term learned
     # with the latent zeroed the logits still differ between cells: they read the genes
-    model.module.latent_mean.weight.data.zero_()
-    model.module.latent_mean.bias.data.zero_()
-    proba = model.predict_proba(small_pbmc)[0]
-    assert np.ptp(proba, axis=0).max() > 1e-3
-    model.save_pretrained(tmp_path / "ckpt")
-    reloaded = Model.from_pretrained(tmp_path / "ckpt")
-    assert reloaded.module.heads["annotation"].representation == "latent_and_genes"
-    np.testing.assert_allclose(reloaded.predict_proba(small_pbmc)[0], proba, rtol=1e-5, atol=1e-6)
+    _blind_latent_then_reload(model, small_pbmc, tmp_path, "latent_and_genes")
     head.genes.weight.data.zero_()  # without the gene term the logits no longer differ
     assert np.ptp(model.predict_proba(small_pbmc)[0], axis=0).max() < 1e-6
 
