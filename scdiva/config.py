@@ -37,8 +37,9 @@ class ConfigError(ValueError):
 #: depth of a classifier head's MLP when its task spec does not name one (checkpoints saved before
 #: the depth was an option rebuild with it); see scdiva.module.heads.ClassifierHead
 DEFAULT_CLASSIFIER_HIDDEN_LAYERS = 1
-#: what a classifier head reads: the latent mean, or the encoder's cell representation before the
-#: variational bottleneck (see scdiva.module.heads.ClassifierHead)
+#: what a classifier head reads: the latent mean, the encoder's cell representation before the
+#: variational bottleneck, or the latent mean plus a linear term on the log-normalised genes
+#: (see scdiva.module.heads.ClassifierHead)
 CLASSIFIER_REPRESENTATIONS = ("latent", "cell", "latent_and_genes")
 DEFAULT_CLASSIFIER_REPRESENTATION = "latent"
 
