@@ -78,6 +78,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "slow_kl_warmup": {"config": {"kl_warmup_steps": 5000}},
     # pretraining 3x longer than the default recipe's 30 epochs (both fine-tunes start from it)
     "long_pretrain": {"pretrain": {"max_epochs": 90}},
+    # the workflow's default recipe over several datasets: one checkpoint pretrained on both embedded
+    # datasets' cells (union vocabulary, batches named `<dataset>/<batch>`), then fine-tuned on each
+    "joint_pretrain": {"pretrain": {"corpus": ["pbmc", "pancreas"]}},
     "no_transformer": {"config": {"n_layers": 0}},
     # the adversarial batch classifier on the latent from pretraining on (config), so every fine-tune keeps it
     "adversarial_batch": {"config": {"adversarial_batch_weight": 0.1}},
@@ -102,7 +105,10 @@ def preprocessed(name: str, out: Path):
 
     path = out / f"{name}.preprocessed.h5ad"
     if path.is_file():
-        return ad.read_h5ad(path)
+        adata = ad.read_h5ad(path)
+        if adata.uns["preprocess"].get("dataset") == name:
+            return adata
+        # made before the preprocessed file recorded its dataset's name: made again (deterministic)
     spec = DATASETS[name]
     out.mkdir(parents=True, exist_ok=True)
     adata = preprocess(ad.read_h5ad(REPO / spec["path"]), dataset=name, batch_key=spec["batch_key"],
@@ -245,17 +251,38 @@ def pretrained(variant: str, data, spec: dict[str, Any], seed: int, out: Path):
 
     config = VARIANTS[variant].get("config", {})
     recipe = pretrain_settings(variant)
-    key = hashlib.sha1(json.dumps([config, recipe], sort_keys=True).encode()).hexdigest()[:10]
-    path = out / "pretrained" / f"{key}.seed{seed}"
+    corpus = recipe.pop("corpus", None)
+    key = hashlib.sha1(json.dumps([config, recipe, corpus], sort_keys=True).encode()).hexdigest()[:10]
+    # a corpus of several datasets is shared by the datasets it holds: cached beside theirs
+    path = (out.parent if corpus else out) / "pretrained" / f"{key}.seed{seed}"
     if (path / "model.safetensors").is_file():
         return ScDiVaModel.from_pretrained(path), json.loads((path / "pretrain_s.json").read_text())
-    model = ScDiVaModel.from_config("tiny", genes=data.var_names, seed=seed, **config)
+    if corpus:
+        data, batch_key = joint_corpus(corpus, out.parent), "batch"
+        genes = list(dict.fromkeys(str(g) for part in data for g in part.var_names))
+    else:
+        batch_key, genes = spec["batch_key"], list(data.var_names)
+    model = ScDiVaModel.from_config("tiny", genes=genes, seed=seed, **config)
     start = time.perf_counter()
-    model.fit(data, batch_key=spec["batch_key"], seed=seed, progress_bar=True, **recipe)
+    model.fit(data, batch_key=batch_key, seed=seed, progress_bar=True, data_name=corpus, **recipe)
     seconds = time.perf_counter() - start
     model.save_pretrained(path)
     (path / "pretrain_s.json").write_text(json.dumps(seconds))
     return model, seconds
+
+
+def joint_corpus(names: list[str], out: Path) -> list:
+    """The named datasets' counts, labels dropped and batches named ``<dataset>/<batch>``, as the
+    workflow's ``pretrain_corpus`` rule writes them (the vocabulary is their genes' union)."""
+    from scdiva.bench.checkpoints import corpus_batches
+    from scdiva.bench.methods.scdiva import counts_view
+
+    parts = []
+    for name in names:
+        adata = counts_view(preprocessed(name, out))
+        adata.obs = adata.obs[[]].assign(batch=corpus_batches(name, adata.obs[DATASETS[name]["batch_key"]]))
+        parts.append(adata)
+    return parts
 
 
 def scdiva_variant(variant: str, adata, spec: dict[str, Any], seed: int, threads: int,

@@ -32,6 +32,16 @@ CHECKPOINT_FILES = ("config.json", "model.safetensors", "vocab.json")
 from scdiva.errors import CheckpointError  # noqa: E402  (one class for the model and the benchmark)
 
 
+def corpus_batches(dataset: str, batches):
+    """A dataset's batch labels as a recipe checkpoint's pretraining corpus names them,
+    ``<dataset>/<batch>`` (missing stay missing): batches of different datasets never share a decoder
+    category, and a fine-tune on the dataset finds the categories its pretraining learned."""
+    import pandas as pd
+
+    labels = pd.Series(batches, copy=False)
+    return (dataset + "/" + labels.astype(str)).where(labels.notna()).to_numpy()
+
+
 def _source_kind(name: str, spec: Mapping[str, Any]) -> str:
     kinds = [k for k in ("path", "url", "repo") if spec.get(k)]
     if len(kinds) != 1:

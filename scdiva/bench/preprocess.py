@@ -249,6 +249,7 @@ def preprocess(
     logger.info("%d highly variable genes (%s), %d principal components", n_hvg, settings.hvg_flavor, n_pcs)
 
     out.uns["preprocess"] = {
+        "dataset": dataset,  # the name a recipe checkpoint's corpus gives its batches (<dataset>/<batch>)
         **{k: v for k, v in asdict(settings).items() if v is not None},
         **qc,
         "n_highly_variable": n_hvg,

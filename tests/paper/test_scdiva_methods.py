@@ -97,3 +97,53 @@ def test_integration_fine_tune_mixes_batches_better_than_zero_shot(pbmc_preproce
     zero_shot = mixing("scdiva_zeroshot", {})
     fine_tuned = mixing("scdiva_finetuned", {"max_steps": 200})
     assert fine_tuned > zero_shot + 0.02, (zero_shot, fine_tuned)
+
+
+
+def test_fine_tunes_condition_on_the_batches_the_checkpoint_corpus_named(pbmc_preprocessed):
+    """A recipe checkpoint's corpus names batches ``<dataset>/<batch>``; both fine-tunes of that dataset
+    condition on those pretrained decoder categories instead of adding bare-named ones. A checkpoint
+    that never saw the dataset keeps the bare names."""
+    import copy
+
+    from scdiva import ScDiVaModel
+    from scdiva.bench.checkpoints import corpus_batches
+    from scdiva.bench.methods.scdiva import (
+        SCDIVA_ANNOTATION_DEFAULTS,
+        SCDIVA_FINETUNED_DEFAULTS,
+        counts_view,
+        finetune_integration,
+        fit_annotation_model,
+    )
+
+    dataset = pbmc_preprocessed.uns["preprocess"]["dataset"]
+    assert dataset == "pbmc_3chem"
+    corpus = counts_view(pbmc_preprocessed)
+    corpus.obs["batch"] = corpus_batches(dataset, corpus.obs["donor"])
+    pretrained = ScDiVaModel.from_config("tiny", genes=corpus.var_names)
+    pretrained.fit(corpus, tasks=["integration"], batch_key="batch", max_steps=2, batch_size=32, progress_bar=False)
+    named = sorted(f"{dataset}/{b}" for b in pbmc_preprocessed.obs["donor"].unique())
+    assert pretrained.config.batch_categories == named
+    short = {"max_steps": 1, "batch_size": 32, "validation_fraction": 0.0, "early_stopping_patience": None}
+
+    tuned = copy.deepcopy(pretrained)
+    finetune_integration(tuned, pbmc_preprocessed, batch_key="donor", seed=0,
+                         params={**SCDIVA_FINETUNED_DEFAULTS, **short})
+    assert tuned.config.batch_categories == named  # no new category: the pretrained ones were trained on
+    before, after = (m.module.decoder.batch_embeddings[0].weight.detach() for m in (pretrained, tuned))
+    assert not np.allclose(before, after)
+
+    reference, query = split_reference_query(pbmc_preprocessed, label_key="cell_type", batch_key="donor",
+                                             reference_batches=["3pv2", "5p"], query_batches=["3pv1"])
+    annotator = copy.deepcopy(pretrained)
+    fitted = fit_annotation_model(annotator, reference, label_key="cell_type", batch_key="donor", seed=0,
+                                  params={**SCDIVA_ANNOTATION_DEFAULTS, **short, "query_epochs": 1})
+    fitted.map_query(query)
+    assert annotator.config.batch_categories == named
+
+    elsewhere = ScDiVaModel.from_config("tiny", genes=corpus.var_names)  # pretrained without this dataset
+    corpus.obs["batch"] = "other/a"
+    elsewhere.fit(corpus, tasks=["integration"], batch_key="batch", max_steps=1, batch_size=32, progress_bar=False)
+    finetune_integration(elsewhere, pbmc_preprocessed, batch_key="donor", seed=0,
+                         params={**SCDIVA_FINETUNED_DEFAULTS, **short})
+    assert elsewhere.config.batch_categories == ["other/a", *sorted(pbmc_preprocessed.obs["donor"].unique())]

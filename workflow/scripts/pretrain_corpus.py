@@ -6,6 +6,7 @@ datasets never share a decoder category. Held-out batches (recipe `held_out`) ar
 
 import anndata as ad
 
+from scdiva.bench.checkpoints import corpus_batches
 from scdiva.bench.io import configure_logging, fail, write_h5ad_atomic
 
 configure_logging(snakemake.log[0])
@@ -20,6 +21,6 @@ if held_out:
              f"batch ({held_out}); drop the dataset from the recipe's `datasets` or set `held_out: none`")
     adata = adata[keep].copy()
 obs = adata.obs[[]].copy()
-obs["batch"] = (dataset + "/" + adata.obs[batch_key].astype(str)).to_numpy()
+obs["batch"] = corpus_batches(dataset, adata.obs[batch_key])
 corpus = ad.AnnData(X=adata.layers["counts"], obs=obs, var=adata.var[[]].copy())
 write_h5ad_atomic(corpus, snakemake.output[0])
