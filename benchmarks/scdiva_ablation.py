@@ -73,6 +73,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "classifier_on_cell": {"annotation": {"classifier_representation": "cell"}},
     # the classifier on the latent mean plus a linear term on the log-normalised genes ("wide and deep")
     "wide_classifier": {"annotation": {"classifier_representation": "latent_and_genes"}},
+    # annotation only: the integration fine-tune's budget (scVI's epoch heuristic, patience 20) for the
+    # reference fit instead of at most 100 epochs with patience 8
+    "long_annotation": {"annotation": {"max_epochs": None, "early_stopping_patience": 20}},
     # the KL weight rises over 5,000 steps instead of 1,000 (pretraining and fine-tunes share the schedule),
     # closer to scVI, whose warm-up spans its whole 400 epochs
     "slow_kl_warmup": {"config": {"kl_warmup_steps": 5000}},
@@ -82,6 +85,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # datasets' cells (union vocabulary, batches named `<dataset>/<batch>`), then fine-tuned on each
     "joint_pretrain": {"pretrain": {"corpus": ["pbmc", "pancreas"]}},
     "no_transformer": {"config": {"n_layers": 0}},
+    # half the context: each cell's 32 top-ranked expressed genes (and 4 unexpressed ones) instead of
+    # 64 and 8, so every forward pass (training and inference) runs about half the token work
+    "short_context": {"config": {"max_tokens": 32, "n_zero_tokens": 4}},
     # the adversarial batch classifier on the latent from pretraining on (config), so every fine-tune keeps it
     "adversarial_batch": {"config": {"adversarial_batch_weight": 0.1}},
     "previous": {"config": {"decoder_batch_conditioning": "legacy", "token_selection": "top_count"},
