@@ -205,7 +205,7 @@ def part_settings(variant: str) -> dict[str, dict[str, Any]]:
     from scdiva.bench.methods.scdiva import SCDIVA_ANNOTATION_DEFAULTS, SCDIVA_FINETUNED_DEFAULTS
 
     settings = VARIANTS[variant]
-    shared = {"config": settings.get("config", {}), "pretrain": pretrain_settings(variant)}
+    shared = {"config": model_config(variant), "pretrain": pretrain_settings(variant)}
     parts = {}
     if changes_integration(settings):
         parts["integration"] = {**shared, "finetune": {**SCDIVA_FINETUNED_DEFAULTS, **settings.get("finetune", {})},
@@ -243,6 +243,14 @@ def cached_parts(path: Path, stamps: dict[str, dict[str, Any]], compute,
     return merged
 
 
+def model_config(variant: str) -> dict[str, Any]:
+    """The variant's model: the ``tiny`` preset with its ``config`` overrides. Caches are keyed and
+    stamped with the whole of it, so a changed preset is never served an older checkpoint."""
+    from scdiva.config import NAMED_SIZES
+
+    return {**NAMED_SIZES["tiny"], **VARIANTS[variant].get("config", {})}
+
+
 def pretrain_settings(variant: str) -> dict[str, Any]:
     """The variant's pretraining: :data:`PRETRAIN` with its ``pretrain`` overrides."""
     return {**PRETRAIN, **VARIANTS[variant].get("pretrain", {})}
@@ -258,7 +266,7 @@ def pretrained(variant: str, data, spec: dict[str, Any], seed: int, out: Path):
     config = VARIANTS[variant].get("config", {})
     recipe = pretrain_settings(variant)
     corpus = recipe.pop("corpus", None)
-    key = hashlib.sha1(json.dumps([config, recipe, corpus], sort_keys=True).encode()).hexdigest()[:10]
+    key = hashlib.sha1(json.dumps([model_config(variant), recipe, corpus], sort_keys=True).encode()).hexdigest()[:10]
     # a corpus of several datasets is shared by the datasets it holds: cached beside theirs
     path = (out.parent if corpus else out) / "pretrained" / f"{key}.seed{seed}"
     if (path / "model.safetensors").is_file():

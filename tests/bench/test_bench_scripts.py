@@ -75,6 +75,8 @@ def test_every_ablation_variant_names_real_settings():
     for name, settings in ablation.VARIANTS.items():
         assert set(settings) <= {"config", "pretrain", "finetune", "annotation", "kl_restart"}, name
         assert set(settings.get("config", {})) <= config_fields, name
+        for key, value in settings.get("config", {}).items():  # not the preset's own value
+            assert value != ablation.model_config("default").get(key), (name, key)
         for key, value in settings.get("pretrain", {}).items():
             assert value != ablation.PRETRAIN.get(key), (name, key)
         assert set(settings.get("finetune", {})) <= set(SCDIVA_FINETUNED_DEFAULTS), name
@@ -141,3 +143,9 @@ def test_ablation_stamps_follow_the_defaults(monkeypatch):
     assert after["annotation"] != before["annotation"]
     assert set(ablation.part_settings("short_finetune")) == {"integration"}
     assert set(ablation.part_settings("gentle_trunk")) == {"annotation"}
+    # a changed model preset reaches both parts (and the pretrained checkpoint's cache key)
+    from scdiva.config import NAMED_SIZES
+
+    monkeypatch.setitem(NAMED_SIZES["tiny"], "max_tokens", NAMED_SIZES["tiny"]["max_tokens"] + 1)
+    resized = ablation.part_settings("default")
+    assert resized["integration"] != after["integration"] and resized["annotation"] != after["annotation"]
