@@ -151,7 +151,7 @@ def checkpoint_batch_key(model, data, batch_key: str, dataset: str | None) -> st
     (the name the preprocessed file records), this adds those names to ``data.obs`` as
     :data:`CHECKPOINT_BATCH_COLUMN` and returns that key, so the fine-tune starts from the per-batch
     decoder parameters pretraining learned. Under the bare names every batch would be a new decoder
-    category, started from scratch while the pretrained encoder learns at full pace: the encoder then
+    category, started from scratch while the pretrained encoder keeps learning: the encoder then
     absorbs the batch effect (PBMC, checkpoint pretrained on PBMC and pancreas, seed 1: scIB batch
     score 0.66 against 0.81, docs/model.md). Batches the corpus left out (held-out query batches)
     still start fresh. Otherwise (no dataset name, or a checkpoint trained elsewhere): ``batch_key``.
