@@ -280,7 +280,8 @@ def n_obs_of(path: str | os.PathLike[str]) -> int:
 
 
 def open_rows_backed(path: str | os.PathLike[str]) -> anndata.AnnData:
-    """An .h5ad's obs and var, backed on the file, with no matrix, layer or obsm loaded.
+    """An .h5ad's obs and var, backed on the file, with no matrix, layer or obsm loaded; of ``uns``
+    only the preprocessing record (``uns["preprocess"]``, which names the dataset), when present.
 
     Why: ``anndata.read_h5ad(backed="r")`` leaves ``X`` on disk but loads every layer and ``obsm``
     into memory (a 1M-cell counts layer is gigabytes); ScDiVa's row reader streams ``X`` or any
@@ -292,7 +293,8 @@ def open_rows_backed(path: str | os.PathLike[str]) -> anndata.AnnData:
 
     with h5py.File(path, "r") as handle:
         obs, var = read_elem(handle["obs"]), read_elem(handle["var"])
-    return ad.AnnData(obs=obs, var=var, filename=str(path), filemode="r")
+        uns = {"preprocess": read_elem(handle["uns/preprocess"])} if "uns/preprocess" in handle else {}
+    return ad.AnnData(obs=obs, var=var, uns=uns, filename=str(path), filemode="r")
 
 
 def read_counts(path: str | os.PathLike[str], *, dataset: str, counts_layer: str | None = None,

@@ -100,14 +100,16 @@ def test_integration_fine_tune_mixes_batches_better_than_zero_shot(pbmc_preproce
 
 
 
-def test_fine_tunes_condition_on_the_batches_the_checkpoint_corpus_named(pbmc_preprocessed):
+def test_fine_tunes_condition_on_the_batches_the_checkpoint_corpus_named(pbmc_preprocessed, tmp_path):
     """A recipe checkpoint's corpus names batches ``<dataset>/<batch>``; both fine-tunes of that dataset
-    condition on those pretrained decoder categories instead of adding bare-named ones. A checkpoint
-    that never saw the dataset keeps the bare names."""
+    (in memory and streamed from the file, as the workflow runs it) condition on those pretrained
+    decoder categories instead of adding bare-named ones. A checkpoint that never saw the dataset
+    keeps the bare names."""
     import copy
 
     from scdiva import ScDiVaModel
     from scdiva.bench.checkpoints import corpus_batches
+    from scdiva.bench.formats import open_rows_backed
     from scdiva.bench.methods.scdiva import (
         SCDIVA_ANNOTATION_DEFAULTS,
         SCDIVA_FINETUNED_DEFAULTS,
@@ -132,6 +134,12 @@ def test_fine_tunes_condition_on_the_batches_the_checkpoint_corpus_named(pbmc_pr
     assert tuned.config.batch_categories == named  # no new category: the pretrained ones were trained on
     before, after = (m.module.decoder.batch_embeddings[0].weight.detach() for m in (pretrained, tuned))
     assert not np.allclose(before, after)
+    path = tmp_path / "preprocessed.h5ad"
+    pbmc_preprocessed.write_h5ad(path)
+    streamed = copy.deepcopy(pretrained)
+    finetune_integration(streamed, open_rows_backed(path), batch_key="donor", seed=0,
+                         params={**SCDIVA_FINETUNED_DEFAULTS, **short})
+    assert streamed.config.batch_categories == named
 
     reference, query = split_reference_query(pbmc_preprocessed, label_key="cell_type", batch_key="donor",
                                              reference_batches=["3pv2", "5p"], query_batches=["3pv1"])
