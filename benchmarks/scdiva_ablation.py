@@ -262,6 +262,7 @@ def pretrained(variant: str, data, spec: dict[str, Any], seed: int, out: Path):
     import hashlib
 
     from scdiva import ScDiVaModel
+    from scdiva.data.vocab import union_of_genes
 
     config = VARIANTS[variant].get("config", {})
     recipe = pretrain_settings(variant)
@@ -273,7 +274,7 @@ def pretrained(variant: str, data, spec: dict[str, Any], seed: int, out: Path):
         return ScDiVaModel.from_pretrained(path), json.loads((path / "pretrain_s.json").read_text())
     if corpus:
         data, batch_key = joint_corpus(corpus, out.parent), "batch"
-        genes = list(dict.fromkeys(str(g) for part in data for g in part.var_names))
+        genes = union_of_genes(part.var_names for part in data)  # as `scdiva train` builds it
     else:
         batch_key, genes = spec["batch_key"], list(data.var_names)
     model = ScDiVaModel.from_config("tiny", genes=genes, seed=seed, **config)

@@ -38,6 +38,7 @@ def _set_threads(threads: int | None) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from scdiva import ScDiVaModel, TaskSpec
+    from scdiva.data.vocab import union_of_genes
 
     adatas = [_read_h5ad(path) for path in args.data]
     tasks: list = list(args.tasks)
@@ -50,9 +51,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         model = ScDiVaModel.from_pretrained(args.init, device=args.device)
     else:
         overrides = json.loads(args.config) if args.config else {}
-        # the vocabulary: every gene of every training file, in order of first appearance
         names = [a.var_names if args.gene_column is None else a.var[args.gene_column] for a in adatas]
-        genes = list(dict.fromkeys(str(g) for column in names for g in column))
+        genes = union_of_genes(names)
         model = ScDiVaModel.from_config(args.size, genes=genes, device=args.device, seed=args.seed, **overrides)
     history = model.fit(adatas if len(adatas) > 1 else adatas[0], tasks=tasks, batch_key=args.batch_key,
                         label_key=args.label_key, max_steps=args.max_steps, max_epochs=args.max_epochs,

@@ -25,6 +25,12 @@ CANDIDATE_GENE_COLUMNS = ("gene_symbols", "gene_symbol", "symbol", "feature_name
                           "gene_ids", "gene_id", "ensembl_id", "ensembl_ids")
 
 
+def union_of_genes(gene_columns: Iterable[Iterable[object]]) -> list[str]:
+    """The vocabulary of a corpus of several datasets: every gene of every dataset, in order of first
+    appearance (what ``scdiva train`` builds a new model's vocabulary from)."""
+    return list(dict.fromkeys(str(g) for column in gene_columns for g in column))
+
+
 class GeneMismatchError(ValueError):
     """Too few of a dataset's genes are in the model's vocabulary."""
 
