@@ -1,6 +1,8 @@
-"""fp32 vs bf16 on this CPU: matmuls of ScDiVa's shapes and one tiny-model training step.
+"""fp32 vs bf16 on this CPU: matmuls of ScDiVa's shapes, one tiny-model training step, and the tiny
+model's inference (``get_latent``) per 1,000 cells.
 
-Decides the CPU default (``precision="auto"`` trains in float32 on CPU, bf16 autocast on CUDA).
+Backs the CPU defaults of scdiva.train.precision: training in float32; inference in bf16 only where
+the CPU has bf16 matrix units (``bf16_matrix_units`` below).
 
     python benchmarks/cpu_matmul_precision.py --threads 1
 """
@@ -12,6 +14,8 @@ import json
 import time
 
 import torch
+
+from scdiva.train.precision import cpu_has_bf16_matrix_units
 
 
 def _time(fn, repeats: int) -> float:
@@ -55,6 +59,29 @@ def training_step_seconds(precision: str, repeats: int) -> float:
     return _time(step, repeats)
 
 
+def inference_seconds_per_1k_cells(repeats: int) -> dict[str, float]:
+    """Median ``get_latent`` seconds per 1,000 cells of the tiny model (random weights, 1,000 synthetic
+    cells over 2,000 genes), fp32 against bf16, alternated so both see the same machine load."""
+    import anndata as ad
+    import numpy as np
+
+    from scdiva import ScDiVaModel
+
+    rng = np.random.default_rng(0)
+    genes = [f"GENE{i}" for i in range(2000)]
+    cells = ad.AnnData(X=rng.poisson(0.5, size=(1000, len(genes))).astype(np.float32))
+    cells.var_names = genes
+    model = ScDiVaModel.from_config("tiny", genes=genes, seed=0)
+    seconds: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    for _ in range(repeats + 1):  # the first round warms up
+        for precision, times in seconds.items():
+            model.inference_precision = precision
+            start = time.perf_counter()
+            model.get_latent(cells)
+            times.append(time.perf_counter() - start)
+    return {precision: round(float(np.median(times[1:])), 4) for precision, times in seconds.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=1)
@@ -71,6 +98,10 @@ def main() -> None:
             "bf16": round(matmul_gflops(m, k, n, torch.bfloat16, args.repeats), 2)}
     result["tiny_training_step_seconds"] = {p: round(training_step_seconds(p, args.repeats), 4)
                                             for p in ("fp32", "bf16")}
+    inference = inference_seconds_per_1k_cells(max(3, args.repeats // 2))
+    result["tiny_inference_seconds_per_1k_cells"] = inference
+    result["tiny_inference_fp32_over_bf16"] = round(inference["fp32"] / inference["bf16"], 2)
+    result["bf16_matrix_units"] = cpu_has_bf16_matrix_units()
     print(json.dumps(result, indent=2))
 
 

@@ -76,6 +76,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # annotation only: the integration fine-tune's budget (scVI's epoch heuristic, patience 20) for the
     # reference fit instead of at most 100 epochs with patience 8
     "long_annotation": {"annotation": {"max_epochs": None, "early_stopping_patience": 20}},
+    # both annotation candidates at once: the wide classifier (latent MLP + a linear term on the genes)
+    # trained at the longer budget
+    "long_wide_annotation": {"annotation": {"max_epochs": None, "early_stopping_patience": 20,
+                                            "classifier_representation": "latent_and_genes"}},
     # the KL weight rises over 5,000 steps instead of 1,000 (pretraining and fine-tunes share the schedule),
     # closer to scVI, whose warm-up spans its whole 400 epochs
     "slow_kl_warmup": {"config": {"kl_warmup_steps": 5000}},
@@ -88,8 +92,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # half the context: each cell's 32 top-ranked expressed genes (and 4 unexpressed ones) instead of
     # 64 and 8, so every forward pass (training and inference) runs about half the token work
     "short_context": {"config": {"max_tokens": 32, "n_zero_tokens": 4}},
+    # a free per-batch offset on every gene's decoder logit (config.decoder_batch_gene_offsets), from
+    # pretraining on: batch effects that are gene-specific (a library's capture of some genes) need not
+    # pass through the decoder's hidden layer
+    "batch_gene_offsets": {"config": {"decoder_batch_gene_offsets": True}},
     # the adversarial batch classifier on the latent from pretraining on (config), so every fine-tune keeps it
     "adversarial_batch": {"config": {"adversarial_batch_weight": 0.1}},
+    # the same classifier in the integration fine-tune only (the checkpoint is the default's)
+    "adversarial_finetune": {"finetune": {"adversarial_batch_weight": 0.1}},
     "previous": {"config": {"decoder_batch_conditioning": "legacy", "token_selection": "top_count"},
                  "finetune": {"tasks": ["masked_expression", "integration"], "max_steps": 200, "batch_size": 64,
                               "trunk_lr_factor": 1.0,

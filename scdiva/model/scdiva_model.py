@@ -26,6 +26,7 @@ from scdiva.data.vocab import GeneVocab
 from scdiva.model.pretrained import CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, resolve_checkpoint
 from scdiva.model.tasks import TaskSpec, resolve_tasks
 from scdiva.module.scdiva_module import ScDiVaModule
+from scdiva.train.precision import PRECISIONS, uses_bf16
 from scdiva.train.trainer import TrainingSettings, steps_per_epoch, train
 
 if TYPE_CHECKING:
@@ -53,10 +54,15 @@ class ScDiVaModel:
     Create one with :meth:`from_config` (fresh) or :meth:`from_pretrained` (saved), train it with
     :meth:`fit`, then use :meth:`get_latent` / :meth:`predict_labels` on AnnData or
     :meth:`encode` / :meth:`predict` on token batches. ``model.module`` is the pure-torch network.
+
+    ``inference_precision`` ("auto", "fp32" or "bf16") is what inference computes in: "auto" is bf16
+    autocast on CUDA and on CPUs with bf16 matrix units, float32 elsewhere (scdiva.train.precision).
+    Set it to "fp32" for results that do not depend on the machine's CPU.
     """
 
     def __init__(self, config: ScDiVaConfig, vocab: GeneVocab, module: ScDiVaModule | None = None,
                  device: str | torch.device | None = None):
+        self.inference_precision = "auto"
         if config.n_genes != len(vocab):
             raise ValueError(f"config.n_genes ({config.n_genes}) != vocabulary size ({len(vocab)})")
         self.config = config
@@ -392,8 +398,10 @@ class ScDiVaModel:
         return self.module.heads[task]
 
     def _autocast(self):
+        if self.inference_precision not in PRECISIONS:
+            raise ValueError(f"inference_precision must be one of {PRECISIONS}, got {self.inference_precision!r}")
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
-                              enabled=self.device.type == "cuda")
+                              enabled=uses_bf16(self.inference_precision, self.device, inference=True))
 
     # ---------------------------------------------------------------- inference (AnnData level)
     @torch.inference_mode()
@@ -406,9 +414,9 @@ class ScDiVaModel:
         self.module.eval()
         outputs = []
         starts = range(0, len(dataset), batch_size)
-        for start in tqdm(starts, desc="ScDiVa inference", unit="batch", disable=not progress_bar):
-            batch = dataset.batch_of(np.arange(start, min(start + batch_size, len(dataset)))).to(self.device)
-            with self._autocast():
+        with self._autocast():  # one autocast region: the weights are cast to bf16 once, not per batch
+            for start in tqdm(starts, desc="ScDiVa inference", unit="batch", disable=not progress_bar):
+                batch = dataset.batch_of(np.arange(start, min(start + batch_size, len(dataset)))).to(self.device)
                 outputs.append(fn(batch).float().cpu())
         return torch.cat(outputs).numpy()
 

@@ -22,6 +22,7 @@ from scdiva.train.checkpoint import (
     save_training_checkpoint,
 )
 from scdiva.train.distributed import DistInfo, barrier, default_device, setup_distributed
+from scdiva.train.precision import PRECISIONS, uses_bf16
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +45,7 @@ class TrainingSettings:
     resume: bool = False
     progress_bar: bool = True
     device: str | torch.device | None = None
-    #: "auto": bf16 autocast on CUDA, float32 on CPU (bf16 matmuls are not faster on most CPUs;
-    #: see benchmarks/cpu_matmul_precision.py); or "fp32" / "bf16" explicitly
+    #: "auto": bf16 autocast on CUDA, float32 on CPU (scdiva.train.precision); or "fp32" / "bf16"
     precision: str = "auto"
     #: kept for API compatibility: batches are read and tokenised vectorised, without workers
     num_workers: int = 0
@@ -74,8 +74,8 @@ class TrainingSettings:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if not 0 <= self.warmup_fraction < 1:
             raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
         if not 0 <= self.validation_fraction < 0.5:
@@ -197,7 +197,7 @@ def train(module: ScDiVaModule, corpus: CellCorpus, tasks: Sequence[str], settin
     if info.world_size > 1:
         model_for_step = torch.nn.parallel.DistributedDataParallel(
             model_for_step, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
-    use_bf16 = settings.precision == "bf16" or (settings.precision == "auto" and device.type == "cuda")
+    use_bf16 = uses_bf16(settings.precision, device, inference=False)
     every = settings.checkpoint_every or max(1, settings.max_steps // 10)
     weights = {t: settings.task_weights.get(t, 1.0) for t in tasks}
 
