@@ -72,7 +72,8 @@ def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | No
 
 
 def hardware() -> dict[str, Any]:
-    """CPU model, logical cores, RAM (GiB) and the GPUs torch sees (an empty list without one)."""
+    """CPU model, logical cores, RAM (GiB), the GPUs torch sees (an empty list without one) and whether
+    the CPU has bf16 matrix units (then ScDiVa's CPU inference runs in bf16: scdiva.train.precision)."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -86,14 +87,19 @@ def hardware() -> dict[str, Any]:
     except (ValueError, OSError, AttributeError):
         ram_gib = None
     gpus: list[str] = []
+    bf16_matrix_units = None
     try:
         import torch
 
+        from scdiva.train.precision import cpu_has_bf16_matrix_units
+
         if torch.cuda.is_available():
             gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        bf16_matrix_units = cpu_has_bf16_matrix_units()
     except ImportError:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": ram_gib, "gpus": gpus,
+            "cpu_bf16_matrix_units": bf16_matrix_units,
             "platform": platform.platform(), "python": platform.python_version()}
 
 
