@@ -149,3 +149,26 @@ def test_ablation_stamps_follow_the_defaults(monkeypatch):
     monkeypatch.setitem(NAMED_SIZES["tiny"], "max_tokens", NAMED_SIZES["tiny"]["max_tokens"] + 1)
     resized = ablation.part_settings("default")
     assert resized["integration"] != after["integration"] and resized["annotation"] != after["annotation"]
+
+
+def test_context_probe_cuts_the_input_at_inference_and_restores_the_model():
+    import anndata as ad
+    import numpy as np
+
+    import context_dependence
+    from scdiva import ScDiVaModel
+
+    rng = np.random.default_rng(0)
+    genes = [f"G{i}" for i in range(200)]
+    cells = ad.AnnData(X=rng.poisson(2.0, size=(12, len(genes))).astype(np.float32))
+    cells.var_names = genes
+    model = ScDiVaModel.from_config("tiny", genes=genes, seed=0)
+    full_tokens, full_latent = model.tokenize(cells).gene_ids.shape[1], model.get_latent(cells)
+    with context_dependence.context_cut(model, 4):
+        assert model.tokenize(cells).gene_ids.shape[1] == 1 + 4  # <cls> + 4 expressed, 4 // 8 = 0 unexpressed
+        assert not np.allclose(model.get_latent(cells), full_latent)
+    with context_dependence.without_profile(model):
+        assert not np.allclose(model.get_latent(cells), full_latent)
+    # both restore the model as it was
+    assert model.tokenize(cells).gene_ids.shape[1] == full_tokens
+    np.testing.assert_array_equal(model.get_latent(cells), full_latent)
