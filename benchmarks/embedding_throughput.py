@@ -5,7 +5,10 @@ this process with the same thread count. Inference speed does not depend on how 
 trained, so ScDiVa is freshly initialised and scVI trained for one epoch. ``ratio`` = ScDiVa cells/s
 / scVI cells/s (higher = ScDiVa faster).
 
-    python benchmarks/embedding_throughput.py --size tiny --threads 1
+    python benchmarks/embedding_throughput.py --size tiny --threads 1 [--precision fp32]
+
+``--precision`` is ScDiVa's ``inference_precision`` ("auto": bf16 on CUDA and on CPUs with bf16 matrix
+units, else float32; scdiva.train.precision).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--copies", type=int, default=2, help="embed this many copies of the 1,200 cells")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     args = parser.parse_args()
     import anndata as ad
     import scvi
@@ -38,6 +42,7 @@ def main() -> None:
     adata.layers["counts"] = adata.X.copy()
 
     model = ScDiVaModel.from_config(args.size, genes=adata.var_names, seed=0, device="cpu")
+    model.inference_precision = args.precision
     scdiva_s = best_time(lambda: model.get_latent(adata), args.repeats)
 
     scvi.model.SCVI.setup_anndata(adata, layer="counts", batch_key="donor")
@@ -48,12 +53,15 @@ def main() -> None:
     assert latent.shape[0] == adata.n_obs and np.isfinite(latent).all()
 
     scdiva_rate, scvi_rate = adata.n_obs / scdiva_s, adata.n_obs / scvi_s
-    record(f"scdiva_{args.size}_embedding_cells_per_s", scdiva_rate, "cells/s", scvi_rate, scdiva_rate / scvi_rate,
-           summary=(f"ScDiVa {args.size} {scdiva_rate:,.0f} cells/s vs scVI get_latent_representation "
+    suffix = "" if args.precision == "auto" else f"_{args.precision}"
+    record(f"scdiva_{args.size}_embedding_cells_per_s{suffix}", scdiva_rate, "cells/s", scvi_rate,
+           scdiva_rate / scvi_rate,
+           summary=(f"ScDiVa {args.size} ({args.precision}) {scdiva_rate:,.0f} cells/s vs scVI get_latent_representation "
                     f"{scvi_rate:,.0f} cells/s on the same {adata.n_obs:,} cells = {scdiva_rate / scvi_rate:.3f}x"),
            cells=adata.n_obs, genes=adata.n_vars, scdiva_seconds=scdiva_s, scvi_seconds=scvi_s,
            scdiva_parameters=sum(p.numel() for p in model.module.parameters()),
-           scvi_parameters=sum(p.numel() for p in vae.module.parameters()), threads=args.threads)
+           scvi_parameters=sum(p.numel() for p in vae.module.parameters()), threads=args.threads,
+           precision=args.precision)
 
 
 if __name__ == "__main__":

@@ -98,8 +98,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "batch_gene_offsets": {"config": {"decoder_batch_gene_offsets": True}},
     # the adversarial batch classifier on the latent from pretraining on (config), so every fine-tune keeps it
     "adversarial_batch": {"config": {"adversarial_batch_weight": 0.1}},
-    # the same classifier in the integration fine-tune only (the checkpoint is the default's)
-    "adversarial_finetune": {"finetune": {"adversarial_batch_weight": 0.1}},
     "previous": {"config": {"decoder_batch_conditioning": "legacy", "token_selection": "top_count"},
                  "finetune": {"tasks": ["masked_expression", "integration"], "max_steps": 200, "batch_size": 64,
                               "trunk_lr_factor": 1.0,
