@@ -153,9 +153,9 @@ def test_ablation_stamps_follow_the_defaults(monkeypatch):
 
 def test_context_probe_cuts_the_input_at_inference_and_restores_the_model():
     import anndata as ad
+    import context_dependence
     import numpy as np
 
-    import context_dependence
     from scdiva import ScDiVaModel
 
     rng = np.random.default_rng(0)
