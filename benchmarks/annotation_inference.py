@@ -1,0 +1,83 @@
+"""Annotation inference: ScDiVa's ``predict`` on the query per 1,000 cells beside scANVI's, one process.
+
+Both annotators are fitted as the workflow fits them (the registry's scANVI at its authors' settings;
+ScDiVa's ``fit_annotation_model`` from the ablation's ``default`` checkpoint, cached under ``--out``),
+then each labels the whole query ``--repeats`` times, the calls interleaved (scANVI, ScDiVa at its
+default inference precision, ScDiVa in float32), so all three see the same machine load. Timed is what
+the workflow's annotation table times: one ``predict`` on the query. ``ratio`` = ScDiVa seconds /
+scANVI seconds (lower is better; issue 13's target is at most 3).
+
+    python benchmarks/annotation_inference.py --dataset pbmc --threads 1 --out /tmp/ablation
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from _bench import record
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from scdiva_ablation import DATASETS, REPO, preprocessed, pretrained, split  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="pbmc", choices=list(DATASETS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--out", type=Path, default=REPO / "results" / "ablation")
+    args = parser.parse_args()
+    from scdiva.bench.threads import limit_threads
+
+    limit_threads(args.threads)
+    import torch
+
+    from scdiva.bench.methods.registry import get_method
+    from scdiva.bench.methods.scdiva import SCDIVA_ANNOTATION_DEFAULTS, counts_view, fit_annotation_model
+
+    torch.set_num_threads(args.threads)
+    spec = DATASETS[args.dataset]
+    adata = preprocessed(args.dataset, args.out)
+    reference, query = split(adata, spec)
+    keys = dict(label_key=spec["label_key"], batch_key=spec["batch_key"], seed=args.seed)
+
+    scanvi = get_method("annotation", "scanvi")
+    scanvi_fitted = scanvi.load()(reference, **keys, params=scanvi.params(None), threads=args.threads)
+    scanvi_fitted.map_query(query)
+    model, _ = pretrained("default", counts_view(adata), spec, args.seed, args.out / args.dataset)
+    scdiva_fitted = fit_annotation_model(model, reference, **keys, params=SCDIVA_ANNOTATION_DEFAULTS)
+    scdiva_fitted.map_query(query)
+
+    def scdiva_at(precision: str):
+        def predict():
+            model.inference_precision = precision
+            return scdiva_fitted.predict(query)
+        return predict
+
+    calls = {"scanvi": lambda: scanvi_fitted.predict(query), "scdiva": scdiva_at("auto"),
+             "scdiva_fp32": scdiva_at("fp32")}
+    seconds: dict[str, list[float]] = {name: [] for name in calls}
+    for repeat in range(args.repeats + 1):  # the first round warms up
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            if repeat:
+                seconds[name].append(time.perf_counter() - start)
+    per_1k = {name: statistics.median(times) / query.n_obs * 1000 for name, times in seconds.items()}
+    ratio = per_1k["scdiva"] / per_1k["scanvi"]
+    record(f"scdiva_annotation_inference_{args.dataset}", per_1k["scdiva"], "s per 1K cells", per_1k["scanvi"], ratio,
+           summary=(f"ScDiVa {per_1k['scdiva']:.3f} s per 1K cells (float32: {per_1k['scdiva_fp32']:.3f}) vs scANVI "
+                    f"{per_1k['scanvi']:.3f} on the same {query.n_obs} query cells = {ratio:.2f}x "
+                    f"(float32: {per_1k['scdiva_fp32'] / per_1k['scanvi']:.2f}x)"),
+           dataset=args.dataset, query_cells=query.n_obs, seed=args.seed, threads=args.threads,
+           seconds_per_call=seconds, scdiva_fp32_s_per_1k=per_1k["scdiva_fp32"])
+
+
+if __name__ == "__main__":
+    main()
