@@ -26,7 +26,7 @@ from scdiva.data.vocab import GeneVocab
 from scdiva.model.pretrained import CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, resolve_checkpoint
 from scdiva.model.tasks import TaskSpec, resolve_tasks
 from scdiva.module.scdiva_module import ScDiVaModule
-from scdiva.train.precision import PRECISIONS, uses_bf16
+from scdiva.train.precision import check_precision, uses_bf16
 from scdiva.train.trainer import TrainingSettings, steps_per_epoch, train
 
 if TYPE_CHECKING:
@@ -397,9 +397,16 @@ class ScDiVaModel:
                            f"fit(..., tasks=[{task!r}], label_key=...)")
         return self.module.heads[task]
 
+    @property
+    def inference_precision(self) -> str:
+        """What inference computes in: "auto", "fp32" or "bf16" (see the class docstring)."""
+        return self._inference_precision
+
+    @inference_precision.setter
+    def inference_precision(self, value: str) -> None:
+        self._inference_precision = check_precision(value, "inference_precision")
+
     def _autocast(self):
-        if self.inference_precision not in PRECISIONS:
-            raise ValueError(f"inference_precision must be one of {PRECISIONS}, got {self.inference_precision!r}")
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16,
                               enabled=uses_bf16(self.inference_precision, self.device, inference=True))
 

@@ -24,11 +24,16 @@ def cpu_has_bf16_matrix_units() -> bool:
     return bool(probe is not None and probe())
 
 
+def check_precision(value: str, setting: str = "precision") -> str:
+    """``value`` if it is one of :data:`PRECISIONS`, else a ValueError naming ``setting``."""
+    if value not in PRECISIONS:
+        raise ValueError(f"{setting} must be one of {PRECISIONS}, got {value!r}")
+    return value
+
+
 def uses_bf16(precision: str, device: torch.device, *, inference: bool) -> bool:
     """Whether work on ``device`` at ``precision`` ("auto", "fp32" or "bf16") runs under bf16 autocast."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision != "auto":
+    if check_precision(precision) != "auto":
         return precision == "bf16"
     if device.type == "cuda":
         return True

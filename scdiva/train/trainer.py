@@ -22,7 +22,7 @@ from scdiva.train.checkpoint import (
     save_training_checkpoint,
 )
 from scdiva.train.distributed import DistInfo, barrier, default_device, setup_distributed
-from scdiva.train.precision import PRECISIONS, uses_bf16
+from scdiva.train.precision import check_precision, uses_bf16
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +74,7 @@ class TrainingSettings:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        check_precision(self.precision)
         if not 0 <= self.warmup_fraction < 1:
             raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
         if not 0 <= self.validation_fraction < 0.5:
