@@ -22,7 +22,7 @@ from _bench import record
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scdiva_ablation import DATASETS, REPO, preprocessed, pretrained, split  # noqa: E402
+from scdiva_ablation import DATASETS, REPO, default_annotator, preprocessed, split  # noqa: E402
 
 
 def main() -> None:
@@ -39,20 +39,15 @@ def main() -> None:
     import torch
 
     from scdiva.bench.methods.registry import get_method
-    from scdiva.bench.methods.scdiva import SCDIVA_ANNOTATION_DEFAULTS, counts_view, fit_annotation_model
 
     torch.set_num_threads(args.threads)
     spec = DATASETS[args.dataset]
-    adata = preprocessed(args.dataset, args.out)
-    reference, query = split(adata, spec)
-    keys = dict(label_key=spec["label_key"], batch_key=spec["batch_key"], seed=args.seed)
-
+    reference, query = split(preprocessed(args.dataset, args.out), spec)
     scanvi = get_method("annotation", "scanvi")
-    scanvi_fitted = scanvi.load()(reference, **keys, params=scanvi.params(None), threads=args.threads)
+    scanvi_fitted = scanvi.load()(reference, label_key=spec["label_key"], batch_key=spec["batch_key"],
+                                  seed=args.seed, params=scanvi.params(None), threads=args.threads)
     scanvi_fitted.map_query(query)
-    model, _ = pretrained("default", counts_view(adata), spec, args.seed, args.out / args.dataset)
-    scdiva_fitted = fit_annotation_model(model, reference, **keys, params=SCDIVA_ANNOTATION_DEFAULTS)
-    scdiva_fitted.map_query(query)
+    model, scdiva_fitted, _ = default_annotator(args.dataset, args.seed, args.out)
 
     def scdiva_at(precision: str):
         def predict():

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import json
 import sys
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scdiva_ablation import DATASETS, REPO, preprocessed, pretrained, split  # noqa: E402
+from scdiva_ablation import DATASETS, REPO, default_annotator  # noqa: E402
 
 CONTEXTS = (32, 16, 4, 1)
 
@@ -60,18 +59,10 @@ def probe(dataset: str, seed: int, threads: int, out: Path) -> dict[str, dict[st
     import torch
 
     from scdiva.bench.annotation import annotation_metrics
-    from scdiva.bench.methods.scdiva import SCDIVA_ANNOTATION_DEFAULTS, counts_view, fit_annotation_model
 
     torch.set_num_threads(threads)
-    spec = DATASETS[dataset]
-    adata = preprocessed(dataset, out)
-    model, _ = pretrained("default", counts_view(adata), spec, seed, out / dataset)
-    annotator = copy.deepcopy(model)
-    reference, query = split(adata, spec)
-    fitted = fit_annotation_model(annotator, reference, label_key=spec["label_key"], batch_key=spec["batch_key"],
-                                  seed=seed, params=SCDIVA_ANNOTATION_DEFAULTS)
-    fitted.map_query(query)
-    truth = query.obs[spec["label_key"]].astype(str).to_numpy()
+    annotator, fitted, query = default_annotator(dataset, seed, out)
+    truth = query.obs[DATASETS[dataset]["label_key"]].astype(str).to_numpy()
     cuts = {"full": contextlib.nullcontext(),
             **{f"tokens_{k}": context_cut(annotator, k) for k in CONTEXTS},
             "no_profile": without_profile(annotator)}

@@ -294,6 +294,22 @@ def pretrained(variant: str, data, spec: dict[str, Any], seed: int, out: Path):
     return model, seconds
 
 
+def default_annotator(dataset: str, seed: int, out: Path):
+    """The ``default`` variant's annotator on ``dataset``, as the workflow makes it: the cached checkpoint,
+    fitted on the reference (``fit_annotation_model``), then the query mapped. Returns the fitted model,
+    its :class:`~scdiva.bench.annotation.base.FittedAnnotator` and the query AnnData."""
+    from scdiva.bench.methods.scdiva import SCDIVA_ANNOTATION_DEFAULTS, counts_view, fit_annotation_model
+
+    spec = DATASETS[dataset]
+    adata = preprocessed(dataset, out)
+    model, _ = pretrained("default", counts_view(adata), spec, seed, out / dataset)
+    reference, query = split(adata, spec)
+    fitted = fit_annotation_model(model, reference, label_key=spec["label_key"], batch_key=spec["batch_key"],
+                                  seed=seed, params=SCDIVA_ANNOTATION_DEFAULTS)
+    fitted.map_query(query)
+    return model, fitted, query
+
+
 def joint_corpus(names: list[str], out: Path) -> list:
     """The named datasets' counts, labels dropped and batches named ``<dataset>/<batch>``, as the
     workflow's ``pretrain_corpus`` rule writes them (the vocabulary is their genes' union)."""
