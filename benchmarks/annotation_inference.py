@@ -14,15 +14,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
 from _bench import record
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from scdiva_ablation import DATASETS, REPO, default_annotator, preprocessed, split  # noqa: E402
+from scdiva_ablation import DATASETS, REPO, default_annotator
 
 
 def main() -> None:
@@ -42,12 +38,11 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     spec = DATASETS[args.dataset]
-    reference, query = split(preprocessed(args.dataset, args.out), spec)
+    model, scdiva_fitted, reference, query = default_annotator(args.dataset, args.seed, args.out)
     scanvi = get_method("annotation", "scanvi")
     scanvi_fitted = scanvi.load()(reference, label_key=spec["label_key"], batch_key=spec["batch_key"],
                                   seed=args.seed, params=scanvi.params(None), threads=args.threads)
     scanvi_fitted.map_query(query)
-    model, scdiva_fitted, _ = default_annotator(args.dataset, args.seed, args.out)
 
     def scdiva_at(precision: str):
         def predict():

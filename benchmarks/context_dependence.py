@@ -19,15 +19,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from scdiva_ablation import DATASETS, REPO, default_annotator  # noqa: E402
+from scdiva_ablation import DATASETS, REPO, default_annotator
 
 CONTEXTS = (32, 16, 4, 1)
 
@@ -61,7 +57,7 @@ def probe(dataset: str, seed: int, threads: int, out: Path) -> dict[str, dict[st
     from scdiva.bench.annotation import annotation_metrics
 
     torch.set_num_threads(threads)
-    annotator, fitted, query = default_annotator(dataset, seed, out)
+    annotator, fitted, _reference, query = default_annotator(dataset, seed, out)
     truth = query.obs[DATASETS[dataset]["label_key"]].astype(str).to_numpy()
     cuts = {"full": contextlib.nullcontext(),
             **{f"tokens_{k}": context_cut(annotator, k) for k in CONTEXTS},

@@ -297,7 +297,7 @@ def pretrained(variant: str, data, spec: dict[str, Any], seed: int, out: Path):
 def default_annotator(dataset: str, seed: int, out: Path):
     """The ``default`` variant's annotator on ``dataset``, as the workflow makes it: the cached checkpoint,
     fitted on the reference (``fit_annotation_model``), then the query mapped. Returns the fitted model,
-    its :class:`~scdiva.bench.annotation.base.FittedAnnotator` and the query AnnData."""
+    its :class:`~scdiva.bench.annotation.base.FittedAnnotator`, and the reference and query AnnData."""
     from scdiva.bench.methods.scdiva import SCDIVA_ANNOTATION_DEFAULTS, counts_view, fit_annotation_model
 
     spec = DATASETS[dataset]
@@ -307,7 +307,7 @@ def default_annotator(dataset: str, seed: int, out: Path):
     fitted = fit_annotation_model(model, reference, label_key=spec["label_key"], batch_key=spec["batch_key"],
                                   seed=seed, params=SCDIVA_ANNOTATION_DEFAULTS)
     fitted.map_query(query)
-    return model, fitted, query
+    return model, fitted, reference, query
 
 
 def joint_corpus(names: list[str], out: Path) -> list:
