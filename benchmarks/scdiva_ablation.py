@@ -82,6 +82,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
                                             "classifier_representation": "latent_and_genes"}},
     # the KL weight rises over 5,000 steps instead of 1,000 (pretraining and fine-tunes share the schedule),
     # closer to scVI, whose warm-up spans its whole 400 epochs
+    # the reference cells thinned to 30-100% of their counts while the annotator trains: the PBMC
+    # query (3' v1) has about half the counts per cell of the reference chemistries
+    # the latent MLP and a logistic regression on the genes trained side by side, predicting together
+    "ensemble_classifier": {"annotation": {"classifier_representation": "latent_and_genes_ensemble"}},
+    # the integration fine-tune on cells thinned to 30-100% of their counts: a latent that does not
+    # change with sequencing depth, which differs between the batches (chemistries, libraries)
+    "thinned_finetune": {"finetune": {"count_thinning": 0.3}},
+    "thinned_annotation": {"annotation": {"count_thinning": 0.3}},
+    "strongly_thinned_annotation": {"annotation": {"count_thinning": 0.1}},
     "slow_kl_warmup": {"config": {"kl_warmup_steps": 5000}},
     # pretraining 3x longer than the default recipe's 30 epochs (both fine-tunes start from it)
     "long_pretrain": {"pretrain": {"max_epochs": 90}},
@@ -368,8 +377,31 @@ def scdiva_variant(variant: str, adata, spec: dict[str, Any], seed: int, threads
     predicted, _ = annotator.predict_labels(counts_view(query))
     truth = query.obs[spec["label_key"]].astype(str).to_numpy()
     scores.update({f"annotation_{k}": v for k, v in annotation_metrics(truth, np.asarray(predicted, str)).items()})
+    if annotator.module.heads["annotation"].representation == "latent_and_genes_ensemble":
+        for expert, labels in experts_alone(annotator, counts_view(query)).items():
+            metrics = annotation_metrics(truth, labels)
+            scores.update({f"annotation_{expert}_expert_{k}": metrics[k] for k in ("macro_f1", "accuracy")})
     result["annotation"] = scores
     return result
+
+
+def experts_alone(model, query) -> dict[str, np.ndarray]:
+    """The query labels of each expert of an ensemble classifier on its own (the other's logits set to
+    zero, then restored): what the latent MLP and the regression on the genes each contribute."""
+    import torch
+
+    head = model.module.heads["annotation"]
+    labels = {}
+    for expert, silenced in (("latent", head.genes), ("genes", head.mlp[-1])):
+        saved = {name: value.clone() for name, value in silenced.state_dict().items()}
+        with torch.no_grad():
+            for parameter in silenced.parameters():
+                parameter.zero_()
+        try:
+            labels[expert] = np.asarray(model.predict_labels(query)[0], dtype=str)
+        finally:
+            silenced.load_state_dict(saved)
+    return labels
 
 
 def summarise(out: Path, datasets: list[str], seeds: list[int], methods: list[str]):

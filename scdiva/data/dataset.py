@@ -9,7 +9,7 @@ matrix). Turning counts into gene tokens happens in torch, inside the network
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -288,6 +288,21 @@ class CellCorpus:
     def label_codes(self, task: str) -> np.ndarray:
         """Label codes of every cell of the corpus for ``task`` (-1: unlabelled)."""
         return np.concatenate([d.labels[task].codes for d in self.datasets])
+
+
+def thin_counts(batch: TokenBatch, min_fraction: float) -> TokenBatch:
+    """``batch`` with each cell's counts binomially thinned to a fraction ``r ~ U(min_fraction, 1)``
+    (drawn with the global torch RNG): the counts a shallower sequencing of the same cell would give,
+    since each molecule is kept independently with probability ``r``. The library shrinks by the
+    fraction of vocabulary counts kept. Training on thinned cells teaches a classifier to label
+    cells sequenced less deeply than its reference (the PBMC query, 3' v1, has about half the
+    counts per cell of the 3' v2 and 5' reference)."""
+    n_cells = batch.counts.shape[0]
+    keep = min_fraction + (1.0 - min_fraction) * torch.rand(n_cells, 1, device=batch.counts.device)
+    thinned = torch.binomial(batch.counts, keep.expand_as(batch.counts))
+    before = batch.counts.sum(1).clamp(min=1.0)
+    library = batch.library * thinned.sum(1) / before
+    return replace(batch, counts=thinned, library=library, gene_ids=None, values=None, padding_mask=None)
 
 
 def concat_batches(parts: Sequence[TokenBatch]) -> TokenBatch:

@@ -238,7 +238,8 @@ class ScDiVaModel:
             checkpoint_every: int | None = None, progress_bar: bool = True, precision: str = "auto",
             num_workers: int = 0, validation_fraction: float = 0.0, early_stopping_patience: int | None = None,
             eval_every: int | None = None, early_stopping_tasks: Sequence[str] | None = None,
-            balance_labels: bool = False, trunk_lr_factor: float = 1.0, data_name: str | Sequence[str] | None = None,
+            balance_labels: bool = False, trunk_lr_factor: float = 1.0, count_thinning: float | None = None,
+            data_name: str | Sequence[str] | None = None,
             protein_obsm_key: str | None = None) -> list[dict[str, Any]]:
         """Train on ``adata`` for the given tasks; returns the loss history (one dict per step).
 
@@ -260,7 +261,9 @@ class ScDiVaModel:
         out to monitor the loss (of ``early_stopping_tasks`` only, when given);
         ``early_stopping_patience`` stops when it stops improving and restores the best weights.
         ``balance_labels`` samples the ``annotation`` classes equally often; ``trunk_lr_factor``
-        scales the learning rate of everything but the task heads. With ``checkpoint_dir`` a checkpoint is written every ``checkpoint_every`` steps and
+        scales the learning rate of everything but the task heads; ``count_thinning`` (e.g. 0.3) trains on
+        cells binomially thinned to a random 30-100% of their counts (robustness to shallower
+        sequencing; :func:`scdiva.data.dataset.thin_counts`). With ``checkpoint_dir`` a checkpoint is written every ``checkpoint_every`` steps and
         ``resume=True`` continues from it exactly. ``data_name`` labels the run in
         ``config.training_data`` (what the model was trained on).
 
@@ -289,7 +292,8 @@ class ScDiVaModel:
                               validation_fraction=validation_fraction,
                               early_stopping_patience=early_stopping_patience, eval_every=eval_every,
                               early_stopping_tasks=None if early_stopping_tasks is None else tuple(early_stopping_tasks),
-                              balance_task=balance_task, trunk_lr_factor=trunk_lr_factor)
+                              balance_task=balance_task, trunk_lr_factor=trunk_lr_factor,
+                              count_thinning=count_thinning)
         names = [data_name] if isinstance(data_name, str) or data_name is None else list(data_name)
         for i, (a, dataset) in enumerate(zip(adatas, datasets, strict=True)):
             name = names[i] if i < len(names) else None

@@ -290,7 +290,11 @@ class ClassifierHead(TaskHead):
     ``"latent_and_genes"``: the latent-mean MLP plus a linear term on the cell's log-normalised
     profile over the vocabulary (a "wide and deep" classifier). The linear term starts at zero, so the
     head starts as the latent classifier; it can then read single marker genes (CD8A against CD4,
-    FCGR3A against CD14) that a 16-dimensional latent merges.
+    FCGR3A against CD14) that a 16-dimensional latent merges. Trained on the summed logits only, that
+    linear term learns little: the latent MLP fits the reference labels first and leaves it no error to
+    learn from. ``"latent_and_genes_ensemble"`` therefore trains the latent-mean MLP and a multinomial
+    logistic regression on the genes side by side, each on its own cross-entropy; it predicts with
+    the summed logits, which is the normalised product of the two experts' probabilities.
     """
 
     def __init__(self, config: ScDiVaConfig, name: str, categories: list[str] | None = None,
@@ -314,9 +318,11 @@ class ClassifierHead(TaskHead):
             width = config.decoder_hidden
         self.mlp = nn.Sequential(*layers, nn.Linear(width, len(categories)))
         self.genes = None
-        if representation == "latent_and_genes":
-            self.genes = nn.Linear(config.n_genes, len(categories), bias=False)
+        if representation in ("latent_and_genes", "latent_and_genes_ensemble"):
+            self.genes = nn.Linear(config.n_genes, len(categories), bias=representation != "latent_and_genes")
             nn.init.zeros_(self.genes.weight)
+            if self.genes.bias is not None:
+                nn.init.zeros_(self.genes.bias)
 
     def forward(self, out: EncoderOutput, batch) -> torch.Tensor:
         """Class logits (B, n_classes)."""
@@ -333,4 +339,7 @@ class ClassifierHead(TaskHead):
             raise ValueError(f"batch has no labels for classifier task {self.name!r}")
         if not (target >= 0).any():
             return None
+        if self.representation == "latent_and_genes_ensemble":  # each expert on its own error
+            return (F.cross_entropy(self.mlp(out.qz_mean).float(), target, ignore_index=-1)
+                    + F.cross_entropy(self.genes(out.profile).float(), target, ignore_index=-1))
         return F.cross_entropy(self.forward(out, batch).float(), target, ignore_index=-1)

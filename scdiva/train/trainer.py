@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from scdiva.data.dataset import CellCorpus
+from scdiva.data.dataset import CellCorpus, thin_counts
 from scdiva.module.scdiva_module import ScDiVaModule
 from scdiva.train.checkpoint import (
     find_checkpoint,
@@ -66,6 +66,10 @@ class TrainingSettings:
     #: learning-rate multiplier of everything except the task heads (fine-tuning a pretrained
     #: trunk gently while the heads learn at the full rate)
     trunk_lr_factor: float = 1.0
+    #: augmentation: each training cell's counts are binomially thinned to a fraction drawn uniformly
+    #: from ``[count_thinning, 1]`` (a shallower sequencing of the same cell); None: off. Held-out
+    #: cells are scored unthinned. See :func:`scdiva.data.dataset.thin_counts`
+    count_thinning: float | None = None
 
     def validate(self) -> None:
         if self.max_steps < 1:
@@ -85,6 +89,9 @@ class TrainingSettings:
             raise ValueError("early_stopping_tasks must name at least one task (or be None: every task)")
         if not self.trunk_lr_factor > 0:
             raise ValueError(f"trunk_lr_factor must be > 0, got {self.trunk_lr_factor}")
+        if self.count_thinning is not None and not 0 < self.count_thinning <= 1:
+            raise ValueError(f"count_thinning must be in (0, 1] (the lowest fraction of counts kept) or None, "
+                             f"got {self.count_thinning}")
 
 
 def lr_factor(step: int, max_steps: int, warmup_steps: int, floor: float = 0.1) -> float:
@@ -211,6 +218,8 @@ def train(module: ScDiVaModule, corpus: CellCorpus, tasks: Sequence[str], settin
         for cells in batches[skip:]:
             batch = corpus.batch_of(cells).to(device)
             torch.manual_seed(settings.seed * 1_000_003 + step)
+            if settings.count_thinning is not None:
+                batch = thin_counts(batch, settings.count_thinning)
             factor = lr_factor(step, settings.max_steps, warmup)
             for group in optimizer.param_groups:
                 group["lr"] = settings.lr * factor * group["lr_factor"]

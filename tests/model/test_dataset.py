@@ -165,3 +165,21 @@ def test_backed_reading_keeps_memory_far_below_the_matrix_size(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 0.1 * matrix_bytes, (peak, matrix_bytes)
+
+
+def test_thinning_keeps_a_binomial_share_of_each_cells_counts():
+    from scdiva.data.dataset import TokenBatch, thin_counts
+
+    torch.manual_seed(0)
+    counts = torch.poisson(torch.full((400, 300), 3.0))
+    batch = TokenBatch(counts, torch.ones_like(counts, dtype=torch.bool), counts.sum(1) * 1.25,
+                       gene_ids=torch.zeros(400, 5, dtype=torch.long))
+    thinned = thin_counts(batch, 0.3)
+    kept = thinned.counts.sum(1) / counts.sum(1)
+    assert bool((thinned.counts <= counts).all()) and torch.equal(thinned.counts, thinned.counts.round())
+    assert 0.25 < float(kept.min()) and float(kept.max()) <= 1.0
+    assert float(kept.mean()) == pytest.approx(0.65, abs=0.03)  # r ~ U(0.3, 1)
+    # the library shrinks with the counts kept; tokens are made again from the thinned counts
+    assert torch.allclose(thinned.library, batch.library * kept)
+    assert thinned.gene_ids is None and batch.gene_ids is not None
+    assert torch.equal(thin_counts(batch, 1.0).counts, counts)

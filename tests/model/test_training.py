@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from scdiva import ScDiVaModel
 from scdiva.module.scdiva_module import ScDiVaModule
@@ -188,3 +189,41 @@ def test_early_stopping_watches_only_the_tasks_named(small_pbmc):
     with pytest.raises(ValueError, match=r"early_stopping_tasks \['annotation'\] are not among the trained"):
         ScDiVaModel.from_config("tiny", genes=small_pbmc.var_names).fit(
             small_pbmc, early_stopping_tasks=["annotation"], **settings)
+
+
+def test_count_thinning_reaches_the_training_steps(small_pbmc):
+    settings = dict(tasks=["integration"], batch_key="donor", max_steps=2, batch_size=64, seed=1,
+                    progress_bar=False)
+
+    def first_loss(**extra):
+        model = ScDiVaModel.from_config("tiny", genes=small_pbmc.var_names, seed=0)
+        return model.fit(small_pbmc, **settings, **extra)[0]["loss"]
+
+    assert first_loss(count_thinning=0.3) != pytest.approx(first_loss(), rel=1e-3)
+    with pytest.raises(ValueError, match="count_thinning must be in"):
+        first_loss(count_thinning=0.0)
+
+
+def test_ensemble_classifier_trains_each_expert_on_its_own_error_and_multiplies_them(small_pbmc):
+    """``latent_and_genes_ensemble``: the loss is the latent MLP's cross-entropy plus the gene
+    regression's, and the prediction is the normalised product of their probabilities."""
+    import torch.nn.functional as F
+
+    from scdiva.model.tasks import TaskSpec
+
+    spec = TaskSpec("annotation", obs_key="cell_type", representation="latent_and_genes_ensemble")
+    model = ScDiVaModel.from_config("tiny", genes=small_pbmc.var_names, seed=0)
+    model.fit(small_pbmc, tasks=[spec], max_steps=3, batch_size=64, progress_bar=False)
+    head = model.module.heads["annotation"]
+    assert head.genes.weight.abs().max() > 0 and head.genes.bias.abs().max() > 0
+    batch = model.tokenize(small_pbmc[:32])
+    batch.labels["annotation"] = target = torch.tensor(
+        [head.categories.index(c) for c in small_pbmc.obs["cell_type"][:32].astype(str)])
+    with torch.inference_mode():
+        out = model.module(batch)
+        latent_logits, gene_logits = head.mlp(out.qz_mean), head.genes(out.profile)
+        expected_loss = F.cross_entropy(latent_logits, target) + F.cross_entropy(gene_logits, target)
+        assert float(head.loss(out, batch, step=0)) == pytest.approx(float(expected_loss), rel=1e-5)
+    product = F.softmax(latent_logits, -1) * F.softmax(gene_logits, -1)
+    expected = (product / product.sum(-1, keepdim=True)).numpy()
+    assert np.allclose(model.predict_proba(small_pbmc[:32])[0], expected, atol=1e-5)

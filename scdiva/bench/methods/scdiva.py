@@ -55,6 +55,9 @@ _TRAINING_DEFAULTS: dict[str, Any] = {
     # Annotation: 0.3 gave a lower macro-F1 on the PBMCs' held-out chemistry in each of 3 seeds
     # (0.738 against 0.773 on average; docs/model.md)
     "trunk_lr_factor": 1.0,
+    # augmentation: train on cells binomially thinned to a random fraction in [count_thinning, 1] of
+    # their counts (scdiva.data.dataset.thin_counts); null: off
+    "count_thinning": None,
 }
 SCDIVA_ZEROSHOT_DEFAULTS: dict[str, Any] = {"checkpoint": "scdiva_tiny"}
 SCDIVA_FINETUNED_DEFAULTS: dict[str, Any] = {
@@ -126,7 +129,7 @@ def counts_view(adata):
 
 def _training_kwargs(params: Mapping[str, Any], seed: int) -> dict[str, Any]:
     keys = ("max_steps", "max_epochs", "batch_size", "lr", "validation_fraction", "early_stopping_patience",
-            "early_stopping_tasks", "trunk_lr_factor")
+            "early_stopping_tasks", "trunk_lr_factor", "count_thinning")
     kwargs = {k: params[k] for k in keys if params.get(k) is not None}
     if "max_steps" in kwargs:  # an explicit step count replaces the default epoch count
         kwargs.pop("max_epochs", None)
