@@ -86,9 +86,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # query (3' v1) has about half the counts per cell of the reference chemistries
     # the latent MLP and a logistic regression on the genes trained side by side, predicting together
     "ensemble_classifier": {"annotation": {"classifier_representation": "latent_and_genes_ensemble"}},
-    # the integration fine-tune on the cells as they are, not thinned to 30-100% of their counts (the
-    # default: a latent that does not follow sequencing depth, which differs between the batches)
-    "unthinned_finetune": {"finetune": {"count_thinning": None}},
+    # the integration fine-tune on cells thinned to 30-100% of their counts: a latent that does not
+    # follow sequencing depth, which differs between the batches (chemistries, libraries)
+    "thinned_finetune": {"finetune": {"count_thinning": 0.3}},
     "thinned_annotation": {"annotation": {"count_thinning": 0.3}},
     "strongly_thinned_annotation": {"annotation": {"count_thinning": 0.1}},
     "slow_kl_warmup": {"config": {"kl_warmup_steps": 5000}},

@@ -76,10 +76,9 @@ SCDIVA_FINETUNED_DEFAULTS: dict[str, Any] = {
     # scIB Total 0.793 against 0.779 on the human pancreas (higher in each of 3 seeds) and 0.740
     # against 0.735 on the PBMCs; 0.1x mixed batches too little (docs/model.md)
     "trunk_lr_factor": 0.3,
-    # train on cells thinned to a random 30-100% of their counts (scdiva.data.dataset.thin_counts), so the
-    # latent does not follow sequencing depth, which differs between batches: scIB Total +0.009 on the
-    # PBMCs (7 seeds, batch +0.016, bio +0.004) and +0.003 on the human pancreas (5 seeds; docs/model.md)
-    "count_thinning": 0.3,
+    # count_thinning 0.3 (train on cells thinned to 30-100% of their counts) raised scIB Total by 0.009 on
+    # the PBMCs (7 seeds) and 0.003 on the human pancreas (5 seeds) but made the PBMC fine-tune 2.23x
+    # scVI's CPU time, past issue 13's 2x: left off (None, from _TRAINING_DEFAULTS; docs/model.md)
     # loss weight per task (a task not named weighs 1)
     "task_weights": {},
 }
