@@ -294,9 +294,9 @@ def thin_counts(batch: TokenBatch, min_fraction: float) -> TokenBatch:
     """``batch`` with each cell's counts binomially thinned to a fraction ``r ~ U(min_fraction, 1)``
     (drawn with the global torch RNG): the counts a shallower sequencing of the same cell would give,
     since each molecule is kept independently with probability ``r``. The library shrinks by the
-    fraction of vocabulary counts kept. Training on thinned cells teaches a classifier to label
-    cells sequenced less deeply than its reference (the PBMC query, 3' v1, has about half the
-    counts per cell of the 3' v2 and 5' reference)."""
+    fraction of vocabulary counts kept. As a training augmentation (``count_thinning``) it keeps a
+    model from reading sequencing depth, which differs between batches (the PBMC query chemistry,
+    3' v1, has about half the counts per cell of 3' v2 and 5'); measured in docs/model.md."""
     n_cells = batch.counts.shape[0]
     keep = min_fraction + (1.0 - min_fraction) * torch.rand(n_cells, 1, device=batch.counts.device)
     thinned = torch.binomial(batch.counts, keep.expand_as(batch.counts))
