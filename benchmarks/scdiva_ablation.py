@@ -80,17 +80,17 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # trained at the longer budget
     "long_wide_annotation": {"annotation": {"max_epochs": None, "early_stopping_patience": 20,
                                             "classifier_representation": "latent_and_genes"}},
-    # the KL weight rises over 5,000 steps instead of 1,000 (pretraining and fine-tunes share the schedule),
-    # closer to scVI, whose warm-up spans its whole 400 epochs
-    # the reference cells thinned to 30-100% of their counts while the annotator trains: the PBMC
-    # query (3' v1) has about half the counts per cell of the reference chemistries
     # the latent MLP and a logistic regression on the genes trained side by side, predicting together
     "ensemble_classifier": {"annotation": {"classifier_representation": "latent_and_genes_ensemble"}},
     # the integration fine-tune on cells thinned to 30-100% of their counts: a latent that does not
     # follow sequencing depth, which differs between the batches (chemistries, libraries)
     "thinned_finetune": {"finetune": {"count_thinning": 0.3}},
+    # the reference cells thinned to 30-100% (10-100%) of their counts while the annotator trains: the
+    # PBMC query (3' v1) has about half the counts per cell of the reference chemistries
     "thinned_annotation": {"annotation": {"count_thinning": 0.3}},
     "strongly_thinned_annotation": {"annotation": {"count_thinning": 0.1}},
+    # the KL weight rises over 5,000 steps instead of 1,000 (pretraining and fine-tunes share the schedule),
+    # closer to scVI, whose warm-up spans its whole 400 epochs
     "slow_kl_warmup": {"config": {"kl_warmup_steps": 5000}},
     # pretraining 3x longer than the default recipe's 30 epochs (both fine-tunes start from it)
     "long_pretrain": {"pretrain": {"max_epochs": 90}},
@@ -374,11 +374,12 @@ def scdiva_variant(variant: str, adata, spec: dict[str, Any], seed: int, threads
                                       seed=seed, params=params)
         fitted.map_query(query)
     scores = {"annotation_train_s": time.perf_counter() - start}
-    predicted, _ = annotator.predict_labels(counts_view(query))
+    query_counts = counts_view(query)
+    predicted, _ = annotator.predict_labels(query_counts)
     truth = query.obs[spec["label_key"]].astype(str).to_numpy()
     scores.update({f"annotation_{k}": v for k, v in annotation_metrics(truth, np.asarray(predicted, str)).items()})
     if annotator.module.heads["annotation"].representation == "latent_and_genes_ensemble":
-        for expert, labels in experts_alone(annotator, counts_view(query)).items():
+        for expert, labels in experts_alone(annotator, query_counts).items():
             metrics = annotation_metrics(truth, labels)
             scores.update({f"annotation_{expert}_expert_{k}": metrics[k] for k in ("macro_f1", "accuracy")})
     result["annotation"] = scores

@@ -291,7 +291,7 @@ class ClassifierHead(TaskHead):
     profile over the vocabulary (a "wide and deep" classifier). The linear term starts at zero, so the
     head starts as the latent classifier; it can then read single marker genes (CD8A against CD4,
     FCGR3A against CD14) that a 16-dimensional latent merges. Trained on the summed logits only, that
-    linear term learns little: the latent MLP fits the reference labels first and leaves it no error to
+    linear term can learn little: the latent MLP may fit the reference labels first and leave it no error to
     learn from. ``"latent_and_genes_ensemble"`` therefore trains the latent-mean MLP and a multinomial
     logistic regression on the genes side by side, each on its own cross-entropy; it predicts with
     the summed logits, which is the normalised product of the two experts' probabilities.
