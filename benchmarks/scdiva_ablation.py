@@ -124,6 +124,7 @@ def preprocessed(name: str, out: Path):
     """The dataset through the workflow's preprocessing (cached)."""
     import anndata as ad
 
+    from scdiva.bench.io import write_h5ad_atomic
     from scdiva.bench.preprocess import PreprocessSettings, preprocess
 
     path = out / f"{name}.preprocessed.h5ad"
@@ -137,7 +138,10 @@ def preprocessed(name: str, out: Path):
     adata = preprocess(ad.read_h5ad(REPO / spec["path"]), dataset=name, batch_key=spec["batch_key"],
                        label_key=spec["label_key"],
                        settings=PreprocessSettings(min_genes=50, min_counts=100))
-    adata.write_h5ad(path)
+    # through a temporary file: two processes started on a fresh --out both write it, and two direct
+    # writes at once once left a file whose first 114 PBMC cells had zeros for their log-normalised
+    # values (counts intact), which took logistic regression from 0.798 to 0.762 macro-F1
+    write_h5ad_atomic(adata, path)
     return adata
 
 
