@@ -89,6 +89,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # PBMC query (3' v1) has about half the counts per cell of the reference chemistries
     "thinned_annotation": {"annotation": {"count_thinning": 0.3}},
     "strongly_thinned_annotation": {"annotation": {"count_thinning": 0.1}},
+    # early stopping on, and the result taken from, a moving average of the weights over about 5 epochs
+    # (scdiva.train.trainer.WeightAverage) instead of the last step's weights
+    "averaged_annotation": {"annotation": {"weight_average_epochs": 5}},
+    "averaged_finetune": {"finetune": {"weight_average_epochs": 5}},
+    "averaged_ensemble_classifier": {"annotation": {"weight_average_epochs": 5,
+                                                    "classifier_representation": "latent_and_genes_ensemble"}},
     # the KL weight rises over 5,000 steps instead of 1,000 (pretraining and fine-tunes share the schedule),
     # closer to scVI, whose warm-up spans its whole 400 epochs
     "slow_kl_warmup": {"config": {"kl_warmup_steps": 5000}},
@@ -237,6 +243,14 @@ def part_settings(variant: str) -> dict[str, dict[str, Any]]:
     return json.loads(json.dumps(parts))
 
 
+def set_options(stamp: Any) -> Any:
+    """A settings stamp without its unset (None) options: an option added later, off by default, leaves
+    what the cached runs did, and so their stamps, unchanged."""
+    if isinstance(stamp, dict):
+        return {k: set_options(v) for k, v in stamp.items() if v is not None}
+    return stamp
+
+
 def cached_parts(path: Path, stamps: dict[str, dict[str, Any]], compute,
                  only: list[str] | None = None) -> dict[str, Any]:
     """A result made of parts, cached in ``path`` with each part's settings stamp (``settings.<part>``).
@@ -251,7 +265,7 @@ def cached_parts(path: Path, stamps: dict[str, dict[str, Any]], compute,
     if only is not None:
         stamps = {**{p: s for p, s in stored.items() if p in stamps and p not in only},
                   **{p: s for p, s in stamps.items() if p in only}}
-    stale = [part for part, stamp in stamps.items() if stored.get(part) != stamp]
+    stale = [part for part, stamp in stamps.items() if set_options(stored.get(part)) != set_options(stamp)]
     if not stale and set(stored) == set(stamps):
         return result
     owners = {k: part for k, part in result.get("owners", {}).items() if part in stamps and part not in stale}

@@ -115,6 +115,9 @@ def test_ablation_cache_reruns_only_the_parts_whose_settings_changed(tmp_path):
     assert first["integration_score"] == 1 and first["annotation_score"] == 1
     assert ablation.cached_parts(path, stamps, compute)["annotation_score"] == 1  # cached: nothing reruns
     assert len(calls) == 1
+    # an option added later and left unset (None) changes nothing that ran: still cached
+    ablation.cached_parts(path, {**stamps, "integration": {"lr": 1e-3, "new_option": None}}, compute)
+    assert len(calls) == 1
     changed = ablation.cached_parts(path, {**stamps, "annotation": {"trunk": 0.3}}, compute)
     assert calls[-1] == ["annotation"]
     assert changed["annotation_score"] == 2 and changed["integration_score"] == 1

@@ -58,6 +58,9 @@ _TRAINING_DEFAULTS: dict[str, Any] = {
     # augmentation: train on cells binomially thinned to a random fraction in [count_thinning, 1] of
     # their counts (scdiva.data.dataset.thin_counts); null: off
     "count_thinning": None,
+    # keep a moving average of the weights over about this many epochs instead of the last step's
+    # (scdiva.train.trainer.WeightAverage); null: off
+    "weight_average_epochs": None,
 }
 SCDIVA_ZEROSHOT_DEFAULTS: dict[str, Any] = {"checkpoint": "scdiva_tiny"}
 SCDIVA_FINETUNED_DEFAULTS: dict[str, Any] = {
@@ -132,7 +135,7 @@ def counts_view(adata):
 
 def _training_kwargs(params: Mapping[str, Any], seed: int) -> dict[str, Any]:
     keys = ("max_steps", "max_epochs", "batch_size", "lr", "validation_fraction", "early_stopping_patience",
-            "early_stopping_tasks", "trunk_lr_factor", "count_thinning")
+            "early_stopping_tasks", "trunk_lr_factor", "count_thinning", "weight_average_epochs")
     kwargs = {k: params[k] for k in keys if params.get(k) is not None}
     if "max_steps" in kwargs:  # an explicit step count replaces the default epoch count
         kwargs.pop("max_epochs", None)
