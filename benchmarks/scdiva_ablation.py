@@ -80,8 +80,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # trained at the longer budget
     "long_wide_annotation": {"annotation": {"max_epochs": None, "early_stopping_patience": 20,
                                             "classifier_representation": "latent_and_genes"}},
-    # the latent MLP and a logistic regression on the genes trained side by side, predicting together
-    "ensemble_classifier": {"annotation": {"classifier_representation": "latent_and_genes_ensemble"}},
+    # annotation: the classifier on the latent mean alone, without the logistic regression on the genes
+    # beside it (the default reads both: classifier_representation "latent_and_genes_ensemble")
+    "latent_classifier": {"annotation": {"classifier_representation": "latent"}},
+    # annotation: the last step's weights instead of their moving average over about 5 epochs
+    # (weight_average_epochs; scdiva.train.trainer.WeightAverage)
+    "unaveraged_annotation": {"annotation": {"weight_average_epochs": None}},
+    # both: the annotation classifier before Dec 4 (sixth session)
+    "previous_classifier": {"annotation": {"classifier_representation": "latent", "weight_average_epochs": None}},
     # the integration fine-tune on cells thinned to 30-100% of their counts: a latent that does not
     # follow sequencing depth, which differs between the batches (chemistries, libraries)
     "thinned_finetune": {"finetune": {"count_thinning": 0.3}},
@@ -89,12 +95,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # PBMC query (3' v1) has about half the counts per cell of the reference chemistries
     "thinned_annotation": {"annotation": {"count_thinning": 0.3}},
     "strongly_thinned_annotation": {"annotation": {"count_thinning": 0.1}},
-    # early stopping on, and the result taken from, a moving average of the weights over about 5 epochs
-    # (scdiva.train.trainer.WeightAverage) instead of the last step's weights
-    "averaged_annotation": {"annotation": {"weight_average_epochs": 5}},
-    "averaged_finetune": {"finetune": {"weight_average_epochs": 5}},
-    "averaged_ensemble_classifier": {"annotation": {"weight_average_epochs": 5,
-                                                    "classifier_representation": "latent_and_genes_ensemble"}},
+    # the integration fine-tune early-stopped on, and ending with, the last step's weights instead of
+    # their moving average over about 5 epochs
+    "unaveraged_finetune": {"finetune": {"weight_average_epochs": None}},
+    # annotation: the reference cells in their own proportions, not resampled to equal class frequencies
+    "unbalanced_annotation": {"annotation": {"balance_labels": False}},
     # the KL weight rises over 5,000 steps instead of 1,000 (pretraining and fine-tunes share the schedule),
     # closer to scVI, whose warm-up spans its whole 400 epochs
     "slow_kl_warmup": {"config": {"kl_warmup_steps": 5000}},
