@@ -229,7 +229,6 @@ def test_ensemble_classifier_trains_each_expert_on_its_own_error_and_multiplies_
     assert np.allclose(model.predict_proba(small_pbmc[:32])[0], expected, atol=1e-5)
 
 
-
 def test_a_fit_with_the_same_seed_gives_the_same_model_whatever_the_global_random_state(small_pbmc):
     """The classifier head and the new batch's decoder rows a fit adds are drawn from its seed, not
     from whatever state the process's torch generator has reached."""
