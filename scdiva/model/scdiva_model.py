@@ -46,9 +46,10 @@ AUTO = "auto"
 @contextlib.contextmanager
 def seeded_initialisation(seed: int) -> Iterator[None]:
     """Draw the initial weights of what a ``fit`` adds (a new task head, a new batch's decoder rows,
-    the protein modality) from ``seed``, leaving the caller's global torch random state as it was. Without it they came from
-    whatever state the process had reached, so two fits with the same seed, data and starting weights
-    labelled the PBMC query differently (macro-F1 from 0.763 to 0.799 for one seed)."""
+    the protein modality) from ``seed``, leaving the caller's global torch random state as it was.
+    Without it they came from whatever state the process had reached, so two fits with the same seed,
+    data and starting weights labelled the PBMC query differently (macro-F1 from 0.763 to 0.799 for
+    one seed)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
