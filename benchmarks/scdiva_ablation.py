@@ -98,6 +98,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # the integration fine-tune early-stopped on, and ending with, the last step's weights instead of
     # their moving average over about 5 epochs
     "unaveraged_finetune": {"finetune": {"weight_average_epochs": None}},
+    # the integration fine-tune with the checkpoint's dropout (0.1 on the transformer's residual
+    # branches and the heads) instead of none; and stopped after 20 epochs without improvement, not 10
+    "finetune_with_dropout": {"finetune": {"dropout": 0.1}},
+    "patient_finetune": {"finetune": {"early_stopping_patience": 20}},
+    # the annotation fit and query mapping without dropout (the checkpoint's 0.1)
+    "dropout_free_annotation": {"annotation": {"dropout": 0.0}},
     # annotation: the reference cells in their own proportions, not resampled to equal class frequencies
     "unbalanced_annotation": {"annotation": {"balance_labels": False}},
     # the KL weight rises over 5,000 steps instead of 1,000 (pretraining and fine-tunes share the schedule),
@@ -120,7 +126,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "adversarial_batch": {"config": {"adversarial_batch_weight": 0.1}},
     "previous": {"config": {"decoder_batch_conditioning": "legacy", "token_selection": "top_count"},
                  "finetune": {"tasks": ["masked_expression", "integration"], "max_steps": 200, "batch_size": 64,
-                              "trunk_lr_factor": 1.0,
+                              "trunk_lr_factor": 1.0, "dropout": None, "weight_average_epochs": None,
                               "early_stopping_patience": None, "validation_fraction": 0.0},
                  "annotation": {"max_steps": 200, "batch_size": 64, "trunk_lr_factor": 1.0, "balance_labels": False,
                                 "query_epochs": 0, "early_stopping_patience": None, "validation_fraction": 0.0,

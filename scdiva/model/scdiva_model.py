@@ -252,7 +252,7 @@ class ScDiVaModel:
             num_workers: int = 0, validation_fraction: float = 0.0, early_stopping_patience: int | None = None,
             eval_every: int | None = None, early_stopping_tasks: Sequence[str] | None = None,
             balance_labels: bool = False, trunk_lr_factor: float = 1.0, count_thinning: float | None = None,
-            weight_average_epochs: float | None = None,
+            weight_average_epochs: float | None = None, dropout: float | None = None,
             data_name: str | Sequence[str] | None = None,
             protein_obsm_key: str | None = None) -> list[dict[str, Any]]:
         """Train on ``adata`` for the given tasks; returns the loss history (one dict per step).
@@ -279,7 +279,7 @@ class ScDiVaModel:
         cells binomially thinned to a random 30-100% of their counts (robustness to shallower
         sequencing; :func:`scdiva.data.dataset.thin_counts`). ``weight_average_epochs`` early-stops on and
         keeps a moving average of the weights over about that many epochs instead of the last step's
-        weights. With ``checkpoint_dir`` a checkpoint is written every ``checkpoint_every`` steps and
+        weights. ``dropout`` sets the dropout rate for this fit only (None: ``config.dropout``). With ``checkpoint_dir`` a checkpoint is written every ``checkpoint_every`` steps and
         ``resume=True`` continues from it exactly. ``data_name`` labels the run in
         ``config.training_data`` (what the model was trained on).
 
@@ -311,7 +311,8 @@ class ScDiVaModel:
                               early_stopping_patience=early_stopping_patience, eval_every=eval_every,
                               early_stopping_tasks=None if early_stopping_tasks is None else tuple(early_stopping_tasks),
                               balance_task=balance_task, trunk_lr_factor=trunk_lr_factor,
-                              count_thinning=count_thinning, weight_average_epochs=weight_average_epochs)
+                              count_thinning=count_thinning, weight_average_epochs=weight_average_epochs,
+                              dropout=dropout)
         names = [data_name] if isinstance(data_name, str) or data_name is None else list(data_name)
         for i, (a, dataset) in enumerate(zip(adatas, datasets, strict=True)):
             name = names[i] if i < len(names) else None

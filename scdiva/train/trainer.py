@@ -77,6 +77,9 @@ class TrainingSettings:
     #: centre of the region the run explores. Training itself follows the raw weights; a resumed run
     #: starts the average again from the weights it resumes with
     weight_average_epochs: float | None = None
+    #: dropout rate of this run (every ``nn.Dropout`` of the module; the module's own rates are put
+    #: back afterwards); None: the module's rates
+    dropout: float | None = None
 
     def validate(self) -> None:
         if self.max_steps < 1:
@@ -101,6 +104,8 @@ class TrainingSettings:
                              f"got {self.count_thinning}")
         if self.weight_average_epochs is not None and not self.weight_average_epochs > 0:
             raise ValueError(f"weight_average_epochs must be > 0 or None, got {self.weight_average_epochs}")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1) or None, got {self.dropout}")
 
 
 def lr_factor(step: int, max_steps: int, warmup_steps: int, floor: float = 0.1) -> float:
@@ -160,6 +165,12 @@ def train(module: ScDiVaModule, corpus: CellCorpus, tasks: Sequence[str], settin
     ``epoch``, ``loss``, ``lr``, ``loss_<task>`` (plus ``val_loss`` on evaluated steps).
     """
     settings.validate()
+    with dropout_rate(module, settings.dropout):
+        return _train(module, corpus, tasks, settings, save_model)
+
+
+def _train(module: ScDiVaModule, corpus: CellCorpus, tasks: Sequence[str], settings: TrainingSettings,
+           save_model: Callable[[Path], None] | None) -> list[dict[str, Any]]:
     info = setup_distributed()
     device = torch.device(settings.device) if settings.device is not None else default_device(info)
     module.to(device)
@@ -308,6 +319,20 @@ def held_out_loss(module: ScDiVaModule, corpus: CellCorpus, cells: np.ndarray, t
     torch.set_rng_state(rng_state)
     module.train(was_training)
     return total / max(n, 1)
+
+
+@contextlib.contextmanager
+def dropout_rate(module: torch.nn.Module, rate: float | None) -> Iterator[None]:
+    """Every ``nn.Dropout`` of ``module`` at ``rate`` for the block (None: left as it is)."""
+    layers = [m for m in module.modules() if isinstance(m, torch.nn.Dropout)] if rate is not None else []
+    own = [m.p for m in layers]
+    for m in layers:
+        m.p = rate
+    try:
+        yield
+    finally:
+        for m, p in zip(layers, own, strict=True):
+            m.p = p
 
 
 def _snapshot(module: ScDiVaModule) -> dict[str, torch.Tensor]:

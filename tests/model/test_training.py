@@ -275,3 +275,23 @@ def test_weight_averaging_evaluates_and_keeps_the_averaged_weights(small_pbmc):
     assert [h["loss"] for h in averaged_history] == pytest.approx([h["loss"] for h in raw_history], rel=1e-6)
     with pytest.raises(ValueError, match="weight_average_epochs must be > 0"):
         trained(weight_average_epochs=0)
+
+
+def test_dropout_of_a_fit_replaces_the_configured_rate_for_that_fit_only(small_pbmc):
+    """fit(dropout=0.0) on a model configured with dropout trains exactly as a model configured
+    without it, and leaves the configured rate in place for later fits."""
+    settings = dict(tasks=["integration"], batch_key="donor", max_steps=3, batch_size=32, seed=0, progress_bar=False)
+
+    def losses(config_dropout: float, **extra) -> tuple[list[float], ScDiVaModel]:
+        model = ScDiVaModel.from_config("tiny", genes=small_pbmc.var_names, dropout=config_dropout, seed=0)
+        return [h["loss"] for h in model.fit(small_pbmc, **settings, **extra)], model
+
+    without, _ = losses(0.0)
+    configured, _ = losses(0.1)
+    overridden, model = losses(0.1, dropout=0.0)
+    assert configured != pytest.approx(without, rel=1e-6)
+    assert overridden == pytest.approx(without, rel=1e-6)
+    rates = {m.p for m in model.module.modules() if isinstance(m, torch.nn.Dropout)}
+    assert rates == {0.1}
+    with pytest.raises(ValueError, match="dropout must be in"):
+        losses(0.1, dropout=1.0)
