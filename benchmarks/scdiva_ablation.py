@@ -98,8 +98,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # the integration fine-tune early-stopped on, and ending with, the last step's weights instead of
     # their moving average over about 5 epochs
     "unaveraged_finetune": {"finetune": {"weight_average_epochs": None}},
-    # the integration fine-tune with the checkpoint's dropout (0.1 on the transformer's residual
-    # branches and the heads) instead of none; and stopped after 20 epochs without improvement, not 10
+    # the integration fine-tune with the checkpoint's dropout (0.1, on the transformer's residual
+    # branches) instead of none; and stopped after 20 epochs without improvement instead of 10
     "finetune_with_dropout": {"finetune": {"dropout": 0.1}},
     "patient_finetune": {"finetune": {"early_stopping_patience": 20}},
     # the annotation fit and query mapping without dropout (the checkpoint's 0.1)

@@ -279,7 +279,8 @@ class ScDiVaModel:
         cells binomially thinned to a random 30-100% of their counts (robustness to shallower
         sequencing; :func:`scdiva.data.dataset.thin_counts`). ``weight_average_epochs`` early-stops on and
         keeps a moving average of the weights over about that many epochs instead of the last step's
-        weights. ``dropout`` sets the dropout rate for this fit only (None: ``config.dropout``). With ``checkpoint_dir`` a checkpoint is written every ``checkpoint_every`` steps and
+        weights. ``dropout`` sets the dropout rate for this fit only (None: ``config.dropout``). With
+        ``checkpoint_dir`` a checkpoint is written every ``checkpoint_every`` steps and
         ``resume=True`` continues from it exactly. ``data_name`` labels the run in
         ``config.training_data`` (what the model was trained on).
 
