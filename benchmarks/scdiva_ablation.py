@@ -102,6 +102,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # branches) instead of none; and stopped after 20 epochs without improvement instead of 10
     "finetune_with_dropout": {"finetune": {"dropout": 0.1}},
     "patient_finetune": {"finetune": {"early_stopping_patience": 20}},
+    # no dropout anywhere: pretraining (the checkpoint's config) and every fine-tune
+    "dropout_free_model": {"config": {"dropout": 0.0}},
     # the annotation fit and query mapping without dropout (the checkpoint's 0.1)
     "dropout_free_annotation": {"annotation": {"dropout": 0.0}},
     # annotation: the reference cells in their own proportions, not resampled to equal class frequencies
