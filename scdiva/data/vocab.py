@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 from scdiva.genes import ENSEMBL_ID as _ENSEMBL  # one definition for the model and the benchmark
 
@@ -89,6 +90,8 @@ class GeneVocab:
             for key in (gene, alias):
                 if key is not None and str(key) != "nan":
                     self._index.setdefault(_strip_version(str(key)).upper(), i)
+        self._keys = pd.Index(list(self._index))
+        self._key_gene = np.fromiter(self._index.values(), dtype=np.int64, count=len(self._index))
 
     # ---------------------------------------------------------------- basics
     def __len__(self) -> int:
@@ -107,11 +110,11 @@ class GeneVocab:
 
     def token_ids(self, names: Sequence[str]) -> np.ndarray:
         """Token id per name (``-1`` where the name is not in the vocabulary)."""
-        return np.array([self._lookup(n) for n in names], dtype=np.int64)
-
-    def _lookup(self, name: str) -> int:
-        i = self._index.get(_strip_version(str(name)).upper())
-        return -1 if i is None else i + N_SPECIAL
+        # one string operation per name, then one indexed lookup: inference aligns the query on every call,
+        # and a genome-wide panel has tens of thousands of genes
+        keys = [(_strip_version(name) if "." in name else name).upper() for name in map(str, names)]
+        position = self._keys.get_indexer(keys)
+        return np.where(position >= 0, self._key_gene[position] + N_SPECIAL, -1).astype(np.int64)
 
     # ---------------------------------------------------------------- AnnData
     def align(self, adata: anndata.AnnData, gene_column: str | None = None,
@@ -155,13 +158,12 @@ class GeneVocab:
 
     def _align_names(self, names: Sequence[str], column: str) -> GeneAlignment:
         var_to_token = self.token_ids(names)
-        # a vocabulary gene matched by two dataset columns keeps the first one only
-        seen_tokens: set[int] = set()
-        for j, token in enumerate(var_to_token):
-            if token >= 0:
-                if token in seen_tokens:
-                    var_to_token[j] = -1
-                seen_tokens.add(int(token))
+        # a vocabulary gene named twice in the data (a symbol and its Ensembl id, say) keeps the first name only
+        matched = np.flatnonzero(var_to_token >= 0)
+        _, first = np.unique(var_to_token[matched], return_index=True)
+        repeated = np.ones(matched.size, dtype=bool)
+        repeated[first] = False
+        var_to_token[matched[repeated]] = -1
         observed = np.zeros(len(self), dtype=bool)
         observed[var_to_token[var_to_token >= 0] - N_SPECIAL] = True
         n_matched = int(observed.sum())

@@ -27,6 +27,14 @@ def test_ensembl_ids_with_versions_and_symbol_aliases_both_match():
     assert by_id.var_to_token.tolist() == by_symbol.var_to_token.tolist() == [1 + N_SPECIAL, 0 + N_SPECIAL]
 
 
+def test_a_gene_named_twice_in_the_data_is_matched_once_and_dotted_symbols_keep_their_dot():
+    vocab = GeneVocab(["ENSG00000198851", "RP11-34P13.3"], aliases=["CD3E", None])
+    alignment = vocab.align(_adata(["cd3e", "RP11-34P13.3", "ENSG00000198851.9", "RP11-34P13"]))
+    # the Ensembl id names CD3E again: only its first name (the lower-case symbol) gets the token
+    assert alignment.var_to_token.tolist() == [0 + N_SPECIAL, 1 + N_SPECIAL, -1, -1]
+    assert alignment.n_matched == 2
+
+
 def test_alignment_finds_a_var_column_when_var_names_do_not_match():
     vocab = GeneVocab(["CD3E", "LYZ"])
     data = _adata(["ENSG00000198851", "ENSG00000090382"], var={"gene_symbols": ["CD3E", "LYZ"]})
