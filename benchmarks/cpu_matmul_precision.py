@@ -2,7 +2,7 @@
 model's inference (``get_latent``) per 1,000 cells.
 
 Backs the CPU defaults of scdiva.train.precision: training in float32; inference in bf16 only where
-the CPU has bf16 matrix units (``bf16_matrix_units`` below).
+the CPU multiplies bf16 matrices in hardware (``bf16_matmul`` below).
 
     python benchmarks/cpu_matmul_precision.py --threads 1
 """
@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from scdiva.train.precision import cpu_has_bf16_matrix_units
+from scdiva.train.precision import cpu_has_bf16_matmul
 
 
 def _time(fn, repeats: int) -> float:
@@ -101,7 +101,7 @@ def main() -> None:
     inference = inference_seconds_per_1k_cells(max(3, args.repeats // 2))
     result["tiny_inference_seconds_per_1k_cells"] = inference
     result["tiny_inference_fp32_over_bf16"] = round(inference["fp32"] / inference["bf16"], 2)
-    result["bf16_matrix_units"] = cpu_has_bf16_matrix_units()
+    result["bf16_matmul"] = cpu_has_bf16_matmul()
     print(json.dumps(result, indent=2))
 
 

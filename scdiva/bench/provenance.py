@@ -73,7 +73,7 @@ def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | No
 
 def hardware() -> dict[str, Any]:
     """CPU model, logical cores, RAM (GiB), the GPUs torch sees (an empty list without one) and whether
-    the CPU has bf16 matrix units (then ScDiVa's CPU inference runs in bf16: scdiva.train.precision)."""
+    the CPU multiplies bf16 matrices in hardware (then ScDiVa's CPU inference runs in bf16: scdiva.train.precision)."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -87,19 +87,19 @@ def hardware() -> dict[str, Any]:
     except (ValueError, OSError, AttributeError):
         ram_gib = None
     gpus: list[str] = []
-    bf16_matrix_units = None
+    bf16_matmul = None
     try:
         import torch
 
-        from scdiva.train.precision import cpu_has_bf16_matrix_units
+        from scdiva.train.precision import cpu_has_bf16_matmul
 
         if torch.cuda.is_available():
             gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-        bf16_matrix_units = cpu_has_bf16_matrix_units()
+        bf16_matmul = cpu_has_bf16_matmul()
     except ImportError:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": ram_gib, "gpus": gpus,
-            "cpu_bf16_matrix_units": bf16_matrix_units,
+            "cpu_bf16_matmul": bf16_matmul,
             "platform": platform.platform(), "python": platform.python_version()}
 
 

@@ -69,7 +69,8 @@ class ScDiVaModel:
     :meth:`encode` / :meth:`predict` on token batches. ``model.module`` is the pure-torch network.
 
     ``inference_precision`` ("auto", "fp32" or "bf16") is what inference computes in: "auto" is bf16
-    autocast on CUDA and on CPUs with bf16 matrix units, float32 elsewhere (scdiva.train.precision).
+    autocast on CUDA and on CPUs that multiply bf16 matrices in hardware, float32 elsewhere
+    (scdiva.train.precision).
     Set it to "fp32" for results that do not depend on the machine's CPU.
     """
 

@@ -47,6 +47,28 @@ def test_padding_does_not_change_a_cells_encoding():
     torch.testing.assert_close(moved[0], alone[0], atol=1e-5, rtol=1e-5)
 
 
+def test_cpu_inference_attention_by_matmul_matches_scaled_dot_product_attention():
+    from scdiva.module import layers
+
+    torch.manual_seed(0)
+    q, k, v = torch.randn(3, 3, 2, 7, 8).unbind(0)  # (batch, heads, length, head_dim)
+    padding = torch.zeros(3, 7, dtype=torch.bool)
+    padding[1, 5:] = padding[2, 2:] = True
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=~padding[:, None, None, :])
+    torch.testing.assert_close(layers._matmul_attention(q, k, v, padding), expected, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(layers._matmul_attention(q, k, v, None),
+                               torch.nn.functional.scaled_dot_product_attention(q, k, v), atol=1e-6, rtol=1e-5)
+    # taken for bf16 inference on CPU only: training (gradients) and float32 keep the fused kernel
+    x = torch.zeros(2, 7, 16)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layers._attends_by_matmul(x)
+        assert not layers._attends_by_matmul(torch.zeros(2, layers.MATMUL_ATTENTION_MAX_TOKENS + 1, 16))
+    with torch.inference_mode():
+        assert not layers._attends_by_matmul(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not layers._attends_by_matmul(x)
+
+
 def test_adding_a_task_is_adding_one_registered_class():
     @register_task("test_regression")
     class RegressionHead(TaskHead):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from scdiva.train.precision import cpu_has_bf16_matrix_units, uses_bf16
+from scdiva.train.precision import cpu_has_bf16_matmul, uses_bf16
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -12,8 +12,8 @@ CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 def test_auto_is_bf16_on_cuda_and_float32_for_cpu_training():
     assert uses_bf16("auto", CUDA, inference=False) and uses_bf16("auto", CUDA, inference=True)
     assert not uses_bf16("auto", CPU, inference=False)  # measured slower on every CPU so far
-    # CPU inference follows the hardware: bf16 only with bf16 matrix units
-    assert uses_bf16("auto", CPU, inference=True) == cpu_has_bf16_matrix_units()
+    # CPU inference follows the hardware: bf16 only where it multiplies bf16 matrices in hardware
+    assert uses_bf16("auto", CPU, inference=True) == cpu_has_bf16_matmul()
     for inference in (False, True):
         assert uses_bf16("bf16", CPU, inference=inference)
         assert not uses_bf16("fp32", CUDA, inference=inference)
@@ -32,7 +32,7 @@ def test_inference_precision_reaches_the_forward_pass(small_pbmc):
     # bf16 rounds the activations: close to float32, not equal to it
     relative = np.linalg.norm(latents["bf16"] - latents["fp32"]) / np.linalg.norm(latents["fp32"])
     assert 0 < relative < 0.05, relative
-    expected = "bf16" if cpu_has_bf16_matrix_units() else "fp32"
+    expected = "bf16" if cpu_has_bf16_matmul() else "fp32"
     np.testing.assert_array_equal(latents["auto"], latents[expected])
     with pytest.raises(ValueError, match="inference_precision must be one of"):
         model.inference_precision = "half"

@@ -78,9 +78,9 @@ def test_record_holds_data_code_config_packages_hardware_and_times(repo: Path) -
     assert set(record["packages"]) == set(prov.PACKAGES) and record["packages"]["scdiva"]
     assert record["hardware"]["cores"] >= 1 and record["hardware"]["ram_gib"] > 0
     assert isinstance(record["hardware"]["gpus"], list)
-    from scdiva.train.precision import cpu_has_bf16_matrix_units
+    from scdiva.train.precision import cpu_has_bf16_matmul
 
-    assert record["hardware"]["cpu_bf16_matrix_units"] is cpu_has_bf16_matrix_units()
+    assert record["hardware"]["cpu_bf16_matmul"] is cpu_has_bf16_matmul()
     assert record["started"] < record["finished"]
     json.dumps(record)  # JSON-serialisable
 
