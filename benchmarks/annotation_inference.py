@@ -34,9 +34,11 @@ def main() -> None:
     limit_threads(args.threads)
     import torch
 
+    from scdiva.bench.memory import keep_freed_memory
     from scdiva.bench.methods.registry import get_method
 
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as the workflow's annotation jobs do
     spec = DATASETS[args.dataset]
     model, scdiva_fitted, reference, query = default_annotator(args.dataset, args.seed, args.out)
     scanvi = get_method("annotation", "scanvi")

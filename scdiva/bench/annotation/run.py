@@ -12,6 +12,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from scdiva.bench.memory import keep_freed_memory
 from scdiva.bench.methods.registry import MethodRecord, get_method
 
 from .metrics import annotation_metrics
@@ -63,6 +64,7 @@ def annotate(
         raise ValueError("timing_repeats must be >= 1")
     from threadpoolctl import threadpool_limits
 
+    keep_freed_memory()  # or the timed predict calls page-fault on memory the fit freed
     with threadpool_limits(limits=threads):
         start = time.perf_counter()
         fitted = fitter(reference, label_key=label_key, batch_key=batch_key, seed=seed, params=merged,
