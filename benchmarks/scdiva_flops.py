@@ -162,8 +162,8 @@ def measure_size(adata, size: str, *, device: str, dtype: torch.dtype, steps: in
            batch_size=batch_size, parameters=n_params, threads=torch.get_num_threads(),
            square_1024_matmul_flops=matmul_rate(Counter({(1, 1024, 1024, 1024): 1}), dtype, dev))
 
-    # the embedding runs in the dtype its reference rate is measured in (on CPUs that multiply bf16 matrices in
-    # hardware inference would otherwise default to bf16 against an fp32 reference)
+    # the embedding runs in the dtype its reference rate is measured in: where the CPU multiplies bf16
+    # matrices in hardware, inference would otherwise default to bf16 against an fp32 reference
     model.inference_precision = name_dtype
     latent_flops, latent_shapes = counted(lambda: model.get_latent(adata))
     latent_seconds = best_time(lambda: (model.get_latent(adata), _sync(dev)), repeats)
