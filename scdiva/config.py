@@ -40,7 +40,8 @@ DEFAULT_CLASSIFIER_HIDDEN_LAYERS = 1
 #: what a classifier head reads: the latent mean, the encoder's cell representation before the
 #: variational bottleneck, the latent mean plus a linear term on the log-normalised genes, or both
 #: as two classifiers trained side by side (see scdiva.module.heads.ClassifierHead)
-CLASSIFIER_REPRESENTATIONS = ("latent", "cell", "latent_and_genes", "latent_and_genes_ensemble")
+CLASSIFIER_REPRESENTATIONS = ("latent", "cell", "latent_and_genes", "latent_and_genes_ensemble",
+                              "cell_and_genes_ensemble")
 DEFAULT_CLASSIFIER_REPRESENTATION = "latent"
 
 

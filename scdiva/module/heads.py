@@ -295,6 +295,7 @@ class ClassifierHead(TaskHead):
     learn from. ``"latent_and_genes_ensemble"`` therefore trains the latent-mean MLP and a multinomial
     logistic regression on the genes side by side, each on its own cross-entropy; it predicts with
     the summed logits, which is the normalised product of the two experts' probabilities.
+    ``"cell_and_genes_ensemble"`` is the same ensemble with the MLP on the cell representation.
     """
 
     def __init__(self, config: ScDiVaConfig, name: str, categories: list[str] | None = None,
@@ -312,13 +313,14 @@ class ClassifierHead(TaskHead):
         self.obs_key = obs_key
         self.representation = representation
         layers: list[nn.Module] = []
-        width = 2 * config.d_model if representation == "cell" else config.n_latent
+        self.reads_cell = representation in ("cell", "cell_and_genes_ensemble")
+        width = 2 * config.d_model if self.reads_cell else config.n_latent
         for _ in range(hidden_layers):
             layers += [nn.Linear(width, config.decoder_hidden), nn.GELU(), nn.Dropout(config.dropout)]
             width = config.decoder_hidden
         self.mlp = nn.Sequential(*layers, nn.Linear(width, len(categories)))
         self.genes = None
-        if representation in ("latent_and_genes", "latent_and_genes_ensemble"):
+        if representation.endswith(("_genes", "_ensemble")):  # a regression on the genes beside the MLP
             self.genes = nn.Linear(config.n_genes, len(categories), bias=representation != "latent_and_genes")
             nn.init.zeros_(self.genes.weight)
             if self.genes.bias is not None:
@@ -326,9 +328,7 @@ class ClassifierHead(TaskHead):
 
     def forward(self, out: EncoderOutput, batch) -> torch.Tensor:
         """Class logits (B, n_classes)."""
-        if self.representation == "cell":
-            return self.mlp(out.cell)
-        logits = self.mlp(out.qz_mean)
+        logits = self.mlp(out.cell if self.reads_cell else out.qz_mean)
         if self.genes is not None:
             logits = logits + self.genes(out.profile)
         return logits
@@ -339,7 +339,8 @@ class ClassifierHead(TaskHead):
             raise ValueError(f"batch has no labels for classifier task {self.name!r}")
         if not (target >= 0).any():
             return None
-        if self.representation == "latent_and_genes_ensemble":  # each expert on its own error
-            return (F.cross_entropy(self.mlp(out.qz_mean).float(), target, ignore_index=-1)
+        if self.representation.endswith("_ensemble"):  # each expert on its own error
+            expert_input = out.cell if self.reads_cell else out.qz_mean
+            return (F.cross_entropy(self.mlp(expert_input).float(), target, ignore_index=-1)
                     + F.cross_entropy(self.genes(out.profile).float(), target, ignore_index=-1))
         return F.cross_entropy(self.forward(out, batch).float(), target, ignore_index=-1)

@@ -204,14 +204,16 @@ def test_count_thinning_reaches_the_training_steps(small_pbmc):
         first_loss(count_thinning=0.0)
 
 
-def test_ensemble_classifier_trains_each_expert_on_its_own_error_and_multiplies_them(small_pbmc):
-    """``latent_and_genes_ensemble``: the loss is the latent MLP's cross-entropy plus the gene
-    regression's, and the prediction is the normalised product of their probabilities."""
+@pytest.mark.parametrize("representation", ["latent_and_genes_ensemble", "cell_and_genes_ensemble"])
+def test_ensemble_classifier_trains_each_expert_on_its_own_error_and_multiplies_them(small_pbmc, representation):
+    """``*_and_genes_ensemble``: the loss is the MLP's cross-entropy (on the latent mean, or on the cell
+    representation) plus the gene regression's, and the prediction is the normalised product of
+    their probabilities."""
     import torch.nn.functional as F
 
     from scdiva.model.tasks import TaskSpec
 
-    spec = TaskSpec("annotation", obs_key="cell_type", representation="latent_and_genes_ensemble")
+    spec = TaskSpec("annotation", obs_key="cell_type", representation=representation)
     model = ScDiVaModel.from_config("tiny", genes=small_pbmc.var_names, seed=0)
     model.fit(small_pbmc, tasks=[spec], max_steps=3, batch_size=64, progress_bar=False)
     head = model.module.heads["annotation"]
@@ -221,7 +223,8 @@ def test_ensemble_classifier_trains_each_expert_on_its_own_error_and_multiplies_
         [head.categories.index(c) for c in small_pbmc.obs["cell_type"][:32].astype(str)])
     with torch.inference_mode():
         out = model.module(batch)
-        latent_logits, gene_logits = head.mlp(out.qz_mean), head.genes(out.profile)
+        expert_input = out.qz_mean if representation.startswith("latent") else out.cell
+        latent_logits, gene_logits = head.mlp(expert_input), head.genes(out.profile)
         expected_loss = F.cross_entropy(latent_logits, target) + F.cross_entropy(gene_logits, target)
         assert float(head.loss(out, batch, step=0)) == pytest.approx(float(expected_loss), rel=1e-5)
     product = F.softmax(latent_logits, -1) * F.softmax(gene_logits, -1)
