@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from scdiva_ablation import DATASETS, REPO, default_annotator
+from scdiva_ablation import DATASETS, REPO, fitted_annotator
 
 CONTEXTS = (32, 16, 4, 1)
 
@@ -57,7 +57,7 @@ def probe(dataset: str, seed: int, threads: int, out: Path) -> dict[str, dict[st
     from scdiva.bench.annotation import annotation_metrics
 
     torch.set_num_threads(threads)
-    annotator, fitted, _reference, query = default_annotator(dataset, seed, out)
+    annotator, fitted, _reference, query = fitted_annotator(dataset, seed, out)
     truth = query.obs[DATASETS[dataset]["label_key"]].astype(str).to_numpy()
     cuts = {"full": contextlib.nullcontext(),
             **{f"tokens_{k}": context_cut(annotator, k) for k in CONTEXTS},

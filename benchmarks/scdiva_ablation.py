@@ -83,6 +83,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # annotation: the classifier on the latent mean alone, without the logistic regression on the genes
     # beside it (the default reads both: classifier_representation "latent_and_genes_ensemble")
     "latent_classifier": {"annotation": {"classifier_representation": "latent"}},
+    # the ensemble's MLP on the encoder's cell representation (2 d_model wide, before the variational
+    # bottleneck) instead of the 16-dim latent mean, beside the same regression on the genes
+    "cell_ensemble": {"annotation": {"classifier_representation": "cell_and_genes_ensemble"}},
     # annotation: the last step's weights instead of their moving average over about 5 epochs
     # (weight_average_epochs; scdiva.train.trainer.WeightAverage)
     "unaveraged_annotation": {"annotation": {"weight_average_epochs": None}},
@@ -117,16 +120,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # datasets' cells (union vocabulary, batches named `<dataset>/<batch>`), then fine-tuned on each
     "joint_pretrain": {"pretrain": {"corpus": ["pbmc", "pancreas"]}},
     "no_transformer": {"config": {"n_layers": 0}},
-    # half the context: each cell's 32 top-ranked expressed genes (and 4 unexpressed ones) instead of
-    # 64 and 8, so every forward pass (training and inference) runs about half the token work
-    "short_context": {"config": {"max_tokens": 32, "n_zero_tokens": 4}},
+    # scVI's latent width (10) instead of the tiny preset's 16, from pretraining on
+    "narrow_latent": {"config": {"n_latent": 10}},
+    # the tiny preset's context before Dec 5: each cell's 64 top-ranked expressed genes (and 8 unexpressed
+    # ones) instead of 32 and 4, so every forward pass runs about twice the token work
+    "long_context": {"config": {"max_tokens": 64, "n_zero_tokens": 8}},
     # a free per-batch offset on every gene's decoder logit (config.decoder_batch_gene_offsets), from
     # pretraining on: batch effects that are gene-specific (a library's capture of some genes) need not
     # pass through the decoder's hidden layer
     "batch_gene_offsets": {"config": {"decoder_batch_gene_offsets": True}},
     # the adversarial batch classifier on the latent from pretraining on (config), so every fine-tune keeps it
     "adversarial_batch": {"config": {"adversarial_batch_weight": 0.1}},
-    "previous": {"config": {"decoder_batch_conditioning": "legacy", "token_selection": "top_count"},
+    "previous": {"config": {"decoder_batch_conditioning": "legacy", "token_selection": "top_count",
+                            "max_tokens": 64, "n_zero_tokens": 8},
                  "finetune": {"tasks": ["masked_expression", "integration"], "max_steps": 200, "batch_size": 64,
                               "trunk_lr_factor": 1.0, "dropout": None, "weight_average_epochs": None,
                               "early_stopping_patience": None, "validation_fraction": 0.0},
@@ -334,18 +340,25 @@ def pretrained(variant: str, data, spec: dict[str, Any], seed: int, out: Path):
     return model, seconds
 
 
-def default_annotator(dataset: str, seed: int, out: Path):
-    """The ``default`` variant's annotator on ``dataset``, as the workflow makes it: the cached checkpoint,
-    fitted on the reference (``fit_annotation_model``), then the query mapped. Returns the fitted model,
-    its :class:`~scdiva.bench.annotation.base.FittedAnnotator`, and the reference and query AnnData."""
-    from scdiva.bench.methods.scdiva import SCDIVA_ANNOTATION_DEFAULTS, counts_view, fit_annotation_model
+def annotation_recipe(variant: str) -> dict[str, Any]:
+    """The annotation fine-tune's settings of a variant (``default``'s for one that leaves annotation alone)."""
+    parts = part_settings(variant)
+    return (parts if "annotation" in parts else part_settings("default"))["annotation"]["annotation"]
+
+
+def fitted_annotator(dataset: str, seed: int, out: Path, variant: str = "default"):
+    """A variant's annotator on ``dataset``, as the workflow makes it: the variant's cached checkpoint,
+    fitted on the reference (``fit_annotation_model``) with its annotation recipe, then the query mapped.
+    Returns the fitted model, its :class:`~scdiva.bench.annotation.base.FittedAnnotator`, and the
+    reference and query AnnData."""
+    from scdiva.bench.methods.scdiva import counts_view, fit_annotation_model
 
     spec = DATASETS[dataset]
     adata = preprocessed(dataset, out)
-    model, _ = pretrained("default", counts_view(adata), spec, seed, out / dataset)
+    model, _ = pretrained(variant, counts_view(adata), spec, seed, out / dataset)
     reference, query = split(adata, spec)
     fitted = fit_annotation_model(model, reference, label_key=spec["label_key"], batch_key=spec["batch_key"],
-                                  seed=seed, params=SCDIVA_ANNOTATION_DEFAULTS)
+                                  seed=seed, params=annotation_recipe(variant))
     fitted.map_query(query)
     return model, fitted, reference, query
 
@@ -409,7 +422,7 @@ def scdiva_variant(variant: str, adata, spec: dict[str, Any], seed: int, threads
     predicted, _ = annotator.predict_labels(query_counts)
     truth = query.obs[spec["label_key"]].astype(str).to_numpy()
     scores.update({f"annotation_{k}": v for k, v in annotation_metrics(truth, np.asarray(predicted, str)).items()})
-    if annotator.module.heads["annotation"].representation == "latent_and_genes_ensemble":
+    if annotator.module.heads["annotation"].representation.endswith("_ensemble"):
         for expert, labels in experts_alone(annotator, query_counts).items():
             metrics = annotation_metrics(truth, labels)
             scores.update({f"annotation_{expert}_expert_{k}": metrics[k] for k in ("macro_f1", "accuracy")})
