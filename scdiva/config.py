@@ -40,8 +40,9 @@ class ConfigError(ValueError):
 #: the depth was an option rebuild with it); see scdiva.module.heads.ClassifierHead
 DEFAULT_CLASSIFIER_HIDDEN_LAYERS = 1
 #: what a classifier head reads: the latent mean, the encoder's cell representation before the
-#: variational bottleneck, the latent mean plus a linear term on the log-normalised genes, or both
-#: as two classifiers trained side by side (see scdiva.module.heads.ClassifierHead)
+#: variational bottleneck, the latent mean plus a linear term on the log-normalised genes, or the
+#: latent mean (or the cell representation) and the genes as two classifiers trained side by side
+#: (see scdiva.module.heads.ClassifierHead)
 CLASSIFIER_REPRESENTATIONS = ("latent", "cell", "latent_and_genes", "latent_and_genes_ensemble",
                               "cell_and_genes_ensemble")
 DEFAULT_CLASSIFIER_REPRESENTATION = "latent"

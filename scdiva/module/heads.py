@@ -328,10 +328,13 @@ class ClassifierHead(TaskHead):
 
     def forward(self, out: EncoderOutput, batch) -> torch.Tensor:
         """Class logits (B, n_classes)."""
-        logits = self.mlp(out.cell if self.reads_cell else out.qz_mean)
+        logits = self._mlp_logits(out)
         if self.genes is not None:
             logits = logits + self.genes(out.profile)
         return logits
+
+    def _mlp_logits(self, out: EncoderOutput) -> torch.Tensor:
+        return self.mlp(out.cell if self.reads_cell else out.qz_mean)
 
     def loss(self, out: EncoderOutput, batch, step: int | None) -> torch.Tensor | None:
         target = batch.labels.get(self.name)
@@ -340,7 +343,6 @@ class ClassifierHead(TaskHead):
         if not (target >= 0).any():
             return None
         if self.representation.endswith("_ensemble"):  # each expert on its own error
-            expert_input = out.cell if self.reads_cell else out.qz_mean
-            return (F.cross_entropy(self.mlp(expert_input).float(), target, ignore_index=-1)
+            return (F.cross_entropy(self._mlp_logits(out).float(), target, ignore_index=-1)
                     + F.cross_entropy(self.genes(out.profile).float(), target, ignore_index=-1))
         return F.cross_entropy(self.forward(out, batch).float(), target, ignore_index=-1)
