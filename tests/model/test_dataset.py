@@ -40,6 +40,17 @@ def test_batch_scatters_counts_onto_the_vocabulary_in_its_order():
     assert batch.index.tolist() == [1, 0]
 
 
+def test_a_gene_stored_twice_in_a_row_adds_up():
+    # non-canonical CSR (as some writers leave it): cell 0 stores gene 1 twice, plus a gene outside the vocabulary
+    matrix = sp.csr_matrix((np.array([2, 3, 4, 7], dtype=np.float32), np.array([1, 1, 0, 2]), np.array([0, 3, 4])),
+                           shape=(2, 3))
+    data = ad.AnnData(matrix, var=pd.DataFrame(index=["a", "b", "c"]))
+    vocab = GeneVocab(["b", "a"])
+    batch = CellTokenDataset(data, vocab, vocab.align(data, min_coverage=0.5)).batch_of([0, 1])
+    np.testing.assert_array_equal(batch.counts.numpy(), [[5, 4], [0, 0]])
+    assert batch.library.tolist() == [9, 0]
+
+
 def test_tokens_are_top_expressed_genes_plus_unexpressed_zeros():
     batch = _dataset(_toy()).batch_of([0, 1])
     gene_ids, values, padding = _tokens(batch)
@@ -87,6 +98,43 @@ def test_training_mode_samples_but_inference_is_deterministic():
     torch.manual_seed(0)
     draws = {tuple(_tokens(batch, n_zero_tokens=1, training=True)[0][0, 4:].tolist()) for _ in range(30)}
     assert len(draws) > 1  # unexpressed tokens are sampled in training
+
+
+def test_wide_panels_take_the_highest_keys_exactly():
+    # 200 genes, 8 tokens: the panel width at which the top-k runs on zero-padded rows (scdiva.module.tokenizer._top_k)
+    generator = torch.Generator().manual_seed(0)
+    counts = torch.poisson(torch.rand(64, 200, generator=generator) * 0.3, generator=generator)
+    counts[0] = 0.0
+    counts[0, [5, 199]] = 3.0  # a cell with fewer expressed genes than tokens
+    observed = torch.rand(64, 200, generator=generator) > 0.1
+    observed[0, [5, 199]] = True
+    counts = counts * observed
+    batch = type("B", (), {})()
+    batch.counts, batch.observed, batch.library = counts, observed, counts.sum(1)
+    mean = torch.rand(200, generator=generator)
+    gene_ids, _, padding = _tokens(batch, max_tokens=8, n_zero_tokens=3, mean=mean)
+    for cell in range(64):
+        top_counts = sorted(counts[cell][counts[cell] > 0].tolist(), reverse=True)[:8]  # genes tie, counts do not
+        available = [g for g in range(200) if observed[cell, g] and counts[cell, g] == 0]
+        zeros = sorted(available, key=lambda g: -mean[g].item())[:3]
+        tokens = gene_ids[cell][~padding[cell]][1:] - N_SPECIAL
+        k = len(top_counts)
+        assert len(set(tokens[:k].tolist())) == k
+        assert sorted(counts[cell, tokens[:k]].tolist(), reverse=True) == top_counts
+        assert tokens[k:].tolist() == zeros
+    assert padding[0].tolist() == [False] * 3 + [True] * 6 + [False] * 3
+
+
+def test_training_samples_unexpressed_tokens_in_proportion_to_the_gene_mean():
+    # one cell repeated: genes 1-3 are unexpressed with corpus means 1, 2 and 5
+    counts = torch.tensor([[4.0, 0.0, 0.0, 0.0]]).repeat(20_000, 1)
+    batch = type("B", (), {})()
+    batch.counts, batch.observed, batch.library = counts, torch.ones_like(counts, dtype=torch.bool), counts.sum(1)
+    torch.manual_seed(0)
+    gene_ids, _, _ = _tokens(batch, max_tokens=1, n_zero_tokens=1, mean=torch.tensor([9.0, 1.0, 2.0, 5.0]),
+                             training=True)
+    share = torch.bincount(gene_ids[:, 2] - N_SPECIAL, minlength=4).float() / len(counts)
+    assert share.tolist() == pytest.approx([0.0, 1 / 8, 2 / 8, 5 / 8], abs=0.01)
 
 
 def test_backed_file_and_counts_layer_give_the_same_batches(tmp_path):
