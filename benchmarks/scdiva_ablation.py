@@ -86,6 +86,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # the ensemble's MLP on the encoder's cell representation (2 d_model wide, before the variational
     # bottleneck) instead of the 16-dim latent mean, beside the same regression on the genes
     "cell_ensemble": {"annotation": {"classifier_representation": "cell_and_genes_ensemble"}},
+    # turned back: the ensemble's genes expert as the minibatch training leaves it
+    "joint_genes_expert": {"annotation": {"converge_genes_expert": False}},
     # annotation: the last step's weights instead of their moving average over about 5 epochs
     # (weight_average_epochs; scdiva.train.trainer.WeightAverage)
     "unaveraged_annotation": {"annotation": {"weight_average_epochs": None}},

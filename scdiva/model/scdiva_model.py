@@ -27,6 +27,7 @@ from scdiva.data.vocab import GeneVocab
 from scdiva.model.pretrained import CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, resolve_checkpoint
 from scdiva.model.tasks import TaskSpec, resolve_tasks
 from scdiva.module.scdiva_module import ScDiVaModule
+from scdiva.module.tokenizer import normalised_log
 from scdiva.train.precision import check_precision, uses_bf16
 from scdiva.train.trainer import TrainingSettings, steps_per_epoch, train
 
@@ -255,7 +256,7 @@ class ScDiVaModel:
             balance_labels: bool = False, trunk_lr_factor: float = 1.0, count_thinning: float | None = None,
             weight_average_epochs: float | None = None, dropout: float | None = None,
             data_name: str | Sequence[str] | None = None,
-            protein_obsm_key: str | None = None) -> list[dict[str, Any]]:
+            protein_obsm_key: str | None = None, converge_genes_expert: bool = True) -> list[dict[str, Any]]:
         """Train on ``adata`` for the given tasks; returns the loss history (one dict per step).
 
         ``protein_obsm_key`` names ``adata.obsm[key]`` with raw surface-protein counts (CITE-seq):
@@ -281,6 +282,9 @@ class ScDiVaModel:
         sequencing; :func:`scdiva.data.dataset.thin_counts`). ``weight_average_epochs`` early-stops on and
         keeps a moving average of the weights over about that many epochs instead of the last step's
         weights. ``dropout`` sets the dropout rate for this fit only (None: ``config.dropout``). With
+        ``converge_genes_expert`` refits the genes expert of an ensemble classifier
+        (``representation="latent_and_genes_ensemble"``) to its optimum on the labelled cells after
+        training (:meth:`scdiva.module.heads.ClassifierHead.fit_genes_expert`). With
         ``checkpoint_dir`` a checkpoint is written every ``checkpoint_every`` steps and
         ``resume=True`` continues from it exactly. ``data_name`` labels the run in
         ``config.training_data`` (what the model was trained on).
@@ -315,6 +319,8 @@ class ScDiVaModel:
                               balance_task=balance_task, trunk_lr_factor=trunk_lr_factor,
                               count_thinning=count_thinning, weight_average_epochs=weight_average_epochs,
                               dropout=dropout)
+        if converge_genes_expert:
+            self._fit_genes_experts(corpus, specs)
         names = [data_name] if isinstance(data_name, str) or data_name is None else list(data_name)
         for i, (a, dataset) in enumerate(zip(adatas, datasets, strict=True)):
             name = names[i] if i < len(names) else None
@@ -366,6 +372,28 @@ class ScDiVaModel:
         training = TrainingSettings(max_steps=max_steps, batch_size=batch_size, seed=seed, device=self.device,
                                     task_weights={s.name: s.weight for s in specs}, **settings)
         return train(self.module, corpus, [s.name for s in specs], training, save_model=self._write_files)
+
+    #: most profile entries (cells x genes, float32) a genes expert is fitted on at once (512 MiB); a larger
+    #: labelled set is subsampled at random to fit
+    GENES_EXPERT_MAX_ENTRIES = 2 ** 27
+
+    @torch.inference_mode()
+    def _fit_genes_experts(self, corpus: CellCorpus, specs: list[TaskSpec]) -> None:
+        """Fit each ensemble classifier's genes expert to its optimum on the corpus's labelled cells."""
+        for spec in specs:
+            head = self.module.heads[spec.name]
+            if head.kind != "classifier" or not head.has_genes_expert:
+                continue
+            codes = corpus.label_codes(spec.name)
+            labelled = np.flatnonzero(codes >= 0)
+            most = max(1, self.GENES_EXPERT_MAX_ENTRIES // self.config.n_genes)
+            if labelled.size > most:
+                labelled = np.sort(np.random.default_rng(0).choice(labelled, most, replace=False))
+            profile = torch.cat([normalised_log(b.counts, b.library, self.config.target_sum)
+                                 for b in (corpus.batch_of(chunk) for chunk in np.array_split(
+                                     labelled, max(1, math.ceil(labelled.size / 1024))))])
+            with torch.inference_mode(False):
+                head.fit_genes_expert(profile.to(self.device), torch.from_numpy(codes[labelled]).to(self.device))
 
     def _init_gene_statistics(self, corpus: CellCorpus) -> None:
         """Set the tokenizer's per-gene statistics from the first corpus the model is trained on."""

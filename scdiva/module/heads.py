@@ -294,7 +294,8 @@ class ClassifierHead(TaskHead):
     linear term can learn little: the latent MLP may fit the reference labels first and leave it no error to
     learn from. ``"latent_and_genes_ensemble"`` therefore trains the latent-mean MLP and a multinomial
     logistic regression on the genes side by side, each on its own cross-entropy; it predicts with
-    the summed logits, which is the normalised product of the two experts' probabilities.
+    the summed logits, which is the normalised product of the two experts' probabilities. After training,
+    :meth:`fit_genes_expert` can solve the genes expert to its optimum (``ScDiVaModel.fit`` does by default).
     ``"cell_and_genes_ensemble"`` is the same ensemble with the MLP on the cell representation.
     """
 
@@ -336,13 +337,55 @@ class ClassifierHead(TaskHead):
     def _mlp_logits(self, out: EncoderOutput) -> torch.Tensor:
         return self.mlp(out.cell if self.reads_cell else out.qz_mean)
 
+    @property
+    def has_genes_expert(self) -> bool:
+        """Whether the head is an ensemble with a logistic regression on the genes (see the class docstring)."""
+        return self.representation.endswith("_ensemble")
+
+    @torch.enable_grad()
+    def fit_genes_expert(self, profile: torch.Tensor, target: torch.Tensor, *, c: float = 1.0,
+                         max_iter: int = 500) -> None:
+        """Fit an ensemble's genes expert to its optimum, in place of where minibatch training left it.
+
+        ``profile`` is ``(cells, n_genes)`` log-normalised expression (what the expert reads, ``out.profile``)
+        and ``target`` the class codes (-1: skipped). The expert is a multinomial logistic regression with
+        an L2 penalty ``||W||^2 / (2 c)`` on the summed cross-entropy (scikit-learn's ``C``, default 1), fitted
+        by full-batch L-BFGS. That problem is convex, so its solution depends neither on the seed nor on
+        the network, while training beside the network stops it wherever the held-out losses stop
+        improving, short of its optimum (its macro-F1 on the PBMC query: 0.784 over 10 seeds, 0.794 at
+        the optimum; docs/model.md).
+        """
+        if not self.has_genes_expert:
+            raise ValueError(f"classifier task {self.name!r} reads {self.representation!r}, which has no genes expert")
+        labelled = target >= 0
+        # .clone(): rows computed under inference mode become ordinary tensors that autograd may save
+        x, y = profile[labelled].float().clone(), target[labelled].clone()
+        if not len(y):
+            raise ValueError(f"classifier task {self.name!r}: no labelled cells to fit the genes expert on")
+        weight = torch.zeros_like(self.genes.weight, dtype=torch.float32, requires_grad=True)
+        bias = torch.zeros_like(self.genes.bias, dtype=torch.float32, requires_grad=True)
+        optimizer = torch.optim.LBFGS([weight, bias], max_iter=max_iter, history_size=20,
+                                      line_search_fn="strong_wolfe", tolerance_grad=1e-6, tolerance_change=1e-9)
+        penalty = 0.5 / (c * len(y))  # per cell: the loss below is the mean cross-entropy
+
+        def objective() -> torch.Tensor:
+            optimizer.zero_grad()
+            loss = F.cross_entropy(x @ weight.T + bias, y) + penalty * weight.square().sum()
+            loss.backward()
+            return loss
+
+        optimizer.step(objective)
+        with torch.no_grad():
+            self.genes.weight.copy_(weight)
+            self.genes.bias.copy_(bias)
+
     def loss(self, out: EncoderOutput, batch, step: int | None) -> torch.Tensor | None:
         target = batch.labels.get(self.name)
         if target is None:
             raise ValueError(f"batch has no labels for classifier task {self.name!r}")
         if not (target >= 0).any():
             return None
-        if self.representation.endswith("_ensemble"):  # each expert on its own error
+        if self.has_genes_expert:  # each expert on its own error
             return (F.cross_entropy(self._mlp_logits(out).float(), target, ignore_index=-1)
                     + F.cross_entropy(self.genes(out.profile).float(), target, ignore_index=-1))
         return F.cross_entropy(self.forward(out, batch).float(), target, ignore_index=-1)

@@ -233,6 +233,52 @@ def test_ensemble_classifier_trains_each_expert_on_its_own_error_and_multiplies_
     assert np.allclose(model.predict_proba(small_pbmc[:32])[0], expected, atol=1e-5)
 
 
+def test_the_genes_expert_is_fitted_to_the_logistic_regression_optimum():
+    """``fit_genes_expert`` solves scikit-learn's L2 multinomial logistic regression (C=1, intercept not
+    penalised); unlabelled cells (-1) take no part."""
+    from sklearn.linear_model import LogisticRegression
+
+    from scdiva.config import ScDiVaConfig
+    from scdiva.module.heads import ClassifierHead
+
+    generator = torch.Generator().manual_seed(0)
+    profile = torch.log1p(torch.poisson(torch.rand(300, 40, generator=generator) * 2, generator=generator))
+    target = (profile[:, :3] * torch.tensor([1.0, 0.8, 0.6])).argmax(1)  # 3 classes, partly separable
+    target[torch.rand(300, generator=generator) < 0.2] = 2
+    target[:30] = -1
+    head = ClassifierHead(ScDiVaConfig.from_size("tiny", n_genes=40), "annotation", categories=["a", "b", "c"],
+                          representation="latent_and_genes_ensemble")
+    head.fit_genes_expert(profile, target)
+    reference = LogisticRegression(C=1.0, tol=1e-10, max_iter=10_000).fit(profile[30:].numpy(), target[30:].numpy())
+    with torch.no_grad():
+        ours = torch.softmax(head.genes(profile), -1).numpy()
+    assert np.abs(ours - reference.predict_proba(profile.numpy())).max() < 2e-3
+    with pytest.raises(ValueError, match="no genes expert"):
+        ClassifierHead(ScDiVaConfig.from_size("tiny", n_genes=40), "annotation", categories=["a", "b"]
+                       ).fit_genes_expert(profile, target)
+
+
+def test_a_fit_leaves_the_genes_expert_at_its_optimum_whatever_the_seed(small_pbmc):
+    """``converge_genes_expert`` (default): the genes expert depends on the labelled cells only, not on the
+    seed or the network's training; without it, on both."""
+    from scdiva.model.tasks import TaskSpec
+
+    spec = TaskSpec("annotation", obs_key="cell_type", representation="latent_and_genes_ensemble")
+
+    def genes_expert(seed: int, **extra) -> torch.Tensor:
+        model = ScDiVaModel.from_config("tiny", genes=small_pbmc.var_names, seed=0)
+        model.fit(small_pbmc, tasks=["integration", spec], batch_key="donor", max_steps=3, batch_size=32,
+                  seed=seed, progress_bar=False, **extra)
+        return model.module.heads["annotation"].genes.weight.detach().clone()
+
+    converged = genes_expert(1)
+    assert torch.allclose(converged, genes_expert(2), atol=1e-5)
+    assert converged.abs().max() > 1e-2
+    joint = genes_expert(1, converge_genes_expert=False)
+    assert not torch.allclose(joint, genes_expert(2, converge_genes_expert=False), atol=1e-5)
+    assert not torch.allclose(joint, converged, atol=1e-3)
+
+
 def test_a_fit_with_the_same_seed_gives_the_same_model_whatever_the_global_random_state(small_pbmc):
     """The classifier head and the new batch's decoder rows a fit adds are drawn from its seed, not
     from whatever state the process's torch generator has reached."""
