@@ -122,6 +122,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # datasets' cells (union vocabulary, batches named `<dataset>/<batch>`), then fine-tuned on each
     "joint_pretrain": {"pretrain": {"corpus": ["pbmc", "pancreas"]}},
     "no_transformer": {"config": {"n_layers": 0}},
+    # what pretraining is worth: one pretraining step (it only sets the tokenizer's gene statistics from
+    # the cells), then the integration fine-tune from that near-random model, its trunk at the full rate
+    "no_pretraining": {"pretrain": {"max_epochs": 0}, "finetune": {"trunk_lr_factor": 1.0}},
     # scVI's latent width (10) instead of the tiny preset's 16, from pretraining on
     "narrow_latent": {"config": {"n_latent": 10}},
     # the tiny preset's context before Dec 5: each cell's 64 top-ranked expressed genes (and 8 unexpressed
