@@ -1,17 +1,20 @@
 """What a fine-tuned ScDiVa annotator reads: its gene tokens or its whole-profile projection.
 
-For each seed: the ablation's ``default`` checkpoint (benchmarks/scdiva_ablation.py, cached under the
-same ``--out``), the workflow's annotation fit on the reference and query mapping, then the query
-labelled again with the model's input cut at inference only:
+For each seed: the checkpoint of the ablation's ``--variant`` (benchmarks/scdiva_ablation.py, cached
+under the same ``--out``; ``long_context`` is the 64 + 8 token model of the table in docs/model.md),
+the workflow's annotation fit on the reference and query mapping, then the query labelled again with
+the model's input cut at inference only:
 
-- ``tokens_<k>``: each cell's ``k`` top-ranked expressed genes (and ``k / 8`` unexpressed ones) instead
-  of the trained context; the whole-profile projection into ``<cls>`` unchanged;
+- ``tokens_<k>`` for each of ``--contexts``: each cell's ``k`` top-ranked expressed genes (and
+  ``k / 8`` unexpressed ones) instead of the trained context; the whole-profile projection into
+  ``<cls>`` unchanged;
 - ``no_profile``: the full token context, with the whole-profile projection's input zeroed.
 
 Printed per seed and cut: macro-F1, accuracy and the fraction of query cells whose label is unchanged
 from the full input. A cut that changes few labels shows what the classifier does not rely on.
 
     python benchmarks/context_dependence.py --dataset pbmc --seeds 0 1 2 --threads 1 --out /tmp/ablation
+    python benchmarks/context_dependence.py --variant long_context --contexts 32 16 4 1 ...   # docs/model.md
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from scdiva_ablation import DATASETS, REPO, fitted_annotator
+from scdiva_ablation import DATASETS, REPO, VARIANTS, fitted_annotator
 
-CONTEXTS = (32, 16, 4, 1)
+#: cuts below the tiny preset's 32 + 4 tokens
+CONTEXTS = (16, 8, 4, 1)
 
 
 @contextlib.contextmanager
@@ -51,16 +55,17 @@ def without_profile(model) -> Iterator[None]:
         handle.remove()
 
 
-def probe(dataset: str, seed: int, threads: int, out: Path) -> dict[str, dict[str, float]]:
+def probe(dataset: str, seed: int, threads: int, out: Path, variant: str = "default",
+          contexts: tuple[int, ...] = CONTEXTS) -> dict[str, dict[str, float]]:
     import torch
 
     from scdiva.bench.annotation import annotation_metrics
 
     torch.set_num_threads(threads)
-    annotator, fitted, _reference, query = fitted_annotator(dataset, seed, out)
+    annotator, fitted, _reference, query = fitted_annotator(dataset, seed, out, variant)
     truth = query.obs[DATASETS[dataset]["label_key"]].astype(str).to_numpy()
     cuts = {"full": contextlib.nullcontext(),
-            **{f"tokens_{k}": context_cut(annotator, k) for k in CONTEXTS},
+            **{f"tokens_{k}": context_cut(annotator, k) for k in contexts},
             "no_profile": without_profile(annotator)}
     labels: dict[str, np.ndarray] = {}
     scores: dict[str, dict[str, float]] = {}
@@ -79,11 +84,14 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=REPO / "results" / "ablation")
+    parser.add_argument("--variant", default="default", choices=list(VARIANTS))
+    parser.add_argument("--contexts", nargs="+", type=int, default=list(CONTEXTS))
     args = parser.parse_args()
     from scdiva.bench.threads import limit_threads
 
     limit_threads(args.threads)
-    per_seed = {seed: probe(args.dataset, seed, args.threads, args.out) for seed in args.seeds}
+    per_seed = {seed: probe(args.dataset, seed, args.threads, args.out, args.variant, tuple(args.contexts))
+                for seed in args.seeds}
     print(json.dumps({str(seed): scores for seed, scores in per_seed.items()}, indent=1))
     print(f"\n{args.dataset}, seeds {args.seeds}: mean over seeds")
     for name in per_seed[args.seeds[0]]:
