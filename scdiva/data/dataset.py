@@ -241,7 +241,6 @@ class CellTokenDataset:
             protein=None if self.protein is None else torch.from_numpy(self.protein[index]),
         )
 
-
     def _vocabulary_counts(self, rows: sp.csr_matrix) -> torch.Tensor:
         """Dense ``(n_rows, n_genes)`` float32 counts over the vocabulary of CSR rows over the dataset's genes.
 

@@ -281,7 +281,7 @@ class ScDiVaModel:
         cells binomially thinned to a random 30-100% of their counts (robustness to shallower
         sequencing; :func:`scdiva.data.dataset.thin_counts`). ``weight_average_epochs`` early-stops on and
         keeps a moving average of the weights over about that many epochs instead of the last step's
-        weights. ``dropout`` sets the dropout rate for this fit only (None: ``config.dropout``). With
+        weights. ``dropout`` sets the dropout rate for this fit only (None: ``config.dropout``).
         ``converge_genes_expert`` refits the genes expert of an ensemble classifier
         (``representation="latent_and_genes_ensemble"``) to its optimum on the labelled cells after
         training (:meth:`scdiva.module.heads.ClassifierHead.fit_genes_expert`). With

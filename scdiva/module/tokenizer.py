@@ -16,8 +16,8 @@ Which expressed genes become tokens (``token_selection``):
 
 Unexpressed tokens are the measured-but-zero genes that are usually expressed (highest corpus
 mean first: a B cell with zero CD3E is informative, a zero for a gene nobody expresses is not),
-sampled with Gumbel noise in training and taken deterministically at inference, so a cell's
-embedding never depends on the other cells in its batch.
+sampled in training (without replacement, in proportion to the mean) and taken deterministically at
+inference, so a cell's embedding never depends on the other cells in its batch.
 """
 
 from __future__ import annotations
