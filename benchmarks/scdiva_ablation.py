@@ -118,6 +118,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "slow_kl_warmup": {"config": {"kl_warmup_steps": 5000}},
     # pretraining 3x longer than the default recipe's 30 epochs (both fine-tunes start from it)
     "long_pretrain": {"pretrain": {"max_epochs": 90}},
+    # half the pretraining (15 epochs): between `no_pretraining` and the default's 30
+    "short_pretrain": {"pretrain": {"max_epochs": 15}},
     # the workflow's default recipe over several datasets: one checkpoint pretrained on both embedded
     # datasets' cells (union vocabulary, batches named `<dataset>/<batch>`), then fine-tuned on each
     "joint_pretrain": {"pretrain": {"corpus": ["pbmc", "pancreas"]}},

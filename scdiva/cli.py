@@ -39,6 +39,7 @@ def _set_threads(threads: int | None) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from scdiva import ScDiVaModel, TaskSpec
     from scdiva.data.vocab import union_of_genes
+    from scdiva.train.distributed import shutdown_distributed
 
     adatas = [_read_h5ad(path) for path in args.data]
     tasks: list = list(args.tasks)
@@ -64,6 +65,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.history:
         Path(args.history).write_text(json.dumps(history, indent=1) + "\n")
     print(f"trained {len(history)} steps, final loss {history[-1]['loss']:.4f}; wrote {args.output}")
+    shutdown_distributed()
 
 
 def _inference(args: argparse.Namespace):

@@ -40,3 +40,15 @@ def default_device(info: DistInfo) -> torch.device:
 def barrier(info: DistInfo) -> None:
     if info.world_size > 1 and dist.is_initialized():
         dist.barrier()
+
+
+def shutdown_distributed() -> None:
+    """Leave the process group once every rank is done (call it last, e.g. after rank 0 has saved).
+
+    The barrier matters: a rank that tears gloo down while another still works (rank 0 writing the
+    checkpoint) aborted now and then (`terminate called without an active exception`; 2 of 25 two-process
+    runs of tests/model/test_distributed.py without it, 0 of 70 with it).
+    """
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -12,6 +12,7 @@ SCRIPT = textwrap.dedent("""
     import sys, torch, anndata as ad, torch.distributed as dist
     torch.set_num_threads(1)
     from scdiva import ScDiVaModel
+    from scdiva.train.distributed import shutdown_distributed
     cells = ad.read_h5ad(sys.argv[1])[:128].copy()
     model = ScDiVaModel.from_config("tiny", genes=cells.var_names, seed=0, device="cpu")
     history = model.fit(cells, tasks=["masked_expression", "integration"], batch_key="donor", max_steps=2,
@@ -22,7 +23,7 @@ SCRIPT = textwrap.dedent("""
     assert dist.get_world_size() == 2 and len(history) == 2
     assert torch.equal(gathered[0], gathered[1]), "ranks diverged"
     model.save_pretrained(sys.argv[2])
-    dist.destroy_process_group()
+    shutdown_distributed()  # as `scdiva train` ends
 """)
 
 
