@@ -48,7 +48,6 @@ def tokenize(counts: torch.Tensor, observed: torch.Tensor, library: torch.Tensor
     if selection not in TOKEN_SELECTIONS:
         raise ValueError(f"token_selection must be one of {TOKEN_SELECTIONS}, got {selection!r}")
     n_cells, n_genes = counts.shape
-    expressed = counts > 0
     # a key ranks genes within a cell, so the cell's library-size factor is left out of it
     rank_key = counts / gene_median.clamp(min=1e-6) if selection == "median_normalised" else counts
     if training:  # random order among equal keys (e.g. the many genes with count 1)
@@ -70,7 +69,7 @@ def tokenize(counts: torch.Tensor, observed: torch.Tensor, library: torch.Tensor
         zero_key = gene_mean.clamp(min=1e-8).expand(n_cells, -1)
         if training:  # mean / Exp(1) ranks as log(mean) + Gumbel: a sample without replacement by mean
             zero_key = zero_key / -torch.log(torch.rand_like(zero_key).clamp(1e-10, 1.0 - 1e-7))
-        zero_key = zero_key * (observed & ~expressed)  # 0 for genes that cannot be a zero token
+        zero_key = zero_key * (observed & (counts == 0))  # 0 for genes that cannot be a zero token
         z_key, z_idx = _top_k(zero_key, min(n_zero_tokens, n_genes))
         z_keep = z_key > 0
         pieces_ids.append(torch.where(z_keep, z_idx + N_SPECIAL, PAD_ID))  # z_idx >= n_genes is never kept
