@@ -124,6 +124,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # datasets' cells (union vocabulary, batches named `<dataset>/<batch>`), then fine-tuned on each
     "joint_pretrain": {"pretrain": {"corpus": ["pbmc", "pancreas"]}},
     "no_transformer": {"config": {"n_layers": 0}},
+    # the KL term weighed 2 from pretraining on (config.kl_weight), so every fine-tune keeps it
+    "kl_weight_2_model": {"config": {"kl_weight": 2.0}},
+    # annotation: the reference fit and query mapping with the KL term of their ELBO weighed 2
+    "annotation_kl_weight_2": {"annotation": {"kl_weight": 2.0}},
     # what pretraining is worth: one pretraining step (it only sets the tokenizer's gene statistics from
     # the cells), then the integration fine-tune from that near-random model, its trunk at the full rate
     "no_pretraining": {"pretrain": {"max_epochs": 0}, "finetune": {"trunk_lr_factor": 1.0}},

@@ -77,6 +77,8 @@ class ScDiVaConfig:
     #: optimizer steps over which the KL weight rises linearly from 0 to ``kl_weight``, counted
     #: across every training run of the model (a fine-tune continues the pretraining schedule)
     kl_warmup_steps: int = 1000
+    #: weight of the KL term in the ELBO (a beta-VAE's beta). Above 1 the latent keeps less of what the
+    #: batch-conditioned decoder can explain itself; the workflow's integration fine-tune sets its own
     kl_weight: float = 1.0
     #: which expressed genes become tokens: "median_normalised" (Geneformer-style rank after
     #: dividing by each gene's corpus median) or "top_count" (highest raw counts); see

@@ -176,6 +176,12 @@ class CountDecoderHead(TaskHead):
         elif weight == 0:
             self.adversary = None
 
+    def set_kl_weight(self, weight: float) -> None:
+        """Weigh the KL term by ``weight`` from now on (``config.kl_weight``), e.g. for a fine-tune."""
+        if not weight >= 0:
+            raise ValueError(f"kl_weight must be >= 0, got {weight!r}")
+        self.config.kl_weight = float(weight)
+
     def forward(self, out: EncoderOutput, batch) -> torch.Tensor:
         """Normalised expression (rows sum to 1 over measured genes)."""
         return self._scale(out.z, batch)

@@ -172,3 +172,17 @@ def test_batch_adversary_keeps_known_batches_when_new_ones_arrive():
     assert after.shape[0] == 3
     torch.testing.assert_close(after[0], before[1])
     torch.testing.assert_close(after[2], before[0])
+
+
+def test_kl_weight_scales_only_the_kl_term_of_the_elbo():
+    torch.manual_seed(0)
+    module = ScDiVaModule(ScDiVaConfig.from_size("tiny", n_genes=20, batch_categories=["a", "b"])).eval()
+    cells = _batch([[1, 5, 6, 7], [1, 3, 4, 8]], [[0.0, 1.0, 2.0, 0.5], [0.0, 1.0, 1.0, 1.0]], batch=[0, 1])
+    out = module(cells)
+    kl = (gaussian_kl(out.qz_mean, out.qz_logvar) / cells.observed.sum(-1)).mean()
+    unit = module.decoder.loss(out, cells, step=None)
+    module.decoder.set_kl_weight(2.5)
+    torch.testing.assert_close(module.decoder.loss(out, cells, step=None), unit + 1.5 * kl)
+    assert module.config.kl_weight == 2.5  # kept in the config, so a saved model records it
+    with pytest.raises(ValueError, match="kl_weight must be >= 0"):
+        module.decoder.set_kl_weight(-0.5)

@@ -59,6 +59,31 @@ def test_integration_fine_tune_weighs_its_tasks(pbmc_preprocessed, checkpoint, m
     assert not seen  # nothing trained
 
 
+def test_integration_fine_tune_trains_with_its_kl_weight(pbmc_preprocessed, checkpoint, monkeypatch):
+    """``kl_weight`` weighs the KL term of the fine-tune's ELBO (training and held-out loss alike) and
+    stays in the model's config; null keeps the checkpoint's; a negative weight fails before training."""
+    from scdiva import ScDiVaModel
+    from scdiva.bench.methods.scdiva import SCDIVA_FINETUNED_DEFAULTS, finetune_integration
+
+    seen = []
+    original = ScDiVaModel.fit
+
+    def recording_fit(self, adata, tasks, **kwargs):
+        seen.append(self.module.decoder.kl_weight(None))
+        return original(self, adata, tasks=tasks, **kwargs)
+
+    monkeypatch.setattr(ScDiVaModel, "fit", recording_fit)
+    params = {**SCDIVA_FINETUNED_DEFAULTS, "max_steps": 2, "batch_size": 32}
+    for weight, expected in ((3.0, 3.0), (None, ScDiVaModel.from_pretrained(checkpoint).config.kl_weight)):
+        model = ScDiVaModel.from_pretrained(checkpoint)
+        finetune_integration(model, pbmc_preprocessed, batch_key="donor", seed=0, params={**params, "kl_weight": weight})
+        assert seen.pop() == expected and model.config.kl_weight == expected
+    with pytest.raises(ValueError, match="kl_weight must be >= 0"):
+        finetune_integration(ScDiVaModel.from_pretrained(checkpoint), pbmc_preprocessed, batch_key="donor", seed=0,
+                             params={**params, "kl_weight": -1.0})
+    assert not seen  # nothing trained
+
+
 def test_scdiva_annotation_and_missing_checkpoint(pbmc_preprocessed, checkpoint):
     reference, query = split_reference_query(pbmc_preprocessed, batch_key="donor", label_key="cell_type",
                                              reference_batches=["3pv2", "5p"])

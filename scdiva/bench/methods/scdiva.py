@@ -51,6 +51,9 @@ _TRAINING_DEFAULTS: dict[str, Any] = {
     # weight of the adversarial batch classifier on the latent (scdiva.module.heads.BatchAdversary);
     # null keeps the checkpoint's own setting
     "adversarial_batch_weight": None,
+    # weight of the KL term in the ELBO (a beta-VAE's beta) from this fine-tune on; null keeps the
+    # checkpoint's own (1 in the named sizes)
+    "kl_weight": None,
     # learning rate of the pretrained trunk (everything but the task heads) against the heads' rate.
     # Annotation: 0.3 gave a lower macro-F1 on the PBMCs' held-out chemistry in each of 3 seeds
     # (0.738 against 0.773 on average; docs/model.md)
@@ -162,9 +165,12 @@ def _training_kwargs(params: Mapping[str, Any], seed: int) -> dict[str, Any]:
     return {**kwargs, "seed": seed, "progress_bar": False}
 
 
-def _set_adversary(model, params: Mapping[str, Any]) -> None:
+def _set_objective(model, params: Mapping[str, Any]) -> None:
+    """The fine-tune's settings of the ELBO that the model keeps in its config (and so in a saved model)."""
     if params.get("adversarial_batch_weight") is not None:
         model.module.decoder.set_adversarial_batch_weight(float(params["adversarial_batch_weight"]))
+    if params.get("kl_weight") is not None:
+        model.module.decoder.set_kl_weight(float(params["kl_weight"]))
 
 
 #: the obs column a fine-tune conditions on when the checkpoint knows the dataset's batches by their
@@ -211,7 +217,7 @@ def finetune_integration(model, adata, *, batch_key: str, seed: int, params: Map
 
     data, layer = (adata, "counts") if adata.isbacked else (counts_view(adata), None)
     batch_key = checkpoint_batch_key(model, data, batch_key, dataset_name(adata))
-    _set_adversary(model, params)
+    _set_objective(model, params)
     weights = dict(params.get("task_weights") or {})
     unknown = set(weights) - set(params["tasks"])
     if unknown:
@@ -306,7 +312,7 @@ def fit_annotation_model(model, reference, *, label_key: str, batch_key: str, se
     ref = counts_view(reference)
     dataset, source_batch_key = dataset_name(reference), batch_key
     batch_key = checkpoint_batch_key(model, ref, source_batch_key, dataset)
-    _set_adversary(model, params)
+    _set_objective(model, params)
     tasks = ["integration", TaskSpec("annotation", kind="classifier", obs_key=label_key,
                                      hidden_layers=int(params["classifier_hidden_layers"]),
                                      representation=str(params["classifier_representation"]))]
