@@ -124,6 +124,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # datasets' cells (union vocabulary, batches named `<dataset>/<batch>`), then fine-tuned on each
     "joint_pretrain": {"pretrain": {"corpus": ["pbmc", "pancreas"]}},
     "no_transformer": {"config": {"n_layers": 0}},
+    # turned back: the integration fine-tune's KL term at the checkpoint's weight (1) instead of 3
+    "checkpoint_kl_weight": {"finetune": {"kl_weight": None}},
+    # the integration fine-tune's KL term weighed 2 or 5 instead of 3
+    "kl_weight_2": {"finetune": {"kl_weight": 2.0}},
+    "kl_weight_5": {"finetune": {"kl_weight": 5.0}},
     # the KL term weighed 2 from pretraining on (config.kl_weight), so every fine-tune keeps it
     "kl_weight_2_model": {"config": {"kl_weight": 2.0}},
     # annotation: the reference fit and query mapping with the KL term of their ELBO weighed 2

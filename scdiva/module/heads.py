@@ -111,7 +111,10 @@ class CountDecoderHead(TaskHead):
 
     The KL weight rises linearly over ``config.kl_warmup_steps`` optimizer steps counted across
     every ``fit()`` that trained this head (``kl_step``, saved with the weights): a fine-tune
-    continues the pretraining schedule instead of restarting it at zero.
+    continues the pretraining schedule instead of restarting it at zero. It ends at
+    ``config.kl_weight`` (a beta-VAE's beta; :meth:`set_kl_weight`): above 1 the posterior pays more
+    for each bit it keeps, so the latent keeps less of what the decoder can explain from the batch.
+    The workflow's integration fine-tune uses 3 (``scdiva.bench.methods.scdiva``).
     """
 
     def __init__(self, config: ScDiVaConfig, name: str = "integration"):
