@@ -171,7 +171,8 @@ def _training_kwargs(params: Mapping[str, Any], seed: int) -> dict[str, Any]:
 
 
 def _set_objective(model, params: Mapping[str, Any]) -> None:
-    """The fine-tune's settings of the ELBO that the model keeps in its config (and so in a saved model)."""
+    """Set the loss weights a fine-tune chooses (adversarial batch classifier, KL term); the model keeps
+    them in its config, so a saved fine-tuned model records what it was trained with."""
     if params.get("adversarial_batch_weight") is not None:
         model.module.decoder.set_adversarial_batch_weight(float(params["adversarial_batch_weight"]))
     if params.get("kl_weight") is not None:
