@@ -195,7 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", nargs="+", required=True)
     p.add_argument("--output", required=True)
     p.add_argument("--batch-key", default=None, help="obs column with the batch (default: one batch per file)")
-    p.add_argument("--max-steps", type=int, default=200, help="integration fine-tuning steps (0: none)")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="cap on the integration fine-tune's steps (default: scVI's epoch budget, early-stopped "
+                        "on held-out cells; 0: no fine-tune)")
     p.add_argument("--seed", type=int, default=0)
     _common(p)
     p.set_defaults(func=cmd_integrate)

@@ -62,18 +62,20 @@ class ScDiVaInference:
         return adata
 
     def integrate_batches(self, adatas: Sequence[anndata.AnnData], batch_key: str | None = None,
-                          batch_names: Sequence[str] | None = None, max_steps: int | None = 200,
-                          lr: float = 5e-4, seed: int = 0, progress_bar: bool | None = None,
-                          key_added: str = EMBEDDING_KEY) -> anndata.AnnData:
+                          batch_names: Sequence[str] | None = None, max_steps: int | None = None,
+                          seed: int = 0, progress_bar: bool | None = None,
+                          key_added: str = EMBEDDING_KEY, **fit_settings: Any) -> anndata.AnnData:
         """One AnnData of all cells with a batch-corrected latent in ``obsm[key_added]``.
 
         Each AnnData is aligned to the model's vocabulary on its own, so their gene sets may
         differ. The batch of a cell is ``obs[batch_key]`` if given, else its AnnData's position
-        (or ``batch_names``). With ``max_steps > 0`` the integration objective (the decoder is
-        conditioned on these batches, the encoder is not) is fine-tuned on the union first (this
-        updates the loaded model in place); with
-        ``max_steps=0`` the pretrained encoder is used as it is. The result holds only ``obs``
-        (with ``obs["batch"]``) and the embedding, not the expression matrix.
+        (or ``batch_names``). The integration objective (the decoder is conditioned on these
+        batches, the encoder is not) is fine-tuned on the union first, updating the loaded model in
+        place, with the recipe the benchmarks measure (:meth:`ScDiVaModel.fit_integration`):
+        ``max_steps=None`` trains for scVI's epoch budget, early-stopped on held-out cells; a number
+        caps the steps; ``0`` uses the pretrained encoder as it is. ``fit_settings`` replace other
+        settings of the recipe (``lr``, ``kl_weight``, ...). The result holds only ``obs`` (with
+        ``obs["batch"]``) and the embedding, not the expression matrix.
         """
         import anndata as ad
         import pandas as pd
@@ -91,10 +93,12 @@ class ScDiVaInference:
                 batch_labels.append(adata.obs[batch_key].astype(str).to_numpy())
             else:
                 batch_labels.append(np.full(adata.n_obs, name, dtype=object))
-        if max_steps:
-            self.model.fit_integration(adatas, batch_labels, max_steps=max_steps, lr=lr, seed=seed,
-                                       progress_bar=self._options["progress_bar"] if progress_bar is None else progress_bar,
-                                       **_without(self._options, "batch_size", "progress_bar"))
+        if max_steps != 0:
+            self.model.fit_integration(
+                adatas, batch_labels, seed=seed,
+                progress_bar=self._options["progress_bar"] if progress_bar is None else progress_bar,
+                **_without(self._options, "batch_size", "progress_bar"),
+                **({} if max_steps is None else {"max_steps": max_steps}), **fit_settings)
         latents = [self.model.get_latent(a, **self._options) for a in adatas]
         obs = pd.concat([a.obs.assign(batch=b) for a, b in zip(adatas, batch_labels, strict=True)])
         obs.index = _unique_index([a.obs_names for a in adatas], names)

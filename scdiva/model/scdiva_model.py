@@ -25,6 +25,7 @@ from scdiva.data.dataset import (
 )
 from scdiva.data.vocab import GeneVocab
 from scdiva.model.pretrained import CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, resolve_checkpoint
+from scdiva.model.recipes import INTEGRATION_FINETUNE
 from scdiva.model.tasks import TaskSpec, resolve_tasks
 from scdiva.module.scdiva_module import ScDiVaModule
 from scdiva.module.tokenizer import normalised_log
@@ -328,20 +329,24 @@ class ScDiVaModel:
         return history
 
     def fit_integration(self, adatas: Sequence[anndata.AnnData], batch_labels: Sequence[np.ndarray], *,
-                        max_steps: int | None = None, max_epochs: int | None = None, batch_size: int = 64,
-                        lr: float = 5e-4, seed: int = 0, layer: str | None = AUTO,
-                        gene_column: str | None = None, min_coverage: float = 0.5,
-                        **settings: Any) -> list[dict[str, Any]]:
+                        seed: int = 0, layer: str | None = AUTO, gene_column: str | None = None,
+                        min_coverage: float = 0.5, **settings: Any) -> list[dict[str, Any]]:
         """Fine-tune the integration objective on several AnnData (gene sets may differ).
 
         ``batch_labels[i]`` is the batch of each cell of ``adatas[i]``; the decoder is conditioned
-        on these batches (new ones are added to those the model knows).
+        on these batches (new ones are added to those the model knows). Training follows
+        :data:`scdiva.model.recipes.INTEGRATION_FINETUNE`, the workflow's ``scdiva_finetuned`` recipe:
+        scVI's epoch budget early-stopped on 10% held-out cells, the KL term weighed 3, the trunk
+        at 0.3x the decoder's learning rate. Any keyword of :meth:`fit` in ``settings`` replaces the
+        recipe's (``max_steps=200`` for a short run); ``kl_weight=None`` keeps the model's own. The
+        KL weight is kept in ``config.kl_weight``, so a saved model records it.
         """
         if len(adatas) != len(batch_labels):
             raise ValueError("give one batch-label array per AnnData")
-        found = sorted({str(b) for labels in batch_labels for b in labels})
-        with seeded_initialisation(seed):
-            new = self._extend_batches(found)
+        options = {"max_steps": None, **INTEGRATION_FINETUNE, **settings}
+        kl_weight = options.pop("kl_weight")
+        known = list(self.config.batch_categories)
+        new = known + [c for c in sorted({str(b) for labels in batch_labels for b in labels}) if c not in known]
         lookup = {c: i for i, c in enumerate(new)}
         datasets = []
         for adata, labels in zip(adatas, batch_labels, strict=True):
@@ -350,11 +355,14 @@ class ScDiVaModel:
             codes = np.array([lookup[str(b)] for b in labels], dtype=np.int64)
             datasets.append(self._dataset(adata, layer=layer, gene_column=gene_column, min_coverage=min_coverage,
                                           batch=ObsEncoding("batch", new, codes)))
+        with seeded_initialisation(seed):  # the model changes only once every AnnData is known to be usable
+            self._extend_batches(new)
         corpus = CellCorpus(datasets)
         self._init_gene_statistics(corpus)
+        if kl_weight is not None:
+            self.module.decoder.set_kl_weight(float(kl_weight))
         specs = [TaskSpec("integration", kind="integration")]
-        history = self._train(corpus, specs, max_steps=max_steps, max_epochs=max_epochs,
-                              batch_size=batch_size, lr=lr, seed=seed, **settings)
+        history = self._train(corpus, specs, seed=seed, **options)
         for adata, dataset in zip(adatas, datasets, strict=True):
             self._record_training(None, adata.n_obs, dataset.alignment, specs, "batch", history)
         return history

@@ -84,6 +84,23 @@ def test_integration_fine_tune_trains_with_its_kl_weight(pbmc_preprocessed, chec
     assert not seen  # nothing trained
 
 
+def test_integrate_batches_trains_the_benchmarked_fine_tune(pbmc_preprocessed, checkpoint):
+    """The Python API's batch correction is the workflow's ``scdiva_finetuned`` recipe: same checkpoint,
+    cells and seed give the same latent and the same KL weight (run capped at a few steps)."""
+    from scdiva import ScDiVaInference, ScDiVaModel
+    from scdiva.bench.methods.scdiva import SCDIVA_FINETUNED_DEFAULTS, counts_view, finetune_integration
+
+    capped = {"max_steps": 12}  # past one epoch: held-out evaluation and weight averaging both run
+    workflow_model = ScDiVaModel.from_pretrained(checkpoint)
+    workflow = finetune_integration(workflow_model, pbmc_preprocessed, batch_key="donor", seed=0,
+                                    params={**SCDIVA_FINETUNED_DEFAULTS, **capped})
+    api_model = ScDiVaModel.from_pretrained(checkpoint)
+    merged = ScDiVaInference(model=api_model).integrate_batches([counts_view(pbmc_preprocessed)], batch_key="donor",
+                                                                seed=0, **capped)
+    np.testing.assert_allclose(merged.obsm["X_scdiva"], workflow, atol=1e-5)
+    assert api_model.config.kl_weight == workflow_model.config.kl_weight == SCDIVA_FINETUNED_DEFAULTS["kl_weight"]
+
+
 def test_scdiva_annotation_and_missing_checkpoint(pbmc_preprocessed, checkpoint):
     reference, query = split_reference_query(pbmc_preprocessed, batch_key="donor", label_key="cell_type",
                                              reference_batches=["3pv2", "5p"])

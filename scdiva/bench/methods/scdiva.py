@@ -32,6 +32,7 @@ from scdiva.bench.methods._common import (
     set_threads,
 )
 from scdiva.config import DEFAULT_CLASSIFIER_HIDDEN_LAYERS
+from scdiva.model.recipes import INTEGRATION_FINETUNE
 
 CHECKPOINT_ROOT = Path("resources/checkpoints")
 #: cells a streamed job embeds between two heap trims (the chunk measured in docs/scale.md: 25,600 cells)
@@ -74,35 +75,13 @@ SCDIVA_ZEROSHOT_DEFAULTS: dict[str, Any] = {"checkpoint": "scdiva_tiny"}
 SCDIVA_FINETUNED_DEFAULTS: dict[str, Any] = {
     "checkpoint": "scdiva_tiny",
     **_TRAINING_DEFAULTS,
-    # scVI's budget, ended by early stopping: on the PBMCs (3 seeds, docs/model.md) the batch score
-    # rose from 0.752 (100 epochs, patience 8) to 0.827 and scIB Total from 0.716 to 0.736. The learning
-    # rate's cosine decay spans the whole budget, so the longer horizon also keeps the rate higher in
-    # the epochs that run. Patience 10 evaluations (epochs): the averaged weights' held-out loss, once
-    # past its best, did not improve again in 12 fine-tunes (7 PBMC, 5 pancreas seeds), so 10 keeps
-    # the model that 20 gave in each of them, 6-7% sooner
-    "max_epochs": None,
-    "early_stopping_patience": 10,
-    # no dropout: scIB Total -0.003 [95% t: -0.012, +0.006] on the PBMCs (7 seeds) and +0.005
-    # [-0.008, +0.018] on the human pancreas (5 seeds) against the checkpoint's 0.1, in 14-15% less
-    # time (drawing the masks is about a tenth of a training step on CPU; docs/model.md)
-    "dropout": 0.0,
+    # the Python API's integration recipe (scdiva.model.recipes, where each setting's measurement is)
+    **INTEGRATION_FINETUNE,
     # masked_expression is left out: its head does not see the batch, so it rewards a latent that
     # encodes it (the fine-tune then mixed batches worse than the zero-shot model)
     "tasks": ["integration"],
-    # the pretrained trunk at 0.3x the decoder's rate keeps more of the biology pretraining found:
-    # scIB Total 0.793 against 0.779 on the human pancreas (higher in each of 3 seeds) and 0.740
-    # against 0.735 on the PBMCs; 0.1x mixed batches too little (docs/model.md)
-    "trunk_lr_factor": 0.3,
-    # count_thinning 0.3 (train on cells thinned to 30-100% of their counts) raised scIB Total by 0.009 on
-    # the PBMCs (7 seeds) and 0.003 on the human pancreas (5 seeds) but made the PBMC fine-tune 2.23x
-    # scVI's CPU time, past issue 13's 2x: left off (None, from _TRAINING_DEFAULTS; docs/model.md)
     # loss weight per task (a task not named weighs 1)
     "task_weights": {},
-    # the KL term weighed 3 (the checkpoint's 1 in pretraining): the latent keeps less of what the
-    # batch-conditioned decoder explains. scIB Total +0.024 [95% t: +0.001, +0.046] on the human pancreas
-    # (5 of 5 seeds; batch +0.029, bio +0.020) and +0.007 [-0.003, +0.018] on the PBMCs (5 of 7; batch
-    # +0.017, bio +0.001); 2 and 5 were worse on the pancreas (docs/model.md)
-    "kl_weight": 3.0,
 }
 SCDIVA_ANNOTATION_DEFAULTS: dict[str, Any] = {
     "checkpoint": "scdiva_tiny",
