@@ -124,10 +124,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # datasets' cells (union vocabulary, batches named `<dataset>/<batch>`), then fine-tuned on each
     "joint_pretrain": {"pretrain": {"corpus": ["pbmc", "pancreas"]}},
     "no_transformer": {"config": {"n_layers": 0}},
+    # one transformer block more than the tiny preset's 2
+    "three_layers": {"config": {"n_layers": 3}},
     # turned back: the integration fine-tune's KL term at the checkpoint's weight (1) instead of 3
     "checkpoint_kl_weight": {"finetune": {"kl_weight": None}},
-    # the integration fine-tune's KL term weighed 2 or 5 instead of 3
+    # the integration fine-tune's KL term weighed 2, 4 or 5 instead of 3
     "kl_weight_2": {"finetune": {"kl_weight": 2.0}},
+    "kl_weight_4": {"finetune": {"kl_weight": 4.0}},
     "kl_weight_5": {"finetune": {"kl_weight": 5.0}},
     # the KL term weighed 2 from pretraining on (config.kl_weight), so every fine-tune keeps it
     "kl_weight_2_model": {"config": {"kl_weight": 2.0}},
