@@ -335,11 +335,11 @@ class ScDiVaModel:
 
         ``batch_labels[i]`` is the batch of each cell of ``adatas[i]``; the decoder is conditioned
         on these batches (new ones are added to those the model knows). Training follows
-        :data:`scdiva.model.recipes.INTEGRATION_FINETUNE`, the workflow's ``scdiva_finetuned`` recipe:
-        scVI's epoch budget early-stopped on 10% held-out cells, the KL term weighed 3, the trunk
-        at 0.3x the decoder's learning rate. Any keyword of :meth:`fit` in ``settings`` replaces the
-        recipe's (``max_steps=200`` for a short run); ``kl_weight=None`` keeps the model's own. The
-        KL weight is kept in ``config.kl_weight``, so a saved model records it.
+        :data:`scdiva.model.recipes.INTEGRATION_FINETUNE`, the workflow's ``scdiva_finetuned`` recipe
+        (its settings and what each was worth are listed there). Any keyword of :meth:`fit` in
+        ``settings`` replaces the recipe's (``max_steps=200`` for a short run); ``kl_weight=None``
+        keeps the model's own. The KL weight is kept in ``config.kl_weight``, so a saved model
+        records it.
         """
         if len(adatas) != len(batch_labels):
             raise ValueError("give one batch-label array per AnnData")
