@@ -95,10 +95,9 @@ class ScDiVaInference:
                 batch_labels.append(np.full(adata.n_obs, name, dtype=object))
         if max_steps != 0:
             self.model.fit_integration(
-                adatas, batch_labels, seed=seed,
+                adatas, batch_labels, max_steps=max_steps, seed=seed,
                 progress_bar=self._options["progress_bar"] if progress_bar is None else progress_bar,
-                **_without(self._options, "batch_size", "progress_bar"),
-                **({} if max_steps is None else {"max_steps": max_steps}), **fit_settings)
+                **_without(self._options, "batch_size", "progress_bar"), **fit_settings)
         latents = [self.model.get_latent(a, **self._options) for a in adatas]
         obs = pd.concat([a.obs.assign(batch=b) for a, b in zip(adatas, batch_labels, strict=True)])
         obs.index = _unique_index([a.obs_names for a in adatas], names)

@@ -114,7 +114,7 @@ class CountDecoderHead(TaskHead):
     continues the pretraining schedule instead of restarting it at zero. It ends at
     ``config.kl_weight`` (a beta-VAE's beta; :meth:`set_kl_weight`): above 1 the posterior pays more
     for each bit it keeps, so the latent keeps less of what the decoder can explain from the batch.
-    The workflow's integration fine-tune uses 3 (``scdiva.bench.methods.scdiva``).
+    The integration fine-tune uses 3 (``scdiva.model.recipes.INTEGRATION_FINETUNE``, for the API and the workflow).
     """
 
     def __init__(self, config: ScDiVaConfig, name: str = "integration"):
