@@ -150,6 +150,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "batch_gene_offsets": {"config": {"decoder_batch_gene_offsets": True}},
     # the adversarial batch classifier on the latent from pretraining on (config), so every fine-tune keeps it
     "adversarial_batch": {"config": {"adversarial_batch_weight": 0.1}},
+    # a negative-binomial dispersion per gene and batch in the integration fine-tune (scVI's
+    # dispersion="gene-batch"), starting from the checkpoint's per-gene values
+    "gene_batch_dispersion": {"finetune": {"decoder_dispersion": "gene-batch"}},
     "previous": {"config": {"decoder_batch_conditioning": "legacy", "token_selection": "top_count",
                             "max_tokens": 64, "n_zero_tokens": 8},
                  "finetune": {"tasks": ["masked_expression", "integration"], "max_steps": 200, "batch_size": 64,

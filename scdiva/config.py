@@ -91,6 +91,9 @@ class ScDiVaConfig:
     decoder_layers: int = 1
     #: a free per-batch offset on every gene's decoder logit
     decoder_batch_gene_offsets: bool = False
+    #: the count decoder's negative-binomial dispersion: "gene" (one per gene, scVI's default) or
+    #: "gene-batch" (one per gene and batch, scVI's ``dispersion="gene-batch"``); see CountDecoderHead
+    decoder_dispersion: str = "gene"
     #: weight of an adversarial batch classifier on the latent mean (the encoder is trained towards
     #: a uniform batch prediction; 0: off); see scdiva.module.heads.BatchAdversary
     adversarial_batch_weight: float = 0.0
@@ -162,7 +165,8 @@ class ScDiVaConfig:
         if not isinstance(self.n_layers, int) or self.n_layers < 0:
             raise ConfigError(f"n_layers must be an integer >= 0 (0: no transformer blocks), got {self.n_layers!r}")
         choices = {"token_selection": ("median_normalised", "top_count"),
-                   "decoder_batch_conditioning": ("every_layer", "legacy")}
+                   "decoder_batch_conditioning": ("every_layer", "legacy"),
+                   "decoder_dispersion": ("gene", "gene-batch")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")

@@ -173,7 +173,10 @@ class ScDiVaModel:
     def _dataset(self, adata: anndata.AnnData, *, layer: str | None = AUTO, gene_column: str | None = None,
                  min_coverage: float = 0.5, batch: ObsEncoding | None = None,
                  labels: dict[str, ObsEncoding] | None = None,
-                 protein_obsm_key: str | None = None) -> CellTokenDataset:
+                 protein_obsm_key: str | None = None, protein_names: Sequence[str] | None = None) -> CellTokenDataset:
+        """The cells of ``adata`` aligned to the vocabulary; raises, naming what to fix, before any
+        training. Reads the model, never changes it. ``protein_names``: the proteins to read from
+        ``obsm[protein_obsm_key]`` (default: the model's)."""
         if adata.n_obs == 0:
             raise ValueError("the AnnData has no cells")
         alignment = self.vocab.align(adata, gene_column=gene_column, min_coverage=min_coverage)
@@ -182,14 +185,10 @@ class ScDiVaModel:
             layer = default_counts_layer(adata)
         protein = None
         if protein_obsm_key is not None:  # the optional protein modality (scdiva.module.protein)
-            from scdiva.model.protein import protein_counts, protein_names_of
+            from scdiva.model.protein import protein_counts
 
-            fresh = self.module.protein is None
-            if fresh:
-                self.module.enable_protein(protein_names_of(adata, protein_obsm_key))
-            protein = protein_counts(adata, protein_obsm_key, self.config.protein_names)
-            if fresh:
-                self.module.protein.init_rate(torch.from_numpy(protein.mean(0)))
+            protein = protein_counts(adata, protein_obsm_key,
+                                     self.config.protein_names if protein_names is None else protein_names)
         return CellTokenDataset(adata, self.vocab, alignment, layer=layer, batch=batch, labels=labels,
                                 protein=protein)
 
@@ -203,16 +202,20 @@ class ScDiVaModel:
             self.config.batch_categories = new
         return new
 
-    def _prepare_tasks(self, adatas: Sequence[anndata.AnnData], specs: list[TaskSpec], batch_key: str | None
-                       ) -> list[tuple[ObsEncoding | None, dict[str, ObsEncoding]]]:
-        """Create or update the heads the tasks need; encode their obs columns (one pair per AnnData,
-        against categories shared by all of them)."""
+    def _plan_tasks(self, adatas: Sequence[anndata.AnnData], specs: list[TaskSpec], batch_key: str | None
+                    ) -> tuple[list[str] | None, list[dict[str, Any]], list[tuple[ObsEncoding | None, dict[str, ObsEncoding]]]]:
+        """What a fit of ``specs`` on ``adatas`` changes in the model, without changing it: the batch
+        categories the decoder is to know (None: no integration task with a batch key), the classifier
+        head specs to (re)build, and each AnnData's obs columns encoded against categories shared by all
+        of them. Raises, naming the column, on a missing batch or label key."""
         batch_categories = None
         if any(s.kind == "integration" for s in specs) and batch_key is not None:
             found = sorted({c for a in adatas
                             for c in ObsEncoding.from_adata(a, batch_key, what="batch_key").categories})
-            batch_categories = self._extend_batches(found)
+            known = list(self.config.batch_categories)
+            batch_categories = known + [c for c in found if c not in known]
         label_categories: dict[str, list[str]] = {}
+        heads: list[dict[str, Any]] = []
         for spec in specs:
             if spec.kind != "classifier":
                 continue
@@ -225,16 +228,9 @@ class ScDiVaModel:
                                          ("representation", spec.representation)) if v is not None}
             same_shape = existing is not None and all(
                 existing.get(k, CLASSIFIER_HEAD_DEFAULTS[k]) == v for k, v in options.items())
-            if existing is not None and existing["categories"] == found and same_shape:
-                continue
-            if existing is not None:  # new label set, depth or input: a fresh head for this task
-                logger.warning("task %r: label categories or classifier options changed; its classifier head is "
-                               "re-initialised", spec.name)
-                self.config.tasks.remove(existing)
-            head_spec = {"name": spec.name, "kind": "classifier", "obs_key": spec.obs_key, "categories": found,
-                         **options}
-            self.config.tasks.append(head_spec)
-            self.module.add_head(head_spec)
+            if existing is None or existing["categories"] != found or not same_shape:
+                heads.append({"name": spec.name, "kind": "classifier", "obs_key": spec.obs_key, "categories": found,
+                              **options})
         encoded = []
         for a in adatas:
             batch = (None if batch_categories is None
@@ -242,7 +238,33 @@ class ScDiVaModel:
             labels = {spec.name: ObsEncoding.from_adata(a, spec.obs_key, categories=label_categories[spec.name])
                       for spec in specs if spec.kind == "classifier"}
             encoded.append((batch, labels))
-        return encoded
+        return batch_categories, heads, encoded
+
+    def _add_heads(self, heads: list[dict[str, Any]]) -> None:
+        """Build the classifier heads :meth:`_plan_tasks` asked for; one with the name of an existing
+        head (new label set, depth or input) replaces it, re-initialised."""
+        for head_spec in heads:
+            existing = next((t for t in self.config.tasks if t["name"] == head_spec["name"]), None)
+            if existing is not None:
+                logger.warning("task %r: label categories or classifier options changed; its classifier head is "
+                               "re-initialised", head_spec["name"])
+                self.config.tasks.remove(existing)
+            self.config.tasks.append(head_spec)
+            self.module.add_head(head_spec)
+
+    def _set_objective(self, *, kl_weight: float | None = None, adversarial_batch_weight: float | None = None,
+                       decoder_dispersion: str | None = None) -> None:
+        """Set the count decoder's objective from now on (None leaves a setting as it is); the config
+        keeps it, so a saved model records what it was trained with."""
+        decoder = self.module.decoder
+        decoder.check_objective(kl_weight=kl_weight, adversarial_batch_weight=adversarial_batch_weight,
+                                decoder_dispersion=decoder_dispersion)  # all checked before any is set
+        if adversarial_batch_weight is not None:
+            decoder.set_adversarial_batch_weight(float(adversarial_batch_weight))
+        if kl_weight is not None:
+            decoder.set_kl_weight(float(kl_weight))
+        if decoder_dispersion is not None:
+            decoder.set_dispersion(str(decoder_dispersion))
 
     # ---------------------------------------------------------------- training
     def fit(self, adata: anndata.AnnData | Sequence[anndata.AnnData], tasks: Sequence[str | TaskSpec] = ("masked_expression", "integration"),
@@ -257,7 +279,9 @@ class ScDiVaModel:
             balance_labels: bool = False, trunk_lr_factor: float = 1.0, count_thinning: float | None = None,
             weight_average_epochs: float | None = None, dropout: float | None = None,
             data_name: str | Sequence[str] | None = None,
-            protein_obsm_key: str | None = None, converge_genes_expert: bool = True) -> list[dict[str, Any]]:
+            protein_obsm_key: str | None = None, converge_genes_expert: bool = True,
+            kl_weight: float | None = None, adversarial_batch_weight: float | None = None,
+            decoder_dispersion: str | None = None) -> list[dict[str, Any]]:
         """Train on ``adata`` for the given tasks; returns the loss history (one dict per step).
 
         ``protein_obsm_key`` names ``adata.obsm[key]`` with raw surface-protein counts (CITE-seq):
@@ -290,17 +314,41 @@ class ScDiVaModel:
         ``resume=True`` continues from it exactly. ``data_name`` labels the run in
         ``config.training_data`` (what the model was trained on).
 
+        ``kl_weight`` (the ELBO's beta), ``adversarial_batch_weight`` and ``decoder_dispersion`` set the
+        integration objective from this fit on (None: as the model has it; see CountDecoderHead); the
+        config keeps them, so a saved model records them.
+
+        Every AnnData is checked (obs keys, genes against the vocabulary, counts, proteins) before the
+        model changes: a fit that fails on its input leaves the model as it was.
+
         ``adata`` may be a list of AnnData (e.g. several datasets of a pretraining corpus): each is
         aligned to the vocabulary on its own, so a gene one dataset does not measure is never read
         as a zero there; batch and label categories are shared across them.
         """
         specs = resolve_tasks(tasks, label_key)
         adatas = [adata] if hasattr(adata, "obs") else list(adata)
-        with seeded_initialisation(seed):  # heads, batch rows and the protein modality the fit adds
-            encoded = self._prepare_tasks(adatas, specs, batch_key)
-            datasets = [self._dataset(a, layer=layer, gene_column=gene_column, min_coverage=min_coverage,
-                                      batch=batch, labels=labels, protein_obsm_key=protein_obsm_key)
-                        for a, (batch, labels) in zip(adatas, encoded, strict=True)]
+        # every AnnData is checked (keys, genes, counts, proteins) before the model changes, so a fit
+        # that fails on its input leaves the model as it was
+        batch_categories, new_heads, encoded = self._plan_tasks(adatas, specs, batch_key)
+        fresh_protein = protein_obsm_key is not None and self.module.protein is None
+        protein_names = None
+        if fresh_protein:
+            from scdiva.model.protein import protein_names_of
+
+            protein_names = protein_names_of(adatas[0], protein_obsm_key)
+        datasets = [self._dataset(a, layer=layer, gene_column=gene_column, min_coverage=min_coverage,
+                                  batch=batch, labels=labels, protein_obsm_key=protein_obsm_key,
+                                  protein_names=protein_names)
+                    for a, (batch, labels) in zip(adatas, encoded, strict=True)]
+        self._set_objective(kl_weight=kl_weight, adversarial_batch_weight=adversarial_batch_weight,
+                            decoder_dispersion=decoder_dispersion)
+        with seeded_initialisation(seed):  # batch rows, heads and the protein modality the fit adds
+            if batch_categories is not None:
+                self._extend_batches(batch_categories)
+            self._add_heads(new_heads)
+            if fresh_protein:
+                self.module.enable_protein(protein_names)
+                self.module.protein.init_rate(torch.from_numpy(datasets[0].protein.mean(0)))
         corpus = CellCorpus(datasets)
         self._init_gene_statistics(corpus)
         balance_task = None
@@ -344,7 +392,7 @@ class ScDiVaModel:
         if len(adatas) != len(batch_labels):
             raise ValueError("give one batch-label array per AnnData")
         options = {"max_steps": None, **INTEGRATION_FINETUNE, **settings}
-        kl_weight = options.pop("kl_weight")
+        objective = {k: options.pop(k, None) for k in ("kl_weight", "adversarial_batch_weight", "decoder_dispersion")}
         known = list(self.config.batch_categories)
         new = known + [c for c in sorted({str(b) for labels in batch_labels for b in labels}) if c not in known]
         lookup = {c: i for i, c in enumerate(new)}
@@ -355,12 +403,11 @@ class ScDiVaModel:
             codes = np.array([lookup[str(b)] for b in labels], dtype=np.int64)
             datasets.append(self._dataset(adata, layer=layer, gene_column=gene_column, min_coverage=min_coverage,
                                           batch=ObsEncoding("batch", new, codes)))
-        with seeded_initialisation(seed):  # the model changes only once every AnnData is known to be usable
+        self._set_objective(**objective)  # the model changes only once every AnnData is known to be usable
+        with seeded_initialisation(seed):
             self._extend_batches(new)
         corpus = CellCorpus(datasets)
         self._init_gene_statistics(corpus)
-        if kl_weight is not None:
-            self.module.decoder.set_kl_weight(float(kl_weight))
         specs = [TaskSpec("integration", kind="integration")]
         history = self._train(corpus, specs, seed=seed, **options)
         for adata, dataset in zip(adatas, datasets, strict=True):

@@ -106,6 +106,9 @@ class CountDecoderHead(TaskHead):
       absorb the batch effect).
 
     ``config.decoder_batch_gene_offsets`` adds a free per-batch offset to every gene's logit.
+    ``config.decoder_dispersion="gene-batch"`` gives each batch its own dispersion ``theta_gs`` (a
+    per-batch offset on ``log theta_g``, zero at first): chemistries differ in how noisy a gene's
+    counts are, not only in its mean, and what the decoder cannot explain the latent is pushed to.
     The softmax runs over the genes the cell's dataset measured. Loss = (reconstruction NLL +
     KL weight * KL) / number of measured genes, so its scale is comparable to the other tasks'.
 
@@ -137,6 +140,10 @@ class CountDecoderHead(TaskHead):
         if self.gene_offsets is not None:
             nn.init.zeros_(self.gene_offsets.weight)
         self.log_theta = nn.Parameter(torch.zeros(config.n_genes))
+        self.batch_log_theta = (nn.Embedding(n_batch, config.n_genes) if config.decoder_dispersion == "gene-batch"
+                                else None)
+        if self.batch_log_theta is not None:
+            nn.init.zeros_(self.batch_log_theta.weight)
         self.register_buffer("kl_step", torch.zeros((), dtype=torch.long))
         self.adversary = (BatchAdversary(config.n_latent, config.decoder_hidden, n_batch)
                           if config.adversarial_batch_weight > 0 else None)
@@ -163,14 +170,25 @@ class CountDecoderHead(TaskHead):
                                               for e, fan_in in zip(self.batch_embeddings, fan_ins, strict=False))
         if self.gene_offsets is not None:
             self.gene_offsets = grow(self.gene_offsets, 0, True)
+        if self.batch_log_theta is not None:
+            self.batch_log_theta = grow(self.batch_log_theta, 0, True)
         if self.adversary is not None:
             self.adversary.set_batches(old, new)
+
+    @staticmethod
+    def check_objective(*, kl_weight: float | None = None, adversarial_batch_weight: float | None = None,
+                        decoder_dispersion: str | None = None) -> None:
+        """Raise ``ValueError`` naming the first invalid setting of the objective (None: not checked)."""
+        for name, weight in (("kl_weight", kl_weight), ("adversarial_batch_weight", adversarial_batch_weight)):
+            if weight is not None and not weight >= 0:
+                raise ValueError(f"{name} must be >= 0, got {weight!r}")
+        if decoder_dispersion is not None and decoder_dispersion not in ("gene", "gene-batch"):
+            raise ValueError(f"decoder_dispersion must be 'gene' or 'gene-batch', got {decoder_dispersion!r}")
 
     def set_adversarial_batch_weight(self, weight: float) -> None:
         """Turn the adversarial batch classifier on (``weight > 0``, built if absent) or off, e.g.
         for fine-tuning a checkpoint pretrained without it (``config.adversarial_batch_weight``)."""
-        if not weight >= 0:
-            raise ValueError(f"adversarial_batch_weight must be >= 0, got {weight!r}")
+        self.check_objective(adversarial_batch_weight=weight)
         self.config.adversarial_batch_weight = float(weight)
         if weight > 0 and self.adversary is None:
             device = self.log_theta.device
@@ -179,10 +197,32 @@ class CountDecoderHead(TaskHead):
         elif weight == 0:
             self.adversary = None
 
+    def set_dispersion(self, kind: str) -> None:
+        """Switch the dispersion between ``"gene"`` and ``"gene-batch"`` (``config.decoder_dispersion``),
+        e.g. for fine-tuning a checkpoint pretrained with one per gene: every batch starts from the
+        per-gene values learned so far; switching back to ``"gene"`` drops the per-batch offsets."""
+        self.check_objective(decoder_dispersion=kind)
+        self.config.decoder_dispersion = kind
+        if kind == "gene-batch" and self.batch_log_theta is None:
+            self.batch_log_theta = nn.Embedding(max(len(self.config.batch_categories), 1), self.config.n_genes)
+            nn.init.zeros_(self.batch_log_theta.weight)
+            self.batch_log_theta.to(self.log_theta.device)
+        elif kind == "gene":
+            self.batch_log_theta = None
+
+    def dispersion(self, batch) -> torch.Tensor:
+        """Negative-binomial dispersion: ``(n_genes,)``, or ``(B, n_genes)`` per batch ("gene-batch"; a
+        cell without a known batch gets the per-gene value)."""
+        log_theta = self.log_theta.float()
+        if self.batch_log_theta is None or batch.batch is None:
+            return log_theta.exp()
+        codes = batch.batch
+        known = (codes >= 0).unsqueeze(-1).float()
+        return (log_theta + self.batch_log_theta(codes.clamp(min=0)).float() * known).exp()
+
     def set_kl_weight(self, weight: float) -> None:
         """Weigh the KL term by ``weight`` from now on (``config.kl_weight``), e.g. for a fine-tune."""
-        if not weight >= 0:
-            raise ValueError(f"kl_weight must be >= 0, got {weight!r}")
+        self.check_objective(kl_weight=weight)
         self.config.kl_weight = float(weight)
 
     def forward(self, out: EncoderOutput, batch) -> torch.Tensor:
@@ -221,7 +261,7 @@ class CountDecoderHead(TaskHead):
         if batch.counts is None:
             raise ValueError("the integration task needs counts in the batch")
         mu = self._scale(out.z, batch) * batch.library.unsqueeze(-1)
-        theta = self.log_theta.float().exp()
+        theta = self.dispersion(batch)
         log_lik = negative_binomial_log_likelihood(batch.counts, mu, theta)
         reconstruction = -(log_lik * batch.observed).sum(-1)
         kl = gaussian_kl(out.qz_mean.float(), out.qz_logvar.float())

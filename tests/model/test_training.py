@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -345,3 +347,83 @@ def test_dropout_of_a_fit_replaces_the_configured_rate_for_that_fit_only(small_p
     assert rates == {0.1}
     with pytest.raises(ValueError, match="dropout must be in"):
         losses(0.1, dropout=1.0)
+
+
+def _model_state(model):
+    return (model.config.to_dict(), {k: v.clone() for k, v in model.module.state_dict().items()}, model.module.protein)
+
+
+def _same_state(model, state) -> bool:
+    config, weights, protein = state
+    now = model.module.state_dict()
+    return (model.config.to_dict() == config and model.module.protein is protein and now.keys() == weights.keys()
+            and all(torch.equal(now[k], weights[k]) for k in weights))
+
+
+@pytest.mark.parametrize("fit_integration", [False, True])
+def test_a_fit_that_fails_on_its_input_leaves_the_model_as_it_was(small_pbmc, fit_integration):
+    """New batch rows, a new classifier head or a protein modality are added only once every AnnData is
+    known to be usable: a gene, label or protein error leaves no half-changed model behind."""
+    from scdiva import ScDiVaModel as Model
+    from scdiva.data.vocab import GeneMismatchError
+    from scdiva.model.protein import ProteinDataError
+    from scdiva.model.tasks import TaskSpec
+
+    model = Model.from_config("tiny", genes=small_pbmc.var_names, seed=0)
+    model.fit(small_pbmc, tasks=["integration"], batch_key="donor", max_steps=1, batch_size=64, progress_bar=False)
+    before = _model_state(model)
+    usable = small_pbmc.copy()
+    usable.obs["donor"] = "new_chemistry"  # a batch the decoder would gain a row for
+    foreign = usable.copy()
+    foreign.var_names = [f"OTHER{i}" for i in range(foreign.n_vars)]  # no gene of the vocabulary
+    if fit_integration:
+        with pytest.raises(GeneMismatchError):
+            model.fit_integration([usable, foreign], [usable.obs["donor"].to_numpy()] * 2, max_steps=1)
+        assert _same_state(model, before)
+        return
+    with pytest.raises(GeneMismatchError):  # the second AnnData fails after the first was encoded
+        model.fit([usable, foreign], tasks=["integration", "annotation"], batch_key="donor", label_key="cell_type",
+                  max_steps=1, progress_bar=False)
+    assert _same_state(model, before)
+    with pytest.raises(KeyError, match="no_such_column"):  # the second task's label column is missing
+        model.fit(usable, tasks=["integration", "annotation",
+                                 TaskSpec("coarse", kind="classifier", obs_key="no_such_column")],
+                  batch_key="donor", label_key="cell_type", max_steps=1, progress_bar=False)
+    assert _same_state(model, before)
+    with pytest.raises(ValueError, match="decoder_dispersion"):  # the objective is checked whole before it is set
+        model.fit(usable, tasks=["integration"], batch_key="donor", kl_weight=3.0, decoder_dispersion="per-cell",
+                  max_steps=1, progress_bar=False)
+    assert _same_state(model, before)
+    usable.obsm["protein"] = np.full((usable.n_obs, 3), 0.5, dtype=np.float32)  # not counts
+    with pytest.raises(ProteinDataError):
+        model.fit(usable, tasks=["integration"], batch_key="donor", protein_obsm_key="protein", max_steps=1,
+                  progress_bar=False)
+    assert _same_state(model, before)
+    # and the same fit on usable input does change it
+    usable.obsm["protein"] = np.ones((usable.n_obs, 3), dtype=np.float32)
+    model.fit(usable, tasks=["integration", "annotation"], batch_key="donor", label_key="cell_type",
+              protein_obsm_key="protein", max_steps=1, progress_bar=False)
+    assert model.config.batch_categories[-1] == "new_chemistry" and "annotation" in model.tasks
+    assert model.config.protein_names == ["protein_0", "protein_1", "protein_2"]
+
+
+def test_fit_sets_the_integration_objective_and_a_saved_model_keeps_it(small_pbmc, tmp_path):
+    from scdiva import ScDiVaModel as Model
+
+    model = Model.from_config("tiny", genes=small_pbmc.var_names, seed=0, kl_warmup_steps=0)
+    model.fit(small_pbmc, tasks=["integration"], batch_key="donor", max_steps=2, batch_size=64, progress_bar=False)
+    decoder = model.module.decoder
+    assert decoder.kl_weight(0) == 1.0 and decoder.batch_log_theta is None
+    model.fit(small_pbmc, tasks=["integration"], batch_key="donor", max_steps=4, batch_size=64, lr=1e-2,
+              kl_weight=3.0, decoder_dispersion="gene-batch", progress_bar=False)
+    assert decoder.kl_weight(0) == 3.0 and model.config.kl_weight == 3.0
+    # each chemistry has learned its own dispersion, starting from the shared per-gene values
+    offsets = decoder.batch_log_theta.weight.detach()
+    assert offsets.shape == (3, small_pbmc.n_vars) and not torch.equal(offsets[0], offsets[1])
+    theta = decoder.dispersion(SimpleNamespace(batch=torch.tensor([0, 1, -1])))
+    assert torch.allclose(theta[0], (decoder.log_theta + offsets[0]).exp())
+    assert torch.allclose(theta[2], decoder.log_theta.exp())  # an unknown batch: the per-gene value
+    model.save_pretrained(tmp_path / "ckpt")
+    reloaded = Model.from_pretrained(tmp_path / "ckpt")
+    assert reloaded.config.kl_weight == 3.0 and reloaded.config.decoder_dispersion == "gene-batch"
+    assert torch.equal(reloaded.module.decoder.batch_log_theta.weight, offsets)

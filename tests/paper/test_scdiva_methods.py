@@ -66,13 +66,13 @@ def test_integration_fine_tune_trains_with_its_kl_weight(pbmc_preprocessed, chec
     from scdiva.bench.methods.scdiva import SCDIVA_FINETUNED_DEFAULTS, finetune_integration
 
     seen = []
-    original = ScDiVaModel.fit
+    original = ScDiVaModel._train
 
-    def recording_fit(self, adata, tasks, **kwargs):
+    def recording_train(self, corpus, specs, **kwargs):
         seen.append(self.module.decoder.kl_weight(None))
-        return original(self, adata, tasks=tasks, **kwargs)
+        return original(self, corpus, specs, **kwargs)
 
-    monkeypatch.setattr(ScDiVaModel, "fit", recording_fit)
+    monkeypatch.setattr(ScDiVaModel, "_train", recording_train)
     params = {**SCDIVA_FINETUNED_DEFAULTS, "max_steps": 2, "batch_size": 32}
     for weight, expected in ((3.0, 3.0), (None, ScDiVaModel.from_pretrained(checkpoint).config.kl_weight)):
         model = ScDiVaModel.from_pretrained(checkpoint)

@@ -55,6 +55,9 @@ _TRAINING_DEFAULTS: dict[str, Any] = {
     # weight of the KL term in the ELBO (a beta-VAE's beta) from this fine-tune on; null keeps the
     # checkpoint's own (1 in the named sizes)
     "kl_weight": None,
+    # the count decoder's dispersion from this fine-tune on: "gene" or "gene-batch" (one per gene and
+    # batch, scVI's option; CountDecoderHead); null keeps the checkpoint's own ("gene" in the named sizes)
+    "decoder_dispersion": None,
     # learning rate of the pretrained trunk (everything but the task heads) against the heads' rate.
     # Annotation: 0.3 gave a lower macro-F1 on the PBMCs' held-out chemistry in each of 3 seeds
     # (0.738 against 0.773 on average; docs/model.md)
@@ -142,20 +145,11 @@ def counts_view(adata):
 def _training_kwargs(params: Mapping[str, Any], seed: int) -> dict[str, Any]:
     keys = ("max_steps", "max_epochs", "batch_size", "lr", "validation_fraction", "early_stopping_patience",
             "early_stopping_tasks", "trunk_lr_factor", "count_thinning", "weight_average_epochs",
-            "dropout")
+            "dropout", "kl_weight", "adversarial_batch_weight", "decoder_dispersion")
     kwargs = {k: params[k] for k in keys if params.get(k) is not None}
     if "max_steps" in kwargs:  # an explicit step count replaces the default epoch count
         kwargs.pop("max_epochs", None)
     return {**kwargs, "seed": seed, "progress_bar": False}
-
-
-def _set_objective(model, params: Mapping[str, Any]) -> None:
-    """Set the loss weights a fine-tune chooses (adversarial batch classifier, KL term); the model keeps
-    them in its config, so a saved fine-tuned model records what it was trained with."""
-    if params.get("adversarial_batch_weight") is not None:
-        model.module.decoder.set_adversarial_batch_weight(float(params["adversarial_batch_weight"]))
-    if params.get("kl_weight") is not None:
-        model.module.decoder.set_kl_weight(float(params["kl_weight"]))
 
 
 #: the obs column a fine-tune conditions on when the checkpoint knows the dataset's batches by their
@@ -202,7 +196,6 @@ def finetune_integration(model, adata, *, batch_key: str, seed: int, params: Map
 
     data, layer = (adata, "counts") if adata.isbacked else (counts_view(adata), None)
     batch_key = checkpoint_batch_key(model, data, batch_key, dataset_name(adata))
-    _set_objective(model, params)
     weights = dict(params.get("task_weights") or {})
     unknown = set(weights) - set(params["tasks"])
     if unknown:
@@ -297,7 +290,6 @@ def fit_annotation_model(model, reference, *, label_key: str, batch_key: str, se
     ref = counts_view(reference)
     dataset, source_batch_key = dataset_name(reference), batch_key
     batch_key = checkpoint_batch_key(model, ref, source_batch_key, dataset)
-    _set_objective(model, params)
     tasks = ["integration", TaskSpec("annotation", kind="classifier", obs_key=label_key,
                                      hidden_layers=int(params["classifier_hidden_layers"]),
                                      representation=str(params["classifier_representation"]))]
