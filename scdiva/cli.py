@@ -60,7 +60,7 @@ def cmd_train(args: argparse.Namespace) -> None:
                         batch_size=args.batch_size, lr=args.lr, seed=args.seed, checkpoint_dir=args.checkpoint_dir,
                         resume=args.resume, layer=args.layer, gene_column=args.gene_column,
                         min_coverage=args.min_coverage, data_name=[Path(p).stem for p in args.data],
-                        protein_obsm_key=args.protein_obsm_key)
+                        protein_obsm_key=args.protein_obsm_key, kl_weight=args.kl_weight)
     model.save_pretrained(args.output)
     if args.history:
         Path(args.history).write_text(json.dumps(history, indent=1) + "\n")
@@ -163,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-epochs", type=int, default=None,
                    help="default: scVI's heuristic, min(round(20,000 / cells * 400), 400), if --max-steps is not given")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--kl-weight", type=float, default=None,
+                   help="weight of the ELBO's KL term from this run on, kept in the checkpoint (default: the "
+                        "model's, 1 for a fresh one; the integration fine-tune recipe uses 3)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-dir", default=None, help="write resumable checkpoints here during training")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")

@@ -19,8 +19,9 @@ def test_train_embed_annotate_info(small_h5ad, small_pbmc, tmp_path, capsys):
     checkpoint = tmp_path / "ckpt"
     assert main(["train", "--data", str(small_h5ad), "--output", str(checkpoint), "--tasks", "integration",
                  "annotation", "--batch-key", "donor", "--label-key", "cell_type", "--max-steps", "3",
-                 "--history", str(tmp_path / "history.json")]) == 0
+                 "--kl-weight", "2.5", "--history", str(tmp_path / "history.json")]) == 0
     assert len(json.loads((tmp_path / "history.json").read_text())) == 3
+    assert json.loads((checkpoint / "config.json").read_text())["kl_weight"] == 2.5
     assert main(["embed", "--model", str(checkpoint), "--input", str(small_h5ad),
                  "--output", str(tmp_path / "embedded.h5ad")]) == 0
     assert ad.read_h5ad(tmp_path / "embedded.h5ad").obsm["X_scdiva"].shape == (120, 16)
