@@ -192,15 +192,19 @@ class ScDiVaModel:
         return CellTokenDataset(adata, self.vocab, alignment, layer=layer, batch=batch, labels=labels,
                                 protein=protein)
 
-    def _extend_batches(self, found: list[str]) -> list[str]:
-        """Batch categories known so far plus the new ones in ``found`` (decoder grows to match)."""
+    def _with_batches(self, found: Sequence[str]) -> list[str]:
+        """The batch categories the model knows, followed by those of ``found`` it does not."""
+        known = list(self.config.batch_categories)
+        return known + [c for c in found if c not in known]
+
+    def _extend_batches(self, categories: list[str]) -> None:
+        """Condition the decoder on ``categories`` (from :meth:`_with_batches`: the known ones first,
+        their learned rows kept; the decoder grows rows for the others)."""
         old = list(self.config.batch_categories)
-        new = old + [c for c in found if c not in old]
-        if new != old:
-            self.module.decoder.set_batches(old, new)
+        if categories != old:
+            self.module.decoder.set_batches(old, categories)
             self.module.decoder.to(self.device)
-            self.config.batch_categories = new
-        return new
+            self.config.batch_categories = categories
 
     def _plan_tasks(self, adatas: Sequence[anndata.AnnData], specs: list[TaskSpec], batch_key: str | None
                     ) -> tuple[list[str] | None, list[dict[str, Any]], list[tuple[ObsEncoding | None, dict[str, ObsEncoding]]]]:
@@ -212,8 +216,7 @@ class ScDiVaModel:
         if any(s.kind == "integration" for s in specs) and batch_key is not None:
             found = sorted({c for a in adatas
                             for c in ObsEncoding.from_adata(a, batch_key, what="batch_key").categories})
-            known = list(self.config.batch_categories)
-            batch_categories = known + [c for c in found if c not in known]
+            batch_categories = self._with_batches(found)
         label_categories: dict[str, list[str]] = {}
         heads: list[dict[str, Any]] = []
         for spec in specs:
@@ -393,8 +396,7 @@ class ScDiVaModel:
             raise ValueError("give one batch-label array per AnnData")
         options = {"max_steps": None, **INTEGRATION_FINETUNE, **settings}
         objective = {k: options.pop(k, None) for k in ("kl_weight", "adversarial_batch_weight", "decoder_dispersion")}
-        known = list(self.config.batch_categories)
-        new = known + [c for c in sorted({str(b) for labels in batch_labels for b in labels}) if c not in known]
+        new = self._with_batches(sorted({str(b) for labels in batch_labels for b in labels}))
         lookup = {c: i for i, c in enumerate(new)}
         datasets = []
         for adata, labels in zip(adatas, batch_labels, strict=True):
