@@ -32,6 +32,10 @@ NAMED_SIZES: dict[str, dict[str, Any]] = {
 NOMINAL_PARAMETERS: dict[str, int] = {"base": 350_000_000, "large": 1_500_000_000}
 
 
+#: the count decoder's dispersion choices (``ScDiVaConfig.decoder_dispersion``; scvi-tools' names)
+DECODER_DISPERSIONS = ("gene", "gene-batch")
+
+
 class ConfigError(ValueError):
     """A configuration value is invalid (the message names the field and the allowed values)."""
 
@@ -166,7 +170,7 @@ class ScDiVaConfig:
             raise ConfigError(f"n_layers must be an integer >= 0 (0: no transformer blocks), got {self.n_layers!r}")
         choices = {"token_selection": ("median_normalised", "top_count"),
                    "decoder_batch_conditioning": ("every_layer", "legacy"),
-                   "decoder_dispersion": ("gene", "gene-batch")}
+                   "decoder_dispersion": DECODER_DISPERSIONS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")

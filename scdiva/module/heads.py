@@ -17,6 +17,7 @@ from torch import nn
 
 from scdiva.config import (
     CLASSIFIER_REPRESENTATIONS,
+    DECODER_DISPERSIONS,
     DEFAULT_CLASSIFIER_HIDDEN_LAYERS,
     DEFAULT_CLASSIFIER_REPRESENTATION,
     ScDiVaConfig,
@@ -107,8 +108,9 @@ class CountDecoderHead(TaskHead):
 
     ``config.decoder_batch_gene_offsets`` adds a free per-batch offset to every gene's logit.
     ``config.decoder_dispersion="gene-batch"`` gives each batch its own dispersion ``theta_gs`` (a
-    per-batch offset on ``log theta_g``, zero at first): chemistries differ in how noisy a gene's
-    counts are, not only in its mean, and what the decoder cannot explain the latent is pushed to.
+    per-batch offset on ``log theta_g``, zero at first): libraries and chemistries differ in how
+    overdispersed a gene's counts are, not only in its mean, and noise the decoder cannot attribute to
+    the batch is left for the latent to explain.
     The softmax runs over the genes the cell's dataset measured. Loss = (reconstruction NLL +
     KL weight * KL) / number of measured genes, so its scale is comparable to the other tasks'.
 
@@ -182,8 +184,8 @@ class CountDecoderHead(TaskHead):
         for name, weight in (("kl_weight", kl_weight), ("adversarial_batch_weight", adversarial_batch_weight)):
             if weight is not None and not weight >= 0:
                 raise ValueError(f"{name} must be >= 0, got {weight!r}")
-        if decoder_dispersion is not None and decoder_dispersion not in ("gene", "gene-batch"):
-            raise ValueError(f"decoder_dispersion must be 'gene' or 'gene-batch', got {decoder_dispersion!r}")
+        if decoder_dispersion is not None and decoder_dispersion not in DECODER_DISPERSIONS:
+            raise ValueError(f"decoder_dispersion must be one of {DECODER_DISPERSIONS}, got {decoder_dispersion!r}")
 
     def set_adversarial_batch_weight(self, weight: float) -> None:
         """Turn the adversarial batch classifier on (``weight > 0``, built if absent) or off, e.g.
