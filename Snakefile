@@ -36,7 +36,9 @@ include: "workflow/rules/multitask.smk"
 include: "workflow/rules/paper.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/provenance.smk"
+include: "workflow/rules/multimodal_common.smk"
 include: "workflow/rules/multimodal.smk"
+include: "workflow/rules/cross_species_common.smk"
 include: "workflow/rules/cross_species.smk"
 
 

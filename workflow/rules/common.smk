@@ -216,7 +216,7 @@ def final_outputs():
         outputs.append("results/tables/annotation_scores.csv")
     if "multitask" in config and multitask_datasets():
         outputs.append("results/tables/multitask_scores.csv")
-    outputs += issue17_outputs()  # multimodal / cross-species tables (workflow/rules/cross_species.smk)
+    outputs += extra_benchmark_outputs()  # multimodal / cross-species tables (workflow/rules/cross_species_common.smk)
     return outputs + trajectory_figures()
 
 
@@ -603,7 +603,7 @@ PAPER_SECTIONS = ["claims", "checkpoints", "integration", "annotation", "multita
 def report_section_files():
     """Extra report sections (JSON, scdiva.bench.report.Section) that the report rule renders."""
     return ([f"results/report/sections/paper_{name}.json" for name in PAPER_SECTIONS] + [PROVENANCE_SECTION]
-            + issue17_sections())  # multimodal / cross-species sections (workflow/rules/cross_species.smk)
+            + extra_benchmark_sections())  # multimodal / cross-species sections (workflow/rules/cross_species_common.smk)
 
 
 def used_checkpoints():
