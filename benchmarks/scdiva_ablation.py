@@ -153,6 +153,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # a negative-binomial dispersion per gene and batch in the integration fine-tune (scVI's
     # dispersion="gene-batch"), starting from the checkpoint's per-gene values
     "gene_batch_dispersion": {"finetune": {"decoder_dispersion": "gene-batch"}},
+    # two hidden layers in the count decoder instead of one (batch injected into each), from pretraining
+    # on: room for batch effects that differ by cell type, which one layer must pass through the latent
+    "two_layer_decoder": {"config": {"decoder_layers": 2}},
+    # the decoder's (and the latent encoder's) hidden layer 256 wide instead of the tiny preset's 128, from
+    # pretraining on
+    "wide_decoder": {"config": {"decoder_hidden": 256}},
     "previous": {"config": {"decoder_batch_conditioning": "legacy", "token_selection": "top_count",
                             "max_tokens": 64, "n_zero_tokens": 8},
                  "finetune": {"tasks": ["masked_expression", "integration"], "max_steps": 200, "batch_size": 64,

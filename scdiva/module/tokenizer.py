@@ -66,11 +66,13 @@ def tokenize(counts: torch.Tensor, observed: torch.Tensor, library: torch.Tensor
     pieces_values = [torch.zeros((n_cells, 1), dtype=token_values.dtype, device=counts.device),
                      torch.where(keep, token_values, 0.0)]
     if n_zero_tokens > 0:
-        zero_key = gene_mean.clamp(min=1e-8).expand(n_cells, -1)
         if training:  # mean / Exp(1) ranks as log(mean) + Gumbel: a sample without replacement by mean
+            zero_key = gene_mean.clamp(min=1e-8).expand(n_cells, -1)
             zero_key = zero_key / -torch.log(torch.rand_like(zero_key).clamp(1e-10, 1.0 - 1e-7))
-        zero_key = zero_key * (observed & (counts == 0))  # 0 for genes that cannot be a zero token
-        z_key, z_idx = _top_k(zero_key, min(n_zero_tokens, n_genes))
+            zero_key = zero_key * (observed & (counts == 0))  # 0 for genes that cannot be a zero token
+            z_key, z_idx = _top_k(zero_key, min(n_zero_tokens, n_genes))
+        else:
+            z_key, z_idx = _top_unexpressed(counts, observed, gene_mean, min(n_zero_tokens, n_genes))
         z_keep = z_key > 0
         pieces_ids.append(torch.where(z_keep, z_idx + N_SPECIAL, PAD_ID))  # z_idx >= n_genes is never kept
         pieces_values.append(torch.zeros(z_idx.shape, dtype=token_values.dtype, device=counts.device))
@@ -87,6 +89,44 @@ def _top_k(key: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     ``20 k`` genes; the padded columns score 0, so callers never keep them.
     """
     n = key.shape[1]
-    if key.device.type == "cpu" and 20 * k <= n < 64 * k:
+    if key.device.type != "cpu":
+        return torch.topk(key, k, dim=1)
+    if 20 * k <= n < 64 * k:
         key = F.pad(key, (0, 64 * k - n))
+    if key.dtype == torch.float32:
+        # a non-negative float32 orders as its bits read as an int32, and the CPU top-k of int32 rows is
+        # faster (the 32 of 2,048 padded genes of 256 pancreas cells: 2.3 against 3.0 ms, Intel Xeon, 1 thread)
+        values, indices = torch.topk(key.view(torch.int32), k, dim=1)
+        return values.view(torch.float32), indices
     return torch.topk(key, k, dim=1)
+
+
+#: At inference a cell's unexpressed tokens are looked for first among this many genes of highest corpus
+#: mean; only cells that express nearly all of them are searched over the whole vocabulary.
+UNEXPRESSED_SEARCH_GENES = 256
+
+
+def _top_unexpressed(counts: torch.Tensor, observed: torch.Tensor, gene_mean: torch.Tensor,
+                     k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inference's unexpressed tokens: per cell the ``k`` measured genes with count 0 of highest corpus
+    mean, as ``(key, index)`` with key 0 where a cell has fewer than ``k`` (see :func:`_top_k`).
+
+    The candidates come from the genes of highest mean, so most cells need only those
+    ``UNEXPRESSED_SEARCH_GENES`` columns, not the cells x vocabulary key matrix: the same genes (up to ties
+    in the mean), and 256 human pancreas cells over 1,999 genes took 0.6 ms against 3.3 ms.
+    """
+
+    def key(columns: torch.Tensor | slice, rows: torch.Tensor | slice = slice(None)) -> torch.Tensor:
+        # 0 for genes that cannot be a zero token
+        return gene_mean.clamp(min=1e-8)[columns] * (observed[rows][:, columns] & (counts[rows][:, columns] == 0))
+
+    n_genes = counts.shape[1]
+    if n_genes <= 2 * UNEXPRESSED_SEARCH_GENES or 4 * k > UNEXPRESSED_SEARCH_GENES:
+        return _top_k(key(slice(None)), k)
+    candidates = torch.argsort(gene_mean, descending=True)[:UNEXPRESSED_SEARCH_GENES]
+    z_key, position = torch.topk(key(candidates), k, dim=1)
+    z_idx = candidates[position]
+    short = (z_key[:, -1] <= 0).nonzero().squeeze(1)  # cells expressing all but < k of the candidates
+    if len(short):
+        z_key[short], z_idx[short] = _top_k(key(slice(None), short), k)
+    return z_key, z_idx

@@ -7,7 +7,7 @@ import torch
 
 from scdiva.data.dataset import CellCorpus, CellTokenDataset, CountsError, gene_statistics
 from scdiva.data.vocab import CLS_ID, N_SPECIAL, PAD_ID, GeneVocab
-from scdiva.module.tokenizer import tokenize
+from scdiva.module.tokenizer import UNEXPRESSED_SEARCH_GENES, tokenize
 
 
 def _dataset(adata, layer=None, vocab=None):
@@ -231,3 +231,30 @@ def test_thinning_keeps_a_binomial_share_of_each_cells_counts():
     assert torch.allclose(thinned.library, batch.library * kept)
     assert thinned.gene_ids is None and batch.gene_ids is not None
     assert torch.equal(thin_counts(batch, 1.0).counts, counts)
+
+
+def test_inference_takes_the_unexpressed_genes_of_highest_mean_beyond_the_first_candidates():
+    # wider than twice the candidate list, so inference searches the genes of highest mean first
+    # (scdiva.module.tokenizer._top_unexpressed); cell 1 expresses every candidate but one and cell 2
+    # every measured gene but two, so both need the search over the whole panel
+    n_genes, n_zero = 3 * UNEXPRESSED_SEARCH_GENES, 4
+    generator = torch.Generator().manual_seed(1)
+    mean = torch.rand(n_genes, generator=generator)
+    by_mean = torch.argsort(mean, descending=True)
+    counts = torch.poisson(torch.rand(3, n_genes, generator=generator) * 2.0, generator=generator)
+    counts[1, by_mean[:UNEXPRESSED_SEARCH_GENES]] = 1.0
+    counts[1, by_mean[7]] = 0.0
+    counts[2] = 1.0
+    counts[2, by_mean[[100, 600]]] = 0.0
+    observed = torch.ones_like(counts, dtype=torch.bool)
+    observed[0, by_mean[:3]] = False  # unmeasured genes are never zero tokens
+    counts = counts * observed
+    batch = type("B", (), {})()
+    batch.counts, batch.observed, batch.library = counts, observed, counts.sum(1)
+    gene_ids, _, padding = _tokens(batch, max_tokens=2, n_zero_tokens=n_zero, mean=mean)
+    for cell in range(3):
+        available = [g for g in range(n_genes) if observed[cell, g] and counts[cell, g] == 0]
+        expected = sorted(available, key=lambda g: -mean[g].item())[:n_zero]
+        tokens = gene_ids[cell][~padding[cell]][3:] - N_SPECIAL
+        assert tokens.tolist() == expected
+    assert padding[2].tolist() == [False] * 5 + [True] * 2
