@@ -156,9 +156,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # two hidden layers in the count decoder instead of one (batch injected into each), from pretraining
     # on: room for batch effects that differ by cell type, which one layer must pass through the latent
     "two_layer_decoder": {"config": {"decoder_layers": 2}},
-    # the decoder's (and the latent encoder's) hidden layer 256 wide instead of the tiny preset's 128, from
-    # pretraining on
+    # the decoder's (and the latent encoder's) hidden layer 256 or 512 wide instead of the tiny preset's 128,
+    # from pretraining on
     "wide_decoder": {"config": {"decoder_hidden": 256}},
+    "wider_decoder": {"config": {"decoder_hidden": 512}},
     "previous": {"config": {"decoder_batch_conditioning": "legacy", "token_selection": "top_count",
                             "max_tokens": 64, "n_zero_tokens": 8},
                  "finetune": {"tasks": ["masked_expression", "integration"], "max_steps": 200, "batch_size": 64,
