@@ -153,12 +153,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # a negative-binomial dispersion per gene and batch in the integration fine-tune (scVI's
     # dispersion="gene-batch"), starting from the checkpoint's per-gene values
     "gene_batch_dispersion": {"finetune": {"decoder_dispersion": "gene-batch"}},
-    # two hidden layers in the count decoder instead of one (batch injected into each), from pretraining
-    # on: room for batch effects that differ by cell type, which one layer must pass through the latent
-    "two_layer_decoder": {"config": {"decoder_layers": 2}},
-    # the decoder's (and the latent encoder's) hidden layer 256 or 512 wide instead of the tiny preset's 128,
-    # from pretraining on
-    "wide_decoder": {"config": {"decoder_hidden": 256}},
+    # two hidden layers in the count decoder instead of one (batch injected into each), 128 wide as the tiny
+    # preset's were until Dec 6, from pretraining on: room for batch effects that differ by cell type
+    "two_layer_decoder": {"config": {"decoder_layers": 2, "decoder_hidden": 128}},
+    # turned back: the decoder's (and the latent encoder's) hidden layer 128 wide, the tiny preset's until Dec 6
+    "narrow_decoder": {"config": {"decoder_hidden": 128}},
+    # 512 wide instead of the tiny preset's 256
     "wider_decoder": {"config": {"decoder_hidden": 512}},
     "previous": {"config": {"decoder_batch_conditioning": "legacy", "token_selection": "top_count",
                             "max_tokens": 64, "n_zero_tokens": 8},
