@@ -18,8 +18,8 @@ NAMED_SIZES: dict[str, dict[str, Any]] = {
     # tiny: 2 heads of 32 dims; CPU attention kernels run 16-dim heads about 1.6x slower for the same FLOPs.
     # 32 + 4 tokens: the same scIB Total as 64 + 8 on both embedded datasets (PBMC +0.001, 7 seeds; human
     # pancreas +0.004, 5 seeds) in 46% less fine-tune time, and inference about twice as fast. The decoder's
-    # and latent encoder's hidden layer 256 wide, not 128: fine-tuned scIB Total +0.014 on the PBMCs (5 of 5
-    # seeds), level on the human pancreas (10 seeds) (docs/model.md)
+    # and latent encoder's hidden layer 256 wide, not 128: fine-tuned scIB Total +0.011 on the PBMCs (higher in
+    # 9 of 10 seeds), level on the human pancreas (-0.002, 10 seeds) (docs/model.md)
     "tiny": dict(d_model=64, n_layers=2, n_heads=2, d_ff=128, n_latent=16, decoder_hidden=256,
                  max_tokens=32, n_zero_tokens=4, vocab_size_hint=2_000),
     "small": dict(d_model=128, n_layers=3, n_heads=4, d_ff=256, n_latent=24, decoder_hidden=256,
