@@ -67,9 +67,8 @@ def tokenize(counts: torch.Tensor, observed: torch.Tensor, library: torch.Tensor
                      torch.where(keep, token_values, 0.0)]
     if n_zero_tokens > 0:
         if training:  # mean / Exp(1) ranks as log(mean) + Gumbel: a sample without replacement by mean
-            zero_key = gene_mean.clamp(min=1e-8).expand(n_cells, -1)
+            zero_key = _unexpressed_key(counts, observed, gene_mean)
             zero_key = zero_key / -torch.log(torch.rand_like(zero_key).clamp(1e-10, 1.0 - 1e-7))
-            zero_key = zero_key * (observed & (counts == 0))  # 0 for genes that cannot be a zero token
             z_key, z_idx = _top_k(zero_key, min(n_zero_tokens, n_genes))
         else:
             z_key, z_idx = _top_unexpressed(counts, observed, gene_mean, min(n_zero_tokens, n_genes))
@@ -117,17 +116,21 @@ def _top_unexpressed(counts: torch.Tensor, observed: torch.Tensor, gene_mean: to
     1 thread). Narrow panels, and more tokens than a quarter of the candidates, search every gene at once.
     """
 
-    def key(columns: torch.Tensor | slice, rows: torch.Tensor | slice = slice(None)) -> torch.Tensor:
-        # 0 for genes that cannot be a zero token
-        return gene_mean.clamp(min=1e-8)[columns] * (observed[rows][:, columns] & (counts[rows][:, columns] == 0))
-
     n_genes = counts.shape[1]
     if n_genes <= 2 * UNEXPRESSED_SEARCH_GENES or 4 * k > UNEXPRESSED_SEARCH_GENES:
-        return _top_k(key(slice(None)), k)
+        return _top_k(_unexpressed_key(counts, observed, gene_mean), k)
     candidates = torch.argsort(gene_mean, descending=True)[:UNEXPRESSED_SEARCH_GENES]
-    z_key, position = torch.topk(key(candidates), k, dim=1)
+    z_key, position = torch.topk(_unexpressed_key(counts, observed, gene_mean, columns=candidates), k, dim=1)
     z_idx = candidates[position]
     short = (z_key[:, -1] <= 0).nonzero().squeeze(1)  # cells expressing all but < k of the candidates
     if len(short):
-        z_key[short], z_idx[short] = _top_k(key(slice(None), short), k)
+        z_key[short], z_idx[short] = _top_k(_unexpressed_key(counts, observed, gene_mean, rows=short), k)
     return z_key, z_idx
+
+
+def _unexpressed_key(counts: torch.Tensor, observed: torch.Tensor, gene_mean: torch.Tensor, *,
+                     rows: torch.Tensor | slice = slice(None),
+                     columns: torch.Tensor | slice = slice(None)) -> torch.Tensor:
+    """Corpus mean of each measured gene with count 0 in the cell, 0 for genes that cannot be a zero
+    token, over the given ``rows`` (cells) and ``columns`` (genes)."""
+    return gene_mean.clamp(min=1e-8)[columns] * (observed[rows][:, columns] & (counts[rows][:, columns] == 0))
