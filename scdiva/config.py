@@ -36,6 +36,8 @@ NOMINAL_PARAMETERS: dict[str, int] = {"base": 350_000_000, "large": 1_500_000_00
 
 #: the count decoder's dispersion choices (``ScDiVaConfig.decoder_dispersion``; scvi-tools' names)
 DECODER_DISPERSIONS = ("gene", "gene-batch")
+#: the settings of the integration objective a fit may change (ScDiVaModel.fit keywords, kept in the config)
+OBJECTIVE_SETTINGS = ("kl_weight", "kl_free_bits", "adversarial_batch_weight", "decoder_dispersion")
 
 
 class ConfigError(ValueError):
@@ -86,6 +88,9 @@ class ScDiVaConfig:
     #: weight of the KL term in the ELBO (a beta-VAE's beta). Above 1 the latent keeps less of what the
     #: batch-conditioned decoder can explain itself; the workflow's integration fine-tune sets its own
     kl_weight: float = 1.0
+    #: free bits: nats of KL per latent dimension (averaged over a minibatch's cells) that cost nothing,
+    #: so a dimension the KL weight would otherwise switch off can keep that much information; 0: off
+    kl_free_bits: float = 0.0
     #: which expressed genes become tokens: "median_normalised" (Geneformer-style rank after
     #: dividing by each gene's corpus median) or "top_count" (highest raw counts); see
     #: scdiva.module.tokenizer
@@ -192,5 +197,5 @@ class ScDiVaConfig:
             raise ConfigError(f"target_sum must be > 0, got {self.target_sum!r}")
         if not self.adversarial_batch_weight >= 0:
             raise ConfigError(f"adversarial_batch_weight must be >= 0, got {self.adversarial_batch_weight!r}")
-        if self.kl_weight < 0 or self.kl_warmup_steps < 0:
-            raise ConfigError("kl_weight and kl_warmup_steps must be >= 0")
+        if self.kl_weight < 0 or self.kl_warmup_steps < 0 or not self.kl_free_bits >= 0:
+            raise ConfigError("kl_weight, kl_warmup_steps and kl_free_bits must be >= 0")

@@ -14,7 +14,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from scdiva.config import DEFAULT_CLASSIFIER_HIDDEN_LAYERS, DEFAULT_CLASSIFIER_REPRESENTATION, ScDiVaConfig
+from scdiva.config import (
+    DEFAULT_CLASSIFIER_HIDDEN_LAYERS,
+    DEFAULT_CLASSIFIER_REPRESENTATION,
+    OBJECTIVE_SETTINGS,
+    ScDiVaConfig,
+)
 from scdiva.data.dataset import (
     CellCorpus,
     CellTokenDataset,
@@ -256,18 +261,21 @@ class ScDiVaModel:
             self.module.add_head(head_spec)
 
     def _set_objective(self, *, kl_weight: float | None = None, adversarial_batch_weight: float | None = None,
-                       decoder_dispersion: str | None = None) -> None:
+                       decoder_dispersion: str | None = None, kl_free_bits: float | None = None) -> None:
         """Set the count decoder's objective from now on (None leaves a setting as it is); the config
         keeps it, so a saved model records what it was trained with."""
         decoder = self.module.decoder
         decoder.check_objective(kl_weight=kl_weight, adversarial_batch_weight=adversarial_batch_weight,
-                                decoder_dispersion=decoder_dispersion)  # all checked before any is set
+                                decoder_dispersion=decoder_dispersion,
+                                kl_free_bits=kl_free_bits)  # all checked before any is set
         if adversarial_batch_weight is not None:
             decoder.set_adversarial_batch_weight(float(adversarial_batch_weight))
         if kl_weight is not None:
             decoder.set_kl_weight(float(kl_weight))
         if decoder_dispersion is not None:
             decoder.set_dispersion(str(decoder_dispersion))
+        if kl_free_bits is not None:
+            decoder.set_kl_free_bits(float(kl_free_bits))
 
     # ---------------------------------------------------------------- training
     def fit(self, adata: anndata.AnnData | Sequence[anndata.AnnData], tasks: Sequence[str | TaskSpec] = ("masked_expression", "integration"),
@@ -284,7 +292,7 @@ class ScDiVaModel:
             data_name: str | Sequence[str] | None = None,
             protein_obsm_key: str | None = None, converge_genes_expert: bool = True,
             kl_weight: float | None = None, adversarial_batch_weight: float | None = None,
-            decoder_dispersion: str | None = None) -> list[dict[str, Any]]:
+            decoder_dispersion: str | None = None, kl_free_bits: float | None = None) -> list[dict[str, Any]]:
         """Train on ``adata`` for the given tasks; returns the loss history (one dict per step).
 
         ``protein_obsm_key`` names ``adata.obsm[key]`` with raw surface-protein counts (CITE-seq):
@@ -317,7 +325,7 @@ class ScDiVaModel:
         ``resume=True`` continues from it exactly. ``data_name`` labels the run in
         ``config.training_data`` (what the model was trained on).
 
-        ``kl_weight`` (the ELBO's beta), ``adversarial_batch_weight`` and ``decoder_dispersion`` set the
+        ``kl_weight`` (the ELBO's beta), ``kl_free_bits``, ``adversarial_batch_weight`` and ``decoder_dispersion`` set the
         integration objective from this fit on (None: as the model has it; see CountDecoderHead); the
         config keeps them, so a saved model records them.
 
@@ -344,7 +352,7 @@ class ScDiVaModel:
                                   protein_names=protein_names)
                     for a, (batch, labels) in zip(adatas, encoded, strict=True)]
         self._set_objective(kl_weight=kl_weight, adversarial_batch_weight=adversarial_batch_weight,
-                            decoder_dispersion=decoder_dispersion)
+                            decoder_dispersion=decoder_dispersion, kl_free_bits=kl_free_bits)
         with seeded_initialisation(seed):  # batch rows, heads and the protein modality the fit adds
             if batch_categories is not None:
                 self._extend_batches(batch_categories)
@@ -395,7 +403,7 @@ class ScDiVaModel:
         if len(adatas) != len(batch_labels):
             raise ValueError("give one batch-label array per AnnData")
         options = {"max_steps": None, **INTEGRATION_FINETUNE, **settings}
-        objective = {k: options.pop(k, None) for k in ("kl_weight", "adversarial_batch_weight", "decoder_dispersion")}
+        objective = {k: options.pop(k, None) for k in OBJECTIVE_SETTINGS}
         new = self._with_batches(sorted({str(b) for labels in batch_labels for b in labels}))
         lookup = {c: i for i, c in enumerate(new)}
         datasets = []

@@ -14,6 +14,8 @@ def negative_binomial_log_likelihood(x: torch.Tensor, mu: torch.Tensor, theta: t
             + torch.lgamma(x + theta) - torch.lgamma(theta) - torch.lgamma(x + 1.0))
 
 
-def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """``KL(N(mean, exp(logvar)) || N(0, I))`` per cell (summed over latent dimensions), >= 0."""
-    return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1)
+def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor, *, per_dimension: bool = False) -> torch.Tensor:
+    """``KL(N(mean, exp(logvar)) || N(0, I))`` per cell, summed over latent dimensions (or, with
+    ``per_dimension``, one value per cell and dimension), >= 0."""
+    kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar)
+    return kl if per_dimension else kl.sum(-1)

@@ -120,6 +120,10 @@ class CountDecoderHead(TaskHead):
     ``config.kl_weight`` (a beta-VAE's beta; :meth:`set_kl_weight`): above 1 the posterior pays more
     for each bit it keeps, so the latent keeps less of what the decoder can explain from the batch.
     The integration fine-tune uses 3 (``scdiva.model.recipes.INTEGRATION_FINETUNE``, for the API and the workflow).
+    A weight that high can switch whole latent dimensions off (their KL near 0), and with them
+    distinctions between small cell types. ``config.kl_free_bits`` (:meth:`set_kl_free_bits`) leaves
+    the first that many nats of each dimension's KL, averaged over the minibatch, unpenalised ("free
+    bits", Kingma et al. 2016), so every dimension may keep that much information.
     """
 
     def __init__(self, config: ScDiVaConfig, name: str = "integration"):
@@ -179,9 +183,10 @@ class CountDecoderHead(TaskHead):
 
     @staticmethod
     def check_objective(*, kl_weight: float | None = None, adversarial_batch_weight: float | None = None,
-                        decoder_dispersion: str | None = None) -> None:
+                        decoder_dispersion: str | None = None, kl_free_bits: float | None = None) -> None:
         """Raise ``ValueError`` naming the first invalid setting of the objective (None: not checked)."""
-        for name, weight in (("kl_weight", kl_weight), ("adversarial_batch_weight", adversarial_batch_weight)):
+        for name, weight in (("kl_weight", kl_weight), ("adversarial_batch_weight", adversarial_batch_weight),
+                             ("kl_free_bits", kl_free_bits)):
             if weight is not None and not weight >= 0:
                 raise ValueError(f"{name} must be >= 0, got {weight!r}")
         if decoder_dispersion is not None and decoder_dispersion not in DECODER_DISPERSIONS:
@@ -227,6 +232,12 @@ class CountDecoderHead(TaskHead):
         self.check_objective(kl_weight=weight)
         self.config.kl_weight = float(weight)
 
+    def set_kl_free_bits(self, nats: float) -> None:
+        """Leave the first ``nats`` of each latent dimension's KL unpenalised from now on
+        (``config.kl_free_bits``; 0: off), e.g. for a fine-tune."""
+        self.check_objective(kl_free_bits=nats)
+        self.config.kl_free_bits = float(nats)
+
     def forward(self, out: EncoderOutput, batch) -> torch.Tensor:
         """Normalised expression (rows sum to 1 over measured genes)."""
         return self._scale(out.z, batch)
@@ -266,13 +277,25 @@ class CountDecoderHead(TaskHead):
         theta = self.dispersion(batch)
         log_lik = negative_binomial_log_likelihood(batch.counts, mu, theta)
         reconstruction = -(log_lik * batch.observed).sum(-1)
-        kl = gaussian_kl(out.qz_mean.float(), out.qz_logvar.float())
         n_measured = batch.observed.sum(-1).clamp(min=1)
-        loss = ((reconstruction + self.kl_weight(step) * kl) / n_measured).mean()
+        if self.config.kl_free_bits > 0:
+            loss = (reconstruction / n_measured).mean() + self.kl_weight(step) * self._free_bits_kl(out, n_measured)
+        else:
+            kl = gaussian_kl(out.qz_mean.float(), out.qz_logvar.float())
+            loss = ((reconstruction + self.kl_weight(step) * kl) / n_measured).mean()
         if self.adversary is not None and step is not None and batch.batch is not None:
             # training only: the held-out loss (early stopping) stays the plain ELBO
             loss = loss + self.config.adversarial_batch_weight * self.adversary.loss(out.qz_mean, batch.batch)
         return loss
+
+
+    def _free_bits_kl(self, out: EncoderOutput, n_measured: torch.Tensor) -> torch.Tensor:
+        """The KL term with free bits, on the loss's per-measured-gene scale: each latent dimension's KL,
+        averaged over the minibatch's cells, counts as at least ``config.kl_free_bits`` nats."""
+        kl = gaussian_kl(out.qz_mean.float(), out.qz_logvar.float(), per_dimension=True)
+        per_dimension = (kl / n_measured.unsqueeze(-1)).mean(0)
+        floor = self.config.kl_free_bits / n_measured.float().mean()
+        return torch.maximum(per_dimension, floor).sum()
 
 
 class BatchAdversary(nn.Module):

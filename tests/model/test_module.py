@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import scipy.stats
@@ -186,3 +188,32 @@ def test_kl_weight_scales_only_the_kl_term_of_the_elbo():
     assert module.config.kl_weight == 2.5  # kept in the config, so a saved model records it
     with pytest.raises(ValueError, match="kl_weight must be >= 0"):
         module.decoder.set_kl_weight(-0.5)
+
+
+def test_free_bits_leave_each_dimensions_kl_unpenalised_up_to_the_floor():
+    torch.manual_seed(0)
+    module = ScDiVaModule(ScDiVaConfig.from_size("tiny", n_genes=20, batch_categories=["a", "b"])).eval()
+    cells = _batch([[1, 5, 6, 7], [1, 3, 4, 8]], [[0.0, 1.0, 2.0, 0.5], [0.0, 1.0, 1.0, 1.0]], batch=[0, 1])
+    out = module(cells)
+    n_measured = cells.observed.sum(-1).float()
+    per_dimension = (gaussian_kl(out.qz_mean, out.qz_logvar, per_dimension=True) / n_measured[:, None]).mean(0)
+    kl = per_dimension.sum()
+    elbo = module.decoder.loss(out, cells, step=None)
+    reconstruction = elbo - kl
+    floor_nats = 0.5 * float((per_dimension * n_measured.mean()).median())  # between the dimensions' KLs
+    floor = floor_nats / n_measured.mean()
+    module.decoder.set_kl_free_bits(floor_nats)
+    assert module.config.kl_free_bits == floor_nats  # kept in the config, so a saved model records it
+    expected = reconstruction + torch.maximum(per_dimension, floor).sum()
+    torch.testing.assert_close(module.decoder.loss(out, cells, step=None), expected)
+    assert (per_dimension < floor).any() and (per_dimension > floor).any()  # the floor binds somewhere
+    # a dimension below the floor gets no gradient from the KL term; one above it does
+    qz_mean = out.qz_mean.detach().requires_grad_()
+    module.decoder.set_kl_weight(1.0)
+    module.decoder._free_bits_kl(dataclasses.replace(out, qz_mean=qz_mean), n_measured).backward()
+    gradient = qz_mean.grad.abs().sum(0)
+    assert (gradient[per_dimension < floor] == 0).all() and (gradient[per_dimension > floor] > 0).all()
+    module.decoder.set_kl_free_bits(0.0)
+    torch.testing.assert_close(module.decoder.loss(out, cells, step=None), elbo)
+    with pytest.raises(ValueError, match="kl_free_bits must be >= 0"):
+        module.decoder.set_kl_free_bits(-1.0)

@@ -31,7 +31,7 @@ from scdiva.bench.methods._common import (
     seed_everything,
     set_threads,
 )
-from scdiva.config import DEFAULT_CLASSIFIER_HIDDEN_LAYERS
+from scdiva.config import DEFAULT_CLASSIFIER_HIDDEN_LAYERS, OBJECTIVE_SETTINGS
 from scdiva.model.recipes import INTEGRATION_FINETUNE
 
 CHECKPOINT_ROOT = Path("resources/checkpoints")
@@ -55,6 +55,9 @@ _TRAINING_DEFAULTS: dict[str, Any] = {
     # weight of the KL term in the ELBO (a beta-VAE's beta) from this fine-tune on; null keeps the
     # checkpoint's own (1 in the named sizes)
     "kl_weight": None,
+    # free bits: nats of KL per latent dimension left unpenalised from this fine-tune on
+    # (CountDecoderHead); null keeps the checkpoint's own (0, off, in the named sizes)
+    "kl_free_bits": None,
     # the count decoder's dispersion from this fine-tune on: "gene" or "gene-batch" (one per gene and
     # batch, scVI's option; CountDecoderHead); null keeps the checkpoint's own ("gene" in the named sizes)
     "decoder_dispersion": None,
@@ -145,7 +148,7 @@ def counts_view(adata):
 def _training_kwargs(params: Mapping[str, Any], seed: int) -> dict[str, Any]:
     keys = ("max_steps", "max_epochs", "batch_size", "lr", "validation_fraction", "early_stopping_patience",
             "early_stopping_tasks", "trunk_lr_factor", "count_thinning", "weight_average_epochs",
-            "dropout", "kl_weight", "adversarial_batch_weight", "decoder_dispersion")
+            "dropout", *OBJECTIVE_SETTINGS)
     kwargs = {k: params[k] for k in keys if params.get(k) is not None}
     if "max_steps" in kwargs:  # an explicit step count replaces the default epoch count
         kwargs.pop("max_epochs", None)
