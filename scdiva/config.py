@@ -37,7 +37,8 @@ NOMINAL_PARAMETERS: dict[str, int] = {"base": 350_000_000, "large": 1_500_000_00
 #: the count decoder's dispersion choices (``ScDiVaConfig.decoder_dispersion``; scvi-tools' names)
 DECODER_DISPERSIONS = ("gene", "gene-batch")
 #: the settings of the integration objective a fit may change (ScDiVaModel.fit keywords, kept in the config)
-OBJECTIVE_SETTINGS = ("kl_weight", "kl_free_bits", "adversarial_batch_weight", "decoder_dispersion")
+OBJECTIVE_SETTINGS = ("kl_weight", "kl_weight_ramp_epochs", "kl_free_bits", "adversarial_batch_weight",
+                      "decoder_dispersion")
 
 
 class ConfigError(ValueError):
@@ -91,6 +92,10 @@ class ScDiVaConfig:
     #: free bits: nats of KL per latent dimension (averaged over a minibatch's cells) that cost nothing,
     #: so a dimension the KL weight would otherwise switch off can keep that much information; 0: off
     kl_free_bits: float = 0.0
+    #: a move of the KL weight in progress, ``[from_weight, first_step, n_steps]`` (None: none): from
+    #: optimizer step ``first_step`` (counted across training runs, as the warm-up) the weight goes
+    #: linearly from ``from_weight`` to ``kl_weight`` over ``n_steps``; set by a fit's ``kl_weight_ramp_epochs``
+    kl_weight_ramp: list[float] | None = None
     #: which expressed genes become tokens: "median_normalised" (Geneformer-style rank after
     #: dividing by each gene's corpus median) or "top_count" (highest raw counts); see
     #: scdiva.module.tokenizer
@@ -199,3 +204,6 @@ class ScDiVaConfig:
             raise ConfigError(f"adversarial_batch_weight must be >= 0, got {self.adversarial_batch_weight!r}")
         if self.kl_weight < 0 or self.kl_warmup_steps < 0 or not self.kl_free_bits >= 0:
             raise ConfigError("kl_weight, kl_warmup_steps and kl_free_bits must be >= 0")
+        if self.kl_weight_ramp is not None and (len(self.kl_weight_ramp) != 3 or not min(self.kl_weight_ramp) >= 0):
+            raise ConfigError(f"kl_weight_ramp must be [from_weight, first_step, n_steps], each >= 0, got "
+                              f"{self.kl_weight_ramp!r}")

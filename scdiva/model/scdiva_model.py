@@ -261,17 +261,20 @@ class ScDiVaModel:
             self.module.add_head(head_spec)
 
     def _set_objective(self, *, kl_weight: float | None = None, adversarial_batch_weight: float | None = None,
-                       decoder_dispersion: str | None = None, kl_free_bits: float | None = None) -> None:
+                       decoder_dispersion: str | None = None, kl_free_bits: float | None = None,
+                       kl_weight_ramp_steps: int = 0) -> None:
         """Set the count decoder's objective from now on (None leaves a setting as it is); the config
         keeps it, so a saved model records what it was trained with."""
         decoder = self.module.decoder
+        if kl_weight_ramp_steps and kl_weight is None:
+            raise ValueError("kl_weight_ramp_epochs moves the KL weight to a new kl_weight: give kl_weight too")
         decoder.check_objective(kl_weight=kl_weight, adversarial_batch_weight=adversarial_batch_weight,
                                 decoder_dispersion=decoder_dispersion,
                                 kl_free_bits=kl_free_bits)  # all checked before any is set
         if adversarial_batch_weight is not None:
             decoder.set_adversarial_batch_weight(float(adversarial_batch_weight))
         if kl_weight is not None:
-            decoder.set_kl_weight(float(kl_weight))
+            decoder.set_kl_weight(float(kl_weight), ramp_steps=kl_weight_ramp_steps)
         if decoder_dispersion is not None:
             decoder.set_dispersion(str(decoder_dispersion))
         if kl_free_bits is not None:
@@ -292,7 +295,8 @@ class ScDiVaModel:
             data_name: str | Sequence[str] | None = None,
             protein_obsm_key: str | None = None, converge_genes_expert: bool = True,
             kl_weight: float | None = None, adversarial_batch_weight: float | None = None,
-            decoder_dispersion: str | None = None, kl_free_bits: float | None = None) -> list[dict[str, Any]]:
+            decoder_dispersion: str | None = None, kl_free_bits: float | None = None,
+            kl_weight_ramp_epochs: float | None = None) -> list[dict[str, Any]]:
         """Train on ``adata`` for the given tasks; returns the loss history (one dict per step).
 
         ``protein_obsm_key`` names ``adata.obsm[key]`` with raw surface-protein counts (CITE-seq):
@@ -327,7 +331,8 @@ class ScDiVaModel:
 
         ``kl_weight`` (the ELBO's beta), ``kl_free_bits``, ``adversarial_batch_weight`` and ``decoder_dispersion`` set the
         integration objective from this fit on (None: as the model has it; see CountDecoderHead); the
-        config keeps them, so a saved model records them.
+        config keeps them, so a saved model records them. ``kl_weight_ramp_epochs`` moves the KL weight
+        to ``kl_weight`` linearly over that many epochs instead of at once.
 
         Every AnnData is checked (obs keys, genes against the vocabulary, counts, proteins) before the
         model changes: a fit that fails on its input leaves the model as it was.
@@ -351,8 +356,11 @@ class ScDiVaModel:
                                   batch=batch, labels=labels, protein_obsm_key=protein_obsm_key,
                                   protein_names=protein_names)
                     for a, (batch, labels) in zip(adatas, encoded, strict=True)]
+        ramp_steps = self._ramp_steps(kl_weight_ramp_epochs, sum(len(d) for d in datasets), batch_size,
+                                      validation_fraction)
         self._set_objective(kl_weight=kl_weight, adversarial_batch_weight=adversarial_batch_weight,
-                            decoder_dispersion=decoder_dispersion, kl_free_bits=kl_free_bits)
+                            decoder_dispersion=decoder_dispersion, kl_free_bits=kl_free_bits,
+                            kl_weight_ramp_steps=ramp_steps)
         with seeded_initialisation(seed):  # batch rows, heads and the protein modality the fit adds
             if batch_categories is not None:
                 self._extend_batches(batch_categories)
@@ -413,6 +421,9 @@ class ScDiVaModel:
             codes = np.array([lookup[str(b)] for b in labels], dtype=np.int64)
             datasets.append(self._dataset(adata, layer=layer, gene_column=gene_column, min_coverage=min_coverage,
                                           batch=ObsEncoding("batch", new, codes)))
+        objective["kl_weight_ramp_steps"] = self._ramp_steps(
+            objective.pop("kl_weight_ramp_epochs"), sum(len(d) for d in datasets), options["batch_size"],
+            options.get("validation_fraction", 0.0))
         self._set_objective(**objective)  # the model changes only once every AnnData is known to be usable
         with seeded_initialisation(seed):
             self._extend_batches(new)
@@ -429,14 +440,28 @@ class ScDiVaModel:
         n_cells = len(corpus)
         if max_steps is None:
             epochs = default_max_epochs(n_cells) if max_epochs is None else max_epochs
-            world = int(os.environ.get("WORLD_SIZE", "1"))
-            n_train = n_cells - round(settings.get("validation_fraction", 0.0) * n_cells)
-            max_steps = max(1, math.ceil(epochs * steps_per_epoch(n_train, batch_size, world)))
+            max_steps = max(1, math.ceil(epochs * self._epoch_steps(n_cells, batch_size,
+                                                                    settings.get("validation_fraction", 0.0))))
         elif max_epochs is not None:
             raise ValueError("give max_steps or max_epochs, not both")
         training = TrainingSettings(max_steps=max_steps, batch_size=batch_size, seed=seed, device=self.device,
                                     task_weights={s.name: s.weight for s in specs}, **settings)
         return train(self.module, corpus, [s.name for s in specs], training, save_model=self._write_files)
+
+    @staticmethod
+    def _epoch_steps(n_cells: int, batch_size: int, validation_fraction: float) -> int:
+        """Optimizer steps per epoch over the cells left for training (on each of ``WORLD_SIZE`` ranks)."""
+        n_train = n_cells - round(validation_fraction * n_cells)
+        return steps_per_epoch(n_train, batch_size, int(os.environ.get("WORLD_SIZE", "1")))
+
+    @classmethod
+    def _ramp_steps(cls, epochs: float | None, n_cells: int, batch_size: int, validation_fraction: float) -> int:
+        """``kl_weight_ramp_epochs`` in optimizer steps (0: no ramp)."""
+        if not epochs:
+            return 0
+        if epochs < 0:
+            raise ValueError(f"kl_weight_ramp_epochs must be >= 0, got {epochs!r}")
+        return math.ceil(epochs * cls._epoch_steps(n_cells, batch_size, validation_fraction))
 
     #: most profile entries (cells x genes, float32) a genes expert is fitted on at once (512 MiB); a larger
     #: labelled set is subsampled at random to fit

@@ -120,6 +120,8 @@ class CountDecoderHead(TaskHead):
     ``config.kl_weight`` (a beta-VAE's beta; :meth:`set_kl_weight`): above 1 the posterior pays more
     for each bit it keeps, so the latent keeps less of what the decoder can explain from the batch.
     The integration fine-tune uses 3 (``scdiva.model.recipes.INTEGRATION_FINETUNE``, for the API and the workflow).
+    :meth:`set_kl_weight` can move the weight there over a number of steps (``config.kl_weight_ramp``,
+    a fit's ``kl_weight_ramp_epochs``) instead of at once, so the latent is squeezed gradually.
     A weight that high can switch whole latent dimensions off (their KL near 0), and with them
     distinctions between small cell types. ``config.kl_free_bits`` (:meth:`set_kl_free_bits`) leaves
     the first that many nats of each dimension's KL, averaged over the minibatch, unpenalised ("free
@@ -227,10 +229,18 @@ class CountDecoderHead(TaskHead):
         known = (codes >= 0).unsqueeze(-1).float()
         return (log_theta + self.batch_log_theta(codes.clamp(min=0)).float() * known).exp()
 
-    def set_kl_weight(self, weight: float) -> None:
-        """Weigh the KL term by ``weight`` from now on (``config.kl_weight``), e.g. for a fine-tune."""
+    def set_kl_weight(self, weight: float, *, ramp_steps: int = 0) -> None:
+        """Weigh the KL term by ``weight`` from now on (``config.kl_weight``), e.g. for a fine-tune.
+
+        With ``ramp_steps`` the weight moves there linearly over that many optimizer steps from the
+        weight in force now (``config.kl_weight_ramp``) instead of at once."""
         self.check_objective(kl_weight=weight)
+        if ramp_steps < 0:
+            raise ValueError(f"ramp_steps must be >= 0, got {ramp_steps!r}")
+        first = int(self.kl_step)
+        start = self._target_weight(first)
         self.config.kl_weight = float(weight)
+        self.config.kl_weight_ramp = [start, first, int(ramp_steps)] if ramp_steps and start != weight else None
 
     def set_kl_free_bits(self, nats: float) -> None:
         """Leave the first ``nats`` of each latent dimension's KL unpenalised from now on
@@ -268,7 +278,17 @@ class CountDecoderHead(TaskHead):
         if step is None:
             return self.config.kl_weight
         total = int(self.kl_step) + step
-        return self.config.kl_weight * (1.0 if warmup == 0 else min(1.0, total / warmup))
+        return self._target_weight(total) * (1.0 if warmup == 0 else min(1.0, total / warmup))
+
+    def _target_weight(self, total_step: int) -> float:
+        """The weight the warm-up scales at step ``total_step``: ``config.kl_weight``, or on its way
+        there while a ramp (``config.kl_weight_ramp``) is in progress."""
+        ramp = self.config.kl_weight_ramp
+        if ramp is None:
+            return self.config.kl_weight
+        start, first, n_steps = ramp
+        progress = 1.0 if n_steps <= 0 else min(1.0, max(0.0, (total_step - first) / n_steps))
+        return start + (self.config.kl_weight - start) * progress
 
     def loss(self, out: EncoderOutput, batch, step: int | None) -> torch.Tensor | None:
         if batch.counts is None:

@@ -58,6 +58,8 @@ _TRAINING_DEFAULTS: dict[str, Any] = {
     # free bits: nats of KL per latent dimension left unpenalised from this fine-tune on
     # (CountDecoderHead); null keeps the checkpoint's own (0, off, in the named sizes)
     "kl_free_bits": None,
+    # epochs over which the KL weight moves from the checkpoint's to ``kl_weight`` (null: at once)
+    "kl_weight_ramp_epochs": None,
     # the count decoder's dispersion from this fine-tune on: "gene" or "gene-batch" (one per gene and
     # batch, scVI's option; CountDecoderHead); null keeps the checkpoint's own ("gene" in the named sizes)
     "decoder_dispersion": None,
