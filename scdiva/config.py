@@ -94,7 +94,8 @@ class ScDiVaConfig:
     kl_free_bits: float = 0.0
     #: a move of the KL weight in progress, ``[from_weight, first_step, n_steps]`` (None: none): from
     #: optimizer step ``first_step`` (counted across training runs, as the warm-up) the weight goes
-    #: linearly from ``from_weight`` to ``kl_weight`` over ``n_steps``; set by a fit's ``kl_weight_ramp_epochs``
+    #: linearly from ``from_weight`` to ``kl_weight`` over ``n_steps`` (in place of the warm-up); set by a
+    #: fit's ``kl_weight_ramp_epochs``
     kl_weight_ramp: list[float] | None = None
     #: which expressed genes become tokens: "median_normalised" (Geneformer-style rank after
     #: dividing by each gene's corpus median) or "top_count" (highest raw counts); see

@@ -233,7 +233,8 @@ class CountDecoderHead(TaskHead):
         """Weigh the KL term by ``weight`` from now on (``config.kl_weight``), e.g. for a fine-tune.
 
         With ``ramp_steps`` the weight moves there linearly over that many optimizer steps from the
-        weight in force now (``config.kl_weight_ramp``) instead of at once."""
+        weight now targeted (``config.kl_weight_ramp``) instead of at once; the ramp replaces what is
+        left of the warm-up (``kl_warmup_steps``), which a short pretraining may not have finished."""
         self.check_objective(kl_weight=weight)
         if ramp_steps < 0:
             raise ValueError(f"ramp_steps must be >= 0, got {ramp_steps!r}")
@@ -278,7 +279,9 @@ class CountDecoderHead(TaskHead):
         if step is None:
             return self.config.kl_weight
         total = int(self.kl_step) + step
-        return self._target_weight(total) * (1.0 if warmup == 0 else min(1.0, total / warmup))
+        if self.config.kl_weight_ramp is not None:  # a ramp replaces what is left of the warm-up
+            return self._target_weight(total)
+        return self.config.kl_weight * (1.0 if warmup == 0 else min(1.0, total / warmup))
 
     def _target_weight(self, total_step: int) -> float:
         """The weight the warm-up scales at step ``total_step``: ``config.kl_weight``, or on its way

@@ -97,15 +97,16 @@ def test_second_fit_continues_the_kl_schedule_and_it_is_saved(small_pbmc, tmp_pa
 def test_kl_weight_ramp_moves_the_weight_over_the_fits_epochs_and_a_reload_continues_it(small_pbmc, tmp_path):
     from scdiva import ScDiVaModel as Model
 
-    model = Model.from_config("tiny", genes=small_pbmc.var_names, kl_warmup_steps=0)
+    model = Model.from_config("tiny", genes=small_pbmc.var_names, kl_warmup_steps=100)
     model.fit(small_pbmc, tasks=["integration"], batch_key="donor", max_steps=2, batch_size=64, progress_bar=False)
     decoder = model.module.decoder
+    assert decoder.kl_weight(0) == pytest.approx(0.02)  # the warm-up, 2 steps of 100 in
     steps_per_epoch = -(-(small_pbmc.n_obs - round(0.1 * small_pbmc.n_obs)) // 64)
     model.fit(small_pbmc, tasks=["integration"], batch_key="donor", max_steps=1, batch_size=64,
               validation_fraction=0.1, kl_weight=3.0, kl_weight_ramp_epochs=2, progress_bar=False)
     ramp_steps = 2 * steps_per_epoch
     assert model.config.kl_weight_ramp == [1.0, 2, ramp_steps]
-    # one step of the ramp is done; the next fit goes on from there, linearly, to 3
+    # one step of the ramp is done; the next fit goes on from there, linearly, to 3, in place of the warm-up
     assert decoder.kl_weight(0) == pytest.approx(1.0 + 2.0 / ramp_steps)
     assert decoder.kl_weight(ramp_steps // 2 - 1) == pytest.approx(2.0)
     assert decoder.kl_weight(ramp_steps) == 3.0 and decoder.kl_weight(None) == 3.0  # held-out: the target
@@ -118,7 +119,8 @@ def test_kl_weight_ramp_moves_the_weight_over_the_fits_epochs_and_a_reload_conti
     assert reloaded.config.kl_weight_ramp[0] == pytest.approx(1.0 + 2.0 / ramp_steps)
     reloaded.fit(small_pbmc, tasks=["integration"], batch_key="donor", max_steps=1, batch_size=64,
                  kl_weight=2.0, progress_bar=False)
-    assert reloaded.module.decoder.kl_weight(0) == 2.0 and reloaded.config.kl_weight_ramp is None
+    assert reloaded.config.kl_weight_ramp is None  # the warm-up applies again: 5 steps of 100 in
+    assert reloaded.module.decoder.kl_weight(0) == pytest.approx(2.0 * 0.05)
     with pytest.raises(ValueError, match="give kl_weight too"):
         reloaded.fit(small_pbmc, tasks=["integration"], batch_key="donor", max_steps=1, kl_weight_ramp_epochs=2,
                      progress_bar=False)
