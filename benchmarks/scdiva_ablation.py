@@ -134,8 +134,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "kl_weight_5": {"finetune": {"kl_weight": 5.0}},
     # free bits in the fine-tune: the first 0.5 nats of each latent dimension's KL unpenalised
     "free_bits": {"finetune": {"kl_free_bits": 0.5}},
-    # the fine-tune's KL weight moved from the checkpoint's 1 to 3 over its first 50 epochs, not at once
-    "kl_ramp": {"finetune": {"kl_weight_ramp_epochs": 50}},
+    # turned back: the fine-tune's KL weight set to 3 at once instead of over its first 50 epochs
+    "kl_at_once": {"finetune": {"kl_weight_ramp_epochs": 0}},
     # the KL term weighed 2 from pretraining on (config.kl_weight), so every fine-tune keeps it
     "kl_weight_2_model": {"config": {"kl_weight": 2.0}},
     # annotation: the reference fit and query mapping with the KL term of their ELBO weighed 2

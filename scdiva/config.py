@@ -36,7 +36,7 @@ NOMINAL_PARAMETERS: dict[str, int] = {"base": 350_000_000, "large": 1_500_000_00
 
 #: the count decoder's dispersion choices (``ScDiVaConfig.decoder_dispersion``; scvi-tools' names)
 DECODER_DISPERSIONS = ("gene", "gene-batch")
-#: the settings of the integration objective a fit may change (ScDiVaModel.fit keywords, kept in the config)
+#: the keywords of ScDiVaModel.fit that set the integration objective (the config keeps what they set)
 OBJECTIVE_SETTINGS = ("kl_weight", "kl_weight_ramp_epochs", "kl_free_bits", "adversarial_batch_weight",
                       "decoder_dispersion")
 

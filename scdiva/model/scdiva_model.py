@@ -266,8 +266,6 @@ class ScDiVaModel:
         """Set the count decoder's objective from now on (None leaves a setting as it is); the config
         keeps it, so a saved model records what it was trained with."""
         decoder = self.module.decoder
-        if kl_weight_ramp_steps and kl_weight is None:
-            raise ValueError("kl_weight_ramp_epochs moves the KL weight to a new kl_weight: give kl_weight too")
         decoder.check_objective(kl_weight=kl_weight, adversarial_batch_weight=adversarial_batch_weight,
                                 decoder_dispersion=decoder_dispersion,
                                 kl_free_bits=kl_free_bits)  # all checked before any is set
@@ -332,7 +330,8 @@ class ScDiVaModel:
         ``kl_weight`` (the ELBO's beta), ``kl_free_bits``, ``adversarial_batch_weight`` and ``decoder_dispersion`` set the
         integration objective from this fit on (None: as the model has it; see CountDecoderHead); the
         config keeps them, so a saved model records them. ``kl_weight_ramp_epochs`` moves the KL weight
-        to ``kl_weight`` linearly over that many epochs instead of at once.
+        to ``kl_weight`` linearly over that many epochs instead of at once (without ``kl_weight`` there
+        is nothing to move, and it does nothing).
 
         Every AnnData is checked (obs keys, genes against the vocabulary, counts, proteins) before the
         model changes: a fit that fails on its input leaves the model as it was.
