@@ -120,12 +120,12 @@ class CountDecoderHead(TaskHead):
     ``config.kl_weight`` (a beta-VAE's beta; :meth:`set_kl_weight`): above 1 the posterior pays more
     for each bit it keeps, so the latent keeps less of what the decoder can explain from the batch.
     The integration fine-tune uses 3 (``scdiva.model.recipes.INTEGRATION_FINETUNE``, for the API and the workflow).
-    :meth:`set_kl_weight` can move the weight there over a number of steps (``config.kl_weight_ramp``,
-    a fit's ``kl_weight_ramp_epochs``) instead of at once, so the latent is squeezed gradually.
-    A weight that high can switch whole latent dimensions off (their KL near 0), and with them
-    distinctions between small cell types. ``config.kl_free_bits`` (:meth:`set_kl_free_bits`) leaves
-    the first that many nats of each dimension's KL, averaged over the minibatch, unpenalised ("free
-    bits", Kingma et al. 2016), so every dimension may keep that much information.
+    A weight that high, set at once, switched whole latent dimensions off (their KL near 0), and with
+    them distinctions between small cell types; :meth:`set_kl_weight` can instead move the weight
+    there over a number of steps (``config.kl_weight_ramp``, a fit's ``kl_weight_ramp_epochs``; the
+    fine-tune takes 50 epochs), so the latent is squeezed gradually. ``config.kl_free_bits``
+    (:meth:`set_kl_free_bits`) leaves the first that many nats of each dimension's KL, averaged over
+    the minibatch, unpenalised ("free bits", Kingma et al. 2016), so every dimension may keep that much.
     """
 
     def __init__(self, config: ScDiVaConfig, name: str = "integration"):
@@ -284,8 +284,8 @@ class CountDecoderHead(TaskHead):
         return self.config.kl_weight * (1.0 if warmup == 0 else min(1.0, total / warmup))
 
     def _target_weight(self, total_step: int) -> float:
-        """The weight the warm-up scales at step ``total_step``: ``config.kl_weight``, or on its way
-        there while a ramp (``config.kl_weight_ramp``) is in progress."""
+        """The KL weight aimed at by step ``total_step``: ``config.kl_weight``, or on its way there while
+        a ramp (``config.kl_weight_ramp``) is in progress."""
         ramp = self.config.kl_weight_ramp
         if ramp is None:
             return self.config.kl_weight
@@ -310,7 +310,6 @@ class CountDecoderHead(TaskHead):
             # training only: the held-out loss (early stopping) stays the plain ELBO
             loss = loss + self.config.adversarial_batch_weight * self.adversary.loss(out.qz_mean, batch.batch)
         return loss
-
 
     def _free_bits_kl(self, out: EncoderOutput, n_measured: torch.Tensor) -> torch.Tensor:
         """The KL term with free bits, on the loss's per-measured-gene scale: each latent dimension's KL,
