@@ -48,13 +48,15 @@ rule pretrain:
         checkpoint=_one_of(checkpoint_names("recipe")),
     params:
         recipe=lambda wc: config["checkpoints"][wc.checkpoint]["recipe"],
-        tasks=lambda wc: " ".join(config["checkpoints"][wc.checkpoint]["recipe"].get(
-            "tasks", ["masked_expression", "integration"])),
+        tasks=lambda wc: config["checkpoints"][wc.checkpoint]["recipe"].get(
+            "tasks", ["masked_expression", "integration"]),
         length=lambda wc: recipe_length_option(wc.checkpoint),
         device="cuda" if use_gpu() else "cpu",
-        cli=SCDIVA_CLI,  # `<this job's python> -m scdiva.cli`: no `scdiva` command on PATH needed
+        cli=SCDIVA_CLI,  # [<this job's python>, -m, scdiva.cli]: no `scdiva` command on PATH needed
         # `scdiva train` writes into a staging directory that replaces the output only when complete.
         staging=lambda wc: f"resources/checkpoints/.{wc.checkpoint}.partial",
+        staging_history=lambda wc: f"resources/checkpoints/.{wc.checkpoint}.partial.history.json",
+        history=lambda wc: f"results/logs/pretrain/{wc.checkpoint}.history.json",
         out_dir=lambda wc: f"resources/checkpoints/{wc.checkpoint}",
     log:
         "results/logs/pretrain/{checkpoint}.log",
@@ -68,13 +70,13 @@ rule pretrain:
         **gpu_resources(),
     conda:
         "../../envs/scdiva.yaml"
+    # Every value is quoted (`:q`, each item of a list): names are checked at parse time too, but
+    # no config text is ever read by the shell as code or split into other paths.
     shell:
-        "rm -rf {params.staging} && "
-        "{params.cli} train --data {input} --output {params.staging} --size {params.recipe[size]} "
-        "--tasks {params.tasks} --batch-key batch {params.length} "
-        "--batch-size {params.recipe[batch_size]} --seed {params.recipe[seed]} --device {params.device} "
-        "--threads {threads} --history {params.staging}.history.json > {log} 2>&1 && "
-        "mv {params.staging}.history.json results/logs/pretrain/{wildcards.checkpoint}.history.json && "
-        "rm -rf {params.out_dir} && mv {params.staging} {params.out_dir}"
-
-
+        "rm -rf {params.staging:q} && "
+        "{params.cli:q} train --data {input:q} --output {params.staging:q} --size {params.recipe[size]:q} "
+        "--tasks {params.tasks:q} --batch-key batch {params.length:q} "
+        "--batch-size {params.recipe[batch_size]:q} --seed {params.recipe[seed]:q} --device {params.device:q} "
+        "--threads {threads:q} --history {params.staging_history:q} > {log:q} 2>&1 && "
+        "mv {params.staging_history:q} {params.history:q} && "
+        "rm -rf {params.out_dir:q} && mv {params.staging:q} {params.out_dir:q}"

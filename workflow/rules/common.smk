@@ -37,11 +37,12 @@ def job_python():
 
     if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
         return "python"
-    return shlex.quote(sys.executable)
+    return sys.executable
 
 
-# Shell rules call the command line as `{SCDIVA_CLI} train ...` (workflow/rules/checkpoints.smk).
-SCDIVA_CLI = f"{job_python()} -m scdiva.cli"
+# Shell rules call the command line as `{params.cli:q} train ...` with params cli=SCDIVA_CLI: a list,
+# so `:q` quotes each word (workflow/rules/checkpoints.smk).
+SCDIVA_CLI = [job_python(), "-m", "scdiva.cli"]
 STAGED_DIR = "resources/datasets"
 SHA256_LOCK = f"{STAGED_DIR}/sha256.lock.json"
 
@@ -50,7 +51,13 @@ def _config_error(err):
     """One line per schema violation: where in the config, what is wrong, what is allowed."""
     where = ".".join(str(part) for part in err.absolute_path) or "(top level)"
     parts = [f"invalid config at `{where}`: {err.message}"]
-    if err.validator == "additionalProperties" and "properties" in err.schema:
+    if "propertyNames" in err.schema_path:  # a bad name (of a dataset, checkpoint): say which and how to fix
+        name = str(err.instance)
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.-") or "name1"
+        parts = [f"invalid config at `{where}.{name}`: the name {name!r} may hold only letters, digits, '_', '.' "
+                 "and '-', starting with a letter or digit (it becomes file names, wildcards and words of shell "
+                 f"commands). Rename it, e.g. to {safe!r}"]
+    elif err.validator == "additionalProperties" and "properties" in err.schema:
         parts.append(f"Allowed keys here: {', '.join(err.schema['properties'])}")
     elif err.validator == "required":
         parts.append(f"Add it under `{where}`")
@@ -508,13 +515,14 @@ def recipe_held_out_batches(name, dataset):
 
 
 def recipe_length_option(name):
-    """`scdiva train` option for the recipe's training length (max_steps, else max_epochs)."""
+    """`scdiva train` option for the recipe's training length (max_steps, else max_epochs), as a list of
+    words for `{params.length:q}`."""
     recipe = config["checkpoints"][name]["recipe"]
     if "max_steps" in recipe:
-        return f"--max-steps {recipe['max_steps']}"
+        return ["--max-steps", str(recipe["max_steps"])]
     from scdiva.bench.resources import DEFAULT_PRETRAIN_EPOCHS
 
-    return f"--max-epochs {recipe.get('max_epochs', DEFAULT_PRETRAIN_EPOCHS)}"
+    return ["--max-epochs", str(recipe.get("max_epochs", DEFAULT_PRETRAIN_EPOCHS))]
 
 
 def gpu_resources():
