@@ -6,7 +6,6 @@
 
 import os
 import re
-import shlex
 import sys
 from pathlib import Path
 
