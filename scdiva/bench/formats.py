@@ -21,10 +21,12 @@ converted to .h5ad once, when it is staged (:func:`stage_as_h5ad`).
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 import shutil
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,6 +46,9 @@ HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 GZIP_MAGIC = b"\x1f\x8b"
 MTX_NAMES = ("matrix.mtx.gz", "matrix.mtx")
 ROW_CHUNK = 50_000
+logger = logging.getLogger(__name__)
+#: what reading a truncated or corrupted gzip stream raises (end of data; bad header, CRC or length; bad deflate data)
+GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
 
 
 def _format_error(dataset: str, path: str | os.PathLike[str], reason: str) -> DatasetValidationError:
@@ -55,10 +60,19 @@ def _format_error(dataset: str, path: str | os.PathLike[str], reason: str) -> Da
     )
 
 
+def _damaged_gzip(dataset: str, path: str | os.PathLike[str], err: BaseException) -> DatasetValidationError:
+    return DatasetValidationError(
+        f"dataset {dataset!r}: source {path} (config `datasets.{dataset}.source`) is a truncated or damaged "
+        f"gzip file ({type(err).__name__}: {err}), e.g. an interrupted download or copy. Fetch the complete "
+        f"file again (`gzip -t` on it must succeed) and point `datasets.{dataset}.source` at it; with "
+        f"`datasets.{dataset}.sha256` set, a complete file also passes the digest check."
+    )
+
+
 def _is_tar(path: Path) -> bool:
     try:
         return tarfile.is_tarfile(path)
-    except OSError:
+    except (OSError, *GZIP_ERRORS):  # a gzip stream cut before its first tar header: not a (readable) tar
         return False
 
 
@@ -69,22 +83,24 @@ def _is_10x_group(group) -> bool:
 
 
 def detect_format(path: str | os.PathLike[str], *, dataset: str = "dataset", declared: str = "auto",
-                  strict: bool = True) -> str:
+                  strict: bool = True, shown: str | None = None) -> str:
     """The format of ``path`` (one of :data:`FORMATS`), from its content, not its name.
 
     ``declared`` (config ``format``) other than ``auto`` must agree with the content; a file in none of
     the formats is a :class:`DatasetValidationError` naming the dataset, the file and the formats, or
     with ``strict=False`` is called ``h5ad``, so that the .h5ad reader says what is wrong with it
-    (not HDF5, truncated, another HDF5 layout).
+    (not HDF5, truncated, another HDF5 layout). ``shown`` names the file in messages instead of ``path``
+    (e.g. the configured source of a download being checked under a temporary name).
     """
     path = Path(path)
+    named = shown or path
     if declared not in ("auto", *FORMATS):
         raise DatasetValidationError(f"dataset {dataset!r}: `datasets.{dataset}.format` is {declared!r}; "
                                      f"use auto or one of {', '.join(FORMATS)}")
     if path.is_dir():
         found = _find_mtx_dir(path)
         if found is None:
-            raise _format_error(dataset, path, f"is a directory without {' or '.join(MTX_NAMES)}")
+            raise _format_error(dataset, named, f"is a directory without {' or '.join(MTX_NAMES)}")
         fmt = "10x_mtx"
     else:
         with open(path, "rb") as handle:
@@ -100,28 +116,31 @@ def detect_format(path: str | os.PathLike[str], *, dataset: str = "dataset", dec
                     elif any(_is_10x_group(h5[k]) for k in keys):  # v3: "matrix"; v2: one group per genome
                         fmt = "10x_h5"
                     elif strict:
-                        raise _format_error(dataset, path, f"is an HDF5 file of an unknown layout (top-level "
+                        raise _format_error(dataset, named, f"is an HDF5 file of an unknown layout (top-level "
                                                            f"entries: {sorted(keys)[:10]})")
                     else:
                         fmt = "h5ad"
             except OSError as err:
                 if strict:
-                    raise _format_error(dataset, path, f"is a damaged or truncated HDF5 file ({err})") from None
+                    raise _format_error(dataset, named, f"is a damaged or truncated HDF5 file ({err})") from None
                 fmt = "h5ad"
         elif head.startswith(GZIP_MAGIC) or _is_tar(path):
             fmt = "10x_mtx" if _is_tar(path) else "h5ad.gz"
             if fmt == "h5ad.gz":
-                with gzip.open(path, "rb") as handle:
-                    inner = handle.read(8)
+                try:
+                    with gzip.open(path, "rb") as handle:
+                        inner = handle.read(8)
+                except GZIP_ERRORS as err:
+                    raise _damaged_gzip(dataset, named, err) from None
                 if not inner.startswith(HDF5_MAGIC):
-                    raise _format_error(dataset, path, "is gzipped but holds neither an .h5ad nor a tar bundle "
+                    raise _format_error(dataset, named, "is gzipped but holds neither an .h5ad nor a tar bundle "
                                                        "(a lone matrix.mtx.gz needs its features and barcodes)")
         elif strict:
-            raise _format_error(dataset, path, f"is in none of the readable formats (first bytes {head!r})")
+            raise _format_error(dataset, named, f"is in none of the readable formats (first bytes {head!r})")
         else:
             fmt = "h5ad"
     if declared not in ("auto", fmt):
-        raise _format_error(dataset, path, f"is declared `format: {declared}` but its content is {fmt}")
+        raise _format_error(dataset, named, f"is declared `format: {declared}` but its content is {fmt}")
     return fmt
 
 
@@ -133,12 +152,14 @@ def _find_mtx_dir(root: Path) -> Path | None:
     return None
 
 
-def read_10x(path: str | os.PathLike[str], fmt: str, *, dataset: str = "dataset") -> anndata.AnnData:
+def read_10x(path: str | os.PathLike[str], fmt: str, *, dataset: str = "dataset",
+             shown: str | None = None) -> anndata.AnnData:
     """A 10x .h5 or Matrix Market bundle as AnnData: counts in X (CSR), gene symbols as var_names,
-    Ensembl ids in ``var["gene_ids"]``, barcodes as obs_names."""
+    Ensembl ids in ``var["gene_ids"]``, barcodes as obs_names (``shown``: the file's name in messages)."""
     import scanpy as sc
 
     path = Path(path)
+    named = shown or path
     try:
         if fmt == "10x_h5":
             adata = sc.read_10x_h5(path)
@@ -151,27 +172,59 @@ def read_10x(path: str | os.PathLike[str], fmt: str, *, dataset: str = "dataset"
                     root = Path(tmp)
                 found = _find_mtx_dir(root)
                 if found is None:
-                    raise _format_error(dataset, path, f"is a tar bundle without {' or '.join(MTX_NAMES)}")
+                    raise _format_error(dataset, named, f"is a tar bundle without {' or '.join(MTX_NAMES)}")
                 if not any((found / n).exists() for n in ("features.tsv.gz", "features.tsv", "genes.tsv",
                                                            "genes.tsv.gz")):
-                    raise _format_error(dataset, path, "is a Matrix Market bundle without features.tsv.gz / genes.tsv")
+                    raise _format_error(dataset, named, "is a Matrix Market bundle without features.tsv.gz / genes.tsv")
                 adata = sc.read_10x_mtx(found, var_names="gene_symbols", make_unique=True, cache=False)
     except DatasetValidationError:
         raise
     except Exception as err:  # scanpy raises many types for damaged or partial bundles
-        raise _format_error(dataset, path, f"could not be read as {fmt} ({type(err).__name__}: {err})") from None
+        raise _format_error(dataset, named, f"could not be read as {fmt} ({type(err).__name__}: {err})") from None
     adata.var_names_make_unique()
     adata.X = sp.csr_matrix(adata.X)
     return adata
 
 
 def join_metadata(adata: anndata.AnnData, metadata: str | os.PathLike[str], *, dataset: str) -> None:
-    """Add the columns of a CSV/TSV (first column: cell barcode) to ``adata.obs``; cells it lacks are an error."""
+    """Add the columns of a CSV/TSV (first column: cell barcode) to ``adata.obs``.
+
+    Parameters
+    ----------
+    adata
+        The cells read from ``datasets.<dataset>.source``; its ``obs`` gains the table's columns.
+    metadata
+        The CSV/TSV (optionally gzipped) of ``datasets.<dataset>.metadata``.
+    dataset
+        The config name, for messages.
+
+    Raises
+    ------
+    DatasetValidationError
+        The file cannot be parsed, a barcode has more than one row (which row belongs to the cell is
+        ambiguous) or a cell of ``adata`` has none; the message names the dataset, the keys and the fix.
+    """
     import pandas as pd
 
+    where = (f"the metadata file {metadata} (config `datasets.{dataset}.metadata`, the cell table of "
+             f"`datasets.{dataset}.source`; first column = barcode)")
     sep = "\t" if str(metadata).removesuffix(".gz").endswith((".tsv", ".txt")) else ","
-    table = pd.read_csv(metadata, sep=sep, index_col=0)
+    try:
+        table = pd.read_csv(metadata, sep=sep, index_col=0)
+    except (*GZIP_ERRORS, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise DatasetValidationError(
+            f"dataset {dataset!r}: cannot read {where}: {type(err).__name__}: {err}. Write it as a "
+            "comma- (.csv) or tab-separated (.tsv) text file, optionally gzipped, with one row per cell."
+        ) from None
     table.index = table.index.astype(str)
+    repeated = table.index[table.index.duplicated()].unique()
+    if len(repeated):
+        raise DatasetValidationError(
+            f"dataset {dataset!r}: {len(repeated)} barcodes have more than one row in {where} (e.g. "
+            f"{list(repeated[:3])}), so which row belongs to the cell is ambiguous. Keep one row per barcode "
+            "(pandas: `table[~table.index.duplicated()]`); barcodes shared by several samples or lanes need "
+            "the same suffixes the matrix gives them (e.g. AAAC-1, AAAC-2)."
+        )
     missing = adata.obs_names.difference(table.index)
     if len(missing):
         raise DatasetValidationError(
@@ -183,23 +236,48 @@ def join_metadata(adata: anndata.AnnData, metadata: str | os.PathLike[str], *, d
 
 
 def stage_as_h5ad(source: str | os.PathLike[str], destination: str | os.PathLike[str], *, dataset: str,
-                  declared: str = "auto", metadata: str | os.PathLike[str] | None = None) -> str:
+                  declared: str = "auto", metadata: str | os.PathLike[str] | None = None,
+                  shown: str | None = None) -> str:
     """Write ``source`` (any of :data:`FORMATS`) to ``destination`` as .h5ad; returns the detected format.
 
     An .h5ad is copied (or just renamed when both are on one file system: see the download rule),
     a gzipped one decompressed in 1 MiB chunks, a 10x file read and written with ``metadata`` joined.
+
+    Parameters
+    ----------
+    source
+        The file (or Matrix Market directory) to convert.
+    destination
+        The .h5ad to write (atomically: nothing is left there on failure).
+    dataset
+        The config name, for messages.
+    declared
+        ``datasets.<dataset>.format``; other than ``auto`` it must agree with the content.
+    metadata
+        CSV/TSV of obs columns for the 10x formats (:func:`join_metadata`).
+    shown
+        The source's name in messages instead of ``source`` (the download rule checks a ``.part`` file).
+
+    Raises
+    ------
+    DatasetValidationError
+        A foreign, truncated or damaged file, or bad metadata: the message names the dataset,
+        ``datasets.<dataset>.source`` (or ``.metadata``) and the fix.
     """
     from scdiva.bench.io import atomic_path
 
-    fmt = detect_format(source, dataset=dataset, declared=declared)
+    fmt = detect_format(source, dataset=dataset, declared=declared, shown=shown)
     with atomic_path(destination) as tmp:
         if fmt == "h5ad":
             shutil.copyfile(source, tmp)
         elif fmt == "h5ad.gz":
-            with gzip.open(source, "rb") as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst, length=1 << 20)
+            try:
+                with gzip.open(source, "rb") as src, open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst, length=1 << 20)
+            except GZIP_ERRORS as err:
+                raise _damaged_gzip(dataset, shown or source, err) from None
         else:
-            adata = read_10x(source, fmt, dataset=dataset)
+            adata = read_10x(source, fmt, dataset=dataset, shown=shown)
             if metadata is not None:
                 join_metadata(adata, metadata, dataset=dataset)
             adata.write_h5ad(tmp)
@@ -321,6 +399,8 @@ def read_counts(path: str | os.PathLike[str], *, dataset: str, counts_layer: str
     rows = None
     if subsample is not None and subsample < len(obs) and set(strata) <= set(obs.columns):
         rows = stratified_indices(obs, subsample, list(strata), seed)
+        logger.info("dataset %r: reading the %d of %d cells a subsample keeps (stratified by %s, seed %d)",
+                    dataset, subsample, len(obs), " x ".join(strata), seed)
     with h5py.File(path, "r") as handle:
         if counts_layer is None:
             element, where = handle["X"], "X"
@@ -357,8 +437,6 @@ def read_counts(path: str | os.PathLike[str], *, dataset: str, counts_layer: str
 def _round_counts(x: sp.csr_matrix, obs: pd.DataFrame, batch_key: str | None, *, dataset: str) -> None:
     """Round the stored values of ``x`` in place (negative ones stay and are refused later), logging
     how many were not integers, per batch."""
-    import logging
-
     off = x.data != np.rint(x.data)
     if not off.any():
         return
@@ -368,7 +446,7 @@ def _round_counts(x: sp.csr_matrix, obs: pd.DataFrame, batch_key: str | None, *,
         counts = obs[batch_key].astype(str).to_numpy()[rows]
         batches, n = np.unique(counts, return_counts=True)
         where = " in batches " + ", ".join(f"{b} ({k})" for b, k in zip(batches, n, strict=True))
-    logging.getLogger(__name__).warning(
+    logger.warning(
         "dataset %r: rounded %d of %d stored values that were not integers%s (`datasets.%s.round_counts`)",
         dataset, int(off.sum()), x.data.size, where, dataset)
     x.data = np.rint(x.data)
