@@ -205,6 +205,12 @@ def preprocess(
         logger.info("subsampling %d of %d cells (stratified by %s x %s, seed %d)",
                     subsample, adata.n_obs, batch_key, label_key, seed)
         adata = stratified_subsample(adata, subsample, [batch_key, label_key], seed)
+    elif subsample is not None and subsample > adata.n_obs:
+        logger.warning("dataset %r: `datasets.%s.subsample` is %d but the data have %d cells: all %d are kept "
+                       "(uns['preprocess']['subsample'] records %d)", dataset, dataset, subsample, adata.n_obs,
+                       adata.n_obs, adata.n_obs)
+    # What the subsample kept, not what was asked for: a subsample larger than the data keeps every cell.
+    subsampled = min(int(subsample), adata.n_obs) if subsample else 0
     validate_dataset(
         adata,
         dataset=dataset,
@@ -254,7 +260,8 @@ def preprocess(
         **qc,
         "n_highly_variable": n_hvg,
         "n_pcs_used": n_pcs,
-        "subsample": int(subsample) if subsample else 0,
+        "subsample": subsampled,  # cells the subsample kept (0: not subsampled); before QC
+        "subsample_requested": int(subsample) if subsample else 0,  # `datasets.<name>.subsample`
         "seed": seed,
         "batch_key": batch_key,
         "label_key": label_key,

@@ -119,7 +119,11 @@ def check_counts(
     if bad.any():
         raise DatasetValidationError(
             f"dataset {dataset!r}: {where} has non-integer values ({example(bad)}), so it is not raw counts "
-            f"(log-normalised data?). The workflow normalises itself and needs raw integer counts.{hint}"
+            f"({int(bad.sum())} of {values.size} stored values checked are not integers). The workflow "
+            "normalises itself and needs raw integer counts. If these are counts that are partly estimates "
+            "(Smart-seq2 / Fluidigm C1 expected counts, as in the scIB pancreas), set "
+            f"`datasets.{dataset}.round_counts: true` to round them (logged per batch); if the data are "
+            f"log-normalised or scaled, use the raw counts.{hint}"
         )
 
 
