@@ -14,8 +14,23 @@ def _read_h5ad(path: str, backed: bool = False):
     import anndata as ad
 
     if not Path(path).is_file():
-        raise SystemExit(f"error: input file {path} does not exist")
-    return ad.read_h5ad(path, backed="r" if backed else None)
+        raise ValueError(f"input file {path} does not exist")
+    try:
+        return ad.read_h5ad(path, backed="r" if backed else None)
+    except Exception as err:  # h5py / anndata raise many types for files that are not (intact) .h5ad
+        raise ValueError(f"input file {path} is not a readable AnnData .h5ad file ({type(err).__name__}: "
+                         f"{_first_line(err)}); write it with anndata (`adata.write_h5ad(path)`) or, if a "
+                         "copy was interrupted, copy it again") from None
+
+
+def _message(err: BaseException) -> str:
+    """An exception's message (a KeyError's without the quotes its str() adds)."""
+    return str(err.args[0] if isinstance(err, KeyError) and err.args else err)
+
+
+def _first_line(err: BaseException) -> str:
+    """The first non-empty line of an exception's message (a library's can span several)."""
+    return next((line.strip() for line in _message(err).splitlines() if line.strip()), type(err).__name__)
 
 
 def _write_h5ad(adata, path: str) -> None:
@@ -46,7 +61,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     for spec in args.classifier or []:
         name, _, obs_key = spec.partition("=")
         if not obs_key:
-            raise SystemExit(f"error: --classifier expects NAME=OBS_KEY, got {spec!r}")
+            raise ValueError(f"--classifier expects NAME=OBS_KEY, got {spec!r}")
         tasks.append(TaskSpec(name, kind="classifier", obs_key=obs_key))
     if args.init:
         model = ScDiVaModel.from_pretrained(args.init, device=args.device)
@@ -219,13 +234,13 @@ def main(argv: list[str] | None = None) -> int:
     from scdiva.config import ConfigError
     from scdiva.data.dataset import CountsError
     from scdiva.data.vocab import GeneMismatchError
-    from scdiva.model.pretrained import CheckpointError
+    from scdiva.errors import CheckpointError
 
     try:
         args.func(args)
     except (ConfigError, CountsError, GeneMismatchError, CheckpointError, KeyError, ValueError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"scdiva {args.command}: error: {message}", file=sys.stderr)
+        # One line, no traceback: the package's errors name the file or key and the fix.
+        print(f"scdiva {args.command}: error: {' '.join(_message(err).split())}", file=sys.stderr)
         return 2
     return 0
 

@@ -19,8 +19,16 @@ from scdiva.bench.checkpoints import CHECKPOINT_FILES, CheckpointError
 _MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors format's own limit
 
 
-def _safetensors_problem(path: Path) -> str | None:
-    """Why ``path`` is not a complete safetensors file, or None when its header and size agree."""
+def safetensors_problem(path: Path) -> str | None:
+    """Why ``path`` is not a complete safetensors file, or None when its header and size agree.
+
+    Cheap: reads the header only (``ScDiVaModel.from_pretrained`` runs it before loading weights).
+
+    Parameters
+    ----------
+    path
+        The ``.safetensors`` file.
+    """
     size = path.stat().st_size
     if size < 8:
         return f"{size} bytes, shorter than the 8-byte header length"
@@ -60,7 +68,7 @@ def check_checkpoint_dir(directory: str | os.PathLike[str], name: str | None = N
             except (UnicodeDecodeError, json.JSONDecodeError) as err:
                 raise CheckpointError(f"checkpoint {name!r}: {path} is not valid JSON ({err}). {fix}") from None
         else:
-            problem = _safetensors_problem(path)
+            problem = safetensors_problem(path)
             if problem:
                 raise CheckpointError(f"checkpoint {name!r}: {path} is not a valid safetensors file: {problem}. {fix}")
 

@@ -15,6 +15,14 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 from scdiva.errors import CheckpointError  # noqa: E402  (one class for the model and the benchmark)
 
 
+def damaged_file_error(path: Path, reason: str) -> CheckpointError:
+    """The error for a checkpoint file that is there but cannot be read: names the file and the fix."""
+    return CheckpointError(
+        f"checkpoint file {path} is damaged: {reason}. Replace the checkpoint with an intact copy (copy it "
+        "again, or write it again with save_pretrained); for a Hugging Face repo, remove it from the local "
+        "cache (`huggingface-cli delete-cache`) so that it is downloaded again.")
+
+
 def refuse_pickles(directory: Path) -> None:
     """Raise if ``directory`` holds a pickle-based weights file (those can run arbitrary code)."""
     found = sorted(p.name for p in directory.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)

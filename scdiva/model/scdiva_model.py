@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from scdiva.config import (
     DEFAULT_CLASSIFIER_HIDDEN_LAYERS,
@@ -29,11 +30,19 @@ from scdiva.data.dataset import (
     gene_statistics,
 )
 from scdiva.data.vocab import GeneVocab
-from scdiva.model.pretrained import CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE, resolve_checkpoint
+from scdiva.model.pretrained import (
+    CONFIG_FILE,
+    VOCAB_FILE,
+    WEIGHTS_FILE,
+    CheckpointError,
+    damaged_file_error,
+    resolve_checkpoint,
+)
 from scdiva.model.recipes import INTEGRATION_FINETUNE
 from scdiva.model.tasks import TaskSpec, resolve_tasks
 from scdiva.module.scdiva_module import ScDiVaModule
 from scdiva.module.tokenizer import normalised_log
+from scdiva.train.checkpoint import save_safetensors
 from scdiva.train.precision import check_precision, uses_bf16
 from scdiva.train.trainer import TrainingSettings, steps_per_epoch, train
 
@@ -119,16 +128,47 @@ class ScDiVaModel:
 
         Only ``config.json``, ``vocab.json`` and ``model.safetensors`` are read; a directory that
         holds pickle files (``*.bin``, ``*.pt``, ``*.pkl``, ...) is refused.
+
+        Parameters
+        ----------
+        name_or_path
+            A checkpoint directory (written by :meth:`save_pretrained`) or a Hugging Face repo id.
+        device
+            Where the model lives (default: cuda if available, else cpu).
+
+        Raises
+        ------
+        scdiva.errors.CheckpointError
+            The checkpoint is missing, unreachable, holds pickles, or a file is damaged (truncated or
+            garbled weights, a vocabulary that is not JSON, weights that do not fit the config): the
+            message names the file and the fix.
         """
+        from safetensors import SafetensorError
+
+        from scdiva.bench.checkpoint_check import safetensors_problem
+
         directory = resolve_checkpoint(name_or_path)
         config = ScDiVaConfig.from_json(directory / CONFIG_FILE)
-        vocab = GeneVocab.load(directory / VOCAB_FILE)
+        try:
+            vocab = GeneVocab.load(directory / VOCAB_FILE)
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+            raise damaged_file_error(directory / VOCAB_FILE, f"not a ScDiVa vocabulary ({type(err).__name__}: "
+                                     f"{err})") from None
         model = cls(config, vocab, device="cpu")
-        state = load_file(str(directory / WEIGHTS_FILE))
-        missing, unexpected = model.module.load_state_dict(state, strict=False)
+        weights = directory / WEIGHTS_FILE
+        # The header check names what is wrong (truncated, not safetensors) before the library reads it.
+        problem = safetensors_problem(weights)
+        if problem:
+            raise damaged_file_error(weights, f"not a complete safetensors file: {problem}")
+        try:
+            state = load_file(str(weights))
+            missing, unexpected = model.module.load_state_dict(state, strict=False)
+        except (SafetensorError, OSError, RuntimeError) as err:  # RuntimeError: a tensor of the wrong shape
+            raise damaged_file_error(weights, f"{type(err).__name__}: {str(err).splitlines()[0]}") from None
         if missing or unexpected:
-            raise ValueError(f"{directory / WEIGHTS_FILE} does not match {CONFIG_FILE}: missing "
-                             f"{missing[:5]}, unexpected {unexpected[:5]}")
+            raise CheckpointError(f"{weights} does not match {directory / CONFIG_FILE}: missing "
+                                  f"{missing[:5]}, unexpected {unexpected[:5]}. Use the config.json saved "
+                                  "with these weights (save_pretrained writes both).")
         model.to(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
         return model
 
@@ -155,7 +195,7 @@ class ScDiVaModel:
         self.config.to_json(directory / CONFIG_FILE)
         self.vocab.save(directory / VOCAB_FILE)
         state = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt", "model_type": "scdiva"})
+        save_safetensors(state, directory / WEIGHTS_FILE, metadata={"format": "pt", "model_type": "scdiva"})
 
     def to(self, device: str | torch.device) -> ScDiVaModel:
         self.device = torch.device(device)

@@ -16,9 +16,31 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from scdiva.bench.io import default_file_mode
+
 LAST = "last"
 TRAINER_STATE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
+
+
+def save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path,
+                     metadata: dict[str, str] | None = None) -> None:
+    """``safetensors.torch.save_file`` with the mode any new file gets under the umask.
+
+    safetensors writes through a private temporary file (mode 0600) that it renames into place, so
+    the weights would be unreadable to a group sharing the checkpoint while its JSON files are not.
+
+    Parameters
+    ----------
+    tensors
+        Name -> contiguous CPU tensor.
+    path
+        The file to write.
+    metadata
+        safetensors' string metadata (header ``__metadata__``).
+    """
+    save_file(tensors, str(path), metadata=metadata)
+    os.chmod(path, default_file_mode())
 
 
 def optimizer_to_flat(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -56,7 +78,7 @@ def save_training_checkpoint(checkpoint_dir: str | Path, save_model: Callable[[P
     tmp.mkdir()
     save_model(tmp)
     tensors, meta = optimizer_to_flat(optimizer)
-    save_file(tensors, str(tmp / OPTIMIZER_FILE))
+    save_safetensors(tensors, tmp / OPTIMIZER_FILE)
     (tmp / TRAINER_STATE).write_text(json.dumps({**trainer_state, "optimizer": meta}) + "\n")
     final, old = checkpoint_dir / LAST, checkpoint_dir / f".{LAST}.old"
     shutil.rmtree(old, ignore_errors=True)
