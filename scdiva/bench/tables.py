@@ -4,11 +4,15 @@
 * long:    ``dataset, method, metric, kind, value, std, n_seeds`` (value = mean over seeds, std = sample
   standard deviation, NaN with one seed)
 * wide:    one dataset, methods as rows (best total first), metrics as columns (means)
+
+Only completed runs reach these tables (:func:`scdiva.bench.report.coverage.only_completed` on
+``results/tables/runs.csv``): a run that failed has no rows, so its method's mean is over the seeds
+that completed (``n_seeds``), never over a 0 or a NaN standing in for the failure.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -49,13 +53,28 @@ def summarise_seeds(by_seed: pd.DataFrame) -> pd.DataFrame:
     return sort_metrics(long)[LONG_COLUMNS].reset_index(drop=True)
 
 
-def wide_table(long: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """Methods x metrics (means) for one dataset, sorted by total score (best first)."""
+def wide_table(long: pd.DataFrame, dataset: str, ranked: Collection[str] | None = None) -> pd.DataFrame:
+    """Methods x metrics (means) for one dataset, sorted by total score (best first).
+
+    Parameters
+    ----------
+    long
+        The long table (:func:`summarise_seeds`).
+    dataset
+        Which dataset.
+    ranked
+        The methods that may be ranked (those that completed every seed); they come first, best
+        total first, and the others follow, also by total. ``None``: every method is ranked.
+    """
     sub = long[long["dataset"] == dataset]
     if sub.empty:
         raise ValueError(f"no metrics for dataset {dataset!r}")
     wide = sub.pivot(index="method", columns="metric", values="value")
     wide = wide[[m for m in METRIC_ORDER if m in wide.columns]]
-    return wide.sort_values("total_score", ascending=False)
+    wide = wide.sort_values("total_score", ascending=False)
+    if ranked is None:
+        return wide
+    first = wide.index.isin(list(ranked))
+    return pd.concat([wide[first], wide[~first]])
 
 

@@ -1,13 +1,20 @@
-"""Snakemake adapter: metric files of all runs -> long, by-seed and per-dataset wide tables."""
+"""Snakemake adapter: metric files of all runs -> long, by-seed and per-dataset wide tables.
+
+Only runs that completed (status ok in runs.csv) reach the tables; the report names the others.
+"""
 
 from pathlib import Path
 
+import pandas as pd
+
 from scdiva.bench.io import atomic_path, configure_logging
 from scdiva.bench.provenance import with_run_id
+from scdiva.bench.report.coverage import only_completed, read_runs, seed_counts
 from scdiva.bench.tables import read_metric_files, summarise_seeds, wide_table
 
 configure_logging(snakemake.log[0])
-by_seed = read_metric_files(snakemake.input)
+runs = read_runs(snakemake.input.runs)
+by_seed = only_completed(read_metric_files(snakemake.input.metrics), runs, "integration")
 long = summarise_seeds(by_seed)
 for frame, path in [(by_seed, snakemake.output.by_seed),
                     (with_run_id(long, snakemake.params.run_id), snakemake.output.long)]:
@@ -15,5 +22,10 @@ for frame, path in [(by_seed, snakemake.output.by_seed),
         frame.to_csv(tmp, index=False)
 for path in snakemake.output.wide:
     dataset = Path(path).name.removesuffix("_integration_wide.csv")
+    counts = seed_counts(runs, "integration", dataset)
+    ranked = [method for (_, method), complete in counts["complete"].items() if complete]
+    # A dataset where no run completed still gets its (empty) table: the report says why.
+    wide = wide_table(long, dataset, ranked) if (long["dataset"] == dataset).any() else pd.DataFrame(
+        index=pd.Index([], name="method"))
     with atomic_path(path) as tmp:
-        wide_table(long, dataset).to_csv(tmp)
+        wide.to_csv(tmp)

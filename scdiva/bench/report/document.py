@@ -19,12 +19,15 @@ class Section:
 
     ``markdown`` is the body (GitHub-style tables allowed); ``figures`` are image paths (PNG/SVG/JPG)
     shown below it, embedded as base64 in the HTML. ``order`` sorts sections (lower first).
+    ``html``, when given, is the body of the HTML report in place of the rendered markdown (for what
+    markdown cannot say, e.g. table cells coloured by status); ``report.md`` keeps ``markdown``.
     """
 
     title: str
     markdown: str = ""
     figures: list[str] = field(default_factory=list)
     order: int = 100
+    html: str = ""
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
         with atomic_path(path) as tmp:
@@ -36,7 +39,7 @@ def load_sections(paths: Iterable[str | os.PathLike[str]]) -> list[Section]:
     sections = []
     for path in paths:
         data = json.loads(Path(path).read_text())
-        unknown = set(data) - {"title", "markdown", "figures", "order"}
+        unknown = set(data) - {"title", "markdown", "figures", "order", "html"}
         if unknown or "title" not in data:
             raise ValueError(f"{path}: not a report section (needs 'title'; unknown keys {sorted(unknown)})")
         sections.append(Section(**data))
@@ -64,6 +67,15 @@ text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:
 nav li{display:inline;margin-right:1em}code{background:#f5f5f5;padding:1px 3px}"""
 
 
+def markdown_to_html(text: str) -> str:
+    """HTML of report markdown: GitHub-style tables, fenced code, and markdown inside ``<details>``."""
+    import markdown
+
+    # Tables inside <details> (long tables, folded) are markdown too: md_in_html renders them.
+    source = text.replace("<details>", '<details markdown="1">')
+    return markdown.markdown(source, extensions=["tables", "fenced_code", "md_in_html"])
+
+
 def _embed_image(path: str) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in _MIME:
@@ -75,21 +87,19 @@ def _embed_image(path: str) -> str:
 
 def render_html(sections: Sequence[Section], title: str) -> str:
     """Self-contained HTML: no external files, images embedded as base64 data URIs."""
-    import markdown
+    from scdiva.bench.report.coverage import COVERAGE_CSS
 
     ordered = sorted(sections, key=lambda s: s.order)
     anchors = [f"s{i}" for i in range(len(ordered))]
     nav = "".join(f'<li><a href="#{a}">{html.escape(s.title)}</a></li>' for a, s in zip(anchors, ordered, strict=True))
     body = []
     for anchor, section in zip(anchors, ordered, strict=True):
-        # Tables inside <details> (long tables, folded) are markdown too: md_in_html renders them.
-        source = section.markdown.replace("<details>", '<details markdown="1">')
-        content = markdown.markdown(source, extensions=["tables", "fenced_code", "md_in_html"])
+        content = section.html or markdown_to_html(section.markdown)
         figures = "".join(_embed_image(f) for f in section.figures)
         body.append(f'<section id="{anchor}"><h2>{html.escape(section.title)}</h2>{content}{figures}</section>')
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1><nav><ul>{nav}</ul></nav>"
+        f"<style>{_CSS}\n{COVERAGE_CSS}</style></head><body><h1>{html.escape(title)}</h1><nav><ul>{nav}</ul></nav>"
         + "".join(body)
         + "</body></html>"
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +20,11 @@ def _save(fig, paths: Sequence[str | os.PathLike[str]]) -> None:
             fig.savefig(tmp, dpi=150, bbox_inches="tight", format=Path(path).suffix.lstrip("."))
 
 
-def results_table_figure(wide: pd.DataFrame, paths: Sequence[str | os.PathLike[str]], *, title: str = "") -> None:
+def results_table_figure(wide: pd.DataFrame, paths: Sequence[str | os.PathLike[str]], *, title: str = "",
+                         ranked: Collection[str] | None = None) -> None:
     """scIB-style table: methods as rows; metric circles (colour and size = value) grouped into
-    bio conservation and batch correction, then bars for the aggregate scores. Rows sorted by total."""
+    bio conservation and batch correction, then bars for the aggregate scores. Rows sorted by total;
+    with ``ranked`` (methods that completed every seed), the others go below them, marked "not ranked"."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -32,7 +34,11 @@ def results_table_figure(wide: pd.DataFrame, paths: Sequence[str | os.PathLike[s
               ("Batch correction", [m for m, i in METRICS.items() if i.kind == "batch"]),
               ("Aggregate score", list(AGGREGATES))]
     columns = [(g, m) for g, ms in groups for m in ms if m in wide.columns]
-    wide = wide.sort_values("total_score", ascending=True)  # best at the top of the plot
+    wide = wide.sort_values("total_score", ascending=False)
+    if ranked is not None:
+        first = wide.index.isin(list(ranked))
+        wide = pd.concat([wide[first], wide[~first].rename(index=lambda m: f"{m} (not ranked)")])
+    wide = wide.iloc[::-1]  # best at the top of the plot
     n_rows, n_cols = wide.shape[0], len(columns)
     fig, ax = plt.subplots(figsize=(1.0 * n_cols + 2.5, 0.55 * n_rows + 1.8))
     cmap_metric, cmap_agg = plt.get_cmap("PRGn"), plt.get_cmap("YlGnBu")
@@ -65,6 +71,21 @@ def results_table_figure(wide: pd.DataFrame, paths: Sequence[str | os.PathLike[s
         start += width
     if title:
         ax.set_title(title, pad=90)
+    _save(fig, paths)
+    plt.close(fig)
+
+
+def message_figure(message: str, paths: Sequence[str | os.PathLike[str]]) -> None:
+    """A figure that only says ``message``: stands in for a figure with nothing to show (e.g. no run
+    completed), so that the report's figure files always exist and say why they are empty."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 1.2))
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=10)
+    ax.set_axis_off()
     _save(fig, paths)
     plt.close(fig)
 

@@ -13,8 +13,9 @@ import pandas as pd
 
 from scdiva.bench.io import atomic_path
 from scdiva.bench.metrics import AGGREGATES, BATCH_WEIGHT, BIO_WEIGHT, METRICS
+from scdiva.bench.report.coverage import left_out_lines, seed_counts
 from scdiva.bench.report.document import Section
-from scdiva.bench.report.figures import results_table_figure, umap_grid, walltime_figure
+from scdiva.bench.report.figures import message_figure, results_table_figure, umap_grid, walltime_figure
 from scdiva.bench.tables import wide_table
 
 VERSION_PACKAGES = ("scdiva", "scanpy", "anndata", "scvi-tools", "scib-metrics", "harmonypy", "scanorama",
@@ -78,21 +79,50 @@ def _metric_glossary() -> str:
     return "\n".join(lines)
 
 
+def _seed_column(long: pd.DataFrame, dataset: str, methods: pd.Index, runs: pd.DataFrame | None) -> pd.Series:
+    """Per method ``ok seeds/scheduled seeds`` (and "not ranked" when it missed a seed)."""
+    if runs is None:  # no run record: the seeds that have a total score
+        sub = long[(long["dataset"] == dataset) & (long["metric"] == "total_score")].set_index("method")
+        return pd.Series([str(int(sub.loc[m, "n_seeds"])) for m in methods], index=methods)
+    counts = seed_counts(runs, "integration", dataset).droplevel("dataset")
+    return pd.Series([f"{counts.loc[m, 'n_ok']}/{counts.loc[m, 'n_scheduled']}"
+                      + ("" if counts.loc[m, "complete"] else " (not ranked)") for m in methods], index=methods)
+
+
 def integration_sections(
     long: pd.DataFrame,
     datasets: Mapping[str, DatasetInputs],
     out_dir: str | os.PathLike[str],
     *,
+    runs: pd.DataFrame | None = None,
     bench_dir: str | os.PathLike[str] = "results/benchmarks",
     seed: int = 0,
 ) -> list[Section]:
-    """Write the integration tables and figures under ``out_dir`` and return their report sections."""
+    """Write the integration tables and figures under ``out_dir`` and return their report sections.
+
+    Parameters
+    ----------
+    long
+        Mean over completed seeds per dataset, method and metric (:func:`scdiva.bench.tables.summarise_seeds`).
+    datasets
+        What each dataset's section needs (keys, preprocessed file, first-seed embeddings).
+    out_dir
+        The report directory (``tables/`` and ``figures/`` are written under it).
+    runs
+        ``runs.csv`` (:func:`scdiva.bench.report.coverage.read_runs`): only methods that completed every
+        seed of a dataset are ranked, UMAPs only of completed runs, and the runs left out are named.
+        ``None``: every method in ``long`` is ranked.
+    bench_dir
+        Snakemake ``benchmark:`` files (wall time per rule).
+    seed
+        The seed whose embeddings the UMAPs show.
+    """
     out_dir = Path(out_dir)
     tables, figures = out_dir / "tables", out_dir / "figures"
     tables.mkdir(parents=True, exist_ok=True)
     figures.mkdir(parents=True, exist_ok=True)
     _write_csv(long, tables / "integration_scores.csv", index=False)
-    n_seeds = int(long["n_seeds"].max())
+    n_seeds = int(long["n_seeds"].max()) if len(long) else 0
     sections = [Section(
         title="Integration benchmark: how to read it",
         order=10,
@@ -101,48 +131,88 @@ def integration_sections(
             f"scib-metrics). Batch score = mean of the batch-correction metrics, bio score = mean of the "
             f"bio-conservation metrics marked *in aggregate*, total = {BATCH_WEIGHT} x batch + "
             f"{BIO_WEIGHT} x bio. Aggregates use the raw metric values (no min-max scaling across "
-            f"methods). Values are means over {n_seeds} seed(s); `± std` is the sample standard "
-            "deviation over seeds.\n\n" + _metric_glossary()
+            f"methods). Values are means over the seeds that completed (up to {n_seeds}); `± std` is the "
+            "sample standard deviation over seeds. *seeds* says how many of the scheduled seeds completed: "
+            "a method that missed one is shown but not ranked, and a run that did not complete is in no "
+            "mean (see *Coverage*). A metric that is undefined by its own definition in a completed run "
+            "(e.g. kBET when no label has enough cells) is left out of its group's mean for that run and "
+            "of its own mean over seeds; a metric undefined on every seed shows `nan`.\n\n" + _metric_glossary()
         ),
     )]
     for i, (dataset, inputs) in enumerate(datasets.items()):
-        wide = wide_table(long, dataset)
+        fig_table = [figures / f"{dataset}_scib_results.png", figures / f"{dataset}_scib_results.pdf"]
+        fig_umap = [figures / f"{dataset}_umap.png", figures / f"{dataset}_umap.pdf"]
+        left_out = left_out_lines(runs, "integration", dataset) if runs is not None else []
+        left_out_md = ("\n\n**Left out** (no score; not in any mean):\n\n" + "\n".join(left_out)) if left_out else ""
+        if not (long["dataset"] == dataset).any():
+            message = f"{dataset}: no integration run completed"
+            for paths in (fig_table, fig_umap):
+                message_figure(message, paths)
+            for name in (f"{dataset}_integration_wide.csv", f"{dataset}_integration.csv"):
+                _write_csv(pd.DataFrame(columns=["method"]), tables / name, index=False)
+            with atomic_path(tables / f"{dataset}_integration.tex") as tmp:  # the report's outputs always exist
+                tmp.write_text(f"% {message}\n")
+            sections.append(Section(title=f"Integration: {dataset}", order=20 + i,
+                                    markdown=f"No integration run of `{dataset}` completed, so there are no "
+                                             f"scores to show.{left_out_md}"))
+            continue
+        ranked = None
+        if runs is not None:
+            counts = seed_counts(runs, "integration", dataset)
+            ranked = [m for (_, m), complete in counts["complete"].items() if complete]
+        wide = wide_table(long, dataset, ranked)
+        seeds_done = _seed_column(long, dataset, wide.index, runs)
         _write_csv(wide, tables / f"{dataset}_integration_wide.csv")
-        pretty = mean_std_table(long, dataset)
+        pretty = mean_std_table(long, dataset).reindex(wide.index)
         pretty.columns = [METRICS[c].label if c in METRICS else c for c in pretty.columns]
+        pretty.insert(0, "seeds", seeds_done)
         _write_csv(pretty, tables / f"{dataset}_integration.csv")
         with atomic_path(tables / f"{dataset}_integration.tex") as tmp:
             tmp.write_text(pretty.to_latex(escape=True, caption=f"Integration scores on {dataset} "
-                                           "(mean ± std over seeds; higher is better).",
+                                           "(mean ± std over completed seeds; higher is better).",
                                            label=f"tab:{dataset}-integration"))
-        fig_table = [figures / f"{dataset}_scib_results.png", figures / f"{dataset}_scib_results.pdf"]
-        results_table_figure(wide, fig_table, title=f"{dataset}: integration scores")
+        results_table_figure(wide, fig_table, title=f"{dataset}: integration scores", ranked=ranked)
 
         import anndata as ad
 
         ref = ad.read_h5ad(inputs.preprocessed, backed="r")
         obs = ref.obs[[inputs.batch_key, inputs.label_key]].copy()
         ref.file.close()
+        shown = list(wide.index)
+        if runs is not None:  # the UMAP seed's embedding of a method exists only when that run completed
+            ok = runs[(runs["task"] == "integration") & (runs["dataset"] == dataset) & (runs["seed"] == seed)
+                      & (runs["status"] == "ok")]
+            shown = [m for m in shown if m in set(ok["method"])]
         embeddings = {}
-        for method in wide.index:
+        for method in shown:
             emb = ad.read_h5ad(inputs.embeddings[method])
             # Align to the preprocessed cell order whatever order the method wrote.
             embeddings[method] = pd.DataFrame(np.asarray(emb.obsm["X_emb"]), index=emb.obs_names).loc[obs.index].to_numpy()
-        fig_umap = [figures / f"{dataset}_umap.png", figures / f"{dataset}_umap.pdf"]
-        umap_grid(obs, embeddings, batch_key=inputs.batch_key, label_key=inputs.label_key,
-                  paths=fig_umap, seed=seed)
-        best = wide.index[0]
+        if embeddings:
+            umap_grid(obs, embeddings, batch_key=inputs.batch_key, label_key=inputs.label_key,
+                      paths=fig_umap, seed=seed)
+        else:
+            message_figure(f"{dataset}: no run of seed {seed} completed", fig_umap)
+        no_umap = [m for m in wide.index if m not in embeddings]
+        if ranked is None or ranked:
+            best = wide.index[0]
+            best_text = f"Best total score: **{best}** ({wide.loc[best, 'total_score']:.3f})."
+        else:
+            best_text = "No method completed every seed, so none is ranked."
         sections.append(Section(
             title=f"Integration: {dataset}",
             order=20 + i,
             markdown=(
-                f"Batch key `{inputs.batch_key}`, label key `{inputs.label_key}`. Best total score: "
-                f"**{best}** ({wide.loc[best, 'total_score']:.3f}). Tables: `tables/{dataset}_integration.csv`, "
-                f"`.tex`; raw means: `tables/{dataset}_integration_wide.csv`.\n\n"
-                + pretty[[METRICS[c].label if c in METRICS else c for c in wide.columns if c in AGGREGATES]
-                         ].to_markdown() + "\n\n<details><summary>All metrics</summary>\n\n"
+                f"Batch key `{inputs.batch_key}`, label key `{inputs.label_key}`. {best_text} "
+                f"Tables: `tables/{dataset}_integration.csv`, `.tex`; raw means: "
+                f"`tables/{dataset}_integration_wide.csv`.\n\n"
+                + pretty[["seeds", *[METRICS[c].label if c in METRICS else c for c in wide.columns
+                                     if c in AGGREGATES]]].to_markdown() + left_out_md
+                + "\n\n<details><summary>All metrics</summary>\n\n"
                 + pretty.to_markdown() + "\n\n</details>\n\nUMAP rows are methods (seed "
                 f"{seed}); left coloured by batch, right by label."
+                + (f" No UMAP of {', '.join(f'`{m}`' for m in no_umap)}: its seed {seed} run did not complete."
+                   if no_umap else "")
             ),
             figures=[str(fig_table[0]), str(fig_umap[0])],
         ))
