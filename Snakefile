@@ -40,6 +40,7 @@ include: "workflow/rules/multimodal_common.smk"
 include: "workflow/rules/multimodal.smk"
 include: "workflow/rules/cross_species_common.smk"
 include: "workflow/rules/cross_species.smk"
+include: "workflow/rules/runs.smk"
 
 
 rule all:

@@ -36,6 +36,7 @@ embedding's graph at a time and scores the quadratic metrics, Leiden and kBET on
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,8 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+
+from scdiva.bench.outcomes import embedding_status, first_line
 
 BATCH_WEIGHT = 0.4
 BIO_WEIGHT = 0.6
@@ -324,10 +327,18 @@ def metric_kind(name: str) -> str:
 
 
 def enable_jax_cache(cache_dir: str | Path | None) -> None:
-    """Persist JAX compilations in ``cache_dir`` so later metrics jobs skip recompiling."""
+    """Persist JAX compilations in ``cache_dir`` so later metrics jobs skip recompiling.
+
+    ``$SCDIVA_JAX_CACHE_DIR``, when set, replaces ``cache_dir``: several working directories (the
+    test suite's runs, CI) then share one cache instead of compiling the same kernels in each.
+    """
     if not cache_dir:
         return
+    import os
+
     import jax
+
+    cache_dir = os.environ.get("SCDIVA_JAX_CACHE_DIR") or cache_dir
 
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(Path(cache_dir).resolve()))
@@ -336,11 +347,26 @@ def enable_jax_cache(cache_dir: str | Path | None) -> None:
 
 
 def load_embedding_files(runs: Iterable[tuple[str, int, str | Path]], preprocessed_path: str | Path, *,
-                         batch_key: str, label_key: str) -> tuple[Any, dict[tuple[str, int], Any]]:
+                         batch_key: str, label_key: str,
+                         problems: dict[tuple[str, int], tuple[str, str]] | None = None,
+                         ) -> tuple[Any, dict[tuple[str, int], Any]]:
     """The preprocessed AnnData and every embedding file, all checked before any metric runs.
 
     Each file needs ``obsm["X_emb"]``, unique cell names and exactly the preprocessed cells (in
     any order); the preprocessed file needs the batch and label columns and ``obsm["X_pca"]``.
+
+    Parameters
+    ----------
+    runs
+        (method, seed, embedding file) of every run to load.
+    preprocessed_path
+        The dataset's preprocessed .h5ad (a problem with it raises: nothing can be scored).
+    batch_key, label_key
+        Its obs columns.
+    problems
+        If given, a file that cannot be scored does not raise: ``problems[(method, seed)]`` gets
+        (status, one-line reason) and the file is left out of the result. A failure stub of the integrate
+        job (``uns["status"]`` not ok) is recorded as ("skipped", "integration run <status>: ...").
     """
     import anndata as ad
 
@@ -350,16 +376,32 @@ def load_embedding_files(runs: Iterable[tuple[str, int, str | Path]], preprocess
             raise KeyError(f"{preprocessed_path}: obs has no {role} column {key!r}")
     if "X_pca" not in ref.obsm:
         raise KeyError(f"{preprocessed_path}: no obsm['X_pca'] (needed for PCR comparison); rerun preprocess")
+    ref_cells = set(ref.obs_names)
     embeddings = {}
     for method, seed, path in runs:
-        emb = ad.read_h5ad(path)
-        if "X_emb" not in emb.obsm:
-            raise KeyError(f"{path}: no obsm['X_emb']; rerun its integrate job")
-        if not emb.obs_names.is_unique:
-            dups = emb.obs_names[emb.obs_names.duplicated()].unique()[:5].tolist()
-            raise ValueError(f"{path}: duplicate cell names {dups}; rows cannot be matched to cells, rerun integrate")
-        if set(ref.obs_names) != set(emb.obs_names):
-            raise ValueError(f"{path} and {preprocessed_path} hold different cells; rerun integrate")
+        try:
+            emb = ad.read_h5ad(path)
+            status, reason = embedding_status(emb)
+            if status != "ok" and problems is not None:
+                problems[(method, seed)] = ("skipped", f"integration run {status}: {reason}")
+                continue
+            if "X_emb" not in emb.obsm:
+                raise KeyError(f"{path}: no obsm['X_emb']; rerun its integrate job")
+            if not emb.obs_names.is_unique:
+                dups = emb.obs_names[emb.obs_names.duplicated()].unique()[:5].tolist()
+                raise ValueError(f"{path}: duplicate cell names {dups}; rows cannot be matched to cells, "
+                                 "rerun integrate")
+            if ref_cells != set(emb.obs_names):
+                raise ValueError(f"{path} and {preprocessed_path} hold different cells; rerun integrate")
+        except Exception as err:  # noqa: BLE001 - recorded for this run only, when asked to
+            if problems is None:
+                raise
+            message = first_line(err.args[0] if isinstance(err, KeyError) and err.args else str(err))
+            if str(path) not in message:  # the reason names the file
+                message = f"{path}: {type(err).__name__}: {message}"
+            problems[(method, seed)] = ("failed", message)
+            logging.getLogger(__name__).error("%s seed %s: %s cannot be scored: %s", method, seed, path, err)
+            continue
         embeddings[(method, seed)] = emb
     return ref, embeddings
 
@@ -380,6 +422,7 @@ def score_embedding_files(
     label_key: str,
     jax_cache_dir: str | Path | None = None,
     n_jobs: int = 1,
+    status_path: str | Path | None = None,
 ) -> pd.DataFrame:
     """Score ``obsm["X_emb"]`` of every (method, seed, embedding file) of one dataset.
 
@@ -390,36 +433,81 @@ def score_embedding_files(
     cells come in another order is realigned; a file with other cells or duplicate names is refused.
     Writes the by-seed long CSV (dataset, method, seed, metric, kind, value, n_cells) atomically, once
     every embedding is scored, and returns it; ``n_cells`` = the cells a value was computed on.
+
+    Parameters
+    ----------
+    runs
+        (method, seed, embedding file) of every run of the dataset.
+    preprocessed_path
+        The dataset's preprocessed .h5ad (batch and label columns, ``obsm["X_pca"]``).
+    output_path
+        Where the long CSV goes.
+    dataset, batch_key, label_key
+        The dataset's name and obs columns.
+    jax_cache_dir
+        JAX's persistent compilation cache (:func:`enable_jax_cache`).
+    n_jobs
+        Threads for the neighbour graphs.
+    status_path
+        With it, each embedding is scored on its own: one that cannot be loaded or scored is left out of
+        the CSV (the others are written) and ``status_path`` gets a row per run (dataset, method, seed,
+        status ``ok`` / ``failed`` / ``skipped``, one-line reason; skipped: the integration run itself did
+        not produce an embedding). Without it, the first failure raises.
     """
     from tqdm.auto import tqdm
 
     from scdiva.bench.io import atomic_path
 
     runs = list(runs)
-    ref, embeddings = load_embedding_files(runs, preprocessed_path, batch_key=batch_key, label_key=label_key)
+    isolate = status_path is not None
+    problems: dict[tuple[str, int], tuple[str, str]] | None = {} if isolate else None
+    ref, embeddings = load_embedding_files(runs, preprocessed_path, batch_key=batch_key, label_key=label_key,
+                                           problems=problems)
     enable_jax_cache(jax_cache_dir)
     frames = []
     for method, seed, _ in tqdm(runs, desc=f"scIB metrics ({dataset})", unit="embedding"):
+        if (method, seed) not in embeddings:
+            continue
         emb = embeddings[(method, seed)]
-        cells = aligned_cells(ref, emb.obs_names)
-        values = compute_integration_metrics(
-            emb.obsm["X_emb"],
-            batches=cells.obs[batch_key].to_numpy(),
-            labels=cells.obs[label_key].to_numpy(),
-            pre_embedding=np.asarray(cells.obsm["X_pca"]),
-            seed=seed,
-            n_jobs=n_jobs,
-            progress=False,
-        )
-        frame = metrics_frame(values, dataset=dataset, method=method, seed=seed)
-        frame.insert(frame.columns.get_loc("metric") + 1, "kind", frame["metric"].map(metric_kind))
-        # Cells each value was computed on (the subsampled metrics' subsample above SUBSAMPLE_MAX_CELLS).
-        frame["n_cells"] = [cells_scored(m, cells.n_obs) if m in METRICS else cells.n_obs for m in frame["metric"]]
-        frames.append(frame)
-    result = pd.concat(frames, ignore_index=True)
+        try:
+            frames.append(_score_one(emb, ref, dataset=dataset, method=method, seed=seed, batch_key=batch_key,
+                                     label_key=label_key, n_jobs=n_jobs))
+        except Exception as err:  # noqa: BLE001 - one embedding's failure is its own; the others are written
+            if not isolate:
+                raise
+            logging.getLogger(__name__).exception("scIB metrics of %s seed %s failed", method, seed)
+            problems[(method, seed)] = ("failed", first_line(f"{type(err).__name__}: {err}"))
+    columns = ["dataset", "method", "seed", "metric", "kind", "value", "n_cells"]
+    result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     with atomic_path(output_path) as tmp:
         result.to_csv(tmp, index=False)
+    if isolate:
+        verdicts = {(method, seed): problems.get((method, seed), ("ok", "")) for method, seed, _ in runs}
+        rows = [{"dataset": dataset, "method": method, "seed": seed, "status": status, "reason": reason}
+                for (method, seed), (status, reason) in verdicts.items()]
+        with atomic_path(status_path) as tmp:
+            pd.DataFrame(rows, columns=["dataset", "method", "seed", "status", "reason"]).to_csv(tmp, index=False)
     return result
+
+
+def _score_one(emb: Any, ref: Any, *, dataset: str, method: str, seed: int, batch_key: str, label_key: str,
+               n_jobs: int) -> pd.DataFrame:
+    """The long rows of one embedding (see :func:`score_embedding_files`)."""
+    cells = aligned_cells(ref, emb.obs_names)
+    values = compute_integration_metrics(
+        emb.obsm["X_emb"],
+        batches=cells.obs[batch_key].to_numpy(),
+        labels=cells.obs[label_key].to_numpy(),
+        pre_embedding=np.asarray(cells.obsm["X_pca"]),
+        seed=seed,
+        n_jobs=n_jobs,
+        progress=False,
+    )
+    frame = metrics_frame(values, dataset=dataset, method=method, seed=seed)
+    frame.insert(frame.columns.get_loc("metric") + 1, "kind", frame["metric"].map(metric_kind))
+    # Cells each value was computed on (the subsampled metrics' subsample above SUBSAMPLE_MAX_CELLS).
+    frame["n_cells"] = [cells_scored(m, cells.n_obs) if m in METRICS else cells.n_obs for m in frame["metric"]]
+    return frame
 
 
 def score_embedding(

@@ -10,6 +10,8 @@ rule annotate:
         scores="results/{dataset}/annotation/{method}/seed{seed}.scores.csv",
         info="results/{dataset}/annotation/{method}/seed{seed}.json",
         confusion="results/{dataset}/annotation/{method}/seed{seed}.confusion.png",
+        # the run's outcome (scdiva.bench.outcomes); a failed run leaves header-only CSVs (runs.smk)
+        run="results/{dataset}/annotation/{method}/seed{seed}.run.json",
     params:
         entry=lambda wc: dataset_config(wc.dataset),
         params=lambda wc: annotation_params(wc.method),
@@ -34,13 +36,15 @@ rule annotate:
 
 rule annotation_table:
     input:
-        expand("results/{dataset}/annotation/{method}/seed{seed}.scores.csv",
-               dataset=annotation_datasets(), method=annotation_methods(), seed=seeds()),
+        scores=expand("results/{dataset}/annotation/{method}/seed{seed}.scores.csv",
+                      dataset=annotation_datasets(), method=annotation_methods(), seed=seeds()),
+        runs=RUNS_TABLE,  # only completed runs reach the table
     output:
         summary="results/tables/annotation_scores.csv",
         by_seed="results/tables/annotation_scores_by_seed.csv",
     params:
         group_by=["dataset", "method", "metric"],
+        task="annotation",
         run_id=RUN_ID,
     log:
         "results/logs/annotation_table/annotation_table.log",

@@ -26,6 +26,7 @@ rule cross_species_annotation:
     output:
         scores="results/cross_species/{xs_pair}/annotation/{xs_method}/ref-{xs_ref}.seed{seed}.scores.csv",
         predictions="results/cross_species/{xs_pair}/annotation/{xs_method}/ref-{xs_ref}.seed{seed}.predictions.csv",
+        run="results/cross_species/{xs_pair}/annotation/{xs_method}/ref-{xs_ref}.seed{seed}.run.json",  # runs.smk
     params:
         settings=lambda wc: cross_species_settings(),
         task="annotation",
@@ -49,6 +50,7 @@ rule cross_species_integration:
     output:
         scores="results/cross_species/{xs_pair}/integration/{xs_method}/seed{seed}.scores.csv",
         embedding="results/cross_species/{xs_pair}/integration/{xs_method}/seed{seed}.h5ad",
+        run="results/cross_species/{xs_pair}/integration/{xs_method}/seed{seed}.run.json",  # runs.smk
     params:
         settings=lambda wc: cross_species_settings(),
         task="integration",

@@ -1,6 +1,8 @@
 # One job per (dataset, method, seed): embed the preprocessed cells with an integration method (its
 # record in scdiva.bench.methods.registry: built in, or defined in config `methods.<name>`).
-# Output: obs index + obsm["X_emb"] + uns["runtime_s"]. A method whose record `saves_model` (scvi)
+# Output: obs index + obsm["X_emb"] + uns["runtime_s"], and the run's outcome (seed{seed}.run.json,
+# scdiva.bench.outcomes): a method that fails, times out (resources.<method>.runtime) or runs out of
+# memory leaves a stub .h5ad (no X_emb, uns["status"]) and its job still succeeds; runs.smk reports it. A method whose record `saves_model` (scvi)
 # also saves its model, and one that `reuses_model_of` it (scanvi) of the same dataset and seed starts
 # from it (scanvi_scvi_model in common.smk) instead of training the same model again.
 
@@ -13,6 +15,7 @@ rule integrate:
         embedding=method_embedding_input,  # config `methods.<name>.embedding`: the precomputed file
     output:
         h5ad="results/{dataset}/integration/{method}/seed{seed}.h5ad",
+        run="results/{dataset}/integration/{method}/seed{seed}.run.json",
     params:
         batch_key=lambda wc: dataset_config(wc.dataset)["batch_key"],
         label_key=lambda wc: dataset_config(wc.dataset).get("label_key"),
@@ -36,6 +39,7 @@ rule integrate:
 use rule integrate as integrate_scvi with:
     output:
         h5ad="results/{dataset}/integration/{method}/seed{seed}.h5ad",
+        run="results/{dataset}/integration/{method}/seed{seed}.run.json",
         scvi_model="results/{dataset}/integration/{method}/seed{seed}.model/model.pt",
     wildcard_constraints:
         method=_one_of(model_saving_methods()),

@@ -7,7 +7,8 @@ rule metrics:
         embeddings=lambda wc: [f"results/{wc.dataset}/integration/{m}/seed{s}.h5ad" for m, s in method_seed_runs()],
         preprocessed=preprocessed_h5ad,
     output:
-        "results/{dataset}/integration/metrics.csv",
+        scores="results/{dataset}/integration/metrics.csv",
+        status="results/{dataset}/integration/metrics_status.csv",  # per embedding: ok / failed / skipped
     params:
         runs=lambda wc: [
             (m, s, f"results/{wc.dataset}/integration/{m}/seed{s}.h5ad") for m, s in method_seed_runs()
@@ -32,7 +33,8 @@ rule metrics:
 
 rule integration_tables:
     input:
-        metrics_files,
+        metrics=metrics_files,
+        runs=RUNS_TABLE,  # only completed runs reach the tables
     output:
         long="results/tables/integration_scores.csv",
         by_seed="results/tables/integration_scores_by_seed.csv",

@@ -28,6 +28,7 @@ rule multimodal:
         proteins="results/multimodal/{mm_dataset}/{mm_method}/seed{seed}.proteins.csv",
         predicted="results/multimodal/{mm_dataset}/{mm_method}/seed{seed}.predicted.csv",
         embedding="results/multimodal/{mm_dataset}/{mm_method}/seed{seed}.h5ad",
+        run="results/multimodal/{mm_dataset}/{mm_method}/seed{seed}.run.json",  # outcome (runs.smk)
     params:
         settings=lambda wc: multimodal_settings(),
     log:

@@ -1,4 +1,8 @@
-"""Snakemake adapter: scIB metrics of every embedding of one dataset, written as a long CSV."""
+"""Snakemake adapter: scIB metrics of every embedding of one dataset, written as a long CSV.
+
+Each embedding is scored on its own: one that cannot be scored is recorded in metrics_status.csv (and in
+runs.csv as a failed run) while the others are written; failed integration runs' stubs are skipped.
+"""
 
 import contextlib
 
@@ -12,10 +16,11 @@ with open(snakemake.log[0], "a") as log, contextlib.redirect_stdout(log), contex
     score_embedding_files(
         [(method, int(seed), path) for method, seed, path in snakemake.params.runs],
         snakemake.input.preprocessed,
-        snakemake.output[0],
+        snakemake.output.scores,
         dataset=snakemake.wildcards.dataset,
         batch_key=snakemake.params.batch_key,
         label_key=snakemake.params.label_key,
         jax_cache_dir=snakemake.params.jax_cache,
         n_jobs=snakemake.threads,
+        status_path=snakemake.output.status,
     )
