@@ -215,9 +215,16 @@ def preprocessed_h5ad(wildcards):
     return f"results/{wildcards.dataset}/preprocessed.h5ad"
 
 
+# The record of every run's outcome, and the last job of `all`, which fails the run when a run was not ok
+# (workflow/rules/runs.smk).
+RUNS_TABLE = "results/tables/runs.csv"
+RUNS_CHECKED = "results/runs_checked.txt"
+
+
 def final_outputs():
-    """What the default target builds - the report and every table the config asks for."""
-    outputs = ["results/report/index.html", "results/tables/integration_scores.csv"]
+    """What the default target builds - the report, every table the config asks for, the record of every
+    run's outcome and its check (which runs last)."""
+    outputs = ["results/report/index.html", "results/tables/integration_scores.csv", RUNS_TABLE, RUNS_CHECKED]
     if annotation_datasets() and annotation_methods():
         outputs.append("results/tables/annotation_scores.csv")
     if "multitask" in config and multitask_datasets():
