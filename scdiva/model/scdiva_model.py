@@ -162,13 +162,17 @@ class ScDiVaModel:
             raise damaged_file_error(weights, f"not a complete safetensors file: {problem}")
         try:
             state = load_file(str(weights))
-            missing, unexpected = model.module.load_state_dict(state, strict=False)
-        except (SafetensorError, OSError, RuntimeError) as err:  # RuntimeError: a tensor of the wrong shape
+        except (SafetensorError, OSError) as err:
             raise damaged_file_error(weights, f"{type(err).__name__}: {str(err).splitlines()[0]}") from None
+        mismatch = f"{weights} does not match {directory / CONFIG_FILE}"
+        fix = "Use the config.json saved with these weights (save_pretrained writes both)."
+        try:
+            missing, unexpected = model.module.load_state_dict(state, strict=False)
+        except RuntimeError as err:  # a tensor of another shape; torch lists them one per line
+            shapes = [line.strip().rstrip(".") for line in str(err).splitlines() if "size mismatch" in line]
+            raise CheckpointError(f"{mismatch}: {'; '.join(shapes[:2]) or err}. {fix}") from None
         if missing or unexpected:
-            raise CheckpointError(f"{weights} does not match {directory / CONFIG_FILE}: missing "
-                                  f"{missing[:5]}, unexpected {unexpected[:5]}. Use the config.json saved "
-                                  "with these weights (save_pretrained writes both).")
+            raise CheckpointError(f"{mismatch}: missing {missing[:5]}, unexpected {unexpected[:5]}. {fix}")
         model.to(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
         return model
 
