@@ -1,6 +1,7 @@
 """Report tables show plain values (never a Python tuple per row) and say what a run skipped."""
 
 import pandas as pd
+import pytest
 
 from scdiva.bench.report import paper
 
@@ -46,3 +47,25 @@ def test_tables_folded_in_details_are_rendered_as_tables():
     assert "<details>" in html and "<summary>All metrics</summary>" in html
     folded = html[html.index("<details>"):html.index("</details>")]
     assert "<table>" in folded and "<td>1</td>" in folded and "|---|" not in folded
+
+
+def test_a_mean_over_fewer_seeds_says_so_and_one_seed_draws_no_error_bar(tmp_path, monkeypatch):
+    """Tables hold completed runs only: a method whose runs did not all complete shows its n; a single
+    seed (no std) gets no error bar rather than a bar of 0."""
+    import matplotlib.figure
+    import numpy as np
+
+    table = pd.DataFrame({"dataset": "pbmc", "method": ["logreg", "knn_pca"], "metric": "accuracy",
+                          "value": [0.9, 0.8], "std": [0.01, np.nan], "n_seeds": [3, 1]})
+    wide = paper._wide(table, {"accuracy": "accuracy"})
+    assert wide.loc[("pbmc", "logreg"), "accuracy"] == "0.9 ± 0.01"
+    assert wide.loc[("pbmc", "knn_pca"), "accuracy"] == "0.8 (n=1)"
+    figures = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: figures.append(fig))
+    paper.plot_grouped_bars(table, {"accuracy": "accuracy"}, tmp_path / "bars.png", title="t")
+    from matplotlib.container import ErrorbarContainer
+
+    errors = next(c for c in figures[0].axes[0].containers if isinstance(c, ErrorbarContainer))
+    segments = errors.lines[2][0].get_segments()
+    assert np.ptp(segments[0][:, 1]) == pytest.approx(0.02)  # logreg: ± 0.01
+    assert np.isnan(segments[1]).all()  # knn_pca: one seed, no bar (was a bar of length 0)

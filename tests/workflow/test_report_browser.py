@@ -186,3 +186,35 @@ def test_report_renders_cleanly_in_chromium(smoke_run, browser, tmp_path):
     shot = Path(os.environ.get("SCDIVA_REPORT_SCREENSHOT") or tmp_path / "report.png")
     browser.screenshot(shot)
     assert shot.stat().st_size > 10_000
+
+
+COVERAGE_FACTS = """JSON.stringify(Array.from(document.querySelectorAll('table.coverage td')).map(td => ({
+  text: td.textContent.trim(), title: td.title, background: getComputedStyle(td).backgroundColor})))"""
+
+
+def test_coverage_matrix_is_coloured_by_status_in_chromium(browser, tmp_path):
+    """A report with one failed and one completed method: the matrix cells show each status in words and
+    colour, and hovering a cell (its title) gives each seed's wall time, peak RSS and reason."""
+    import pandas as pd
+
+    from scdiva.bench.report import write_report
+    from scdiva.bench.report.coverage import coverage_section
+
+    reason = "MethodError: integration method 'broken' (entry point builtins:print) failed: TypeError"
+    runs = pd.DataFrame([("pbmc_3chem", "integration", "harmony", s, "ok", "", 14.2, 845.0, 400, 28.2) for s in (0, 1)]
+                        + [("pbmc_3chem", "integration", "broken", s, "failed", reason, 3.1, 310.0, 400, float("nan"))
+                           for s in (0, 1)],
+                        columns=["dataset", "task", "method", "seed", "status", "reason", "wall_s", "peak_rss_mb",
+                                 "n_cells", "cells_per_s"])
+    _, page = write_report([coverage_section(runs)], tmp_path / "report")
+    browser.open(page)
+    cells = {c["text"]: c for c in json.loads(browser.evaluate(COVERAGE_FACTS))}
+    assert browser.errors() == []
+    assert cells["ok 2/2"]["background"] == "rgb(200, 230, 201)"  # green
+    assert cells["failed 2/2"]["background"] == "rgb(255, 205, 210)"  # red
+    assert cells["failed 2/2"]["title"].startswith(f"seed 0: failed, 3.1 s, 310 MB peak RSS – {reason}\nseed 1:")
+    assert cells["ok 2/2"]["title"] == "seed 0: ok, 14.2 s, 845 MB peak RSS\nseed 1: ok, 14.2 s, 845 MB peak RSS"
+    # What the reader sees (SCDIVA_COVERAGE_SCREENSHOT=path pytest -k coverage_matrix keeps the picture).
+    shot = Path(os.environ.get("SCDIVA_COVERAGE_SCREENSHOT") or tmp_path / "coverage.png")
+    browser.screenshot(shot)
+    assert shot.stat().st_size > 5_000

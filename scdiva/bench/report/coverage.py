@@ -24,7 +24,8 @@ RUN_KEYS = ("dataset", "method", "seed")
 
 COVERAGE_CSS = """.st-ok{background:#c8e6c9}.st-failed{background:#ffcdd2}.st-timeout{background:#ffe0b2}
 .st-out_of_memory{background:#e1bee7}.st-not_applicable{background:#eee;color:#555}.st-none{color:#999}
-table.coverage td{text-align:center;white-space:nowrap}table.coverage td:nth-child(2){text-align:left}
+table.coverage td,table.coverage th{text-align:center;white-space:nowrap}
+table.coverage td:nth-child(-n+2),table.coverage th:nth-child(-n+2){text-align:left}
 .legend span{display:inline-block;padding:1px 6px;margin-right:6px;border:1px solid #ccc}"""
 
 

@@ -73,7 +73,8 @@ def plot_grouped_bars(table: pd.DataFrame, metrics: Mapping[str, str], path: str
         width = 0.8 / max(1, len(metrics))
         for i, (metric, label) in enumerate(metrics.items()):
             rows = sel[sel["metric"] == metric].set_index("method").reindex(methods)
-            err = rows["std"].fillna(0).to_numpy() if "std" in rows else None
+            # one seed has no std: no error bar (NaN), not a bar of 0
+            err = rows["std"].to_numpy(dtype=float) if "std" in rows else None
             ax.bar(np.arange(len(methods)) + i * width, rows["value"].to_numpy(dtype=float), width,
                    yerr=err, label=label, capsize=2)
         ax.set_xticks(np.arange(len(methods)) + width * (len(metrics) - 1) / 2, methods, rotation=30, ha="right")
@@ -96,11 +97,16 @@ def markdown_table(frame: pd.DataFrame) -> str:
 def _wide(table: pd.DataFrame, metrics: Mapping[str, str], digits: int = 3) -> pd.DataFrame:
     """dataset x method rows, one column per metric, 'mean ± std' when several seeds."""
     sel = table[table["metric"].isin(metrics)].copy()
+    # Tables hold completed runs only: a method with fewer seeds than the most any method of that dataset
+    # has (some of its runs did not complete) says over how many seeds its mean is.
+    most = sel.groupby(["dataset", "metric"])["n_seeds"].transform("max") if "n_seeds" in sel else None
 
     def cell(row: pd.Series) -> str:
         text = f"{row['value']:.{digits}g}"
         if "std" in row and pd.notna(row["std"]) and row.get("n_seeds", 1) > 1:
             text += f" ± {row['std']:.2g}"
+        if most is not None and row["n_seeds"] < most[row.name]:
+            text += f" (n={int(row['n_seeds'])})"
         return text
 
     sel["cell"] = sel.apply(cell, axis=1)
@@ -157,7 +163,7 @@ def plot_multitask(multitask: pd.DataFrame, path: str | os.PathLike) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     for (dataset, metric), rows in scores.groupby(["dataset", "metric"], sort=False):
         rows = rows.sort_values("n_tasks")
-        ax.errorbar(rows["n_tasks"], rows["value"], yerr=rows["std"].fillna(0) if "std" in rows else None,
+        ax.errorbar(rows["n_tasks"], rows["value"], yerr=rows["std"].to_numpy(dtype=float) if "std" in rows else None,
                     marker="o", capsize=2, label=f"{metric} ({dataset})")
     ax.set_xlabel("number of task heads")
     ax.set_xticks(sorted(scores["n_tasks"].unique()))
