@@ -250,18 +250,25 @@ def run_cross_species_annotation(combined: ad.AnnData, method: str, *, reference
     is_ref = (combined.obs["dataset"] == reference).to_numpy()
     if not is_ref.any() or is_ref.all():
         raise CrossSpeciesError(f"reference {reference!r} must be one of the two datasets of the pair")
-    ref, query = combined[is_ref].copy(), combined[~is_ref].copy()
+    from scdiva.bench.annotation.run import checked_annotator, checked_predictions, without_labels
+
+    ref, query = combined[is_ref].copy(), combined[~is_ref]
+    # the truth stays here: the method gets the query (and the corpus) without labels
+    true = query.obs[LABEL_KEY].astype(str).to_numpy().copy()
+    ref_labels = set(ref.obs[LABEL_KEY].astype(str))
+    query = without_labels(query, batch_key=BATCH_KEY)
     start = time.perf_counter()
     fit = record.load()
     # a fitter that pretrains (ScDiVa) also gets both species' cells, without their labels
-    corpus = {"corpus": combined} if "corpus" in inspect.signature(fit).parameters else {}
-    fitted = fit(ref, label_key=LABEL_KEY, batch_key=BATCH_KEY, seed=seed, params=p, threads=threads, **corpus)
+    corpus = ({"corpus": without_labels(combined, batch_key=BATCH_KEY)}
+              if "corpus" in inspect.signature(fit).parameters else {})
+    fitted = checked_annotator(fit(ref, label_key=LABEL_KEY, batch_key=BATCH_KEY, seed=seed, params=p,
+                                   threads=threads, **corpus), method=method)
     if fitted.map_query is not None:
         fitted.map_query(query)
-    predicted = np.asarray(fitted.predict(query), dtype=str)
+    predicted = checked_predictions(fitted.predict(query), n_cells=len(true), method=method)
     runtime = time.perf_counter() - start
-    true = query.obs[LABEL_KEY].astype(str).to_numpy()
-    scores = cross_species_annotation_scores(true, predicted, set(ref.obs[LABEL_KEY].astype(str)))
+    scores = cross_species_annotation_scores(true, predicted, ref_labels)
     scores["runtime_s"] = runtime
     frame = pd.DataFrame({"method": method, "seed": seed, "metric": list(scores), "value": list(scores.values())})
     predictions = pd.DataFrame({"cell": query.obs_names, "true": true, "predicted": predicted})
@@ -278,8 +285,10 @@ def run_cross_species_integration(combined: ad.AnnData, method: str, *, seed: in
     record = cross_species_record(INTEGRATION_TASK, method)
     p = method_params(INTEGRATION_TASK, method, params)
     start = time.perf_counter()
-    if record.role == "model":  # ScDiVa: its own pretraining on both species
-        embedding = record.load()(combined, seed=seed, params=p)
+    if record.role == "model":  # ScDiVa: its own pretraining on both species, without their labels
+        unlabelled = ad.AnnData(X=combined.X, layers={"counts": combined.layers["counts"]},
+                                obs=combined.obs[[BATCH_KEY]].copy(), var=combined.var[[]].copy())
+        embedding = record.load()(unlabelled, seed=seed, params=p)
     else:  # the integration benchmark's method, species as the batch
         from scdiva.bench.methods import integrate
 

@@ -412,9 +412,10 @@ def run_multimodal(adata: ad.AnnData, method: str, *, seed: int = 0, held_out_fr
     test = held_out_mask(adata, held_out_fraction, seed)
     from scdiva.bench.methods.registry import method_records
 
-    output = method_records(TASK)[method].load()(adata, test, p, seed)
+    # the observed proteins (the truth) are taken before the method runs: nothing it writes changes them
     names = list(adata.obsm[PROTEIN_KEY].columns)
-    observed = adata.obsm[PROTEIN_KEY].to_numpy()
+    observed = adata.obsm[PROTEIN_KEY].to_numpy().copy()
+    output = method_records(TASK)[method].load()(adata, test, p, seed)
     train_mean = np.log1p(observed[~test]).mean(0)
     scores, per_protein = protein_prediction_metrics(observed[test], output.predicted, train_mean, names)
     if output.embedding is not None:

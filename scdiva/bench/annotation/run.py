@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 
 from scdiva.bench.memory import keep_freed_memory
-from scdiva.bench.methods.registry import MethodRecord, get_method
+from scdiva.bench.methods.registry import MethodError, MethodRecord, get_method
 
+from .base import FittedAnnotator
 from .metrics import annotation_metrics
 from .split import unseen_classes
 
@@ -37,6 +38,42 @@ class AnnotationResult:
                              "metric": list(values), "value": list(values.values())})
 
 
+def without_labels(query: ad.AnnData, *, batch_key: str) -> ad.AnnData:
+    """A copy of ``query`` an annotation method may see: obs holds the batch column only (the label
+    column and every other column, a coarse cell type among them, stay with the harness)."""
+    hidden = query.copy()
+    hidden.obs = query.obs[[batch_key]].copy() if batch_key in query.obs.columns else query.obs[[]].copy()
+    return hidden
+
+
+def checked_annotator(fitted: Any, *, method: str) -> FittedAnnotator:
+    """``fitted`` if it is a :class:`FittedAnnotator` with a callable ``predict``, else a one-line
+    :class:`MethodError` naming ``method`` and what was expected."""
+    if not isinstance(fitted, FittedAnnotator) or not callable(fitted.predict):
+        raise MethodError(f"annotation method {method!r}: its fitter returned {type(fitted).__name__}; expected a "
+                          "scdiva.bench.annotation.base.FittedAnnotator(predict=..., map_query=None)")
+    if fitted.map_query is not None and not callable(fitted.map_query):
+        raise MethodError(f"annotation method {method!r}: FittedAnnotator.map_query is "
+                          f"{type(fitted.map_query).__name__}; expected a callable or None")
+    return fitted
+
+
+def checked_predictions(labels: Any, *, n_cells: int, method: str) -> np.ndarray:
+    """``labels`` as a 1-D string array of ``n_cells`` predictions, or a one-line :class:`MethodError`."""
+    try:
+        array = np.asarray(labels)
+    except Exception as err:  # ragged sequences
+        raise MethodError(f"annotation method {method!r}: predict returned {type(labels).__name__} that is no array "
+                          f"({err}); expected a 1-D array of {n_cells} labels, one per query cell") from None
+    if array.ndim != 1:
+        raise MethodError(f"annotation method {method!r}: predict returned an array of shape {array.shape}; expected a "
+                          f"1-D array of {n_cells} labels, one per query cell")
+    if array.shape[0] != n_cells:
+        raise MethodError(f"annotation method {method!r}: predict returned {array.shape[0]} labels for {n_cells} query "
+                          "cells; expected one label per query cell")
+    return array.astype(str)
+
+
 def annotate(
     method: str | MethodRecord,
     reference: ad.AnnData,
@@ -51,10 +88,26 @@ def annotate(
 ) -> AnnotationResult:
     """Train `method` (a registered name or a record) on `reference`, predict `query` and score against the query's labels.
 
+    The truth stays with the harness: the query's labels are taken before the method runs, and the
+    method gets a copy of the reference and a copy of the query without its labels
+    (:func:`without_labels`), so nothing it writes into them reaches the scores or the caller.
     Inference time is the wall time of `predict` on the whole query, repeated
     `timing_repeats` times on this machine, median, per 1,000 cells (`inference_s_per_1k_cells`,
     lower is better). Training (`train_s`) and any query-specific training (`query_fit_s`,
     scANVI's surgery) are reported separately, each timed once.
+
+    Parameters
+    ----------
+    method
+        A registered annotation method name or a :class:`MethodRecord`.
+    reference, query
+        The labelled reference and the query (its labels are the truth; the method never sees them).
+    label_key, batch_key
+        obs columns of the cell-type labels and the batches.
+    seed, params, threads
+        The run's seed, the method's parameters and its CPU threads.
+    timing_repeats
+        How many times `predict` is timed (>= 1).
     """
     record = method if isinstance(method, MethodRecord) else get_method("annotation", method)
     method = record.name
@@ -62,33 +115,40 @@ def annotate(
     fitter = record.load()
     if timing_repeats < 1:
         raise ValueError("timing_repeats must be >= 1")
+    if label_key not in query.obs.columns:
+        raise KeyError(f"annotation: the query has no label column {label_key!r} to score against; columns: "
+                       f"{list(query.obs.columns)}")
+    # the truth, taken before any method runs
+    true = query.obs[label_key].astype(str).to_numpy().copy()
+    cells = query.obs_names.copy()
+    unseen = unseen_classes(reference, query, label_key)
+    ref_seen, query_seen = reference.copy(), without_labels(query, batch_key=batch_key)
     from threadpoolctl import threadpool_limits
 
     keep_freed_memory()  # or the timed predict calls page-fault on memory the fit freed
     with threadpool_limits(limits=threads):
         start = time.perf_counter()
-        fitted = fitter(reference, label_key=label_key, batch_key=batch_key, seed=seed, params=merged,
+        fitted = fitter(ref_seen, label_key=label_key, batch_key=batch_key, seed=seed, params=merged,
                         threads=threads)
         train_s = time.perf_counter() - start
+        fitted = checked_annotator(fitted, method=method)
         query_fit_s = 0.0
         if fitted.map_query is not None:
             start = time.perf_counter()
-            fitted.map_query(query)
+            fitted.map_query(query_seen)
             query_fit_s = time.perf_counter() - start
         repeats, predicted = [], None
         for _ in range(timing_repeats):
             start = time.perf_counter()
-            labels = np.asarray(fitted.predict(query), dtype=str)
+            labels = fitted.predict(query_seen)
             repeats.append(time.perf_counter() - start)
+            labels = checked_predictions(labels, n_cells=len(true), method=method)
             predicted = labels if predicted is None else predicted
-    if predicted.shape != (query.n_obs,):
-        raise RuntimeError(f"{method} returned {predicted.shape} predictions for {query.n_obs} query cells")
-    true = query.obs[label_key].astype(str).to_numpy()
     return AnnotationResult(
-        predictions=pd.DataFrame({"true": true, "predicted": predicted}, index=query.obs_names),
+        predictions=pd.DataFrame({"true": true, "predicted": predicted}, index=cells),
         scores=annotation_metrics(true, predicted),
-        timings={"inference_s_per_1k_cells": statistics.median(repeats) / query.n_obs * 1000.0,
+        timings={"inference_s_per_1k_cells": statistics.median(repeats) / len(true) * 1000.0,
                  "train_s": train_s, "query_fit_s": query_fit_s},
         inference_repeats_s=repeats,
-        unseen=unseen_classes(reference, query, label_key),
+        unseen=unseen,
     )

@@ -16,11 +16,11 @@ role) are one :class:`~scdiva.bench.methods.registry.MethodRecord` in
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
-
-import numpy as np
 
 from scdiva.bench.memory import keep_freed_memory
 from scdiva.bench.methods._common import EMBEDDING_KEY, resolve_params, write_embedding
@@ -28,12 +28,37 @@ from scdiva.bench.methods.registry import (
     MethodConfigError,
     MethodError,
     MethodRecord,
+    check_embedding,
+    embedding_flags,
     get_method,
     method_records,
     register,
 )
 
 IntegrationMethod = Callable[..., None]
+#: where :func:`integrate` puts its one-line warnings about an accepted embedding (write_embedding keeps them)
+FLAGS_KEY = "embedding_flags"
+logger = logging.getLogger("scdiva.bench.methods")
+
+
+@contextlib.contextmanager
+def method_obs(adata, *, batch_key: str, needs_labels: bool, method: str) -> Iterator[None]:
+    """While the block runs, ``adata.obs`` is a copy the method may change at will: for a method not
+    declared ``needs_labels`` only the batch column (a dataset's other columns, a coarse cell type
+    among them, are labels too); for one that needs labels every column. Afterwards the caller's obs,
+    the truth included, is back as it was. X, layers and obsm are not copied."""
+    obs = adata.obs
+    if needs_labels:
+        adata.obs = obs.copy()
+    else:
+        adata.obs = obs[[batch_key]].copy() if batch_key in obs.columns else obs[[]].copy()
+    try:
+        yield
+    finally:
+        if adata.n_obs != len(obs):
+            raise MethodError(f"integration method {method!r} changed the number of cells from {len(obs)} to "
+                              f"{adata.n_obs}; a method writes obsm[{EMBEDDING_KEY!r}] and keeps every cell")
+        adata.obs = obs
 
 
 def integrate(
@@ -49,11 +74,30 @@ def integrate(
 ) -> float:
     """Run integration ``method`` (a registered name or a record) on ``adata``; returns its wall time in seconds.
 
-    Checks the method name and its parameters before any work, then checks that the method wrote a
-    finite ``obsm["X_emb"]`` with one row per cell. The wall time is also stored in
-    ``adata.uns["runtime_s"]``. ``model_files`` (those that are not None) go to the method as keyword
-    arguments: ``save_model=dir`` for scvi, ``scvi_model=dir`` for scanvi (start from that scVI),
-    ``embedding=path`` for a precomputed embedding.
+    Checks the method name and its parameters before any work. A method not declared
+    ``needs_labels`` gets ``label_key=None`` and sees obs with the batch column only
+    (:func:`method_obs`); ``adata.obs`` is the caller's again when it returns. Then checks the
+    embedding contract (:func:`~scdiva.bench.methods.registry.check_embedding`): ``obsm["X_emb"]``
+    a dense finite float array with one row per cell, at least one column and not every column
+    constant, else a one-line :class:`MethodError` naming the method. Constant columns of an
+    accepted embedding are logged as warnings and listed in ``adata.uns["embedding_flags"]``.
+    The wall time is also stored in ``adata.uns["runtime_s"]``.
+
+    Parameters
+    ----------
+    adata
+        The preprocessed AnnData (in memory, or backed on its file for a streaming method).
+    method
+        A registered method name or a :class:`MethodRecord`.
+    batch_key, label_key
+        obs columns of the batches and the cell-type labels (``label_key`` reaches only methods that
+        need labels).
+    seed, params, threads
+        The run's seed, the method's parameters (config ``methods.<name>``) and its CPU threads.
+    **model_files
+        Those that are not None go to the method as keyword arguments: ``save_model=dir`` for scvi,
+        ``scvi_model=dir`` for scanvi (start from that scVI), ``embedding=path`` for a precomputed
+        embedding.
     """
     record = method if isinstance(method, MethodRecord) else get_method("integration", method)
     name = record.name
@@ -62,35 +106,44 @@ def integrate(
     if record.needs_labels and label_key is None:
         raise ValueError(f"integration method {name!r} needs cell-type labels; set datasets.<name>.label_key")
     adata.obsm.pop(EMBEDDING_KEY, None)
+    adata.uns.pop(FLAGS_KEY, None)
+    obsm_before = set(adata.obsm.keys())
     keep_freed_memory()  # a method's training and embedding reuse what it freed instead of faulting it in again
-    start = time.perf_counter()
     files = {k: v for k, v in model_files.items() if v is not None}
     if record.embedding is not None and "embedding" not in files:
         files["embedding"] = record.embedding
-    # built-in methods merge their defaults themselves; config-defined ones get them merged here
-    function(adata, batch_key=batch_key, label_key=label_key, seed=seed,
-             params=dict(params or {}) if record.check_params else merged, threads=threads, **files)
-    runtime = time.perf_counter() - start
-    emb = adata.obsm.get(EMBEDDING_KEY)
-    if emb is None or emb.ndim != 2 or emb.shape[0] != adata.n_obs:
-        raise MethodError(f"integration method {name!r} must write obsm[{EMBEDDING_KEY!r}] with {adata.n_obs} rows "
-                          f"(cells x dimensions); got {None if emb is None else getattr(emb, 'shape', type(emb))}")
-    emb = np.asarray(emb, dtype=np.float32) if not np.issubdtype(np.asarray(emb).dtype, np.floating) else emb
-    if not np.isfinite(emb).all():
-        raise MethodError(f"integration method {name!r} produced non-finite values in obsm[{EMBEDDING_KEY!r}]")
+    with method_obs(adata, batch_key=batch_key, needs_labels=record.needs_labels, method=name):
+        start = time.perf_counter()
+        # built-in methods merge their defaults themselves; config-defined ones get them merged here
+        function(adata, batch_key=batch_key, label_key=label_key if record.needs_labels else None, seed=seed,
+                 params=dict(params or {}) if record.check_params else merged, threads=threads, **files)
+        runtime = time.perf_counter() - start
+    if EMBEDDING_KEY not in adata.obsm:
+        wrote = sorted(set(adata.obsm.keys()) - obsm_before)
+        raise MethodError(f"integration method {name!r} did not write obsm[{EMBEDDING_KEY!r}] (the obsm keys it "
+                          f"wrote: {wrote or 'none'}); it must put its embedding, cells x dimensions, there")
+    emb = check_embedding(adata.obsm[EMBEDDING_KEY], n_cells=adata.n_obs, method=name,
+                          source=f"obsm[{EMBEDDING_KEY!r}]")
     adata.obsm[EMBEDDING_KEY] = emb
+    flags = embedding_flags(emb, method=name)
+    for flag in flags:
+        logger.warning(flag)
+    if flags:
+        adata.uns[FLAGS_KEY] = flags
     adata.uns["runtime_s"] = runtime
     return runtime
 
 
 __all__ = [
     "EMBEDDING_KEY",
+    "FLAGS_KEY",
     "IntegrationMethod",
     "MethodConfigError",
     "MethodError",
     "MethodRecord",
     "get_method",
     "integrate",
+    "method_obs",
     "method_records",
     "register",
     "resolve_params",

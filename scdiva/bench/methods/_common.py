@@ -81,8 +81,19 @@ def categories(values: Iterable) -> list[str]:
 def write_embedding(adata, path: str | Path, *, method: str, seed: int) -> None:
     """Write obs index + ``obsm["X_emb"]`` + ``uns["runtime_s"]`` to ``path`` atomically.
 
-    The file is written next to its destination under a temporary name and renamed, so an
-    interrupted job never leaves a complete-looking output behind.
+    ``uns["embedding_flags"]`` (one-line warnings :func:`scdiva.bench.methods.integrate` left about
+    the embedding, e.g. constant columns) goes into the file's uns too. The file is written next to
+    its destination under a temporary name and renamed, so an interrupted job never leaves a
+    complete-looking output behind.
+
+    Parameters
+    ----------
+    adata
+        The AnnData the method wrote ``obsm["X_emb"]`` into.
+    path
+        Destination ``.h5ad``.
+    method, seed
+        Recorded in the file's uns.
     """
     import anndata as ad
     import pandas as pd
@@ -94,6 +105,9 @@ def write_embedding(adata, path: str | Path, *, method: str, seed: int) -> None:
     out.uns["runtime_s"] = float(adata.uns["runtime_s"])
     out.uns["method"] = method
     out.uns["seed"] = int(seed)
+    flags = [str(flag) for flag in adata.uns.get("embedding_flags", [])]
+    if flags:
+        out.uns["embedding_flags"] = flags
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

@@ -21,13 +21,21 @@ plus ``task`` (``integration``, the default, or ``annotation``), ``params`` (pas
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
+import logging
+import os
 import re
 import shlex
+import shutil
+import signal
+import string
 import subprocess
+import sys
 import tempfile
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -255,7 +263,100 @@ def record_from_config(name: str, entry: Mapping[str, Any], *, base_dir: str | P
                         **common)
 
 
+# --- the output contract ---------------------------------------------------------------------------
+
+#: a column whose values span less than this (relative to their magnitude when that is above 1) is
+#: constant: float32 rounding of one value, not a dimension that tells cells apart
+CONSTANT_COLUMN_SPAN = 1e-5
+
+
+def constant_columns(embedding: np.ndarray) -> np.ndarray:
+    """Indices of the columns of ``embedding`` (cells x dimensions) that are constant or near-constant
+    (value span below :data:`CONSTANT_COLUMN_SPAN` of ``max(1, largest |value|)`` of the column)."""
+    if embedding.shape[0] == 0:
+        return np.arange(embedding.shape[1])
+    span = embedding.max(axis=0).astype(np.float64) - embedding.min(axis=0)
+    scale = np.maximum(1.0, np.abs(embedding).max(axis=0).astype(np.float64))
+    return np.flatnonzero(span <= CONSTANT_COLUMN_SPAN * scale)
+
+
+def check_embedding(values: Any, *, n_cells: int, method: str, source: str) -> np.ndarray:
+    """``values`` as a dense float array (cells x dimensions), or a one-line :class:`MethodError` naming
+    ``method``, what it wrote (``source``, e.g. ``obsm['X_emb']``) and what was expected.
+
+    Refused: a sparse matrix, a non-numeric dtype (object, strings, booleans), a 1-D array, anything
+    but ``n_cells`` rows, no columns, NaN or infinite values, and a collapsed latent (every column
+    constant). Integer values are converted to float32; float arrays are returned as they are.
+    """
+    where = f"integration method {method!r}: {source}"
+    if values is None:
+        raise MethodError(f"{where} is missing")
+    if hasattr(values, "toarray") or type(values).__module__.startswith("scipy.sparse"):
+        raise MethodError(f"{where} is a sparse matrix ({type(values).__name__}); an embedding must be a dense float "
+                          "array (cells x dimensions): write it with .toarray()")
+    if hasattr(values, "to_numpy"):  # a DataFrame in obsm
+        values = values.to_numpy()
+    try:
+        array = np.asarray(values)
+    except Exception as err:  # ragged lists and other objects numpy cannot hold as one array
+        raise MethodError(f"{where} is not an array ({type(values).__name__}: {err}); an embedding must be a dense "
+                          "float array (cells x dimensions)") from None
+    if array.dtype.kind not in "fiu":
+        raise MethodError(f"{where} has dtype {array.dtype} ({type(values).__name__}); an embedding must be a dense "
+                          "array of floats (cells x dimensions)")
+    if array.ndim == 1:
+        raise MethodError(f"{where} is a 1-D array of {array.shape[0]} values; an embedding is 2-D (cells x "
+                          f"dimensions): if one dimension is meant, reshape it to (n_cells, 1) with .reshape(-1, 1)")
+    if array.ndim != 2:
+        raise MethodError(f"{where} has shape {array.shape}; an embedding must be 2-D (cells x dimensions)")
+    if array.shape[0] != n_cells:
+        raise MethodError(f"{where} has {array.shape[0]} rows for {n_cells} cells; an embedding has one row per cell")
+    if array.shape[1] == 0:
+        raise MethodError(f"{where} has shape {array.shape}: no columns; an embedding needs at least one dimension")
+    if array.dtype.kind != "f":
+        array = array.astype(np.float32)
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad_columns = int((~finite).any(axis=0).sum())
+        raise MethodError(f"{where} has {int((~finite).sum())} non-finite values (NaN or infinite) in {bad_columns} "
+                          f"of its {array.shape[1]} columns; an embedding must be finite")
+    constant = constant_columns(array)
+    if len(constant) == array.shape[1] and n_cells > 1:
+        raise MethodError(f"{where} is a collapsed latent: every one of its {array.shape[1]} columns is constant or "
+                          f"near-constant (values span < {CONSTANT_COLUMN_SPAN:g}), so it tells no cells apart")
+    return array
+
+
+def embedding_flags(embedding: np.ndarray, *, method: str) -> list[str]:
+    """One-line warnings about an embedding that passed :func:`check_embedding`: its constant columns."""
+    constant = constant_columns(embedding)
+    if not len(constant) or embedding.shape[0] < 2:
+        return []
+    shown = ", ".join(str(int(i)) for i in constant[:10]) + (", ..." if len(constant) > 10 else "")
+    return [f"integration method {method!r}: {len(constant)} of {embedding.shape[1]} columns of obsm"
+            f"[{EMBEDDING_KEY!r}] are constant or near-constant (columns {shown})"]
+
+
 # --- command-line methods --------------------------------------------------------------------------
+
+
+def _quoted_placeholders(command: str) -> list[tuple[str, str]]:
+    """Placeholders of ``command`` that stand inside shell quotes, with the quote character: the
+    harness quotes every value itself, and a value inside the template's own quotes could close them."""
+    found, quote, escaped = [], "", False
+    for literal, name, _spec, _conv in string.Formatter().parse(command):
+        for char in literal:  # the shell's quoting rules, as far as quotes go
+            if escaped:
+                escaped = False
+            elif char == "\\" and quote != "'":
+                escaped = True
+            elif quote and char == quote:
+                quote = ""
+            elif not quote and char in "'\"":
+                quote = char
+        if name is not None and quote:
+            found.append((name, quote))
+    return found
 
 
 def _check_command(command: str, task: str, *, where: str) -> None:
@@ -265,22 +366,145 @@ def _check_command(command: str, task: str, *, where: str) -> None:
     except (KeyError, IndexError, ValueError) as err:
         raise MethodConfigError(f"{where} {command!r}: unknown placeholder {err}; a {task} command may use "
                                 + ", ".join("{" + k + "}" for k in allowed) + " (write {{ }} for literal braces)") from None
+    quoted = _quoted_placeholders(command)
+    if quoted:
+        shown = ", ".join(f"{q}{{{name}}}{q}" for name, q in quoted)
+        raise MethodConfigError(f"{where} {command!r} puts {shown} inside quotes; remove the quotes: the harness "
+                                "quotes every value it fills in (quotes around a placeholder would let a value "
+                                "close them)")
     required = ("input", "output") if task == "integration" else ("reference", "query", "output")
     missing = [k for k in required if "{" + k + "}" not in command]
     if missing:
         raise MethodConfigError(f"{where} {command!r} must contain " + ", ".join("{" + k + "}" for k in missing))
 
 
+class _Terminated(SystemExit):
+    """SIGTERM arrived while a command method ran: unwinds the job so its temporary copy is removed."""
+
+
+#: lines of a command's stderr copied to the job log
+STDERR_TAIL_LINES = 40
+#: seconds a command gets to exit after SIGTERM before it is killed
+TERMINATE_GRACE_S = 5.0
+
+
+@contextlib.contextmanager
+def command_workdir(method: str) -> Iterator[Path]:
+    """A temporary directory for a command method's copy of the data, removed when the block ends:
+    on success, on failure and on SIGTERM. While the block runs, SIGTERM (from the job supervisor or
+    the scheduler) raises in the main thread, so the command is stopped and the copy removed; then the
+    signal is delivered again to the handler that was there before (by default: the process ends)."""
+    terminated: list[int] = []
+
+    def on_term(signum: int, _frame: Any) -> None:
+        terminated.append(signum)
+        raise _Terminated(128 + signum)
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.getsignal(signal.SIGTERM)
+        if previous is signal.SIG_IGN:
+            previous = None
+        else:
+            signal.signal(signal.SIGTERM, on_term)
+    tmp: str | None = None
+    try:
+        tmp = tempfile.mkdtemp(prefix=f"scdiva-{method}-")
+        yield Path(tmp)
+    finally:
+        if previous is not None:  # a second SIGTERM during the clean-up is noted, not raised
+            signal.signal(signal.SIGTERM, lambda signum, _frame: terminated.append(signum))
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+            if terminated:
+                signal.raise_signal(signal.SIGTERM)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Process ids of every descendant of ``pid`` (Linux /proc; empty elsewhere)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return []
+    for entry in entries:
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM to the command's shell and everything it started, SIGKILL after the grace period."""
+    pids = [proc.pid, *_descendants(proc.pid)]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        try:
+            proc.wait(timeout=TERMINATE_GRACE_S)
+        except subprocess.TimeoutExpired:
+            continue
+        if sig == signal.SIGTERM and not any(_alive(pid) for pid in pids[1:]):
+            return
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    stat = Path(f"/proc/{pid}/stat")  # a zombie has exited; its parent has not collected it yet
+    with contextlib.suppress(OSError, IndexError):
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+def _tail(path: Path, lines: int) -> list[str]:
+    with contextlib.suppress(OSError):
+        return path.read_text(errors="replace").strip().splitlines()[-lines:]
+    return []
+
+
 def _run(command: str, fields: Mapping[str, Any], *, method: str, task: str) -> None:
+    """Run ``command`` with ``fields`` shell-quoted into it, in this process's process group (so a
+    supervisor's group kill reaches it); its stdout and stderr go to files in the work directory and
+    their tail to this job's log (stderr). Errors are one line naming the method."""
     line = command.format(**{k: shlex.quote(str(v)) for k, v in fields.items()})
-    proc = subprocess.run(line, shell=True, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-        raise MethodError(f"{task} method {method!r}: command failed with exit status {proc.returncode}: {line}\n"
-                          f"{tail}")
-    output = Path(fields["output"])
-    if not output.is_file():
-        raise MethodError(f"{task} method {method!r}: command exited 0 but did not write {{output}} ({line})")
+    shown = " ".join(line.split())  # the error message is one line
+    workdir = Path(fields["output"]).parent
+    out_path, err_path = workdir / "command.stdout", workdir / "command.stderr"
+    logging.getLogger("scdiva.bench.methods").info("%s method %r: running %s", task, method, line)
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        proc = subprocess.Popen(line, shell=True, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+    try:
+        returncode = proc.wait()
+    except BaseException:  # SIGTERM (_Terminated), Ctrl-C: the command must not outlive its job
+        _stop(proc)
+        raise
+    finally:
+        tail = _tail(err_path, STDERR_TAIL_LINES) or _tail(out_path, STDERR_TAIL_LINES)
+        if tail:
+            which = "stderr" if _tail(err_path, 1) else "stdout"
+            print(f"--- {task} method {method!r}: last {len(tail)} lines of the command's {which} ---", *tail,
+                  "---", sep="\n", file=sys.stderr, flush=True)
+    if returncode != 0:
+        how = (f"was killed by signal {-returncode} ({signal.Signals(-returncode).name})" if returncode < 0
+               else f"failed with exit status {returncode}")
+        last = f"; its last line of output: {tail[-1].strip()}" if tail else "; it wrote nothing to stderr"
+        raise MethodError(f"{task} method {method!r}: command {how}{last} (full tail in the job log; command: {shown})")
+    if not Path(fields["output"]).is_file():
+        raise MethodError(f"{task} method {method!r}: command exited 0 but did not write {{output}} ({shown})")
 
 
 def _write_params(directory: Path, params: Mapping[str, Any]) -> Path:
@@ -289,23 +513,50 @@ def _write_params(directory: Path, params: Mapping[str, Any]) -> Path:
     return path
 
 
+def _file_start(path: Path) -> str:
+    with contextlib.suppress(OSError):
+        with open(path, "rb") as handle:
+            return repr(handle.read(40).decode("utf-8", errors="replace"))
+    return "unreadable"
+
+
+def read_h5ad_output(path: Path, *, method: str, what: str, obsm_key: str = EMBEDDING_KEY):
+    """``anndata.read_h5ad(path)``, or one line naming ``method`` when ``path`` is no .h5ad (text, a CSV)
+    or its ``obsm[obsm_key]`` is stored 1-D (anndata would silently read that as one column)."""
+    import anndata as ad
+    import h5py
+
+    try:
+        data = ad.read_h5ad(path)
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise MethodError(f"integration method {method!r}: {what} {path} is not an AnnData .h5ad file (it starts "
+                          f"with {_file_start(path)}; {type(err).__name__}: {first}); expected an .h5ad with "
+                          f"obsm[{obsm_key!r}] (cells x dimensions)") from None
+    with h5py.File(path, "r") as handle:
+        stored = handle.get(f"obsm/{obsm_key}")
+        if isinstance(stored, h5py.Dataset) and stored.ndim == 1:
+            check_embedding(np.zeros(stored.shape), n_cells=data.n_obs, method=method,
+                            source=f"obsm[{obsm_key!r}] of {what} {path}")  # refuses it: 1-D
+    return data
+
+
 def run_integration_command(adata, *, batch_key: str, label_key: str | None, seed: int, params: Mapping[str, Any],
                             threads: int, command: str, method: str, **_: Any) -> None:
     """Write ``adata`` to ``{input}``, run ``command``, read ``obsm["X_emb"]`` of ``{output}`` by cell name."""
-    import anndata as ad
-
-    with tempfile.TemporaryDirectory(prefix=f"scdiva-{method}-") as tmp:
-        tmp_dir = Path(tmp)
+    with command_workdir(method) as tmp_dir:
         adata.write_h5ad(tmp_dir / "input.h5ad")
         fields = dict(input=tmp_dir / "input.h5ad", output=tmp_dir / "output.h5ad", batch_key=batch_key,
                       label_key=label_key or "", seed=seed, threads=threads, params=_write_params(tmp_dir, params))
         _run(command, fields, method=method, task="integration")
-        out = ad.read_h5ad(fields["output"])
+        out = read_h5ad_output(fields["output"], method=method, what="the command's {output}")
     if EMBEDDING_KEY not in out.obsm:
         raise MethodError(f"integration method {method!r}: its output h5ad has no obsm[{EMBEDDING_KEY!r}] "
-                          f"(it has {list(out.obsm)})")
-    adata.obsm[EMBEDDING_KEY] = match_cells(out.obs_names, out.obsm[EMBEDDING_KEY], adata.obs_names,
-                                            method=method, source="the command's output")
+                          f"(the obsm keys it wrote: {list(out.obsm) or 'none'})")
+    values = check_embedding(out.obsm[EMBEDDING_KEY], n_cells=out.n_obs, method=method,
+                             source=f"obsm[{EMBEDDING_KEY!r}] of the command's output h5ad")
+    adata.obsm[EMBEDDING_KEY] = match_cells(out.obs_names, values, adata.obs_names, method=method,
+                                            source="the command's output")
 
 
 def fit_annotation_command(reference, *, label_key: str, batch_key: str, seed: int, params: Mapping[str, Any],
@@ -320,19 +571,24 @@ def fit_annotation_command(reference, *, label_key: str, batch_key: str, seed: i
     state: dict[str, Any] = {}
 
     def map_query(query) -> None:
-        with tempfile.TemporaryDirectory(prefix=f"scdiva-{method}-") as tmp:
-            tmp_dir = Path(tmp)
+        with command_workdir(method) as tmp_dir:
             reference.write_h5ad(tmp_dir / "reference.h5ad")
             hidden = query.copy()
-            hidden.obs = hidden.obs.drop(columns=[label_key], errors="ignore")  # the query's labels stay hidden
+            hidden.obs = hidden.obs.drop(columns=[label_key], errors="ignore")  # annotate() hides them too
             hidden.write_h5ad(tmp_dir / "query.h5ad")
             fields = dict(reference=tmp_dir / "reference.h5ad", query=tmp_dir / "query.h5ad",
                           output=tmp_dir / "predictions.csv", batch_key=batch_key, label_key=label_key, seed=seed,
                           threads=threads, params=_write_params(tmp_dir, params))
             _run(command, fields, method=method, task="annotation")
-            table = pd.read_csv(fields["output"], index_col=0)
+            try:
+                table = pd.read_csv(fields["output"], index_col=0)
+            except Exception as err:
+                raise MethodError(f"annotation method {method!r}: its {{output}} is not a readable CSV (it starts with "
+                                  f"{_file_start(fields['output'])}; {type(err).__name__}); expected a CSV with the "
+                                  "query cell names in the first column and a column 'label'") from None
         if "label" not in table.columns:
-            raise MethodError(f"annotation method {method!r}: its CSV needs a column 'label' (has {list(table.columns)})")
+            raise MethodError(f"annotation method {method!r}: its CSV needs a column 'label' with the predictions "
+                              f"(it has {list(table.columns)}; the first column holds the query cell names)")
         state["labels"] = match_cells(table.index.astype(str), table["label"].astype(str).to_numpy(),
                                       query.obs_names, method=method, source="the command's predictions")
 
@@ -363,22 +619,39 @@ def match_cells(names, values, cells, *, method: str, source: str) -> np.ndarray
 
 
 def read_embedding_file(path: str | Path, *, obsm_key: str = EMBEDDING_KEY, method: str):
-    """(cell names, matrix) of a precomputed embedding: ``.h5ad`` (``obsm[obsm_key]``) or ``.csv``/``.tsv``."""
-    import anndata as ad
+    """(cell names, float32 matrix) of a precomputed embedding: ``.h5ad`` (``obsm[obsm_key]``) or
+    ``.csv``/``.tsv``; checked against the embedding contract (:func:`check_embedding`)."""
     import pandas as pd
 
     path = Path(path)
     if not path.is_file():
         raise MethodError(f"method {method!r}: precomputed embedding {path} does not exist")
     if path.suffix == ".h5ad":
-        data = ad.read_h5ad(path)
+        data = read_h5ad_output(path, method=method, what="precomputed embedding", obsm_key=obsm_key)
         if obsm_key not in data.obsm:
             raise MethodError(f"method {method!r}: {path} has no obsm[{obsm_key!r}] (it has {list(data.obsm)}); "
                               f"set config `methods.{method}.obsm_key`")
-        return data.obs_names, np.asarray(data.obsm[obsm_key], dtype=np.float32)
+        values = check_embedding(data.obsm[obsm_key], n_cells=data.n_obs, method=method,
+                                 source=f"obsm[{obsm_key!r}] of precomputed embedding {path}")
+        return data.obs_names, values.astype(np.float32, copy=False)
     if path.suffix in (".csv", ".tsv", ".txt"):
-        table = pd.read_csv(path, index_col=0, sep="\t" if path.suffix != ".csv" else ",")
-        return table.index, table.to_numpy(dtype=np.float32)
+        try:
+            table = pd.read_csv(path, index_col=0, sep="\t" if path.suffix != ".csv" else ",")
+        except Exception as err:
+            raise MethodError(f"method {method!r}: precomputed embedding {path} is not a readable table "
+                              f"({type(err).__name__}); expected cell names in the first column and one numeric "
+                              "column per dimension") from None
+        text = [c for c in table.columns if not pd.api.types.is_numeric_dtype(table[c])
+                or pd.api.types.is_bool_dtype(table[c])]
+        if text:
+            example = table[text[0]].dropna().astype(str)
+            example = f" (e.g. {example.iloc[0]!r})" if len(example) else ""
+            raise MethodError(f"method {method!r}: precomputed embedding {path} has non-numeric column(s) "
+                              f"{[str(c) for c in text[:5]]}{example}; expected cell names in the first column and "
+                              "one numeric column per dimension")
+        values = check_embedding(table.to_numpy(), n_cells=len(table), method=method,
+                                 source=f"precomputed embedding {path}")
+        return table.index, values.astype(np.float32, copy=False)
     raise MethodError(f"method {method!r}: precomputed embedding {path} must be .h5ad, .csv or .tsv")
 
 
