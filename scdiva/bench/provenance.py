@@ -1,6 +1,8 @@
 """Provenance of a workflow run: what data, code, settings and machine made the result tables.
 
-``results/provenance.json`` (written by the ``provenance`` rule) records dataset sha256s, the git
+``results/provenance.json`` (written by the ``provenance`` rule) records the sha256 of every staged
+dataset and of every file the run read that no rule wrote (``inputs``: sources, metadata, multimodal
+and cross-species files, precomputed embeddings, checkpoint files, the paper's claims), the git
 commit (or the package version outside a git checkout) and whether the tree was dirty, a sha256 of
 the effective config, package versions, hardware, seeds, and start / end times. Its ``run_id`` is
 :func:`run_id` of the config hash and the code version only - never of a time - so rerunning an
@@ -105,17 +107,34 @@ def hardware() -> dict[str, Any]:
 
 def build_provenance(config: Mapping[str, Any], datasets: Mapping[str, str | os.PathLike[str]], *,
                      repo: str | os.PathLike[str], started: str | None = None,
-                     start_commit: str | None = None) -> dict[str, Any]:
-    """The provenance record of a run: ``datasets`` maps dataset name -> its staged/local file.
+                     start_commit: str | None = None,
+                     inputs: Mapping[str, str | os.PathLike[str]] | None = None) -> dict[str, Any]:
+    """The provenance record of a run.
 
-    ``started`` is the ISO time the workflow started (``None`` if unknown); ``finished`` is now.
-    ``start_commit`` is the commit when the workflow started (the one its tables' ``run_id`` names);
-    if the checkout moved on during the run, the id stays that of ``start_commit`` and
-    ``code.commit_at_start`` records it beside the commit at the end.
+    Parameters
+    ----------
+    config
+        The effective config (hashed, and its ``seeds`` recorded).
+    datasets
+        Dataset name -> its staged file.
+    repo
+        The checkout whose commit and dirtiness are recorded.
+    started
+        ISO time the workflow started (``None`` if unknown); ``finished`` is now.
+    start_commit
+        The commit when the workflow started (the one its tables' ``run_id`` names); if the checkout
+        moved on during the run, the id stays that of ``start_commit`` and ``code.commit_at_start``
+        records it beside the commit at the end.
+    inputs
+        Every file the run read that no rule wrote, by the config key that names it (the workflow's
+        ``provenance_inputs``: sources, metadata, embeddings, checkpoint files); each is recorded
+        with its sha256 under ``inputs``.
     """
-    for name, path in datasets.items():
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"provenance: dataset {name!r} file {path} does not exist; stage it first")
+    inputs = dict(inputs or {})
+    for kind, files in (("dataset", datasets), ("input", inputs)):
+        for name, path in files.items():
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"provenance: {kind} {name!r} file {path} does not exist; stage it first")
     config_hash = config_sha256(config)
     code = code_version(repo)
     id_code = code
@@ -127,6 +146,7 @@ def build_provenance(config: Mapping[str, Any], datasets: Mapping[str, str | os.
         "config_sha256": config_hash,
         "code": code,
         "datasets": {name: {"path": str(path), "sha256": sha256_of(path)} for name, path in datasets.items()},
+        "inputs": {name: {"path": str(path), "sha256": sha256_of(path)} for name, path in inputs.items()},
         "seeds": list(config.get("seeds", [])),
         "packages": package_versions(),
         "hardware": hardware(),
@@ -164,6 +184,8 @@ def provenance_section(record: Mapping[str, Any], *, order: int = 90) -> Section
         f"| hardware | {hw['cpu']}, {hw['cores']} cores, {hw['ram_gib']} GiB RAM, "
         f"GPU: {', '.join(hw['gpus']) or 'none'} |",
         *(f"| dataset `{name}` sha256 | `{d['sha256']}` |" for name, d in record["datasets"].items()),
+        *(f"| input `{name}` (`{d['path']}`) sha256 | `{d['sha256']}` |"
+          for name, d in record.get("inputs", {}).items()),
         *(f"| {pkg} | {ver or 'not installed'} |" for pkg, ver in record["packages"].items()),
     ]
     return Section(title="Provenance", markdown="\n".join(lines), order=order)

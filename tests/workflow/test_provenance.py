@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -97,6 +98,19 @@ def test_commit_moving_during_the_run_keeps_the_start_id(repo: Path) -> None:
 def test_missing_dataset_file_is_named() -> None:
     with pytest.raises(FileNotFoundError, match="'pbmc'.*missing.h5ad"):
         prov.build_provenance(CONFIG, {"pbmc": "missing.h5ad"}, repo=REPO)
+    with pytest.raises(FileNotFoundError, match="input 'datasets.pbmc.metadata' file missing.csv does not exist"):
+        prov.build_provenance(CONFIG, {}, repo=REPO, inputs={"datasets.pbmc.metadata": "missing.csv"})
+
+
+def test_record_and_section_hold_every_input_with_its_sha256(repo: Path) -> None:
+    claims = REPO / "config" / "paper_claims.yaml"
+    inputs = {"datasets.pbmc.source": PBMC, "config/paper_claims.yaml": claims}
+    record = prov.build_provenance(CONFIG, {}, repo=repo, inputs=inputs)
+    assert record["inputs"] == {name: {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+                                for name, path in inputs.items()}
+    markdown = prov.provenance_section(record).markdown
+    for name, data in record["inputs"].items():
+        assert f"| input `{name}` (`{data['path']}`) sha256 | `{data['sha256']}` |" in markdown
 
 
 def test_run_id_column_is_last_and_replaces_an_old_one() -> None:
@@ -154,3 +168,86 @@ def check_workflow_provenance(workdir: Path) -> str:
 def test_workflow_writes_provenance_and_stamps_every_score_table(smoke_run) -> None:
     log = check_workflow_provenance(smoke_run.workdir)
     assert "Nothing to be done" in log, log[-3000:]  # the same config and commit rerun no job
+
+
+# --- provenance.json against the DAG: every file a job reads that no job writes is recorded ---------
+
+JOB_HEADER = re.compile(r"^(?:local)?(?:rule|checkpoint) (\S+):$")
+
+
+def dag_jobs(log: str, workdir: Path) -> list[tuple[str, set[str], set[str]]]:
+    """(rule, inputs, outputs) of every job a ``--dry-run`` log lists, as absolute paths."""
+    jobs: list[tuple[str, set[str], set[str]]] = []
+    for line in log.splitlines():
+        header = JOB_HEADER.match(line)
+        if header:
+            jobs.append((header.group(1), set(), set()))
+        elif jobs and line.startswith(("    input: ", "    output: ")):
+            key, _, files = line.strip().partition(": ")
+            paths = {str(p if Path(p).is_absolute() else workdir / p) for p in files.split(", ")}
+            jobs[-1][1 if key == "input" else 2].update(paths)
+    return jobs
+
+
+def read_from_outside(jobs: list[tuple[str, set[str], set[str]]]) -> set[str]:
+    """Files the jobs other than ``provenance`` read that no job writes (the DAG's source files)."""
+    written = set().union(*(outputs for _, _, outputs in jobs))
+    return {path for rule, inputs, _ in jobs if rule != "provenance" for path in inputs} - written
+
+
+def full_dag(workdir: Path, *configfiles: Path) -> list[tuple[str, set[str], set[str]]]:
+    dry = subprocess.run([*snakemake_command(workdir, *configfiles), "--dry-run", "--forceall"], cwd=REPO,
+                         capture_output=True, text=True, env=workflow_env(), timeout=300)
+    assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
+    jobs = dag_jobs(dry.stdout, workdir)
+    assert {"download", "multimodal_prepare", "cross_species_prepare", "provenance"} <= {r for r, _, _ in jobs}
+    return jobs
+
+
+@pytest.mark.slow
+def test_provenance_lists_every_file_the_run_read(smoke_run) -> None:
+    """The smoke run's provenance.json names each source the DAG reads - the PBMC source, the
+    multimodal and cross-species files, the paper's claims - with its sha256, and nothing else."""
+    workdir = smoke_run.workdir
+    record = json.loads((workdir / "results" / "provenance.json").read_text())
+    read = read_from_outside(full_dag(workdir))
+    data = REPO / "data"
+    assert {str(data / f) for f in ("pbmc_3chem_symphony.h5ad", "citeseq_eccite_pbmc.h5ad",
+                                    "pancreas_baron_human.h5ad", "pancreas_baron_mouse.h5ad")} <= read
+    assert {d["path"] for d in record["inputs"].values()} == read
+    for name, d in record["inputs"].items():
+        assert d["sha256"] == hashlib.sha256(Path(d["path"]).read_bytes()).hexdigest(), name
+    assert record["inputs"]["multimodal.datasets.citeseq_pbmc.source"]["path"] == str(data / "citeseq_eccite_pbmc.h5ad")
+
+
+@pytest.mark.slow  # parses the workflow twice (no job runs)
+def test_provenance_job_reads_embeddings_and_published_checkpoints(tmp_path) -> None:
+    """With a precomputed embedding and a published checkpoint configured, the provenance job takes
+    every file the other jobs read from outside (the DAG), and the checkpoint's files, read through
+    the fetch job's params, besides."""
+    import anndata as ad
+    import yaml
+
+    from scdiva import ScDiVaModel
+    from scdiva.bench.checkpoints import CHECKPOINT_FILES
+
+    checkpoint = tmp_path / "published"
+    source = REPO / "data" / "pbmc_3chem_symphony.h5ad"
+    ScDiVaModel.from_config("tiny", genes=ad.read_h5ad(source, backed="r").var_names).save_pretrained(str(checkpoint))
+    embeddings = tmp_path / "embeddings"
+    embeddings.mkdir()
+    (embeddings / "pbmc_3chem.csv").write_text("cell,x\n")
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(yaml.safe_dump({
+        "checkpoints": {"given": {"published": {"path": str(checkpoint), "sha256": {
+            f: hashlib.sha256((checkpoint / f).read_bytes()).hexdigest() for f in CHECKPOINT_FILES}}}},
+        "integration": {"methods": ["unintegrated", "scdiva_zeroshot", "precomputed"]},
+        "methods": {"scdiva_zeroshot": {"checkpoint": "given"},
+                    "precomputed": {"embedding": str(embeddings / "{dataset}.csv")}},
+    }))
+    jobs = full_dag(tmp_path / "wf", overlay)
+    provenance_inputs = next(inputs for rule, inputs, _ in jobs if rule == "provenance")
+    read = read_from_outside(jobs)
+    assert str(embeddings / "pbmc_3chem.csv") in read
+    assert read <= provenance_inputs
+    assert {str(checkpoint / f) for f in CHECKPOINT_FILES} <= provenance_inputs

@@ -7,7 +7,8 @@ from scdiva.bench.provenance import build_provenance, provenance_section, write_
 
 configure_logging(snakemake.log[0])
 record = build_provenance(snakemake.config, snakemake.params.datasets, repo=snakemake.params.repo,
-                          started=os.environ.get("SCDIVA_RUN_STARTED"), start_commit=snakemake.params.start_commit)
+                          started=os.environ.get("SCDIVA_RUN_STARTED"), start_commit=snakemake.params.start_commit,
+                          inputs=snakemake.params.inputs)
 if record["run_id"] != snakemake.params.run_id:
     raise RuntimeError(f"provenance run_id {record['run_id']} differs from the tables' {snakemake.params.run_id}: "
                        "the config changed while the workflow ran; rerun it")
