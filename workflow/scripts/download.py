@@ -34,7 +34,7 @@ def convert_and_check(path):
     # Runs on the complete download before it is staged or its digest recorded: a file that fails is
     # neither staged nor recorded. An .h5ad is checked where it is; other formats are converted first.
     fmt = stage_as_h5ad(path, output, dataset=dataset, declared=entry.get("format", "auto"),
-                        metadata=stage_metadata()) if _not_h5ad(path) else "h5ad"
+                        metadata=stage_metadata(), shown=snakemake.params.source) if _not_h5ad(path) else "h5ad"
     try:
         check_source(output if fmt != "h5ad" else path, entry, dataset=dataset, min_cells_per_batch=min_cells,
                      shown=snakemake.params.source)
