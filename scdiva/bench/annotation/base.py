@@ -18,7 +18,9 @@ class FittedAnnotator:
 
     `predict(query)` labels query cells; it is what inference time measures. `map_query(query)`
     is the one-time, query-specific training some methods need before predicting (scANVI's
-    scArches surgery); it is timed separately as `query_fit_s`.
+    scArches surgery); it is timed separately as `query_fit_s`. The query either gets is a copy
+    without labels (obs holds the batch column only): the truth stays with the harness
+    (:func:`scdiva.bench.annotation.run.annotate`).
     """
 
     predict: Callable[[ad.AnnData], np.ndarray]
