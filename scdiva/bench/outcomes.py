@@ -303,7 +303,7 @@ def supervise(work: Callable[[Reporter], None], *, dataset: str, task: str, meth
     outcome.status, outcome.reason = _classify(status_code, fields, timed_out=timed_out, runtime_min=runtime_min,
                                                method=method)
     seconds = fields.get("method_s") or wall
-    if outcome.n_cells and seconds:
+    if outcome.ok and outcome.n_cells and seconds:  # a throughput only for a run that finished
         outcome.cells_per_s = round(outcome.n_cells / float(seconds), 2)
     log.info("%s run of %s on %s (seed %s): %s%s (%.1f s, peak %.0f MB)", task, method, dataset, seed,
              outcome.status, f": {outcome.reason}" if outcome.reason else "", wall, outcome.peak_rss_mb)
