@@ -29,6 +29,16 @@ table.coverage td:nth-child(-n+2),table.coverage th:nth-child(-n+2){text-align:l
 .legend span{display:inline-block;padding:1px 6px;margin-right:6px;border:1px solid #ccc}"""
 
 
+#: Rows of the matrix: tasks in this order (others after, as they come), datasets as they come.
+TASK_ORDER = ("integration", "annotation", "multimodal", "cross_species", "multitask")
+
+
+def _display_order(runs: pd.DataFrame) -> pd.DataFrame:
+    rank = {t: i for i, t in enumerate(TASK_ORDER)}
+    key = runs["task"].map(lambda t: rank.get(t, len(rank)))
+    return runs.assign(_k=key).sort_values("_k", kind="stable").drop(columns="_k").reset_index(drop=True)
+
+
 def read_runs(path: str | os.PathLike[str]) -> pd.DataFrame:
     """``runs.csv`` checked: every column of :data:`RUNS_COLUMNS`, every status one of :data:`STATUSES`."""
     runs = pd.read_csv(path, dtype={"dataset": str, "task": str, "method": str, "status": str, "reason": str},
@@ -112,7 +122,8 @@ def _run_title(row: pd.Series) -> str:
 
 def coverage_matrix(runs: pd.DataFrame) -> pd.DataFrame:
     """(dataset, task) rows x methods: the status counts over seeds (``""`` where a method is not
-    scheduled for that dataset and task). Methods and rows keep the order of ``runs``."""
+    scheduled for that dataset and task). Tasks in :data:`TASK_ORDER`; datasets and methods as they come."""
+    runs = _display_order(runs)
     methods = list(dict.fromkeys(runs["method"]))
     groups = runs.groupby(["dataset", "task"], sort=False)
     matrix = pd.DataFrame("", index=pd.MultiIndex.from_tuples(list(groups.groups), names=["dataset", "task"]),
@@ -124,6 +135,7 @@ def coverage_matrix(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _matrix_html(runs: pd.DataFrame) -> str:
+    runs = _display_order(runs)
     methods = list(dict.fromkeys(runs["method"]))
     head = "".join(f"<th>{html.escape(m)}</th>" for m in ["dataset", "task", *methods])
     body = []
@@ -159,6 +171,7 @@ def _resources_table(runs: pd.DataFrame) -> str:
 def coverage_section(runs: pd.DataFrame, *, runs_path: str = "tables/runs.csv", order: int = 2) -> Section:
     """The coverage matrix of ``runs`` (coloured by status in the HTML), the runs left out of the
     aggregate tables with their reasons, flags of completed runs, and wall time / peak RSS per run."""
+    runs = _display_order(runs)
     n_ok = int((runs["status"] == "ok").sum())
     intro = (f"Every scheduled run (dataset x task x method x seed) and what it did: {n_ok} of {len(runs)} "
              f"completed (`{runs_path}`). A cell counts its seeds by status. Aggregate tables and rankings "

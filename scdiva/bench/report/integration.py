@@ -85,6 +85,10 @@ def _seed_column(long: pd.DataFrame, dataset: str, methods: pd.Index, runs: pd.D
         sub = long[(long["dataset"] == dataset) & (long["metric"] == "total_score")].set_index("method")
         return pd.Series([str(int(sub.loc[m, "n_seeds"])) for m in methods], index=methods)
     counts = seed_counts(runs, "integration", dataset).droplevel("dataset")
+    missing = [m for m in methods if m not in counts.index]
+    if missing:
+        raise ValueError(f"integration scores of {missing} on {dataset!r} but no such run in runs.csv: "
+                         "the tables and runs.csv are from different runs; run snakemake again")
     return pd.Series([f"{counts.loc[m, 'n_ok']}/{counts.loc[m, 'n_scheduled']}"
                       + ("" if counts.loc[m, "complete"] else " (not ranked)") for m in methods], index=methods)
 
