@@ -7,6 +7,7 @@ rule report:
     input:
         embeddings=report_embeddings,
         long="results/tables/integration_scores.csv",
+        runs=RUNS_TABLE,  # the coverage matrix; only completed runs are ranked
         by_seed="results/tables/integration_scores_by_seed.csv",
         preprocessed=expand("results/{dataset}/preprocessed.h5ad", dataset=dataset_names()),
         sections=lambda wc: report_section_files(),
@@ -17,6 +18,7 @@ rule report:
         umaps=expand("results/report/figures/{dataset}_umap.png", dataset=dataset_names()),
         latex=expand("results/report/tables/{dataset}_integration.tex", dataset=dataset_names()),
         walltimes="results/report/tables/benchmark_walltimes.csv",
+        runs="results/report/tables/runs.csv",
         walltime_chart="results/report/figures/benchmark_walltimes.png",
     params:
         datasets=lambda wc: {
