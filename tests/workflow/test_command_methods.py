@@ -5,6 +5,7 @@ itself is refused when the config is read, with the fix."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -104,15 +105,16 @@ EMBED = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("outcome", ["ok", "fail"])
-def test_integration_copy_removed_and_stderr_tail_logged(pbmc_small, tmp_path, private_tmp, capsys, outcome):
+def test_integration_copy_removed_and_stderr_tail_logged(pbmc_small, tmp_path, private_tmp, caplog, outcome):
     (tmp_path / "embed.py").write_text(EMBED)
     record = record_from_config("cli", {"command": f"{sys.executable} {tmp_path / 'embed.py'} {{input}} {{output}} "
                                                    f"{outcome}"})
     data = pbmc_small.copy()
+    caplog.set_level(logging.INFO, logger="scdiva.bench.methods")  # the job log: the rule's log file and stderr
     if outcome == "ok":
         integrate(data, record, batch_key=BATCH, label_key="cell_type", seed=0)
         assert data.obsm["X_emb"].shape == (data.n_obs, 3)
-        assert "wrote the embedding" in capsys.readouterr().err
+        assert "wrote the embedding" in caplog.text
     else:
         with pytest.raises(MethodError) as err:
             integrate(data, record, batch_key=BATCH, label_key="cell_type", seed=0)
@@ -120,13 +122,13 @@ def test_integration_copy_removed_and_stderr_tail_logged(pbmc_small, tmp_path, p
         assert "\n" not in message
         assert message.startswith("integration method 'cli': command failed with exit status 1; its last line of "
                                   "output: out of patience: giving up (full tail in the job log; command: ")
-        log = capsys.readouterr().err
-        assert "--- integration method 'cli': last 3 lines of the command's stderr ---" in log
+        log = caplog.text
+        assert "integration method 'cli': last 3 lines of the command's stderr:\nloading " in log
         assert "step 1 of 2 done" in log and "out of patience: giving up" in log
     assert list(private_tmp.iterdir()) == []
 
 
-def test_annotation_copy_removed_on_failure(pbmc_small, tmp_path, private_tmp, capsys):
+def test_annotation_copy_removed_on_failure(pbmc_small, tmp_path, private_tmp, caplog):
     reference, query = split_reference_query(pbmc_small, batch_key=BATCH, label_key="cell_type",
                                              reference_batches=["3pv2", "5p"], query_batches=["3pv1"])
     record = record_from_config("cli_fail", {"task": "annotation", "command": f"{sys.executable} -c "
@@ -135,7 +137,7 @@ def test_annotation_copy_removed_on_failure(pbmc_small, tmp_path, private_tmp, c
     with pytest.raises(MethodError, match="annotation method 'cli_fail': command failed with exit status 1; its "
                                           "last line of output: no model for these genes"):
         annotate(record, reference, query, label_key="cell_type", batch_key=BATCH, timing_repeats=1)
-    assert "no model for these genes" in capsys.readouterr().err
+    assert "annotation method 'cli_fail': last 1 lines of the command's stderr:\nno model for these genes" in caplog.text
     assert list(private_tmp.iterdir()) == []
 
 

@@ -32,7 +32,6 @@ import shutil
 import signal
 import string
 import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -479,14 +478,17 @@ def _tail(path: Path, lines: int) -> list[str]:
 def _run(command: str, fields: Mapping[str, Any], *, method: str, task: str) -> None:
     """Run ``command`` with ``fields`` shell-quoted into it, in this process's process group (so a
     supervisor's group kill reaches it); its stdout and stderr go to files in the work directory and
-    their tail to this job's log (stderr). Errors are one line naming the method."""
+    their tail to this job's log (the ``scdiva.bench.methods`` logger, which the workflow's scripts
+    send to the rule's log and stderr). Errors are one line naming the method."""
     line = command.format(**{k: shlex.quote(str(v)) for k, v in fields.items()})
     shown = " ".join(line.split())  # the error message is one line
     workdir = Path(fields["output"]).parent
     out_path, err_path = workdir / "command.stdout", workdir / "command.stderr"
-    logging.getLogger("scdiva.bench.methods").info("%s method %r: running %s", task, method, line)
+    log = logging.getLogger("scdiva.bench.methods")
+    log.info("%s method %r: running %s", task, method, line)
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         proc = subprocess.Popen(line, shell=True, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+    returncode = None
     try:
         returncode = proc.wait()
     except BaseException:  # SIGTERM (_Terminated), Ctrl-C: the command must not outlive its job
@@ -496,8 +498,8 @@ def _run(command: str, fields: Mapping[str, Any], *, method: str, task: str) -> 
         tail = _tail(err_path, STDERR_TAIL_LINES) or _tail(out_path, STDERR_TAIL_LINES)
         if tail:
             which = "stderr" if _tail(err_path, 1) else "stdout"
-            print(f"--- {task} method {method!r}: last {len(tail)} lines of the command's {which} ---", *tail,
-                  "---", sep="\n", file=sys.stderr, flush=True)
+            log.log(logging.INFO if returncode == 0 else logging.WARNING, "%s method %r: last %d lines of the "
+                    "command's %s:\n%s", task, method, len(tail), which, "\n".join(tail))
     if returncode != 0:
         how = (f"was killed by signal {-returncode} ({signal.Signals(-returncode).name})" if returncode < 0
                else f"failed with exit status {returncode}")
