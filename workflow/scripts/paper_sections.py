@@ -37,7 +37,11 @@ skipped = snakemake.params.skipped
 for name, section in sections.items():
     path = getattr(out, name)
     notes = paper.skipped_lines(skipped.get(name, {}))
-    if section is None:  # keep the output set fixed: an explicit "not part of this run" section
+    if section is None and inp.get(name):  # configured, but the table holds no completed run
+        paper.Section(title=f"{name.capitalize()} (no completed run)", order=99,
+                      markdown=f"No {name} run completed, so there are no scores to show; the *Coverage* "
+                               "section says what each run did and why." + notes).to_json(path)
+    elif section is None:  # keep the output set fixed: an explicit "not part of this run" section
         paper.Section(title=f"{name.capitalize()} (not run)", order=99,
                       markdown=f"The {name} benchmark is not part of this run's config." + notes).to_json(path)
     else:
