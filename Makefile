@@ -29,7 +29,8 @@ smoke: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Inner loop: every test not marked `slow` (no workflow runs, no long training; a few minutes).
+# Inner loop: every test not marked `slow` (no real workflow runs, no long training; a few minutes).
+# Both share one JAX/numba compile cache in .cache/ (tests/conftest.py) across runs and sessions.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 

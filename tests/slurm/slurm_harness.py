@@ -21,6 +21,9 @@ CLUSTER_SCRIPT = REPO / "tests" / "slurm" / "local_cluster.sh"
 SLURM_PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 FIXTURE_SNAKEFILE = REPO / "tests" / "slurm" / "fixtures" / "Snakefile"
 VENV_BIN = REPO / ".venv" / "bin"
+# The suite's shared JAX compile cache (tests/conftest.py): the SLURM and local smoke runs reuse the
+# scib-metrics kernels the other runs compiled.
+JAX_CACHE = REPO / ".cache" / "jax"
 # CI sets this: a missing cluster is then a failure, never a skip.
 REQUIRE_SLURM = os.environ.get("SCDIVA_REQUIRE_SLURM") == "1"
 
@@ -75,6 +78,7 @@ def job_environment() -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env["VIRTUAL_ENV"] = str(VENV_BIN.parent)
+    env.setdefault("SCDIVA_JAX_CACHE_DIR", str(JAX_CACHE))
     for inherited in ("SLURM_JOB_ID", "SLURM_STEP_GPUS", "CUDA_VISIBLE_DEVICES"):
         env.pop(inherited, None)  # the tests read these inside jobs; only SLURM may set them
     return env
