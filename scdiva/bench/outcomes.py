@@ -346,7 +346,15 @@ def _classify(status_code: int, fields: Mapping[str, Any], *, timed_out: bool, r
 
 def write_stub_h5ad(path: str | os.PathLike[str], outcome: RunOutcome) -> None:
     """An .h5ad with no cells, no ``obsm["X_emb"]`` and ``uns["status"]`` / ``uns["reason"]``: nothing that
-    reads it can take it for an embedding."""
+    reads it can take it for an embedding (:func:`embedding_status` reads them back).
+
+    Parameters
+    ----------
+    path
+        The job's .h5ad output.
+    outcome
+        The run's outcome (not ok).
+    """
     import anndata as ad
 
     from scdiva.bench.io import write_h5ad_atomic
@@ -403,8 +411,19 @@ def runs_table(records: Iterable[str | os.PathLike[str]],
                metrics_status: Iterable[str | os.PathLike[str]] = ()) -> Any:
     """``runs.csv`` from every run.json, with the metrics jobs' verdicts folded into integration rows.
 
-    An integration run that was ok but whose scIB metrics failed (``metrics_status.csv`` of its dataset,
-    columns dataset, method, seed, status, reason) becomes ``failed`` with reason ``scIB metrics: ...``.
+    Parameters
+    ----------
+    records
+        The ``.run.json`` of every run (:meth:`RunOutcome.write`).
+    metrics_status
+        Every dataset's ``metrics_status.csv`` (columns dataset, method, seed, status, reason): an
+        integration run that was ok but whose scIB metrics failed becomes ``failed`` with reason
+        ``scIB metrics: ...``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`RUNS_COLUMNS`, one row per run, sorted by task, dataset, method and seed.
     """
     import pandas as pd
 
