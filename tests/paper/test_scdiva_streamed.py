@@ -99,6 +99,7 @@ def test_backed_file_gives_the_in_memory_fine_tune(checkpoint, preprocessed):
         integrate(ad.read_h5ad(preprocessed), dataclasses.replace(record, function=record.streams_from), **kwargs)
 
 
+@pytest.mark.slow  # a real download -> preprocess -> integrate run
 def test_workflow_integrate_job_streams_and_matches(checkpoint, tmp_path):
     """The workflow's scdiva_zeroshot job (integrate.py, backed path) gives run_scdiva_zeroshot's in-memory result."""
     config = tmp_path / "ckpt.yaml"
