@@ -185,6 +185,7 @@ def test_hub_repo_offline_error_names_the_fix(monkeypatch, tmp_path):
     assert list((tmp_path / "ckpt").iterdir()) == []
 
 
+@pytest.mark.slow  # a real fetch_checkpoint job
 def test_workflow_fetch_job_runs_the_adapter(original, release, tmp_path):
     """The fetch_checkpoint rule converts the release; a config typo in the adapter fails at parse time."""
     from scdiva import ScDiVaModel
