@@ -504,7 +504,8 @@ def _run(command: str, fields: Mapping[str, Any], *, method: str, task: str) -> 
         how = (f"was killed by signal {-returncode} ({signal.Signals(-returncode).name})" if returncode < 0
                else f"failed with exit status {returncode}")
         last = f"; its last line of output: {tail[-1].strip()}" if tail else "; it wrote nothing to stderr"
-        raise MethodError(f"{task} method {method!r}: command {how}{last} (full tail in the job log; command: {shown})")
+        raise MethodError(f"{task} method {method!r}: command {how}{last} (the command line and its output tail are "
+                          "in the job log)")
     if not Path(fields["output"]).is_file():
         raise MethodError(f"{task} method {method!r}: command exited 0 but did not write {{output}} ({shown})")
 
