@@ -228,6 +228,7 @@ def test_lock_file_keeps_entries_of_other_urls(tmp_path, payload):
     assert read_lock(lock) == {"https://example.org/other.h5ad": "a" * 64, srv.url: PBMC_SHA256}
 
 
+@pytest.mark.slow  # two real download jobs
 def test_download_rule_records_and_enforces_url_digest(tmp_path, payload):
     """Through the Snakemake CLI: a URL without sha256 is recorded in the lock file, then enforced."""
 
