@@ -20,6 +20,31 @@ def split(pbmc_preprocessed):
                                  reference_batches=REFERENCE)
 
 
+def broken_scores(result, reference, label_key="cell_type"):
+    """Scores, by the benchmark's own metric, of two broken methods on the same query: the method's
+    predictions shuffled over the cells, and the reference's majority class for every cell."""
+    true = result.predictions["true"].to_numpy()
+    shuffled = np.random.default_rng(0).permutation(result.predictions["predicted"].to_numpy())
+    majority = np.full(len(true), reference.obs[label_key].astype(str).value_counts().idxmax())
+    return {"shuffled": annotation_metrics(true, shuffled), "majority": annotation_metrics(true, majority)}
+
+
+def assert_beats_broken(result, reference, margin=0.3):
+    """Accuracy and macro-F1 at least ``margin`` above each broken method's, and the scores are those
+    of the predictions against the query's own labels."""
+    assert result.scores == annotation_metrics(result.predictions["true"], result.predictions["predicted"])
+    for name, broken in broken_scores(result, reference).items():
+        for metric in ("accuracy", "macro_f1"):
+            assert result.scores[metric] > broken[metric] + margin, (name, metric, result.scores[metric], broken)
+
+
+def shuffled_labels(reference, label_key="cell_type"):
+    """The reference with its label column shuffled over the cells: a method reading a wrong column."""
+    broken = reference.copy()
+    broken.obs[label_key] = np.random.default_rng(1).permutation(broken.obs[label_key].to_numpy())
+    return broken
+
+
 def test_split_by_batch_and_bad_batch_is_named(pbmc_preprocessed, split):
     reference, query = split
     assert set(reference.obs["donor"]) == set(REFERENCE) and set(query.obs["donor"]) == {"5p"}
@@ -44,6 +69,7 @@ def test_celltypist_trains_with_this_scikit_learn(split):
                       timing_repeats=1)
     assert result.predictions.index.equals(query.obs_names)
     assert result.scores["accuracy"] > 0.7, result.scores
+    assert_beats_broken(result, reference)
 
 
 @pytest.mark.parametrize("method", ["logreg", "knn_pca"])
@@ -53,7 +79,12 @@ def test_baselines_transfer_labels_across_chemistry(split, method, tmp_path):
     assert result.predictions.index.equals(query.obs_names)
     # PBMC types are easy to separate; a working method is far above the majority class (~29%).
     assert result.scores["accuracy"] > 0.7, result.scores
-    assert 0 < result.scores["macro_f1"] <= 1
+    assert_beats_broken(result, reference)
+    # the same method trained on a shuffled label column is scored far lower by the same harness
+    broken = annotate(method, shuffled_labels(reference), query, label_key="cell_type", batch_key="donor", seed=0,
+                      timing_repeats=1)
+    assert result.scores["macro_f1"] > broken.scores["macro_f1"] + 0.3, (result.scores, broken.scores)
+    assert list(broken.predictions["true"]) == list(result.predictions["true"])
     assert result.timings["inference_s_per_1k_cells"] > 0 and len(result.inference_repeats_s) == 2
     rows = result.long_form("pbmc_3chem", method, 0)
     assert {"accuracy", "macro_f1", "f1:T_CD4", "inference_s_per_1k_cells"} <= set(rows["metric"])
@@ -74,3 +105,4 @@ def test_scanvi_maps_query_without_seeing_its_labels(split):
     assert result.timings["query_fit_s"] > 0
     assert set(result.predictions["predicted"]) <= set(reference.obs["cell_type"].astype(str))
     assert result.scores["accuracy"] > 0.5, result.scores
+    assert_beats_broken(result, reference, margin=0.15)

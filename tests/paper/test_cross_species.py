@@ -94,3 +94,49 @@ def test_logreg_transfers_across_species_both_ways(combined):
     # mouse-only types (macrophage, stellate, ...) are counted when human is the reference
     scores, _ = run_cross_species_annotation(combined, "logreg", reference="human", seed=0)
     assert scores["metric"].str.startswith("unseen_cells:").any()
+
+
+def test_cross_species_annotation_scores_fall_for_a_broken_method(combined):
+    """The same harness and metric score broken methods far lower: logreg trained on a shuffled label
+    column (a method reading the wrong column), and the real predictions shuffled over the query cells."""
+    from scdiva.bench.cross_species import LABEL_KEY
+
+    scores, predictions = run_cross_species_annotation(combined, "logreg", reference="human", seed=0)
+    real = dict(zip(scores["metric"], scores["value"], strict=True))
+    broken_data = combined.copy()
+    is_ref = (broken_data.obs["dataset"] == "human").to_numpy()
+    labels = broken_data.obs[LABEL_KEY].astype(str).to_numpy().copy()
+    labels[is_ref] = np.random.default_rng(0).permutation(labels[is_ref])
+    broken_data.obs[LABEL_KEY] = pd.Categorical(labels)
+    wrong_column, wrong_predictions = run_cross_species_annotation(broken_data, "logreg", reference="human", seed=0)
+    wrong_column = dict(zip(wrong_column["metric"], wrong_column["value"], strict=True))
+    assert list(wrong_predictions["true"]) == list(predictions["true"])  # the truth is the same
+    reference_types = set(labels[is_ref])
+    shuffled = cross_species_annotation_scores(
+        predictions["true"], np.random.default_rng(1).permutation(predictions["predicted"].to_numpy()), reference_types)
+    assert real == pytest.approx({**cross_species_annotation_scores(predictions["true"], predictions["predicted"],
+                                                                    reference_types), "runtime_s": real["runtime_s"]})
+    for name, broken in (("shuffled label column", wrong_column), ("shuffled predictions", shuffled)):
+        for metric in ("accuracy", "macro_f1", "accuracy_all"):
+            assert real[metric] > broken[metric] + 0.3, (name, metric, real[metric], broken[metric])
+
+
+@pytest.mark.jax
+def test_cross_species_integration_scores_fall_for_a_broken_embedding(combined):
+    """The species-as-batch integration scores of the unintegrated PCA, against the same scoring
+    function on its rows shuffled (cells mixed up) and on a constant embedding: bio conservation falls."""
+    from scdiva.bench.cross_species import LABEL_KEY, SPECIES_KEY, run_cross_species_integration
+    from scdiva.bench.metrics import aggregate_scores, compute_integration_metrics
+
+    scores, embedding = run_cross_species_integration(combined, "unintegrated", seed=0)
+    real = dict(zip(scores["metric"], scores["value"], strict=True))
+    rng = np.random.default_rng(0)
+    kwargs = {"batches": combined.obs[SPECIES_KEY].astype(str).to_numpy(),
+              "labels": combined.obs[LABEL_KEY].astype(str).to_numpy(), "pre_embedding": combined.obsm["X_pca"],
+              "seed": 0, "progress": False}
+    same = compute_integration_metrics(embedding, **kwargs)
+    assert {m: real[m] for m in same} == pytest.approx(same, nan_ok=True)
+    for name, bad in (("shuffled", embedding[rng.permutation(len(embedding))]),
+                      ("constant", np.zeros_like(embedding) + rng.normal(scale=1e-6, size=embedding.shape))):
+        broken = aggregate_scores(compute_integration_metrics(bad, **kwargs))
+        assert real["bio_score"] > broken["bio_score"] + 0.15, (name, real["bio_score"], broken)

@@ -12,6 +12,7 @@ from scdiva.bench.multimodal import (
     MultimodalError,
     check_multimodal_source,
     clr_normalise,
+    embedding_metrics,
     held_out_mask,
     method_params,
     neighbour_agreement,
@@ -99,6 +100,22 @@ def test_missing_protein_key_is_named():
         method_params("totalvi", {"epochs": 3})
 
 
+def assert_embedding_beats_broken(values, embedding, prepared, margin=0.05):
+    """The table's embedding scores are the scoring function's on the method's embedding, and that
+    embedding agrees with both modalities' neighbourhoods and protein clusters measurably better than
+    the same embedding with its rows shuffled (cells mixed up) or a constant one."""
+    real = embedding_metrics(embedding, prepared, seed=0)
+    for metric, value in real.items():
+        assert values[metric] == pytest.approx(value, abs=1e-6), (metric, values[metric], value)
+    rng = np.random.default_rng(0)
+    broken = {"shuffled": embedding[rng.permutation(len(embedding))],
+              "constant": np.zeros_like(embedding) + rng.normal(scale=1e-6, size=embedding.shape)}
+    for name, bad in broken.items():
+        scores = embedding_metrics(bad, prepared, seed=0)
+        for metric in ("rna_graph_agreement", "protein_graph_agreement", "protein_cluster_nmi"):
+            assert real[metric] > scores[metric] + margin, (name, metric, real[metric], scores[metric])
+
+
 @pytest.mark.slow
 def test_scdiva_beats_the_mean_protein_and_pca_wins_graph_agreement(prepared):
     """ScDiVa's protein prediction from RNA beats the training mean on held-out cells (R² > 0)."""
@@ -110,8 +127,7 @@ def test_scdiva_beats_the_mean_protein_and_pca_wins_graph_agreement(prepared):
     assert values["protein_r2_vs_mean"] > 0.05, values
     assert values["protein_pearson"] > 0.2, values
     assert out.embedding.shape == (prepared.n_obs, 16)
-    for metric in ("rna_graph_agreement", "protein_graph_agreement", "hto_ilisi"):
-        assert 0.0 <= values[metric] <= 1.0
+    assert_embedding_beats_broken(values, out.embedding, prepared)
     assert len(per_protein) == 47  # 49 proteins less the two isotype controls
 
 
@@ -128,5 +144,4 @@ def test_totalvi_predicts_held_out_proteins_better_than_the_mean(prepared):
     assert values["protein_pearson"] > 0.2, values
     assert out.predicted.shape == (held_out_mask(prepared, 0.2, seed=0).sum(), 49)
     assert len(per_protein) == 47
-    for metric in ("rna_graph_agreement", "protein_graph_agreement", "hto_ilisi", "protein_cluster_nmi"):
-        assert 0.0 <= values[metric] <= 1.0, (metric, values[metric])
+    assert_embedding_beats_broken(values, out.embedding, prepared)

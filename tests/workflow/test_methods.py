@@ -200,6 +200,22 @@ def test_embedding_rows_belong_to_their_cells(embeddings, pbmc_small, method):
     assert embeddings[method].obs_names.equals(pbmc_small.obs_names)
 
 
+@pytest.mark.parametrize("method", ["scvi", "scanvi"])
+def test_scvi_and_scanvi_keep_cell_types_far_better_than_a_broken_embedding(embeddings, pbmc_small, method):
+    """graph_connectivity, the benchmark's own metric (15-NN graph), of the method's embedding against
+    the same embedding with its rows shuffled (cells mixed up) and a constant one: finiteness and
+    shape alone pass both broken outputs."""
+    from scdiva.bench.metrics import compute_neighbors, graph_connectivity
+
+    labels = pbmc_small.obs["cell_type"].astype(str).to_numpy()
+    emb = np.asarray(embeddings[method].obsm["X_emb"])
+    rng = np.random.default_rng(0)
+    scored = {name: graph_connectivity(compute_neighbors(x, n_neighbors=15), labels) for name, x in {
+        "real": emb, "shuffled": emb[rng.permutation(len(emb))],
+        "constant": np.zeros_like(emb) + rng.normal(scale=1e-6, size=emb.shape)}.items()}
+    assert scored["real"] > max(scored["shuffled"], scored["constant"]) + 0.15, (method, scored)
+
+
 def test_batch_mixing_gain_is_not_bought_with_biology(embeddings, pbmc_small):
     """Partner of the batch-mixing test: shuffled rows mix batches too (higher iLISI than PCA), so
     Harmony must also keep cell types as well as PCA does, and far better than the shuffled control."""
