@@ -242,11 +242,12 @@ def test_scoring_refuses_other_cells_duplicates_and_missing_keys(scoring_files, 
         load(files["ordered"], preprocessed=no_pca)
 
 
-def test_jax_cache_setting(tmp_path):
+def test_jax_cache_setting(tmp_path, monkeypatch):
     import jax
 
     from scdiva.bench.metrics import enable_jax_cache
 
+    monkeypatch.delenv("SCDIVA_JAX_CACHE_DIR", raising=False)
     before = jax.config.jax_compilation_cache_dir
     enable_jax_cache(None)
     assert jax.config.jax_compilation_cache_dir == before
@@ -257,6 +258,12 @@ def test_jax_cache_setting(tmp_path):
         assert (tmp_path / "a" / "jax").is_dir()
         assert jax.config.jax_persistent_cache_min_compile_time_secs == 0
         assert jax.config.jax_persistent_cache_min_entry_size_bytes == -1
+        # $SCDIVA_JAX_CACHE_DIR replaces the given directory (one cache for several working directories)
+        monkeypatch.setenv("SCDIVA_JAX_CACHE_DIR", str(tmp_path / "shared"))
+        monkeypatch.chdir(tmp_path / "a")
+        enable_jax_cache("resources/cache/jax")
+        assert jax.config.jax_compilation_cache_dir == str((tmp_path / "shared").resolve())
+        assert (tmp_path / "shared").is_dir() and not (tmp_path / "a" / "resources").exists()
     finally:
         jax.config.update("jax_compilation_cache_dir", before)
 
