@@ -214,3 +214,37 @@ def test_a_fitter_returning_no_fitted_annotator_is_named():
         checked_annotator(FittedAnnotator(predict=len, map_query=3), method="bad")  # type: ignore[arg-type]
     fitted = FittedAnnotator(predict=len, map_query=len)
     assert checked_annotator(fitted, method="ok") is fitted
+
+
+def test_defaults_seed_threads_and_three_timed_predictions():
+    method = Recorder()
+    result = annotate(record(method), REFERENCE, QUERY, label_key="cell_type", batch_key="donor")
+    assert method.fit_calls[0]["seed"] == 0 and method.fit_calls[0]["threads"] == 1
+    assert len(method.queries) == 3 and len(result.inference_repeats_s) == 3
+    with pytest.raises(ValueError, match=r"^timing_repeats must be >= 1$"):
+        annotate(record(method), REFERENCE, QUERY, label_key="cell_type", batch_key="donor", timing_repeats=0)
+
+
+def test_a_registered_method_is_found_by_name():
+    reference = _adata(["A", "B", "A", "B", "A", "B"], "ref")
+    reference.X[:, 0] = [5, 0, 5, 0, 5, 0]
+    query = _adata(["A", "B"], "query")
+    query.X[:, 0] = [5, 0]
+    result = annotate("logreg", reference, query, label_key="cell_type", batch_key="donor", timing_repeats=1)
+    assert list(result.predictions["true"]) == ["A", "B"] and len(result.predictions["predicted"]) == 2
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_the_method_runs_under_its_thread_limit(threads):
+    """BLAS/OpenMP pools are limited to ``threads`` while the method fits and predicts."""
+    from threadpoolctl import threadpool_info
+
+    seen = []
+
+    def fitter(reference, **kwargs):
+        seen.append({pool["num_threads"] for pool in threadpool_info()})
+        return FittedAnnotator(predict=lambda query: PREDICTED)
+
+    annotate(record(fitter), REFERENCE, QUERY, label_key="cell_type", batch_key="donor", threads=threads,
+             timing_repeats=1)
+    assert seen == [{threads}]
