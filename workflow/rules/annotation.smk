@@ -38,7 +38,7 @@ rule annotation_table:
     input:
         scores=expand("results/{dataset}/annotation/{method}/seed{seed}.scores.csv",
                       dataset=annotation_datasets(), method=annotation_methods(), seed=seeds()),
-        runs=RUNS_TABLE,  # only completed runs reach the table
+        records=lambda wc: task_run_records("annotation"),  # only completed runs reach the table
     output:
         summary="results/tables/annotation_scores.csv",
         by_seed="results/tables/annotation_scores_by_seed.csv",

@@ -8,6 +8,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -219,6 +220,34 @@ def preprocessed_h5ad(wildcards):
 # (workflow/rules/runs.smk).
 RUNS_TABLE = "results/tables/runs.csv"
 RUNS_CHECKED = "results/runs_checked.txt"
+
+
+def task_run_records(task):
+    """The .run.json of every run of ``task`` (integration, annotation, multimodal, cross_species) that this
+    config schedules: a task's table waits for its own runs only."""
+    if task == "integration":
+        return [f"results/{d}/integration/{m}/seed{s}.run.json" for d in dataset_names() for m, s in method_seed_runs()]
+    if task == "annotation":
+        return [f"results/{d}/annotation/{m}/seed{s}.run.json"
+                for d in annotation_datasets() for m in annotation_methods() for s in seeds()]
+    if task == "multimodal":
+        return [f"results/multimodal/{d}/{m}/seed{s}.run.json"
+                for d in multimodal_datasets() for m in multimodal_settings()["methods"] for s in seeds()]
+    if task == "cross_species":
+        if not cross_species_settings()["pairs"]:
+            return []
+        return [f.replace(".scores.csv", ".run.json") for f in cross_species_score_files()]
+    raise ValueError(f"unknown task {task!r}")
+
+
+def run_records(wildcards=None):
+    """The .run.json of every (dataset, task, method, seed) run this config schedules."""
+    return [r for task in ("integration", "annotation", "multimodal", "cross_species") for r in task_run_records(task)]
+
+
+def metrics_status_files(wildcards=None):
+    """Per-embedding scoring verdicts of every dataset's metrics job (a failed scoring fails its run)."""
+    return [f"results/{d}/integration/metrics_status.csv" for d in dataset_names()] if method_names() else []
 
 
 def final_outputs():
@@ -647,6 +676,9 @@ def paper_section_inputs(wildcards):
         inputs["trajectory"] = figures
         inputs["trajectory_medians"] = [f.replace("trajectory.png", "trajectory_median_pseudotime.csv")
                                         for f in figures]
+        # the ScDiVa runs the figures use: one that did not complete is named in the section
+        inputs["trajectory_runs"] = [f"results/{d}/integration/{m}/seed{seeds()[0]}.run.json"
+                                     for d in dataset_names() for m in trajectory_methods()]
     return inputs
 
 
@@ -667,3 +699,38 @@ os.environ.setdefault("SCDIVA_RUN_STARTED", datetime.now(timezone.utc).isoformat
 START_CODE = _provenance.code_version(REPO_ROOT)
 RUN_ID = _provenance.run_id(_provenance.config_sha256(config), START_CODE)
 PROVENANCE_SECTION = "results/report/sections/provenance.json"
+
+
+def provenance_inputs(wildcards=None):
+    """Every file the run reads that no job writes, by the config key that names it: dataset sources
+    and metadata tables, multimodal and cross-species sources, precomputed embeddings, the files of
+    published checkpoints and the paper's claims. A URL source has no local file; its staged copy is
+    recorded under `datasets`. tests/workflow/test_provenance.py checks this against the DAG's inputs."""
+    inputs = {}
+    for name in dataset_names():
+        for key in ("source", "metadata"):
+            value = dataset_config(name).get(key)
+            path = local_source_path(value) if value else None
+            if path is not None:
+                inputs[f"datasets.{name}.{key}"] = str(path)
+    for name in multimodal_datasets():
+        inputs[f"multimodal.datasets.{name}.source"] = str(extra_source("multimodal", name))
+    for pair in cross_species_settings()["pairs"]:
+        for name in (pair["reference"], pair["query"]):
+            inputs[f"cross_species.datasets.{name}.source"] = str(extra_source("cross_species", name))
+    for method in method_names():
+        for dataset in dataset_names():
+            for seed in seeds():
+                path = method_embedding_input(SimpleNamespace(method=method, dataset=dataset, seed=seed))
+                if path:
+                    inputs[f"methods.{method}.embedding[{dataset}, seed {seed}]"] = str(path)
+    for name in used_checkpoints():
+        published = config["checkpoints"][name].get("published") or {}
+        if published.get("path"):
+            from scdiva.bench.checkpoints import source_files
+
+            directory = local_source_path(published["path"])
+            for filename in source_files(published):
+                inputs[f"checkpoints.{name}.published.path/{filename}"] = str(directory / filename)
+    inputs["config/paper_claims.yaml"] = paper_section_inputs(None)["claims"]
+    return inputs

@@ -34,7 +34,9 @@ rule metrics:
 rule integration_tables:
     input:
         metrics=metrics_files,
-        runs=RUNS_TABLE,  # only completed runs reach the tables
+        # only completed runs reach the tables: this task's run records and scoring verdicts
+        records=lambda wc: task_run_records("integration"),
+        metrics_status=metrics_status_files,
     output:
         long="results/tables/integration_scores.csv",
         by_seed="results/tables/integration_scores_by_seed.csv",

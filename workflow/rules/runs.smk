@@ -4,25 +4,6 @@
 # it prints those runs with their logs and removes their outputs, so the next `snakemake` retries them.
 
 
-def run_records(wildcards=None):
-    """The .run.json of every (dataset, task, method, seed) run this config schedules."""
-    records = [f"results/{d}/integration/{m}/seed{s}.run.json" for d in dataset_names() for m, s in method_seed_runs()]
-    if annotation_datasets() and annotation_methods():
-        records += [f"results/{d}/annotation/{m}/seed{s}.run.json"
-                    for d in annotation_datasets() for m in annotation_methods() for s in seeds()]
-    if multimodal_datasets():
-        records += [f"results/multimodal/{d}/{m}/seed{s}.run.json"
-                    for d in multimodal_datasets() for m in multimodal_settings()["methods"] for s in seeds()]
-    if cross_species_settings()["pairs"]:
-        records += [f.replace(".scores.csv", ".run.json") for f in cross_species_score_files()]
-    return records
-
-
-def metrics_status_files(wildcards=None):
-    """Per-embedding scoring verdicts of every dataset's metrics job (a failed scoring fails its run)."""
-    return [f"results/{d}/integration/metrics_status.csv" for d in dataset_names()] if method_names() else []
-
-
 rule runs_table:
     input:
         records=run_records,

@@ -1,6 +1,7 @@
 """Snakemake adapter: metric files of all runs -> long, by-seed and per-dataset wide tables.
 
-Only runs that completed (status ok in runs.csv) reach the tables; the report names the others.
+Only runs that completed (status ok in their run records, scoring included) reach the tables; the report
+names the others.
 """
 
 from pathlib import Path
@@ -8,12 +9,13 @@ from pathlib import Path
 import pandas as pd
 
 from scdiva.bench.io import atomic_path, configure_logging
+from scdiva.bench.outcomes import runs_table
 from scdiva.bench.provenance import with_run_id
-from scdiva.bench.report.coverage import only_completed, read_runs, seed_counts
+from scdiva.bench.report.coverage import only_completed, seed_counts
 from scdiva.bench.tables import read_metric_files, summarise_seeds, wide_table
 
 configure_logging(snakemake.log[0])
-runs = read_runs(snakemake.input.runs)
+runs = runs_table(snakemake.input.records, snakemake.input.metrics_status)
 by_seed = only_completed(read_metric_files(snakemake.input.metrics), runs, "integration")
 long = summarise_seeds(by_seed)
 for frame, path in [(by_seed, snakemake.output.by_seed),
