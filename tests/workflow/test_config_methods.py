@@ -5,6 +5,7 @@ the method. The last test runs them through a real Snakemake workflow."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -203,14 +204,19 @@ def test_config_defined_methods_run_in_the_workflow(workflow_tools, scripts, tmp
         np.testing.assert_allclose(emb.obsm["X_emb"], pre.obsm["X_pca"][:, :dims], rtol=1e-5)
     scores = pd.read_csv(workdir / targets[-1]).set_index("metric")["value"]
     assert scores["accuracy"] > 0.7
-    # 3) a failing command: its job fails and the log names the method
+    # 3) a failing command: the job records the run as failed (it completes, so other runs go on) and leaves a
+    # stub with no embedding; the log names the method
     config["methods"]["cli_broken"] = {"command": embed.replace("{output} 6", "{output} -1")}
     config["integration"]["methods"].append("cli_broken")
     (tmp_path / "methods.yaml").write_text(yaml.safe_dump(config))
     target = "results/pbmc_3chem/integration/cli_broken/seed0.h5ad"
     proc = subprocess.run([*cmd, target], cwd=workflow_tools.repo, capture_output=True, text=True, env=env)
     log = (workdir / "results/logs/integrate/pbmc_3chem.cli_broken.seed0.log").read_text()
-    assert proc.returncode != 0 and not (workdir / target).exists()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((workdir / target.replace(".h5ad", ".run.json")).read_text())
+    assert record["status"] == "failed", record
+    assert record["reason"].startswith("integration method 'cli_broken': command failed with exit status 1"), record
+    assert "X_emb" not in anndata.read_h5ad(workdir / target).obsm
     assert "integration method 'cli_broken': command failed with exit status 1" in log
     assert "negative dimensions requested" in log
 
