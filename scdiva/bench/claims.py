@@ -135,6 +135,7 @@ def compare(
     methods: list[str],
     *,
     row_key: str = "dataset",
+    n_seeds: int | None = None,
 ) -> pd.DataFrame:
     """Long form of one paper table, claimed beside measured.
 
@@ -143,8 +144,24 @@ def compare(
 
     Columns: `paper_row` (paper dataset or task count), `claim`, `claimed`, `measured_dataset`,
     `method`, `measured` (in the paper's unit), `measured_std`, `n_seeds`, `best_baseline`,
-    `best_baseline_value`, `status` (`measured` | `not run: ...` | `metric missing: ...`).
-    `measured` is always read from `measured`, never from `claims`.
+    `best_baseline_value`, `best_baseline_note`, `expected_seeds`, `status` (`measured` | `not run: ...`
+    | `metric missing: ...`). `measured` is always read from `measured`, never from `claims`.
+
+    Parameters
+    ----------
+    claims
+        The parsed claims file.
+    table
+        Which paper table: ``integration``, ``annotation`` or ``multitask``.
+    measured
+        This run's summary table (completed runs only; ``n_seeds`` = seeds with a value).
+    methods
+        The methods of the model under test to show.
+    row_key
+        The claims rows' column naming the paper dataset.
+    n_seeds
+        Seeds the config runs: the best baseline is chosen among the methods measured on all of them
+        (a method that lost a seed is named as left out); None: the most seeds any method has.
     """
     required = {"dataset", "method", "metric", "value"}
     if missing := required - set(measured.columns):
@@ -189,8 +206,9 @@ def compare(
                             n_seeds=int(hit["n_seeds"]) if "n_seeds" in hit and pd.notna(hit["n_seeds"]) else 1,
                             status="measured",
                         )
+                    record["expected_seeds"] = n_seeds
                     if table != "multitask":
-                        record.update(_best_baseline(measured, dataset, candidates, scale, claim))
+                        record.update(_best_baseline(measured, dataset, candidates, scale, claim, n_seeds))
                     out.append(record)
     return pd.DataFrame(out)
 
@@ -217,19 +235,31 @@ LOWER_IS_BETTER = {"seconds_per_1k_cells"}
 
 
 def _best_baseline(measured: pd.DataFrame, dataset: str, candidates: list[str], scale: float,
-                   claim: str) -> dict[str, Any]:
+                   claim: str, n_seeds: int | None = None) -> dict[str, Any]:
     """The best baseline (record role "baseline": not the model under test, not the unintegrated
-    control) on this dataset and metric, so a claim is read in context."""
+    control) on this dataset and metric, so a claim is read in context. Only a baseline measured on
+    every seed (``n_seeds``; None: the most any baseline has) is eligible: a mean over the seeds that
+    happened to complete is not comparable; those left out are named in ``best_baseline_note``."""
     from scdiva.bench.methods.registry import method_role
 
     baseline = measured["method"].map(lambda m: method_role(str(m)) == "baseline")
     sel = measured[(measured["dataset"] == dataset) & baseline]
     for name in candidates:
-        hit = sel[sel["metric"] == name]
+        hit = sel[sel["metric"] == name].dropna(subset=["value"])
         if len(hit):
-            best = hit.loc[hit["value"].idxmin() if claim in LOWER_IS_BETTER else hit["value"].idxmax()]
-            return {"best_baseline": best["method"], "best_baseline_value": float(best["value"]) * scale}
-    return {"best_baseline": "", "best_baseline_value": float("nan")}
+            counts = hit["n_seeds"].fillna(1).astype(int) if "n_seeds" in hit else pd.Series(1, index=hit.index)
+            need = int(n_seeds) if n_seeds else int(counts.max())
+            partial = hit[counts < need]
+            note = ", ".join(f"{m} ({n} of {need} seeds)" for m, n in zip(partial["method"], counts[partial.index],
+                                                                            strict=True))
+            complete = hit[counts >= need]
+            if not len(complete):
+                return {"best_baseline": "", "best_baseline_value": float("nan"),
+                        "best_baseline_note": f"no baseline measured on all {need} seeds; left out: {note}"}
+            best = complete.loc[complete["value"].idxmin() if claim in LOWER_IS_BETTER else complete["value"].idxmax()]
+            return {"best_baseline": best["method"], "best_baseline_value": float(best["value"]) * scale,
+                    "best_baseline_note": f"left out, not measured on all {need} seeds: {note}" if note else ""}
+    return {"best_baseline": "", "best_baseline_value": float("nan"), "best_baseline_note": ""}
 
 
 def display_table(comparison: pd.DataFrame, hardware: str) -> pd.DataFrame:
@@ -247,6 +277,9 @@ def display_table(comparison: pd.DataFrame, hardware: str) -> pd.DataFrame:
         text = f"{row['measured']:.3g}"
         if pd.notna(row.get("measured_std")) and row.get("n_seeds", 1) > 1:
             text += f" ± {row['measured_std']:.2g} (n={int(row['n_seeds'])})"
+        expected = row.get("expected_seeds")
+        if pd.notna(expected) and row.get("n_seeds", 1) < expected:  # some seeds of this method did not complete
+            text += f" (only {int(row['n_seeds'])} of {int(expected)} seeds)"
         return f"{text} [{row['measured_dataset']}]"
 
     table = pd.DataFrame({
@@ -258,8 +291,10 @@ def display_table(comparison: pd.DataFrame, hardware: str) -> pd.DataFrame:
         measured_col: comparison.apply(fmt, axis=1),
     })
     if "best_baseline" in comparison:
+        notes = comparison.get("best_baseline_note", pd.Series("", index=comparison.index)).fillna("")
         table["best baseline (this run)"] = [
-            f"{b}: {v:.3g}" if isinstance(b, str) and b else "-"
-            for b, v in zip(comparison["best_baseline"].fillna(""), comparison["best_baseline_value"], strict=True)
+            (f"{b}: {v:.3g}" if isinstance(b, str) and b else "-") + (f" ({note})" if note else "")
+            for b, v, note in zip(comparison["best_baseline"].fillna(""), comparison["best_baseline_value"], notes,
+                                  strict=True)
         ]
     return table

@@ -43,6 +43,36 @@ def trajectory_on(adata: ad.AnnData, embedding: np.ndarray, *, label_key: str, r
     return work, how
 
 
+def completed_embeddings(adata: ad.AnnData, runs: Mapping[str, str]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The embeddings of the integration jobs that completed, aligned to ``adata``'s cells, and the others.
+
+    Parameters
+    ----------
+    adata
+        The preprocessed dataset (its ``obs_names`` order the rows).
+    runs
+        Method name -> its integration job's .h5ad (an embedding, or the failure stub a job that did not
+        complete leaves: :func:`scdiva.bench.outcomes.write_stub_h5ad`).
+
+    Returns
+    -------
+    tuple
+        ``{method: embedding}`` of the completed runs, and ``{method: "<status>: <reason>"}`` of the rest,
+        which no figure shows.
+    """
+    from scdiva.bench.outcomes import embedding_status
+
+    embeddings, left_out = {}, {}
+    for method, path in runs.items():
+        emb = ad.read_h5ad(path)
+        status, reason = embedding_status(emb)
+        if status != "ok":
+            left_out[method] = f"{status}: {reason}" if reason else status
+            continue
+        embeddings[method] = np.asarray(emb[adata.obs_names].obsm["X_emb"])
+    return embeddings, left_out
+
+
 def plot_trajectories(adata: ad.AnnData, embeddings: Mapping[str, np.ndarray], path: str, *, label_key: str,
                       root_label: str | None = "HSC", seed: int = 0, title: str = "") -> pd.DataFrame:
     """One row per embedding: PAGA graph, UMAP by cell type, UMAP by DPT. Returns median DPT per label."""

@@ -70,7 +70,10 @@ rule cross_species_integration:
 
 rule cross_species_table:
     input:
-        cross_species_score_files,
+        # No `records` input yet: seed_table matches rows to runs by (dataset, method, seed), and these score
+        # rows have no `dataset` (their runs' is `<pair>.ref-<reference>` or `<pair>`). A run that did not
+        # complete leaves a header-only score file, so it adds no row; the section names it.
+        scores=cross_species_score_files,
     output:
         summary="results/tables/cross_species_scores.csv",
         by_seed="results/tables/cross_species_scores_by_seed.csv",
@@ -92,6 +95,8 @@ rule cross_species_section:
         predictions=lambda wc: [f"results/cross_species/{pair}/annotation/{m}/ref-{ref}.seed{seeds()[0]}.predictions.csv"
                                 for pair, ref in cross_species_annotation_jobs()
                                 for m in cross_species_settings()["annotation_methods"]],
+        # every run's outcome: one that did not complete gets no figure, and the section names it
+        records=lambda wc: task_run_records("cross_species"),
     output:
         "results/report/sections/cross_species.json",
     params:

@@ -47,13 +47,15 @@ rule multimodal:
 
 rule multimodal_table:
     input:
-        expand("results/multimodal/{mm_dataset}/{mm_method}/seed{seed}.scores.csv", mm_dataset=multimodal_datasets(),
-               mm_method=multimodal_settings()["methods"], seed=seeds()),
+        scores=expand("results/multimodal/{mm_dataset}/{mm_method}/seed{seed}.scores.csv",
+                      mm_dataset=multimodal_datasets(), mm_method=multimodal_settings()["methods"], seed=seeds()),
+        records=lambda wc: task_run_records("multimodal"),  # only completed runs reach the table
     output:
         summary="results/tables/multimodal_scores.csv",
         by_seed="results/tables/multimodal_scores_by_seed.csv",
     params:
         group_by=["dataset", "method", "metric"],
+        task="multimodal",
         run_id=RUN_ID,
     log:
         "results/logs/multimodal_table/multimodal_table.log",
@@ -72,6 +74,8 @@ rule multimodal_section:
         predicted=expand("results/multimodal/{mm_dataset}/{mm_method}/seed{seed}.predicted.csv",
                          mm_dataset=multimodal_datasets(), mm_method=multimodal_settings()["methods"], seed=seeds()[:1]),
         prepared=expand("results/multimodal/{mm_dataset}/prepared.h5ad", mm_dataset=multimodal_datasets()),
+        # every run's outcome: one that did not complete is in no figure, and the section names it
+        records=lambda wc: task_run_records("multimodal"),
     output:
         "results/report/sections/multimodal.json",
     params:

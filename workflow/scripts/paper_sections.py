@@ -14,12 +14,13 @@ inp, out = snakemake.input, snakemake.output
 integration = paper.read_table(inp.get("integration"))
 annotation = paper.read_table(inp.get("annotation"))
 multitask = paper.read_table(inp.get("multitask"))
-annotation_infos = paper.load_infos(inp.get("annotation_infos", []))
+annotation_infos = paper.load_infos(inp.get("annotation_infos", []))  # stubs ({status, reason}) of runs that failed included
 # The hardware the timed jobs ran on (a cluster may differ from the machine building the report).
 hardware = "; ".join(sorted({i["hardware"] for i in annotation_infos.values() if "hardware" in i})) \
     or hardware_description()
 
-paper.claims_section(load_claims(inp.claims), integration, annotation, multitask, hardware).to_json(out.claims)
+paper.claims_section(load_claims(inp.claims), integration, annotation, multitask, hardware,
+                     n_seeds=snakemake.params.get("n_seeds")).to_json(out.claims)
 checkpoint_section(list(inp.get("checkpoint_configs", []))).to_json(out.checkpoints)
 sections = {"integration": None, "annotation": None, "multitask": None, "trajectory": None}
 if len(integration):
@@ -32,7 +33,8 @@ if len(multitask):
                                                     snakemake.params.figures['multitask'],
                                                     paper.read_table(inp.get("multitask_comparison")))
 if inp.get("trajectory"):
-    sections["trajectory"] = paper.trajectory_section(list(inp.trajectory), list(inp.trajectory_medians))
+    sections["trajectory"] = paper.trajectory_section(list(inp.trajectory), list(inp.trajectory_medians),
+                                                        list(inp.get("trajectory_runs", [])))
 skipped = snakemake.params.skipped
 for name, section in sections.items():
     path = getattr(out, name)

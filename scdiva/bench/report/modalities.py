@@ -133,8 +133,36 @@ def plot_joint_umap(prepared_path: str, embedding_path: str, path: str | os.Path
     plt.close(fig)
 
 
-def multimodal_section(table: pd.DataFrame, figures: Sequence[str]) -> Section:
-    """Claimed (no numbers in the paper) beside measured, per dataset and method."""
+def left_out_text(left_out: Sequence[str]) -> str:
+    """The runs a section leaves out (one markdown bullet each, :func:`scdiva.bench.report.coverage.left_out_lines`)
+    under a heading; '' when every run completed."""
+    if not left_out:
+        return ""
+    return ("**Runs left out** (they did not complete, so they are in no mean, table or figure above; "
+            "see *Coverage*):\n\n" + "\n".join(left_out))
+
+
+def _gaps_text(gaps: Sequence[str], table: pd.DataFrame, task: str) -> str:
+    """The "where ScDiVa is not the best" paragraph; says so when ScDiVa has no completed run to compare."""
+    if _model(task) not in set(table.get("method", [])):
+        body = "- ScDiVa has no completed run in this table, so there is nothing to compare"
+    else:
+        body = "\n".join(gaps) if gaps else "- nowhere in this run"
+    return "**Where ScDiVa is not the best method:**\n\n" + body
+
+
+def multimodal_section(table: pd.DataFrame, figures: Sequence[str], left_out: Sequence[str] = ()) -> Section:
+    """Claimed (no numbers in the paper) beside measured, per dataset and method.
+
+    Parameters
+    ----------
+    table
+        ``multimodal_scores.csv`` (completed runs only).
+    figures
+        The figures made of the completed runs (missing files are skipped).
+    left_out
+        One markdown line per run that did not complete (:func:`scdiva.bench.report.coverage.left_out_lines`).
+    """
     parts = ["**Paper's claim:** ScDiVa supports multi-modal integration. The paper gives no numbers for it "
              "(no dataset, metric or table), so there is nothing to compare against; below is what this run measured.",
              "**Measured:** protein prediction from RNA on held-out cells (Pearson / Spearman per protein, median over "
@@ -145,7 +173,9 @@ def multimodal_section(table: pd.DataFrame, figures: Sequence[str]) -> Section:
              "training cells); `mean_protein` predicts the training mean (its correlations are undefined).",
              _fmt(_wide(table, ["dataset", "method"], MULTIMODAL_COLUMNS))]
     gaps = scdiva_gaps(table, ["dataset"], [m for m in MULTIMODAL_COLUMNS if m != "runtime_s"])
-    parts.append("**Where ScDiVa is not the best method:**\n\n" + ("\n".join(gaps) if gaps else "- nowhere in this run"))
+    parts.append(_gaps_text(gaps, table, "multimodal"))
+    if left_out:
+        parts.append(left_out_text(left_out))
     return Section(title="Multi-modal integration (RNA + protein)", markdown="\n\n".join(parts),
                    figures=[str(f) for f in figures if Path(f).is_file()], order=60)
 
@@ -161,8 +191,18 @@ def plot_cross_species_confusion(predictions_path: str, path: str | os.PathLike,
     plot_confusion(confusion_table(predictions["true"], predictions["predicted"]), str(path), title=title)
 
 
-def cross_species_section(table: pd.DataFrame, figures: Sequence[str]) -> Section:
-    """Annotation across species (both directions) and species-as-batch integration, claim beside measured."""
+def cross_species_section(table: pd.DataFrame, figures: Sequence[str], left_out: Sequence[str] = ()) -> Section:
+    """Annotation across species (both directions) and species-as-batch integration, claim beside measured.
+
+    Parameters
+    ----------
+    table
+        ``cross_species_scores.csv`` (completed runs only).
+    figures
+        The confusion matrices of the completed runs (missing files are skipped).
+    left_out
+        One markdown line per run that did not complete (:func:`scdiva.bench.report.coverage.left_out_lines`).
+    """
     annotation = table[table["task"] == "annotation"]
     integration = table[table["task"] == "integration"]
     parts = ["**Paper's claim:** ScDiVa generalises across species. The paper gives no numbers for it, so there is "
@@ -185,6 +225,8 @@ def cross_species_section(table: pd.DataFrame, figures: Sequence[str]) -> Sectio
 
     gaps = scdiva_gaps(annotation, ["reference"], ["accuracy", "macro_f1"], task=ANNOTATION_TASK)
     gaps += scdiva_gaps(integration, ["task"], ["bio_score", "batch_score", "total_score"], task=INTEGRATION_TASK)
-    parts.append("**Where ScDiVa is not the best method:**\n\n" + ("\n".join(gaps) if gaps else "- nowhere in this run"))
+    parts.append(_gaps_text(gaps, annotation, ANNOTATION_TASK))
+    if left_out:
+        parts.append(left_out_text(left_out))
     return Section(title="Cross-species annotation and integration", markdown="\n\n".join(parts),
                    figures=[str(f) for f in figures if Path(f).is_file()], order=61)

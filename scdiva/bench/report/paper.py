@@ -31,8 +31,21 @@ def read_table(path: str | os.PathLike | None) -> pd.DataFrame:
 
 
 def claims_section(claims: PaperClaims, integration: pd.DataFrame, annotation: pd.DataFrame,
-                   multitask: pd.DataFrame, hardware: str) -> Section:
-    """The paper's three tables, each with "claimed (paper)" beside "measured (this run, ...)"."""
+                   multitask: pd.DataFrame, hardware: str, n_seeds: int | None = None) -> Section:
+    """The paper's three tables, each with "claimed (paper)" beside "measured (this run, ...)".
+
+    Parameters
+    ----------
+    claims
+        The parsed claims file.
+    integration, annotation, multitask
+        This run's summary tables (completed runs only); empty when not part of the run.
+    hardware
+        The machine the timed jobs ran on.
+    n_seeds
+        Seeds the config runs: a measured value over fewer says so, and the best baseline is one
+        measured on all of them (:func:`scdiva.bench.claims.compare`).
+    """
     parts = [
         "The paper's numbers (`config/paper_claims.yaml`, transcribed as printed) beside what this run "
         "measured. The paper's datasets are far larger (150K-500K cells) than the embedded data "
@@ -52,7 +65,8 @@ def claims_section(claims: PaperClaims, integration: pd.DataFrame, annotation: p
         ("annotation", annotation, model_methods("annotation")),
         ("multitask", multitask, model_methods("annotation")),
     ):
-        comparison = compare(claims, table, measured if len(measured) else _empty(), methods)
+        comparison = compare(claims, table, measured if len(measured) else _empty(), methods,
+                             n_seeds=n_seeds if table != "multitask" else None)
         parts.append(f"### {claims.caption(table)}\n\n" + display_table(comparison, hardware).to_markdown(index=False))
     return Section(title="Paper claims vs this run", markdown="\n\n".join(parts), order=5)
 
@@ -136,7 +150,16 @@ def annotation_section(annotation: pd.DataFrame, infos: Mapping[str, Mapping], f
              "(`datasets.<name>.annotation`). Inference time is the median of repeated `predict` calls on "
              "the whole query on this machine, per 1,000 cells; scANVI's query surgery is reported "
              "separately as *query fit s*. Query classes absent from the reference count as errors."]
-    for key, info in sorted(infos.items()):
+    # a job whose run did not complete leaves a stub info ({status, reason}) and a "failed" figure:
+    # named here, kept out of the per-job lines and the confusion matrices
+    stubs = {key: info for key, info in infos.items() if info.get("status", "ok") != "ok"}
+    if stubs:
+        lines.append("Runs that did not complete (no scores, no confusion matrix; see *Coverage*):")
+        lines += [f"- `{key}`: **{info['status']}**" + (f": {info['reason']}" if info.get("reason") else "")
+                  for key, info in sorted(stubs.items())]
+    confusion_figures = [f for f in confusion_figures
+                         if os.path.relpath(str(f).removesuffix(".confusion.png") + ".json", "results") not in stubs]
+    for key, info in sorted((k, i) for k, i in infos.items() if k not in stubs):
         unseen = info.get("unseen_query_classes") or {}
         lines.append(f"- `{key}`: reference {info.get('reference_batches')} ({info.get('n_reference')} cells), "
                      f"query {info.get('query_batches')} ({info.get('n_query')} cells); classes unseen in the "
@@ -229,11 +252,28 @@ def multitask_section(multitask: pd.DataFrame, infos: Mapping[str, Mapping], fig
                       else ""))
 
 
-def trajectory_section(figures: Sequence[str], medians: Sequence[str]) -> Section:
-    """PAGA + diffusion pseudotime figures and the median pseudotime per cell type."""
+def trajectory_section(figures: Sequence[str], medians: Sequence[str], runs: Sequence[str] = ()) -> Section:
+    """PAGA + diffusion pseudotime figures and the median pseudotime per cell type.
+
+    Parameters
+    ----------
+    figures, medians
+        Each dataset's trajectory figure and median-pseudotime CSV.
+    runs
+        The .run.json of the ScDiVa integration runs the figures use: one that did not complete has no
+        row in its figure, and is named here with its reason.
+    """
+    from scdiva.bench.outcomes import RunOutcome
+
     parts = ["Diffusion pseudotime and PAGA on PCA and on ScDiVa's latent, rooted at the first HSC when the "
              "data has one (else the cell with the largest first diffusion component). PBMCs are mostly "
              "mature cells, so this shows how each embedding orders cells, not a validated trajectory."]
+    left_out = [RunOutcome.read(path) for path in runs]
+    left_out = [r for r in left_out if not r.ok]
+    if left_out:
+        parts.append("Not shown, the run did not complete (see *Coverage*):\n\n" + "\n".join(
+            f"- `{r.method}` on `{r.dataset}` (seed {r.seed}): **{r.status}**" + (f": {r.reason}" if r.reason else "")
+            for r in left_out))
     for path in medians:
         parts.append(f"Median pseudotime per cell type (`{Path(path).parent.name}`):\n\n"
                      + pd.read_csv(path, index_col=0).round(3).to_markdown())
