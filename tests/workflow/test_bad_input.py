@@ -1,12 +1,17 @@
-"""Bad input, end to end through the real Snakemake CLI.
+"""Bad input: a config that breaks one thing must stop with a message naming the problem, before any
+integration method runs, and leave no result file (h5ad / csv) behind.
 
-Each case runs the whole workflow (default target) in a temporary working directory with an extra
-``--configfile`` that breaks one thing. Snakemake must exit non-zero with a message naming the
-problem, before any integration method runs, and leave no result file (h5ad / csv) behind.
+Cases caught by a job run the whole workflow (default target) through the real Snakemake CLI in a
+temporary working directory with an extra ``--configfile``. Cases caught while the workflow is parsed
+call the parse-time checks in-process (:func:`parse_time_error`: the schema, then
+scdiva.bench.config_checks in the workflow's order), which is what Snakemake runs before any job; a few
+of them (a dataset, a method, a checkpoint and a schema error) still go through the CLI, so the wiring
+of the checks into the workflow stays tested.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import subprocess
 import sys
@@ -33,6 +38,36 @@ def run_snakemake(workdir: Path, overlay: dict, *extra: str, timeout: int = 120)
         "--configfile", str(configfile),  # last: it takes several values
     ]  # fmt: skip
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir)
+
+
+def parse_time_error(workdir: Path, overlay: dict) -> str:
+    """The message the workflow stops on while it is parsed, for config/config.yaml with ``overlay`` merged
+    on top (as `--configfile` does), checked in-process: the schema (config/schema.yaml, filling in its
+    defaults, as common.smk does), then every check of scdiva.bench.config_checks in the workflow's order."""
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import update_config, validate
+
+    from scdiva.bench.config_checks import ConfigError, check_config, schema_error_message
+
+    config = yaml.safe_load((REPO_ROOT / "config" / "config.yaml").read_text())
+    update_config(config, copy.deepcopy(overlay))  # the checks fill in defaults and absolute paths
+    try:
+        validate(config, str(REPO_ROOT / "config" / "schema.yaml"))
+        check_config(config, REPO_ROOT, workdir)
+    except WorkflowError as err:
+        return schema_error_message(err.__cause__ or err.__context__)
+    except ConfigError as err:
+        return str(err)
+    raise AssertionError(f"the config passes every parse-time check: {overlay}")
+
+
+def assert_rejected_at_parse(workdir: Path, overlay: dict, *fragments: str) -> None:
+    """The parse-time checks (in-process, :func:`parse_time_error`) reject ``overlay`` with every fragment in
+    their message, and nothing was written to ``workdir``."""
+    message = parse_time_error(workdir, overlay)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in the parse-time error:\n{message}"
+    assert result_files(workdir) == [] and not (workdir / "resources").exists()
 
 
 def result_files(workdir: Path) -> list[Path]:
@@ -79,6 +114,7 @@ def dataset_overlay(**entry) -> dict:
 
 
 def test_missing_source_file(tmp_path):
+    """Through the CLI (the dataset error kept end to end)."""
     proc = run_snakemake(tmp_path, dataset_overlay(source="data/no_such_file.h5ad"))
     assert_fails_cleanly(
         proc, tmp_path, "source file", "no_such_file.h5ad does not exist", "datasets.pbmc_3chem.source",
@@ -98,9 +134,9 @@ def test_sha256_mismatch(tmp_path):
 
 
 def test_unknown_obs_key(tmp_path):
-    proc = run_snakemake(tmp_path, dataset_overlay(batch_key="chemistry"))
-    assert_fails_cleanly(
-        proc, tmp_path, "obs column 'chemistry'", "datasets.pbmc_3chem.batch_key", "'donor'", started=PARSE_TIME
+    assert_rejected_at_parse(
+        tmp_path, dataset_overlay(batch_key="chemistry"), "obs column 'chemistry'", "datasets.pbmc_3chem.batch_key",
+        "'donor'",
     )
 
 
@@ -119,9 +155,8 @@ def test_duplicated_cell_names(tmp_path):
         return adata
 
     source, digest = write_variant(tmp_path / "duplicates.h5ad", duplicate)
-    proc = run_snakemake(tmp_path, dataset_overlay(source=source, sha256=digest))
-    assert_fails_cleanly(proc, tmp_path, "dataset 'pbmc_3chem': 599 duplicated cell names", "'cell_0'",
-                         "obs_names_make_unique()", started=PARSE_TIME)
+    assert_rejected_at_parse(tmp_path, dataset_overlay(source=source, sha256=digest),
+                             "dataset 'pbmc_3chem': 599 duplicated cell names", "'cell_0'", "obs_names_make_unique()")
 
 
 def _text(path):
@@ -150,9 +185,9 @@ def _other_hdf5(path):
 def test_unreadable_source(tmp_path, write, reason):
     path = tmp_path / "broken.h5ad"
     write(path)
-    proc = run_snakemake(tmp_path, dataset_overlay(source=str(path), sha256=hashlib.sha256(path.read_bytes()).hexdigest()))
-    assert_fails_cleanly(proc, tmp_path, f"dataset 'pbmc_3chem': source file {path} (config `datasets.pbmc_3chem.source`) "
-                         "is not a readable AnnData .h5ad file", reason, started=PARSE_TIME)
+    overlay = dataset_overlay(source=str(path), sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+    assert_rejected_at_parse(tmp_path, overlay, f"dataset 'pbmc_3chem': source file {path} (config "
+                             "`datasets.pbmc_3chem.source`) is not a readable AnnData .h5ad file", reason)
 
 
 def test_unreadable_remote_source_is_named_in_the_download_log(tmp_path):
@@ -177,12 +212,13 @@ def test_batch_column_nearly_unique_per_cell(tmp_path):
         return adata
 
     source, digest = write_variant(tmp_path / "wells.h5ad", per_cell_batches)
-    proc = run_snakemake(tmp_path, dataset_overlay(source=source, sha256=digest, batch_key="well"))
-    assert_fails_cleanly(proc, tmp_path, "obs column 'well' (`datasets.pbmc_3chem.batch_key`) has 400 batches but 0 of "
-                         "at least 10 cells", "preprocess.min_cells_per_batch", started=PARSE_TIME)
+    assert_rejected_at_parse(tmp_path, dataset_overlay(source=source, sha256=digest, batch_key="well"),
+                             "obs column 'well' (`datasets.pbmc_3chem.batch_key`) has 400 batches but 0 of at least 10 "
+                             "cells", "preprocess.min_cells_per_batch")
 
 
 def test_relative_checkpoint_path_resolves_against_the_repository(tmp_path):
+    """Through the CLI (the checkpoint error kept end to end): resolved against the repository, not `--directory`."""
     overlay = {"checkpoints": {"published_tiny": {"published": {
         "path": "resources/no_such_checkpoint", "sha256": {f: "0" * 64 for f in
                                                           ("config.json", "model.safetensors", "vocab.json")}}}}}
@@ -193,19 +229,18 @@ def test_relative_checkpoint_path_resolves_against_the_repository(tmp_path):
 
 
 def test_checkpoint_recipe_naming_an_unconfigured_dataset(tmp_path):
-    proc = run_snakemake(tmp_path, {"checkpoints": {"scdiva_tiny": {"recipe": {"size": "tiny", "datasets": ["pbmc"]}}}})
-    assert_fails_cleanly(proc, tmp_path, "checkpoint 'scdiva_tiny': config `checkpoints.scdiva_tiny.recipe.datasets` "
-                         "names datasets ['pbmc'] that are not configured", "pbmc_3chem", started=PARSE_TIME)
+    overlay = {"checkpoints": {"scdiva_tiny": {"recipe": {"size": "tiny", "datasets": ["pbmc"]}}}}
+    assert_rejected_at_parse(tmp_path, overlay, "checkpoint 'scdiva_tiny': config `checkpoints.scdiva_tiny.recipe."
+                             "datasets` names datasets ['pbmc'] that are not configured", "pbmc_3chem")
 
 
 def test_dataset_outside_the_checkpoint_corpus_fails_before_any_job(tmp_path):
     overlay = {"datasets": {"pancreas": {"source": str(REPO_ROOT / "data" / "pancreas_baron_human.h5ad"),
                                          "batch_key": "library", "label_key": "cell_type"}},
                "checkpoints": {"scdiva_tiny": {"recipe": {"size": "tiny", "datasets": ["pbmc_3chem"]}}}}
-    proc = run_snakemake(tmp_path, overlay)
-    assert_fails_cleanly(proc, tmp_path, "dataset 'pancreas': integration method scdiva_zeroshot needs checkpoint "
-                         "'scdiva_tiny', whose pretraining corpus", "checkpoints.scdiva_tiny.recipe.datasets",
-                         "set `datasets: all`", started=PARSE_TIME)
+    assert_rejected_at_parse(tmp_path, overlay, "dataset 'pancreas': integration method scdiva_zeroshot needs "
+                             "checkpoint 'scdiva_tiny', whose pretraining corpus",
+                             "checkpoints.scdiva_tiny.recipe.datasets", "set `datasets: all`")
 
 
 def test_published_checkpoint_that_does_not_know_the_genes_fails_before_any_job(tmp_path):
@@ -216,10 +251,8 @@ def test_published_checkpoint_that_does_not_know_the_genes_fails_before_any_job(
     sha = {f: "0" * 64 for f in ("config.json", "model.safetensors", "vocab.json")}
     overlay = {"checkpoints": {"foreign": {"published": {"path": str(directory), "sha256": sha}}},
                "methods": {"scdiva_zeroshot": {"checkpoint": "foreign"}}}
-    proc = run_snakemake(tmp_path, overlay)
-    assert_fails_cleanly(proc, tmp_path, "checkpoint 'foreign' cannot serve dataset 'pbmc_3chem'",
-                         "of the data's 1,767 genes are in the model's vocabulary", "`datasets: all`",
-                         started=PARSE_TIME)
+    assert_rejected_at_parse(tmp_path, overlay, "checkpoint 'foreign' cannot serve dataset 'pbmc_3chem'",
+                             "of the data's 1,767 genes are in the model's vocabulary", "`datasets: all`")
 
 
 def test_non_integer_x(tmp_path):
@@ -239,12 +272,12 @@ def test_single_batch(tmp_path):
         return adata[adata.obs["donor"] == "5p"].copy()
 
     source, digest = write_variant(tmp_path / "one_batch.h5ad", one_chemistry)
-    proc = run_snakemake(tmp_path, dataset_overlay(source=source, sha256=digest))
-    assert_fails_cleanly(proc, tmp_path, "has 1 batches ('5p') in the source file", "at least 2 are needed",
-                         started=PARSE_TIME)
+    assert_rejected_at_parse(tmp_path, dataset_overlay(source=source, sha256=digest),
+                             "has 1 batches ('5p') in the source file", "at least 2 are needed")
 
 
 def test_unknown_method(tmp_path):
+    """Through the CLI (the method error kept end to end)."""
     proc = run_snakemake(tmp_path, {"integration": {"methods": ["harmony", "bbknn"]}})
     assert_fails_cleanly(proc, tmp_path, "unknown integration method 'bbknn'", "built-in:", "harmony",
                          "entry_point", started=PARSE_TIME)
@@ -252,22 +285,25 @@ def test_unknown_method(tmp_path):
 
 
 def test_unknown_method_parameter(tmp_path):
-    proc = run_snakemake(tmp_path, {"methods": {"scvi": {"epochs": 3}}})
-    assert_fails_cleanly(
-        proc, tmp_path, "config methods.scvi has unknown parameter(s) ['epochs']", "max_epochs", started=PARSE_TIME
-    )
+    assert_rejected_at_parse(tmp_path, {"methods": {"scvi": {"epochs": 3}}},
+                             "config methods.scvi has unknown parameter(s) ['epochs']", "max_epochs")
 
 
 @pytest.mark.parametrize(
-    ("overlay", "message"),
-    [
-        ({"preprocess": {"n_hvg": 500}}, "invalid config at `preprocess`: Additional properties are not allowed ('n_hvg'"),
-        ({"preprocess": {"n_top_genes": "many"}}, "invalid config at `preprocess.n_top_genes`: 'many' is not of type"),
+    ("overlay", "message", "cli"),
+    [  # cli: through Snakemake (the schema error kept end to end), else the parse-time checks in-process
+        ({"preprocess": {"n_hvg": 500}}, "invalid config at `preprocess`: Additional properties are not allowed ('n_hvg'",
+         True),
+        ({"preprocess": {"n_top_genes": "many"}}, "invalid config at `preprocess.n_top_genes`: 'many' is not of type",
+         False),
     ],
     ids=["unknown-key", "wrong-type"],  # every level and type: test_config.py, without the CLI
 )
-def test_schema_violation(tmp_path, overlay, message):
-    proc = run_snakemake(tmp_path, overlay)
-    assert_fails_cleanly(proc, tmp_path, message, started=PARSE_TIME)
+def test_schema_violation(tmp_path, overlay, message, cli):
+    if cli:
+        proc = run_snakemake(tmp_path, overlay)
+        assert_fails_cleanly(proc, tmp_path, message, started=PARSE_TIME)
+    else:
+        assert_rejected_at_parse(tmp_path, overlay, message)
     assert not (tmp_path / "resources").exists()
 

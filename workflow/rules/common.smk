@@ -23,8 +23,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.en
 if str(REPO_ROOT) not in sys.path:
     sys.path.append(str(REPO_ROOT))  # the same for this process, if scdiva is not installed
 
-from scdiva.bench.download import DownloadError, resolve_source
-from scdiva.bench.validate import DatasetValidationError, check_batch_overlap, check_source
+from scdiva.bench import config_checks as _checks
 
 SCRIPTS = REPO_ROOT / "workflow" / "scripts"
 
@@ -43,26 +42,17 @@ def job_python():
 # Shell rules call the command line as `{params.cli:q} train ...` with params cli=SCDIVA_CLI: a list,
 # so `:q` quotes each word (workflow/rules/checkpoints.smk).
 SCDIVA_CLI = [job_python(), "-m", "scdiva.cli"]
-STAGED_DIR = "resources/datasets"
+STAGED_DIR = _checks.STAGED_DIR
 SHA256_LOCK = f"{STAGED_DIR}/sha256.lock.json"
 
 
-def _config_error(err):
-    """One line per schema violation: where in the config, what is wrong, what is allowed."""
-    where = ".".join(str(part) for part in err.absolute_path) or "(top level)"
-    parts = [f"invalid config at `{where}`: {err.message}"]
-    if "propertyNames" in err.schema_path:  # a bad name (of a dataset, checkpoint): say which and how to fix
-        name = str(err.instance)
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.-") or "name1"
-        parts = [f"invalid config at `{where}.{name}`: the name {name!r} may hold only letters, digits, '_', '.' "
-                 "and '-', starting with a letter or digit (it becomes file names, wildcards and words of shell "
-                 f"commands). Rename it, e.g. to {safe!r}"]
-    elif err.validator == "additionalProperties" and "properties" in err.schema:
-        parts.append(f"Allowed keys here: {', '.join(err.schema['properties'])}")
-    elif err.validator == "required":
-        parts.append(f"Add it under `{where}`")
-    parts.append("See config/schema.yaml.")
-    return ". ".join(parts)
+def _checked(check, *args):
+    """Run a check or accessor of scdiva.bench.config_checks: its ConfigError stops the workflow with the same
+    message (a WorkflowError, shown without a traceback)."""
+    try:
+        return check(*args)
+    except _checks.ConfigError as err:
+        raise WorkflowError(str(err)) from None
 
 
 try:
@@ -73,7 +63,7 @@ except WorkflowError as err:
     cause = err.__cause__ or err.__context__  # the jsonschema error validate() was handling
     if not isinstance(cause, jsonschema.ValidationError):
         raise
-    raise WorkflowError(_config_error(cause)) from None
+    raise WorkflowError(_checks.schema_error_message(cause)) from None
 
 
 # --- config accessors --------------------------------------------------------------------------
@@ -101,25 +91,18 @@ def seeds():
 
 def method_definition(method):
     """Config ``methods.<method>`` when it defines a method (entry_point / command / embedding), else None."""
-    from scdiva.bench.methods.registry import is_definition
-
-    entry = config.get("methods", {}).get(method)
-    return dict(entry) if is_definition(entry) else None
+    return _checks.method_definition(config, method)
 
 
 def method_record(task, method):
     """The record of ``method`` for ``task`` (scdiva.bench.methods.registry): built in or defined in config."""
-    from scdiva.bench.methods.registry import get_method
-
-    return get_method(task, method, method_definition(method), base_dir=REPO_ROOT)
+    return _checks.method_record(config, task, method, REPO_ROOT)
 
 
 def method_params(method):
     """Per-method parameters from config ``methods.<method>`` (empty: the defaults); a config-defined
     method's are under its ``params``."""
-    from scdiva.bench.methods.registry import config_params
-
-    return config_params(config.get("methods", {}).get(method))
+    return _checks.method_params(config, method)
 
 
 def use_gpu():
@@ -262,199 +245,26 @@ def final_outputs():
     return outputs + trajectory_figures()
 
 
-# --- semantic checks ---------------------------------------------------------------------------
+# --- semantic checks (scdiva.bench.config_checks) -------------------------------------------------
 
 
 def local_source_path(source):
     """Absolute path of a local or file:// dataset source; None for an http(s) URL."""
-    return resolve_source(source, REPO_ROOT).path
-
-
-def _check_methods():
-    """Every listed method has a record (built in, or defined in config `methods`) and known parameters;
-    a config-defined entry point imports, a command's placeholders are known, an embedding file exists."""
-    try:
-        from scdiva.bench.methods.registry import MethodConfigError, is_definition, method_records
-    except ImportError as err:
-        raise WorkflowError(f"cannot import the method registry scdiva.bench.methods ({err}); "
-                            "is the scdiva package installed (`make install`)?")
-    listed = {"integration": method_names(), "annotation": annotation_methods()}
-    for task, names in listed.items():
-        for method in names:
-            try:
-                record = method_record(task, method)
-                params = method_params(method) if task == "integration" else annotation_params(method)
-                record.params(params)
-            except (KeyError, MethodConfigError) as err:
-                raise WorkflowError(f"config `{task}.methods`: {err.args[0]}") from None
-            except ValueError as err:
-                raise WorkflowError(str(err)) from None
-            if record.embedding is not None:
-                for dataset in dataset_names():
-                    for seed in seeds():
-                        path = Path(record.embedding.format(dataset=dataset, seed=seed))
-                        if not path.is_file():
-                            raise WorkflowError(
-                                f"method {method!r}: precomputed embedding {path} (config `methods.{method}.embedding`"
-                                f": {method_definition(method)['embedding']!r}) does not exist for dataset "
-                                f"{dataset!r}, seed {seed}. Relative paths resolve against the repository root.")
-    for method, entry in config.get("methods", {}).items():
-        if not is_definition(entry) and method not in method_records("integration"):
-            raise WorkflowError(f"config `methods.{method}`: unknown integration method {method!r}; built-in: "
-                                f"{', '.join(method_records('integration'))}. To add your own, give it `entry_point`, "
-                                "`command` or `embedding` (docs/methods-and-metrics.md).")
-        if not is_definition(entry):
-            try:  # parameters of a built-in method that this run does not list are checked too
-                method_records("integration")[method].params(entry)
-            except ValueError as err:
-                raise WorkflowError(str(err)) from None
-        if is_definition(entry) and method not in listed["integration"] + listed["annotation"]:
-            try:  # defined but not benchmarked: still checked, so a typo shows now
-                method_record(entry.get("task", "integration"), method)
-            except (KeyError, MethodConfigError) as err:
-                raise WorkflowError(str(err.args[0])) from None
-    for method in config.get("annotation", {}).get("params", {}):
-        if method not in method_records("annotation"):
-            raise WorkflowError(f"config `annotation.params.{method}`: {method!r} is no built-in annotation method "
-                                f"({', '.join(method_records('annotation'))}); a config-defined method takes its "
-                                f"parameters under `methods.{method}.params`.")
-
-
-def _check_datasets():
-    for name, entry in config["datasets"].items():
-        source = entry["source"]
-        try:
-            path = local_source_path(source)
-        except DownloadError as err:
-            raise WorkflowError(f"dataset {name!r}: {err} (config `datasets.{name}.source`).") from None
-        if path is not None and not path.is_file():
-            raise WorkflowError(
-                f"dataset {name!r}: source file {path} does not exist (config `datasets.{name}.source`: "
-                f"{source!r}). Relative paths resolve against the repository root {REPO_ROOT}; "
-                "use an absolute path, a file:// URL or an http(s):// URL."
-            )
-        annotation = entry.get("annotation")
-        if annotation:
-            try:
-                check_batch_overlap(annotation["reference_batches"], annotation["query_batches"], dataset=name)
-            except DatasetValidationError as err:
-                raise WorkflowError(str(err)) from None
-        # Keys and shape from obs / var of the file (cheap: no matrix is read), for every dataset
-        # before any job: a local source, or a remote one already staged (else the download job checks).
-        staged = Path(STAGED_DIR) / f"{name}.h5ad"
-        readable = path if path is not None else (staged if staged.is_file() else None)
-        if readable is path and path is not None:
-            from scdiva.bench.formats import detect_format
-
-            try:  # a 10x file or gzipped .h5ad is converted, then checked, by its download job
-                if detect_format(path, dataset=name, declared=entry.get("format", "auto"), strict=False) != "h5ad":
-                    readable = staged if staged.is_file() else None
-            except DatasetValidationError as err:
-                raise WorkflowError(str(err)) from None
-        if readable is not None:
-            try:
-                check_source(readable, entry, dataset=name,
-                             min_cells_per_batch=config["preprocess"]["min_cells_per_batch"])
-            except DatasetValidationError as err:
-                raise WorkflowError(str(err)) from None
-
-
-def _check_checkpoints():
-    """Published paths exist (relative ones resolve against the repository root, as dataset sources
-    do); recipes name only configured datasets."""
-    from scdiva.bench.checkpoints import source_files
-
-    for name, entry in config.get("checkpoints", {}).items():
-        published = entry.get("published") or {}
-        if published.get("path"):
-            needed = source_files(published)  # with an `adapter`: the release's own files
-            where = f"checkpoints.{name}.published.path"
-            try:
-                path = local_source_path(published["path"])
-            except DownloadError as err:
-                raise WorkflowError(f"checkpoint {name!r}: {err} (config `{where}`).") from None
-            missing = [f for f in needed if not (path / f).is_file()]
-            if missing:
-                raise WorkflowError(
-                    f"checkpoint {name!r}: directory {path} (config `{where}`: {published['path']!r}) lacks "
-                    f"{missing}; it needs {', '.join(needed)}. Relative paths resolve against the "
-                    f"repository root {REPO_ROOT}; use an absolute path or a file:// URL."
-                )
-            published["path"] = str(path)  # the rule copies from here, whatever the working directory
-        if published.get("adapter"):
-            from scdiva.bench.adapters import check_adapter
-            from scdiva.bench.checkpoints import CheckpointError
-
-            try:
-                check_adapter(name, published)
-            except CheckpointError as err:
-                raise WorkflowError(str(err)) from None
-        recipe = entry.get("recipe") or {}
-        named = recipe.get("datasets", "all")
-        unknown = [] if named == "all" else [d for d in named if d not in config["datasets"]]
-        if unknown:
-            raise WorkflowError(
-                f"checkpoint {name!r}: config `checkpoints.{name}.recipe.datasets` names datasets {unknown} that are "
-                f"not configured; configured datasets: {', '.join(config['datasets'])}. Add them under "
-                f"`datasets:` or name configured ones."
-            )
+    return _checks.local_source_path(source, REPO_ROOT)
 
 
 def method_checkpoint(task, method):
     """The config checkpoint a method loads (its record's `checkpoint_param`), or None."""
-    record = method_record(task, method)
-    if record.checkpoint_param is None:
-        return None
-    params = method_params(method) if task == "integration" else annotation_params(method)
-    return record.params(params)[record.checkpoint_param]
+    return _checks.method_checkpoint(config, task, method, REPO_ROOT)
 
 
 def scdiva_checkpoint_users():
     """(checkpoint, dataset, what) for every ScDiVa job the config asks for."""
-    users = []
-    for task, names, datasets in (("integration", method_names(), dataset_names()),
-                                  ("annotation", annotation_methods(), annotation_datasets())):
-        for method in names:
-            name = method_checkpoint(task, method)
-            if name is not None:
-                users += [(name, d, f"{task} method {method}") for d in datasets]
-    return users
+    return _checks.scdiva_checkpoint_users(config, REPO_ROOT)
 
 
-def _check_scdiva_coverage():
-    """Every ScDiVa job's checkpoint knows its dataset's genes, checked before any job runs: a recipe's
-    corpus includes the dataset; a published checkpoint on disk covers the dataset's genes."""
-    from scdiva.bench.checkpoints import CheckpointError, check_vocabulary_serves
-    from scdiva.bench.validate import read_source_tables
-
-    for name, dataset, what in scdiva_checkpoint_users():
-        entry = config.get("checkpoints", {}).get(name)
-        if entry is None:
-            raise WorkflowError(f"{what} uses ScDiVa checkpoint {name!r}, which is not defined in config "
-                                f"`checkpoints`; defined: {sorted(config.get('checkpoints', {}))}.")
-        if "recipe" in entry:
-            if dataset not in recipe_datasets(name):
-                raise WorkflowError(
-                    f"dataset {dataset!r}: {what} needs checkpoint {name!r}, whose pretraining corpus (config "
-                    f"`checkpoints.{name}.recipe.datasets`: {recipe_datasets(name)}) does not include it, so its "
-                    f"vocabulary lacks the dataset's genes. Add {dataset!r} to that list or set `datasets: all`.")
-            continue
-        path = entry["published"].get("path")
-        if entry["published"].get("adapter"):  # its vocabulary exists once the fetch job has converted it
-            path = f"resources/checkpoints/{name}" if Path(f"resources/checkpoints/{name}/vocab.json").is_file() else None
-        source = local_source_path(dataset_config(dataset)["source"])
-        if path is None or source is None:
-            continue  # a remote checkpoint or dataset: its job checks once the files are here
-        _, var, _ = read_source_tables(source, dataset=dataset)
-        try:
-            check_vocabulary_serves(Path(path) / "vocab.json", var, checkpoint=name, dataset=dataset,
-                                    gene_id_column=dataset_config(dataset).get("gene_id_column"))
-        except CheckpointError as err:
-            raise WorkflowError(f"{err} ({what})") from None
-
-
-_check_datasets()
-_check_checkpoints()
+_checked(_checks.check_datasets, config, REPO_ROOT)
+_checked(_checks.check_checkpoints, config, REPO_ROOT)  # makes published paths absolute
 
 
 # --- integration, metrics and report ------------------------------------------------------
@@ -537,8 +347,7 @@ def checkpoint_files(name):
 
 def recipe_datasets(name):
     """Datasets whose cells make up checkpoint recipe ``name``'s pretraining corpus."""
-    chosen = config["checkpoints"][name]["recipe"].get("datasets", "all")
-    return dataset_names() if chosen == "all" else list(chosen)
+    return _checks.recipe_datasets(config, name)
 
 
 def recipe_held_out_batches(name, dataset):
@@ -597,11 +406,8 @@ def skipped_parts():
 
 
 def annotation_params(method):
-    """Parameters of annotation method ``method``: `annotation.params.<method>` for a built-in one, the
-    `params` of its definition in config `methods.<method>` for a config-defined one."""
-    if method_definition(method) is not None:
-        return method_params(method)
-    return dict(config.get("annotation", {}).get("params", {}).get(method) or {})
+    """Parameters of annotation method ``method`` (built in: `annotation.params`; config-defined: its `params`)."""
+    return _checks.annotation_params(config, method)
 
 
 def annotation_inputs(wildcards):
@@ -682,9 +488,9 @@ def paper_section_inputs(wildcards):
     return inputs
 
 
-# Need the annotation helpers above; run when the workflow is parsed, like the other checks.
-_check_methods()
-_check_scdiva_coverage()
+# Run when the workflow is parsed, after the dataset and checkpoint checks.
+_checked(_checks.check_methods, config, REPO_ROOT)
+_checked(_checks.check_scdiva_coverage, config, REPO_ROOT)
 
 
 # --- provenance (scdiva.bench.provenance; rule in provenance.smk) -------------------------------

@@ -6,14 +6,7 @@
 
 def cross_species_settings():
     """Config `cross_species` over its defaults; methods default to every registered method of each half."""
-    from scdiva.bench.cross_species import ANNOTATION_TASK, INTEGRATION_TASK
-    from scdiva.bench.methods.registry import method_records
-
-    defaults = {"datasets": {}, "pairs": [], "both_directions": True,
-                "annotation_methods": list(method_records(ANNOTATION_TASK)),
-                "integration_methods": list(method_records(INTEGRATION_TASK)),
-                "min_shared_genes": 200, "n_top_genes": 2000, "subsample": None, "params": {}}
-    return {**defaults, **config.get("cross_species", {})}
+    return _checks.cross_species_settings(config)
 
 
 def cross_species_pairs():
@@ -33,39 +26,7 @@ def cross_species_annotation_jobs():
     return jobs
 
 
-def _check_cross_species():
-    from scdiva.bench.cross_species import (
-        ANNOTATION_TASK,
-        INTEGRATION_TASK,
-        CrossSpeciesError,
-        check_cross_species_config,
-        method_params,
-    )
-    from scdiva.bench.methods.registry import method_records
-    from scdiva.bench.validate import DatasetValidationError
-
-    settings = cross_species_settings()
-    if not settings["pairs"]:
-        return
-    tasks = {ANNOTATION_TASK: "annotation_methods", INTEGRATION_TASK: "integration_methods"}
-    for task, key in tasks.items():
-        for method in settings[key]:
-            try:  # unknown methods or parameters stop the workflow here, before any job
-                method_params(task, method, settings["params"].get(method))
-            except CrossSpeciesError as err:
-                raise WorkflowError(f"config `cross_species.{key}`: {err}") from None
-    known = set(method_records(ANNOTATION_TASK)) | set(method_records(INTEGRATION_TASK))
-    for method in sorted(set(settings["params"]) - known):  # a misspelt name would be silently ignored
-        raise WorkflowError(f"config `cross_species.params.{method}`: no cross-species method is called {method!r}; "
-                            f"known: {sorted(known)}")
-    paths = {name: extra_source("cross_species", name) for name in settings["datasets"]}
-    try:
-        check_cross_species_config(settings, paths)
-    except (CrossSpeciesError, DatasetValidationError) as err:
-        raise WorkflowError(str(err)) from None
-
-
-_check_cross_species()
+_checked(_checks.check_cross_species, config, REPO_ROOT)
 
 
 def cross_species_sources(wc):

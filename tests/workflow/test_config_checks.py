@@ -1,0 +1,64 @@
+"""scdiva.bench.config_checks: the parse-time checks the workflow runs, called in-process.
+
+The failure cases are in test_bad_input.py and test_bad_input_modalities.py (each through
+``parse_time_error``, a few also through the Snakemake CLI); here: the rule files call every check in
+the order ``check_config`` (which those tests use) runs them, the shipped configs pass, and relative
+checkpoint paths resolve against the repository root.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.utils import update_config, validate
+
+from scdiva.bench import config_checks
+from scdiva.bench.checkpoints import CHECKPOINT_FILES
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_config(*names: str) -> dict:
+    """config/<names> merged in order (as `--configfile` does), schema defaults filled in."""
+    config: dict = {}
+    for name in names:
+        update_config(config, yaml.safe_load((REPO_ROOT / "config" / name).read_text()))
+    validate(config, str(REPO_ROOT / "config" / "schema.yaml"))
+    return config
+
+
+def test_the_workflow_runs_every_check_in_the_order_of_check_config():
+    """The checks the rule files call while parsing (in include order) are those check_config runs, in its order."""
+    snakefile = (REPO_ROOT / "Snakefile").read_text()
+    called = []
+    for include in re.findall(r'^include: "(.+)"', snakefile, flags=re.M):
+        called += re.findall(r"_checked\(_checks\.(check_\w+),", (REPO_ROOT / include).read_text())
+    in_order = re.findall(r"^    (check_\w+)\(", inspect.getsource(config_checks.check_config), flags=re.M)
+    assert called == in_order == ["check_datasets", "check_checkpoints", "check_methods", "check_scdiva_coverage",
+                                  "check_multimodal", "check_cross_species"]
+
+
+@pytest.mark.parametrize("names", [("config.yaml",), ("config.yaml", "smoke.yaml")], ids=["default", "smoke"])
+def test_shipped_configs_pass(tmp_path, names):
+    config_checks.check_config(load_config(*names), REPO_ROOT, tmp_path)
+
+
+def test_relative_published_checkpoint_path_resolves_against_the_repository_root(tmp_path):
+    """Not the working directory: the path is made absolute in the config, so the fetch rule copies from there."""
+    root = tmp_path / "repo"
+    (root / "ckpt").mkdir(parents=True)
+    for name in CHECKPOINT_FILES:
+        (root / "ckpt" / name).write_text("{}")
+    config = load_config("config.yaml")
+    config["checkpoints"] = {"mine": {"published": {"path": "ckpt"}}}
+    config_checks.check_checkpoints(config, root)
+    assert config["checkpoints"]["mine"]["published"]["path"] == str(root / "ckpt")
+    (root / "ckpt" / "vocab.json").unlink()
+    config["checkpoints"]["mine"]["published"]["path"] = "ckpt"
+    with pytest.raises(config_checks.ConfigError, match=r"checkpoint 'mine': directory .*ckpt \(config "
+                       r"`checkpoints.mine.published.path`: 'ckpt'\) lacks \['vocab.json'\]"):
+        config_checks.check_checkpoints(config, root)
