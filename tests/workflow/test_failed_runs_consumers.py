@@ -19,6 +19,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -58,11 +59,13 @@ def test_report_is_written_and_names_failed_runs_others_intact(smoke_run, workfl
         for path in (work / stem).parent.glob(Path(stem).name + ".*"):
             path.unlink()
 
+    started = time.time()
     cmd = [*workflow_tools.command(work, tmp_path / "failing.yaml", cores=1), "--rerun-triggers", "mtime"]
     proc = subprocess.run(cmd, cwd=workflow_tools.repo, capture_output=True, text=True, env=workflow_tools.env())
     log = proc.stdout + proc.stderr
     assert proc.returncode != 0, "a run with failed methods exits non-zero (check_runs)"
-    assert (results / "report/index.html").is_file(), log[-6000:]
+    report_html = results / "report/index.html"
+    assert report_html.is_file() and report_html.stat().st_mtime > started, log[-6000:]  # written again
 
     # the record: exactly the two runs failed, each with its own one-line reason
     runs = pd.read_csv(results / "tables/runs.csv", keep_default_na=False)
