@@ -44,7 +44,6 @@ rule annotation_table:
         by_seed="results/tables/annotation_scores_by_seed.csv",
     params:
         group_by=["dataset", "method", "metric"],
-        task="annotation",
         run_id=RUN_ID,
     log:
         "results/logs/annotation_table/annotation_table.log",

@@ -70,10 +70,8 @@ rule cross_species_integration:
 
 rule cross_species_table:
     input:
-        # No `records` input yet: seed_table matches rows to runs by (dataset, method, seed), and these score
-        # rows have no `dataset` (their runs' is `<pair>.ref-<reference>` or `<pair>`). A run that did not
-        # complete leaves a header-only score file, so it adds no row; the section names it.
         scores=cross_species_score_files,
+        records=lambda wc: task_run_records("cross_species"),  # only completed runs reach the table
     output:
         summary="results/tables/cross_species_scores.csv",
         by_seed="results/tables/cross_species_scores_by_seed.csv",

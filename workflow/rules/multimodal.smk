@@ -55,7 +55,6 @@ rule multimodal_table:
         by_seed="results/tables/multimodal_scores_by_seed.csv",
     params:
         group_by=["dataset", "method", "metric"],
-        task="multimodal",
         run_id=RUN_ID,
     log:
         "results/logs/multimodal_table/multimodal_table.log",

@@ -1,21 +1,35 @@
 """Snakemake adapter: concatenate per-seed score files into `*_by_seed.csv` and the summary table.
 
-With a `records` input (the task's .run.json files) and `params.task`, only runs of that task that
-completed (status ok) are kept: a failed run is left out of every mean, never counted as 0.
+With a `records` input (the task's .run.json files), a score file `<stem>.scores.csv` counts only when its
+run `<stem>.run.json` completed (status ok): a failed run is left out of every mean, never counted as 0.
 """
+
+from pathlib import Path
 
 import pandas as pd
 
 from scdiva.bench.io import atomic_path
-from scdiva.bench.outcomes import runs_table
+from scdiva.bench.outcomes import RunOutcome
 from scdiva.bench.provenance import with_run_id
-from scdiva.bench.report.coverage import only_completed
 from scdiva.bench.seed_tables import summarise_seeds
 
-scores = snakemake.input.get("scores", snakemake.input)
-by_seed = pd.concat([pd.read_csv(path) for path in scores], ignore_index=True)
-if snakemake.input.get("records"):
-    by_seed = only_completed(by_seed, runs_table(snakemake.input.records), snakemake.params.task)
+scores = list(snakemake.input.get("scores", snakemake.input))
+records = {str(Path(path)) for path in snakemake.input.get("records", [])}
+
+
+def completed(score_file: str) -> bool:
+    """Whether the run that wrote ``score_file`` completed (always, for a rule without run records)."""
+    if not records:
+        return True
+    record = str(Path(score_file.removesuffix(".scores.csv") + ".run.json"))
+    if record not in records:
+        raise ValueError(f"{score_file}: its run record {record} is not among this rule's `records` input")
+    return RunOutcome.read(record).ok
+
+
+# a run that did not complete keeps the columns of its (header-only) file and adds no row
+frames = [frame if completed(path) else frame.iloc[0:0] for path, frame in ((p, pd.read_csv(p)) for p in scores)]
+by_seed = pd.concat(frames, ignore_index=True)
 keys = list(snakemake.params.group_by)
 with atomic_path(snakemake.output.by_seed) as tmp:
     by_seed.to_csv(tmp, index=False)
