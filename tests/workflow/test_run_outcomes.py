@@ -46,7 +46,15 @@ def _supervise(work, **kw):
     return supervise(work, dataset="d", task="integration", method=work.__name__, seed=0, **kw)
 
 
-def test_supervise_classifies_each_way_a_method_can_end(monkeypatch):
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie waiting to be reaped has stopped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def test_supervise_classifies_each_way_a_method_can_end(monkeypatch, tmp_path):
     import scdiva.bench.outcomes as outcomes
 
     def ok(report):
@@ -75,8 +83,12 @@ def test_supervise_classifies_each_way_a_method_can_end(monkeypatch):
         "out_of_memory", "killed by signal 9, most likely the memory limit: raise resources.killed.mem_mb")
     assert _supervise(not_mine, runtime_min=5).status == "not_applicable"
 
+    pid_file = tmp_path / "sleep.pid"
+
     def hangs(report):
-        subprocess.run("sleep 120", shell=True)  # a command's process: stopped with the method
+        command = subprocess.Popen(["sleep", "120"])  # a command's process: stopped with the method
+        pid_file.write_text(str(command.pid))
+        command.wait()
 
     monkeypatch.setattr(outcomes, "timeout_seconds", lambda runtime_min: 1.0)
     start = time.perf_counter()
@@ -84,8 +96,11 @@ def test_supervise_classifies_each_way_a_method_can_end(monkeypatch):
     assert time.perf_counter() - start < 10
     assert (result.status, result.reason) == (
         "timeout", "exceeded its runtime of 3 min (resources.hangs.runtime); raise it to let hangs finish")
-    left = subprocess.run(["pgrep", "-x", "-f", "sleep 120"], capture_output=True, text=True).stdout
-    assert not left, f"the method's subprocess outlived its timeout: {left}"
+    sleep_pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 5  # SIGKILL is delivered at once; reaping the orphan may take a moment
+    while _alive(sleep_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(sleep_pid), f"the method's subprocess {sleep_pid} outlived its timeout"
 
 
 def test_timeout_leaves_a_margin_below_the_runtime():
