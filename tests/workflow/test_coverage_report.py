@@ -188,68 +188,37 @@ def test_dataset_without_a_completed_run_gets_a_section_not_a_crash(tmp_path, da
 # --- a real run: one method fails on every seed, one on one seed of two ----------------------------------
 
 
-def flaky(adata, *, batch_key, label_key, seed, params, threads, **_):
-    """Integration entry point: the first PCs on seed 0, an error on seed 1."""
-    if seed == 1:
-        raise RuntimeError("did not converge on seed 1")
-    adata.obsm["X_emb"] = np.asarray(adata.obsm["X_pca"][:, :10], dtype=np.float32)
-
-
 @pytest.mark.slow
-def test_report_of_a_run_with_failed_methods(workflow_tools, tmp_path):
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    import yaml
-
-    here = Path(__file__).resolve().parent
-    config = {
-        "seeds": [0, 1],
-        "datasets": {"pbmc_3chem": {"subsample": 300}},
-        "preprocess": {"n_top_genes": 500, "n_pcs": 20},
-        "integration": {"methods": ["unintegrated", "broken", "flaky"]},
-        "methods": {"broken": {"entry_point": "builtins:print"},
-                    "flaky": {"entry_point": "test_coverage_report:flaky"},
-                    "no_labels": {"task": "annotation", "command": "false {reference} {query} {output}"}},
-        "resources": {"metrics": {"threads": 1}},
-        "annotation": {"methods": ["logreg", "no_labels"], "timing_repeats": 1},
-        "multitask": {"datasets": ["no_such_dataset"]},
-    }
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    workdir = tmp_path / "run"  # the metrics job's JAX cache: the suite's (workflow_tools.env)
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(workflow_tools.repo / "Snakefile"), "--cores", "1",
-           "--directory", str(workdir), "--configfile", str(workflow_tools.repo / "config" / "config.yaml"),
-           str(tmp_path / "config.yaml")]
-    proc = subprocess.run(cmd, cwd=workflow_tools.repo, capture_output=True, text=True,
-                          env={**workflow_tools.env(), "PYTHONPATH": str(here)})
-    assert proc.returncode != 0, "failed runs: the workflow exits non-zero"
-    results = workdir / "results"
-    assert (results / "report/index.html").exists(), (proc.stdout + proc.stderr)[-5000:]
+def test_report_of_a_run_with_failed_methods(failing_methods_run):
+    assert failing_methods_run.returncode != 0, "failed runs: the workflow exits non-zero"
+    results = failing_methods_run.workdir / "results"
+    assert (results / "report/index.html").exists(), failing_methods_run.log[-5000:]
     runs = read_runs(results / "tables/runs.csv")
-    print(runs.to_csv(index=False))
     matrix = coverage_matrix(runs).loc[("pbmc_3chem", "integration")]
-    assert dict(matrix[["unintegrated", "broken", "flaky"]]) == {
-        "unintegrated": "ok 2/2", "broken": "failed 2/2", "flaky": "failed 1/2 · ok 1/2"}
+    assert dict(matrix[["unintegrated", "first_pcs", "broken", "flaky", "hangs"]]) == {
+        "unintegrated": "ok 2/2", "first_pcs": "ok 2/2", "broken": "failed 2/2", "flaky": "failed 1/2 · ok 1/2",
+        "hangs": "timeout 2/2"}
     assert coverage_matrix(runs).loc[("pbmc_3chem", "annotation"), "no_labels"] == "failed 2/2"
     # aggregates: completed runs only, a mean over the seeds that completed, never a 0 for a failure
     long = pd.read_csv(results / "tables/integration_scores.csv")
     total = long[long["metric"] == "total_score"].set_index("method")
-    assert set(total.index) == {"unintegrated", "flaky"} and total["value"].notna().all()
+    assert set(total.index) == {"unintegrated", "first_pcs", "flaky"} and total["value"].notna().all()
     assert total.loc["unintegrated", "n_seeds"] == 2 and total.loc["flaky", "n_seeds"] == 1
     wide = pd.read_csv(results / "tables/pbmc_3chem_integration_wide.csv", index_col=0)
-    assert list(wide.index) == ["unintegrated", "flaky"]  # flaky missed a seed: after the complete one
+    complete = total.loc[["unintegrated", "first_pcs"], "value"].sort_values(ascending=False)
+    assert list(wide.index) == [*complete.index, "flaky"]  # flaky missed a seed: after the complete ones
     annotation = pd.read_csv(results / "tables/annotation_scores.csv")
     assert set(annotation["method"]) == {"logreg"} and (annotation["n_seeds"] == 2).all()
     # the report: the matrix coloured, the reasons, the ranking over complete methods only
     page = (results / "report/index.html").read_text()
     assert '<td class="st-failed" title="seed 0: failed' in page and '<td class="st-ok" title="seed 0: ok' in page
+    assert '<td class="st-timeout" title="seed 0: timeout' in page
     md = (results / "report/report.md").read_text()
     assert "- `flaky` (integration, `pbmc_3chem`): **failed** on seed 1: RuntimeError: did not converge on seed 1" in md
-    assert "- `broken` (integration, `pbmc_3chem`): **failed** on seeds 0, 1: TypeError: " in md
+    assert "- `broken` (integration, `pbmc_3chem`): **failed** on seeds 0, 1: ValueError: singular matrix" in md
     # the same one-line reason on both seeds (the command line, with its temporary paths, is in the job log)
     assert "- `no_labels` (annotation, `pbmc_3chem`): **failed** on seeds 0, 1: annotation method 'no_labels': " \
            "command failed with exit status 1" in md
-    assert "Best total score: **unintegrated**" in md
+    assert f"Best total score: **{complete.index[0]}**" in md
     assert "| flaky        | 1/2 (not ranked) |" in md
     assert "No UMAP of" not in md  # flaky's seed 0 completed: its UMAP is there

@@ -60,7 +60,7 @@ def test_report_is_written_and_names_failed_runs_others_intact(smoke_run, workfl
             path.unlink()
 
     started = time.time()
-    cmd = [*workflow_tools.command(work, tmp_path / "failing.yaml", cores=1), "--rerun-triggers", "mtime"]
+    cmd = [*workflow_tools.command(work, tmp_path / "failing.yaml"), "--rerun-triggers", "mtime"]
     proc = subprocess.run(cmd, cwd=workflow_tools.repo, capture_output=True, text=True, env=workflow_tools.env())
     log = proc.stdout + proc.stderr
     assert proc.returncode != 0, "a run with failed methods exits non-zero (check_runs)"

@@ -1,9 +1,9 @@
 """Run outcomes (scdiva.bench.outcomes): one method's failure, hang or bad embedding never costs another
 method's scores, and every run's outcome is on record in results/tables/runs.csv.
 
-The workflow test is a real Snakemake run on 300 PBMCs with three config-defined integration methods: one
-that raises, one that works and a command that hangs past its 1-minute runtime. The entry points live in
-this module (on the jobs' PYTHONPATH).
+The workflow test reads the suite's run with failing methods (``failing_methods_run``,
+tests/workflow/conftest.py): on 300 PBMCs over two seeds, config-defined integration methods that raise,
+work, or hang past their 1-minute runtime.
 """
 
 from __future__ import annotations
@@ -11,31 +11,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
-
-HERE = Path(__file__).resolve().parent
-SHARED_JAX_CACHE = Path(os.environ.get("JAX_COMPILATION_CACHE_DIR", HERE.parents[1] / ".cache" / "jax"))
-
-
-# --- entry points of the config-defined methods (imported by the integrate jobs) -------------------------
-
-
-def first_pcs(adata, *, batch_key, label_key, seed, params, threads, **_):
-    """A working method: the first principal components."""
-    adata.obsm["X_emb"] = np.asarray(adata.obsm["X_pca"][:, :8], dtype=np.float32)
-
-
-def raises(adata, *, batch_key, label_key, seed, params, threads, **_):
-    """A broken method: it raises deep inside its own code."""
-    raise ValueError("singular matrix in my_solver (2 of 300 cells have no counts)\nsecond line of detail")
-
 
 # --- the supervisor on its own -------------------------------------------------------------------------
 
@@ -142,77 +123,42 @@ def test_one_broken_embedding_leaves_the_others_scored(pbmc_small, tmp_path):
     assert (status.loc["crashed", "status"], status.loc["crashed", "reason"]) == (
         "skipped", "integration run failed: ValueError: boom")
 
-
-# --- the workflow: a failing, a working and a hanging method in one run --------------------------------------
-
-
-def _config(tmp_path: Path) -> Path:
-    repo = HERE.parents[1]
-    config = {
-        "seeds": [0],
-        "gpu": False,
-        "datasets": {"pbmc_3chem": {"source": str(repo / "data" / "pbmc_3chem_symphony.h5ad"),
-                                    "batch_key": "donor", "label_key": "cell_type", "subsample": 300}},
-        "preprocess": {"n_top_genes": 500, "n_pcs": 20},
-        "integration": {"methods": ["broken", "first_pcs", "hangs"]},
-        "methods": {
-            "broken": {"entry_point": "test_run_outcomes:raises"},
-            "first_pcs": {"entry_point": "test_run_outcomes:first_pcs"},
-            # a command that never ends: its runtime (1 min) stops it
-            "hangs": {"command": "sh -c 'sleep 600' {input} {output}"},
-        },
-        "resources": {"hangs": {"runtime": 1}, "metrics": {"threads": 1}},
-        "annotation": {"methods": []},
-        "multitask": {"datasets": ["no_such_dataset"]},  # no multi-task benchmark (absent: the schema fills none)
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def _snakemake(workflow_tools, workdir: Path, config: Path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(workflow_tools.repo / "Snakefile"), "--cores", "1",
-           "--directory", str(workdir), "--configfile", str(config), "--replace-workflow-config", *extra]
-    env = {**workflow_tools.env(), "PYTHONPATH": str(HERE)}  # the entry points: this module
-    return subprocess.run(cmd, cwd=workflow_tools.repo, capture_output=True, text=True, env=env)
+# --- the workflow: failing, working and hanging methods in one run --------------------------------------------
 
 
 @pytest.mark.slow
-def test_failed_and_hung_methods_are_recorded_and_the_rest_is_scored(workflow_tools, tmp_path):
-    workdir = tmp_path / "run"
-    config = _config(tmp_path)
-    if SHARED_JAX_CACHE.is_dir():  # the metrics job's JAX compilations, shared with the other tests
-        (workdir / "resources" / "cache").mkdir(parents=True)
-        (workdir / "resources" / "cache" / "jax").symlink_to(SHARED_JAX_CACHE)
-    proc = _snakemake(workflow_tools, workdir, config)
-    log = proc.stdout + proc.stderr
-    assert proc.returncode != 0, "a run with failed methods must exit non-zero"
-    runs = pd.read_csv(workdir / "results/tables/runs.csv", keep_default_na=False).set_index("method")
-    print(runs.to_csv())
-    assert list(runs.reset_index().columns) == ["method", "dataset", "task", "seed", "status", "reason", "wall_s",
-                                                "peak_rss_mb", "n_cells", "cells_per_s"]
-    assert runs.loc["first_pcs", "status"] == "ok" and runs.loc["first_pcs", "n_cells"] == 300
-    assert float(runs.loc["first_pcs", "cells_per_s"]) > 0 and float(runs.loc["first_pcs", "peak_rss_mb"]) > 0
-    assert (runs.loc["broken", "status"], runs.loc["broken", "reason"]) == (
+def test_failed_and_hung_methods_are_recorded_and_the_rest_is_scored(failing_methods_run, workflow_tools):
+    workdir, log = failing_methods_run.workdir, failing_methods_run.log
+    assert failing_methods_run.returncode != 0, "a run with failed methods must exit non-zero"
+    runs = pd.read_csv(workdir / "results/tables/runs.csv", keep_default_na=False)
+    print(runs.to_csv(index=False))
+    assert list(runs.columns) == ["dataset", "task", "method", "seed", "status", "reason", "wall_s",
+                                  "peak_rss_mb", "n_cells", "cells_per_s"]
+    first = runs[(runs["task"] == "integration") & (runs["seed"] == 0)].set_index("method")
+    assert first.loc["first_pcs", "status"] == "ok" and first.loc["first_pcs", "n_cells"] == 300
+    assert float(first.loc["first_pcs", "cells_per_s"]) > 0 and float(first.loc["first_pcs", "peak_rss_mb"]) > 0
+    assert (first.loc["broken", "status"], first.loc["broken", "reason"]) == (
         "failed", "ValueError: singular matrix in my_solver (2 of 300 cells have no counts)")
-    assert (runs.loc["hangs", "status"], runs.loc["hangs", "reason"]) == (
+    assert (first.loc["hangs", "status"], first.loc["hangs", "reason"]) == (
         "timeout", "exceeded its runtime of 1 min (resources.hangs.runtime); raise it to let hangs finish")
-    assert 50 < float(runs.loc["hangs", "wall_s"]) < 120
+    assert 50 < float(first.loc["hangs", "wall_s"]) < 120
     # the traceback stays in the method's log; the command's process did not outlive its timeout
     broken_log = (workdir / "results/logs/integrate/pbmc_3chem.broken.seed0.log").read_text()
     assert "Traceback" in broken_log and "second line of detail" in broken_log
     assert not subprocess.run(["pgrep", "-x", "-f", "sleep 600"], capture_output=True, text=True).stdout
-    # the working method is scored; nothing was filled in for the others
+    # the working methods are scored; nothing was filled in for the others
     scores = pd.read_csv(workdir / "results/pbmc_3chem/integration/metrics.csv")
-    assert set(scores["method"]) == {"first_pcs"} and scores["value"].notna().all()
-    # the run says which runs failed, with their logs, and removed their outputs (not the working one's)
-    assert "2 of 3 runs did not complete" in log and "results/logs/integrate/pbmc_3chem.hangs.seed0.log" in log
+    assert set(scores["method"]) == {"unintegrated", "first_pcs", "flaky"} and scores["value"].notna().all()
+    assert set(scores.loc[scores["method"] == "flaky", "seed"]) == {0}
+    # the run says which runs failed (integration: broken x2, hangs x2, flaky x1; annotation: no_labels x2),
+    # with their logs, and removed their outputs (not the working ones')
+    assert "7 of 14 runs did not complete" in log and "results/logs/integrate/pbmc_3chem.hangs.seed0.log" in log
     integration = workdir / "results/pbmc_3chem/integration"
     assert not (integration / "broken/seed0.h5ad").exists() and not (integration / "hangs/seed0.run.json").exists()
     assert (integration / "first_pcs/seed0.h5ad").exists()
     # the next `snakemake` retries exactly the failed runs (and what depends on them); mtime only, so that
     # an edit of the workflow's code during the test does not count
-    planned = _snakemake(workflow_tools, workdir, config, "-n", "--rerun-triggers", "mtime").stdout
-    retried = {m for m in ("broken", "first_pcs", "hangs")
-               if f"output: results/pbmc_3chem/integration/{m}/seed0.h5ad" in planned}  # its integrate job
+    planned = failing_methods_run.snakemake(workflow_tools, "-n", "--rerun-triggers", "mtime").stdout
+    retried = {m for m in ("unintegrated", "broken", "first_pcs", "hangs", "flaky")
+               if f"output: results/pbmc_3chem/integration/{m}/seed0.h5ad" in planned}  # its seed-0 integrate job
     assert retried == {"broken", "hangs"} and "rule preprocess:" not in planned, planned[-3000:]
