@@ -19,6 +19,14 @@ configfile: Path(workflow.basedir) / "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+# each stage's helpers beside its rules; included first, as rules name them when they are declared
+include: "workflow/rules/datasets_common.smk"
+include: "workflow/rules/integration_common.smk"
+include: "workflow/rules/checkpoints_common.smk"
+include: "workflow/rules/annotation_common.smk"
+include: "workflow/rules/paper_common.smk"
+include: "workflow/rules/runs_common.smk"
+include: "workflow/rules/provenance_common.smk"
 
 
 wildcard_constraints:

@@ -32,13 +32,13 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=["default"], choices=list(VARIANTS),
                         help="ScDiVa variants of scdiva_ablation.py to time (the first gives the recorded ratio)")
     args = parser.parse_args()
-    from scdiva.bench.threads import limit_threads
+    from scdiva.bench.core.threads import limit_threads
 
     limit_threads(args.threads)
     import torch
 
-    from scdiva.bench.memory import keep_freed_memory
-    from scdiva.bench.methods.registry import get_method
+    from scdiva.bench.core.memory import keep_freed_memory
+    from scdiva.bench.methods.catalog import get_method
 
     torch.set_num_threads(args.threads)
     keep_freed_memory()  # as the workflow's annotation jobs do

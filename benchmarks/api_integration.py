@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
-    from scdiva.bench.threads import limit_threads
+    from scdiva.bench.core.threads import limit_threads
 
     limit_threads(args.threads)
     import torch

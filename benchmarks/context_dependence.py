@@ -59,7 +59,7 @@ def probe(dataset: str, seed: int, threads: int, out: Path, variant: str = "defa
           contexts: tuple[int, ...] = CONTEXTS) -> dict[str, dict[str, float]]:
     import torch
 
-    from scdiva.bench.annotation import annotation_metrics
+    from scdiva.bench.tasks.annotation.metrics import annotation_metrics
 
     torch.set_num_threads(threads)
     annotator, fitted, _reference, query = fitted_annotator(dataset, seed, out, variant)
@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--variant", default="default", choices=list(VARIANTS))
     parser.add_argument("--contexts", nargs="+", type=int, default=list(CONTEXTS))
     args = parser.parse_args()
-    from scdiva.bench.threads import limit_threads
+    from scdiva.bench.core.threads import limit_threads
 
     limit_threads(args.threads)
     per_seed = {seed: probe(args.dataset, seed, args.threads, args.out, args.variant, tuple(args.contexts))

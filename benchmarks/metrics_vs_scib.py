@@ -1,4 +1,4 @@
-"""The workflow's metrics stage (scib-metrics, scdiva.bench.metrics) beside the ``scib`` package's
+"""The workflow's metrics stage (scib-metrics, scdiva.bench.tasks.integration.metrics) beside the ``scib`` package's
 Python implementations of the same metrics, on the same embedding.
 
 Embedding: Harmony on the embedded PBMC cells, preprocessed by the workflow's own function. Metrics
@@ -32,7 +32,7 @@ TOLERANCE = 1e-3
 
 
 def ours(emb: np.ndarray, labels: np.ndarray, batches: np.ndarray, pre: np.ndarray, n_jobs: int) -> dict[str, float]:
-    from scdiva.bench import metrics as m
+    from scdiva.bench.tasks.integration import metrics as m
 
     nn = m.compute_neighbors(emb, n_jobs=n_jobs)
     sub = {k: nn.subset_neighbors(n=k) for k in (15, 90)}
@@ -97,13 +97,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    from scdiva.bench.threads import limit_threads
+    from scdiva.bench.core.threads import limit_threads
 
     limit_threads(args.threads)  # before JAX is imported, as the metrics job does
     import anndata as ad
 
-    from scdiva.bench.methods import integrate
-    from scdiva.bench.preprocess import preprocess
+    from scdiva.bench.api import integrate
+    from scdiva.bench.core.preprocess import preprocess
 
     warnings.filterwarnings("ignore")
     adata = preprocess(ad.read_h5ad(REPO / "data" / "pbmc_3chem_symphony.h5ad"), dataset="pbmc_3chem",

@@ -2,12 +2,12 @@
 
 Stages, each in its own process (so its peak RSS, ``ru_maxrss`` of that process, is its own):
 
-* ``preprocess`` - read the counts (``scdiva.bench.formats.read_counts``) and preprocess them
-  (``scdiva.bench.preprocess.preprocess``: QC, normalise, log1p, HVGs, PCA), as the workflow's
+* ``preprocess`` - read the counts (``scdiva.bench.core.formats.read_counts``) and preprocess them
+  (``scdiva.bench.core.preprocess.preprocess``: QC, normalise, log1p, HVGs, PCA), as the workflow's
   preprocess job does; writes ``preprocessed.h5ad``;
 * ``embed`` - ScDiVa (tiny, fresh weights: the cost does not depend on their values) latent of
   every cell, streamed from the preprocessed file as the workflow's job does
-  (``scdiva.bench.formats.open_rows_backed``: obs + var in memory, rows read from disk a batch at a
+  (``scdiva.bench.core.formats.open_rows_backed``: obs + var in memory, rows read from disk a batch at a
   time); resident memory is sampled every 2 s (``rss_trace_mb``). ``--embed-prefix N``: only the first N
   cells, from the generated counts file itself (for a 1M-cell file that cannot be embedded whole in the
   time available: the trace shows whether memory stays flat; it is not a 1M-cell measurement);
@@ -17,7 +17,7 @@ Stages, each in its own process (so its peak RSS, ``ru_maxrss`` of that process,
   beforehand, as a checkpoint brings them). Cells/s counts the cells trained on; peak RSS shows that
   training memory does not grow with the file; ``finetune_in_memory`` runs the same steps on the file
   loaded into memory, the reference for the cost of streaming;
-* ``metrics`` - the metrics stage (``scdiva.bench.metrics.compute_integration_metrics``) on the PCA
+* ``metrics`` - the metrics stage (``scdiva.bench.tasks.integration.metrics.compute_integration_metrics``) on the PCA
   embedding, with its defaults (exact neighbours up to 50K cells, approximate above; the silhouette
   metrics on a 50K-cell stratified subsample above 50K). Its time includes JAX/numba compilation
   (~30-100 s, paid once per metrics job).
@@ -112,8 +112,8 @@ def child(stage: str, data: Path, workdir: Path, threads: int, result_path: Path
     pre = workdir / f"{data.stem}.preprocessed.h5ad"
     start = time.perf_counter()
     if stage == "preprocess":
-        from scdiva.bench.formats import read_counts
-        from scdiva.bench.preprocess import PreprocessSettings, preprocess
+        from scdiva.bench.core.formats import read_counts
+        from scdiva.bench.core.preprocess import PreprocessSettings, preprocess
 
         adata = read_counts(data, dataset=data.stem)
         out = preprocess(adata, dataset=data.stem, batch_key="batch", label_key="cell_type",
@@ -125,8 +125,8 @@ def child(stage: str, data: Path, workdir: Path, threads: int, result_path: Path
         import torch
 
         from scdiva import ScDiVaModel
-        from scdiva.bench.formats import open_rows_backed
-        from scdiva.bench.io import return_freed_memory
+        from scdiva.bench.core.formats import open_rows_backed
+        from scdiva.bench.core.io import return_freed_memory
         from scdiva.bench.methods.scdiva import streamed_latent
 
         torch.set_num_threads(threads)
@@ -164,7 +164,7 @@ def child(stage: str, data: Path, workdir: Path, threads: int, result_path: Path
         import torch
 
         from scdiva import ScDiVaModel
-        from scdiva.bench.formats import open_rows_backed
+        from scdiva.bench.core.formats import open_rows_backed
 
         torch.set_num_threads(threads)
         backed = open_rows_backed(pre) if stage == "finetune" else ad.read_h5ad(pre)
@@ -179,7 +179,7 @@ def child(stage: str, data: Path, workdir: Path, threads: int, result_path: Path
         cells = len(history) * 128
         extra = {"steps": len(history), "file_cells": backed.n_obs, "rss_trace_mb": trace}
     else:
-        from scdiva.bench import metrics as M
+        from scdiva.bench.tasks.integration import metrics as M
 
         adata = ad.read_h5ad(pre)
         emb = np.asarray(adata.obsm["X_pca"], dtype=np.float32)

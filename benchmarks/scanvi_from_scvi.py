@@ -23,14 +23,14 @@ def main() -> None:
     parser.add_argument("--scvi-epochs", type=int, default=None, help="scVI max_epochs (default: scvi-tools' heuristic)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    from scdiva.bench.threads import limit_threads
+    from scdiva.bench.core.threads import limit_threads
 
     limit_threads(args.threads)
     import anndata as ad
+    from scdiva.bench.api import integrate
 
-    from scdiva.bench.methods import integrate
-    from scdiva.bench.metrics import compute_neighbors
-    from scdiva.bench.preprocess import preprocess
+    from scdiva.bench.core.preprocess import preprocess
+    from scdiva.bench.tasks.integration.metrics import compute_neighbors
 
     adata = preprocess(ad.read_h5ad(REPO / "data" / "pbmc_3chem_symphony.h5ad"), dataset="pbmc_3chem",
                        batch_key="donor", label_key="cell_type", seed=0)

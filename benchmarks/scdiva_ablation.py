@@ -182,8 +182,8 @@ def preprocessed(name: str, out: Path):
     """The dataset through the workflow's preprocessing (cached)."""
     import anndata as ad
 
-    from scdiva.bench.io import write_h5ad_atomic
-    from scdiva.bench.preprocess import PreprocessSettings, preprocess
+    from scdiva.bench.core.io import write_h5ad_atomic
+    from scdiva.bench.core.preprocess import PreprocessSettings, preprocess
 
     path = out / f"{name}.preprocessed.h5ad"
     if path.is_file():
@@ -222,7 +222,7 @@ def cached(path: Path, compute) -> dict[str, Any]:
 
 
 def scib_scores(adata, embedding: np.ndarray, spec: dict[str, Any], seed: int, threads: int) -> dict[str, float]:
-    from scdiva.bench.metrics import aggregate_scores, compute_integration_metrics
+    from scdiva.bench.tasks.integration.metrics import aggregate_scores, compute_integration_metrics
 
     values = compute_integration_metrics(embedding, batches=adata.obs[spec["batch_key"]].to_numpy(),
                                          labels=adata.obs[spec["label_key"]].to_numpy(),
@@ -237,7 +237,7 @@ def split(adata, spec: dict[str, Any]):
 
 
 def annotation_scores(method: str, adata, spec: dict[str, Any], seed: int, threads: int) -> dict[str, float]:
-    from scdiva.bench.annotation import annotate
+    from scdiva.bench.api import annotate
 
     reference, query = split(adata, spec)
     result = annotate(method, reference, query, label_key=spec["label_key"], batch_key=spec["batch_key"], seed=seed,
@@ -249,7 +249,7 @@ def baseline(name: str, method: str, adata, spec: dict[str, Any], seed: int, thr
              out: Path) -> dict[str, float]:
     if method in ("logreg",):
         return annotation_scores(method, adata, spec, seed, threads)
-    from scdiva.bench.methods import integrate
+    from scdiva.bench.api import integrate
 
     work = adata.copy()
     # as in the workflow, scANVI starts from the scvi run's model (same cells, settings and seed)
@@ -382,7 +382,7 @@ def annotation_recipe(variant: str) -> dict[str, Any]:
 def fitted_annotator(dataset: str, seed: int, out: Path, variant: str = "default"):
     """A variant's annotator on ``dataset``, as the workflow makes it: the variant's cached checkpoint,
     fitted on the reference (``fit_annotation_model``) with its annotation recipe, then the query mapped.
-    Returns the fitted model, its :class:`~scdiva.bench.annotation.base.FittedAnnotator`, and the
+    Returns the fitted model, its :class:`~scdiva.bench.tasks.annotation.base.FittedAnnotator`, and the
     reference and query AnnData."""
     from scdiva.bench.methods.scdiva import counts_view, fit_annotation_model
 
@@ -399,7 +399,7 @@ def fitted_annotator(dataset: str, seed: int, out: Path, variant: str = "default
 def joint_corpus(names: list[str], out: Path) -> list:
     """The named datasets' counts, labels dropped and batches named ``<dataset>/<batch>``, as the
     workflow's ``pretrain_corpus`` rule writes them (the vocabulary is their genes' union)."""
-    from scdiva.bench.checkpoints import corpus_batches
+    from scdiva.bench.checkpoints.fetch import corpus_batches
     from scdiva.bench.methods.scdiva import counts_view
 
     parts = []
@@ -417,8 +417,8 @@ def scdiva_variant(variant: str, adata, spec: dict[str, Any], seed: int, threads
 
     import torch
 
-    from scdiva.bench.annotation import annotation_metrics
     from scdiva.bench.methods.scdiva import counts_view, finetune_integration, fit_annotation_model
+    from scdiva.bench.tasks.annotation.metrics import annotation_metrics
 
     torch.set_num_threads(threads)
     resolved = part_settings(variant)  # the settings the cache entry is stamped with are the ones that run
@@ -516,7 +516,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "results" / "ablation")
     parser.add_argument("--summary-only", action="store_true", help="print the table of what is cached")
     args = parser.parse_args()
-    from scdiva.bench.threads import limit_threads
+    from scdiva.bench.core.threads import limit_threads
 
     # before JAX and numba start their pools: without it the metrics' thread pools leave torch's
     # OpenMP pool at two threads, and two ablation processes then oversubscribe two cores 4x over

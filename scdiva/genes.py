@@ -1,5 +1,5 @@
 """Gene-name conventions shared by the model (scdiva.data.vocab) and the benchmark checks
-(scdiva.bench.validate); no heavy imports."""
+(scdiva.bench.core.validate); no heavy imports."""
 
 from __future__ import annotations
 

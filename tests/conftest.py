@@ -80,7 +80,7 @@ def pbmc_small():
     """480 real PBMCs (stratified by donor x cell type), preprocessed by the workflow's own function."""
     import anndata
 
-    from scdiva.bench.preprocess import PreprocessSettings, preprocess
+    from scdiva.bench.core.preprocess import PreprocessSettings, preprocess
 
     return preprocess(
         anndata.read_h5ad(PBMC), dataset="pbmc", batch_key="donor", label_key="cell_type",

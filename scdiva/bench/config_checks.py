@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from scdiva.bench.download import DownloadError, resolve_source
-from scdiva.bench.validate import DatasetValidationError, check_batch_overlap, check_source
+from scdiva.bench.core.download import DownloadError, resolve_source
+from scdiva.bench.core.validate import DatasetValidationError, check_batch_overlap, check_source
 
 STAGED_DIR = "resources/datasets"  # staged copies of the datasets, relative to the working directory
 
@@ -63,15 +63,15 @@ def local_source_path(source: str, repo_root: Path) -> Path | None:
 
 def method_definition(config: Mapping[str, Any], method: str) -> dict[str, Any] | None:
     """Config ``methods.<method>`` when it defines a method (entry_point / command / embedding), else None."""
-    from scdiva.bench.methods.registry import is_definition
+    from scdiva.bench.methods.external import is_definition
 
     entry = config.get("methods", {}).get(method)
     return dict(entry) if is_definition(entry) else None
 
 
 def method_record(config: Mapping[str, Any], task: str, method: str, repo_root: Path):
-    """The record of ``method`` for ``task`` (scdiva.bench.methods.registry): built in or defined in config."""
-    from scdiva.bench.methods.registry import get_method
+    """The record of ``method`` for ``task`` (scdiva.bench.methods.catalog): built in or defined in config."""
+    from scdiva.bench.methods.catalog import get_method
 
     return get_method(task, method, method_definition(config, method), base_dir=repo_root)
 
@@ -79,7 +79,7 @@ def method_record(config: Mapping[str, Any], task: str, method: str, repo_root: 
 def method_params(config: Mapping[str, Any], method: str) -> dict[str, Any]:
     """Per-method parameters from config ``methods.<method>`` (empty: the defaults); a config-defined
     method's are under its ``params``."""
-    from scdiva.bench.methods.registry import config_params
+    from scdiva.bench.methods.external import config_params
 
     return config_params(config.get("methods", {}).get(method))
 
@@ -130,7 +130,7 @@ def scdiva_checkpoint_users(config: Mapping[str, Any], repo_root: Path) -> list[
 
 def multimodal_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     """Config `multimodal` over its defaults; methods default to every registered multimodal method."""
-    from scdiva.bench.multimodal import multimodal_methods
+    from scdiva.bench.tasks.multimodal import multimodal_methods
 
     defaults = {"datasets": {}, "methods": multimodal_methods(), "held_out_fraction": 0.2, "n_top_genes": 2000,
                 "params": {}}
@@ -139,8 +139,8 @@ def multimodal_settings(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def cross_species_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     """Config `cross_species` over its defaults; methods default to every registered method of each half."""
-    from scdiva.bench.cross_species import ANNOTATION_TASK, INTEGRATION_TASK
-    from scdiva.bench.methods.registry import method_records
+    from scdiva.bench.methods.catalog import method_records
+    from scdiva.bench.tasks.cross_species import ANNOTATION_TASK, INTEGRATION_TASK
 
     defaults = {"datasets": {}, "pairs": [], "both_directions": True,
                 "annotation_methods": list(method_records(ANNOTATION_TASK)),
@@ -209,7 +209,7 @@ def check_datasets(config: Mapping[str, Any], repo_root: Path, workdir: Path = P
             staged = workdir / STAGED_DIR / f"{name}.h5ad"
             readable = path if path is not None else (staged if staged.is_file() else None)
             if readable is path and path is not None:
-                from scdiva.bench.formats import detect_format
+                from scdiva.bench.core.formats import detect_format
 
                 # a 10x file or gzipped .h5ad is converted, then checked, by its download job
                 if detect_format(path, dataset=name, declared=entry.get("format", "auto"), strict=False) != "h5ad":
@@ -235,7 +235,7 @@ def check_checkpoints(config: dict[str, Any], repo_root: Path) -> None:
     repo_root
         The repository root, against which relative paths resolve.
     """
-    from scdiva.bench.checkpoints import source_files
+    from scdiva.bench.checkpoints.fetch import source_files
 
     for name, entry in config.get("checkpoints", {}).items():
         published = entry.get("published") or {}
@@ -255,8 +255,8 @@ def check_checkpoints(config: dict[str, Any], repo_root: Path) -> None:
                 )
             published["path"] = str(path)
         if published.get("adapter"):
-            from scdiva.bench.adapters import check_adapter
-            from scdiva.bench.checkpoints import CheckpointError
+            from scdiva.bench.checkpoints.adapters import check_adapter
+            from scdiva.bench.checkpoints.files import CheckpointError
 
             try:
                 check_adapter(name, published)
@@ -285,9 +285,11 @@ def check_methods(config: Mapping[str, Any], repo_root: Path) -> None:
         The repository root, against which relative embedding paths resolve.
     """
     try:
-        from scdiva.bench.methods.registry import MethodConfigError, is_definition, method_records
+        from scdiva.bench.methods.catalog import method_records
+        from scdiva.bench.methods.external import is_definition
+        from scdiva.bench.methods.record import MethodConfigError
     except ImportError as err:
-        raise ConfigError(f"cannot import the method registry scdiva.bench.methods ({err}); "
+        raise ConfigError(f"cannot import the method catalog scdiva.bench.methods.catalog ({err}); "
                           "is the scdiva package installed (`make install`)?") from None
     listed = {"integration": list(config["integration"]["methods"]),
               "annotation": list(config["annotation"]["methods"])}
@@ -344,8 +346,9 @@ def check_scdiva_coverage(config: Mapping[str, Any], repo_root: Path, workdir: P
     workdir
         The workflow's working directory (fetched checkpoints are under ``resources/checkpoints`` there).
     """
-    from scdiva.bench.checkpoints import CheckpointError, check_vocabulary_serves
-    from scdiva.bench.validate import read_source_tables
+    from scdiva.bench.checkpoints.fetch import check_vocabulary_serves
+    from scdiva.bench.checkpoints.files import CheckpointError
+    from scdiva.bench.core.validate import read_source_tables
 
     for name, dataset, what in scdiva_checkpoint_users(config, repo_root):
         entry = config.get("checkpoints", {}).get(name)
@@ -386,8 +389,8 @@ def check_multimodal(config: Mapping[str, Any], repo_root: Path) -> None:
     repo_root
         The repository root, against which relative sources resolve.
     """
-    from scdiva.bench.multimodal import MultimodalError, check_multimodal_source
-    from scdiva.bench.multimodal import method_params as multimodal_params
+    from scdiva.bench.tasks.multimodal import MultimodalError, check_multimodal_source
+    from scdiva.bench.tasks.multimodal import method_params as multimodal_params
 
     settings = multimodal_settings(config)
     for name, entry in settings["datasets"].items():
@@ -418,14 +421,14 @@ def check_cross_species(config: Mapping[str, Any], repo_root: Path) -> None:
     repo_root
         The repository root, against which relative sources resolve.
     """
-    from scdiva.bench.cross_species import (
+    from scdiva.bench.methods.catalog import method_records
+    from scdiva.bench.tasks.cross_species import (
         ANNOTATION_TASK,
         INTEGRATION_TASK,
         CrossSpeciesError,
         check_cross_species_config,
     )
-    from scdiva.bench.cross_species import method_params as cross_species_params
-    from scdiva.bench.methods.registry import method_records
+    from scdiva.bench.tasks.cross_species import method_params as cross_species_params
 
     settings = cross_species_settings(config)
     if not settings["pairs"]:

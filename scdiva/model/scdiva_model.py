@@ -145,7 +145,7 @@ class ScDiVaModel:
         """
         from safetensors import SafetensorError
 
-        from scdiva.bench.checkpoint_check import safetensors_problem
+        from scdiva.bench.checkpoints.inputs import safetensors_problem
 
         directory = resolve_checkpoint(name_or_path)
         config = ScDiVaConfig.from_json(directory / CONFIG_FILE)

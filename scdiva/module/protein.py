@@ -20,7 +20,7 @@ likelihood and one learned inverse dispersion per protein. totalVI models ADT co
 two-component mixture (background + foreground); that fits ambient antibody background better but
 doubles the decoder and needs a per-batch background prior estimated from the data. The NB is the
 likelihood ScDiVa's RNA decoder already uses, its mean is directly a predicted count, and the
-benchmark (``scdiva.bench.multimodal``) scores predictions by per-protein correlation, which a
+benchmark (``scdiva.bench.tasks.multimodal``) scores predictions by per-protein correlation, which a
 background offset does not change. The rate is not scaled by the cell's protein library size
 (unknown when proteins are predicted from RNA).
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from scdiva.bench.io import default_file_mode
+from scdiva.bench.core.io import default_file_mode
 
 LAST = "last"
 TRAINER_STATE = "trainer_state.json"

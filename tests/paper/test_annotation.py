@@ -2,14 +2,10 @@
 
 import numpy as np
 import pytest
+from scdiva.bench.api import annotate
 
-from scdiva.bench.annotation import (
-    annotate,
-    annotation_metrics,
-    confusion_table,
-    plot_confusion,
-    split_reference_query,
-)
+from scdiva.bench.core.sampling import split_reference_query
+from scdiva.bench.tasks.annotation.metrics import annotation_metrics, confusion_table, plot_confusion
 
 REFERENCE = ["3pv1", "3pv2"]
 

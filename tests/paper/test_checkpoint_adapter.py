@@ -16,8 +16,13 @@ import pytest
 import torch
 import yaml
 
-from scdiva.bench.adapters import ADAPTED_FROM, torch_state_dict
-from scdiva.bench.checkpoints import CHECKPOINT_FILES, CheckpointError, fetch_checkpoint, sha256_of
+from scdiva.bench.checkpoints.adapters import ADAPTED_FROM, torch_state_dict
+from scdiva.bench.checkpoints.fetch import (
+    CHECKPOINT_FILES,
+    CheckpointError,
+    fetch_checkpoint,
+    sha256_of,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 PBMC = REPO / "data" / "pbmc_3chem_symphony.h5ad"
@@ -99,7 +104,7 @@ def _options(**changes):
 
 def _spec(release: Path, **changes):
     return {"path": str(release), "sha256": {f: sha256_of(release / f) for f in ("model.pt", "genes.txt", "hparams.json")},
-            "adapter": "scdiva.bench.adapters:torch_state_dict", "adapter_options": _options(**changes)}
+            "adapter": "scdiva.bench.checkpoints.adapters:torch_state_dict", "adapter_options": _options(**changes)}
 
 
 def test_adapted_release_embeds_like_the_original(original, release, cells, tmp_path):
@@ -201,7 +206,7 @@ def test_workflow_fetch_job_runs_the_adapter(original, release, tmp_path):
                        original.module.state_dict()["blocks.1.attn.qkv.weight"])
 
     spec = _spec(release)
-    spec["adapter"] = "scdiva.bench.adapters:torch_state_dicts"
+    spec["adapter"] = "scdiva.bench.checkpoints.adapters:torch_state_dicts"
     config.write_text(yaml.safe_dump({"checkpoints": {"ext": {"published": spec}}}))
     proc = subprocess.run([*snakemake_command(tmp_path / "wf2", config, cores=1), "-n", target], cwd=REPO,
                           capture_output=True, text=True, env=workflow_env())

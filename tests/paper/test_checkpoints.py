@@ -2,7 +2,12 @@
 
 import pytest
 
-from scdiva.bench.checkpoints import CHECKPOINT_FILES, CheckpointError, fetch_checkpoint, sha256_of
+from scdiva.bench.checkpoints.fetch import (
+    CHECKPOINT_FILES,
+    CheckpointError,
+    fetch_checkpoint,
+    sha256_of,
+)
 
 
 @pytest.fixture()

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from scdiva.bench.claims import (
+from scdiva.bench.report.claims import (
     CLAIMED_LABEL,
     ClaimsError,
     compare,

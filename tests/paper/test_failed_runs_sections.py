@@ -1,6 +1,6 @@
 """Report sections that read method outputs skip runs that did not complete and say so (issue 45 item 3).
 
-A failed method job leaves failure stubs (scdiva.bench.outcomes): an .h5ad without an embedding, a JSON
+A failed method job leaves failure stubs (scdiva.bench.core.outcomes): an .h5ad without an embedding, a JSON
 {status, reason}, a "failed" PNG, header-only CSVs. These tests give each consumer such stubs next to real
 outputs; the workflow test (tests/workflow/test_failed_runs_consumers.py) does the same through Snakemake.
 """
@@ -13,9 +13,15 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from scdiva.bench.claims import compare, display_table, load_claims
-from scdiva.bench.outcomes import RunOutcome, runs_table, write_stub_h5ad, write_stub_json, write_stub_png
+from scdiva.bench.core.outcomes import (
+    RunOutcome,
+    runs_table,
+    write_stub_h5ad,
+    write_stub_json,
+    write_stub_png,
+)
 from scdiva.bench.report import modalities, paper
+from scdiva.bench.report.claims import compare, display_table, load_claims
 from scdiva.bench.report.coverage import left_out_lines
 
 CLAIMS = Path(__file__).resolve().parents[2] / "config" / "paper_claims.yaml"
@@ -86,7 +92,7 @@ def test_annotation_section_names_a_failed_run_and_shows_no_stub(tmp_path, monke
 
 
 def test_trajectory_leaves_out_a_stub_embedding_and_the_section_names_it(tmp_path):
-    from scdiva.bench.trajectory import completed_embeddings
+    from scdiva.bench.tasks.integration.trajectory import completed_embeddings
 
     cells = [f"c{i}" for i in range(6)]
     data = ad.AnnData(obs=pd.DataFrame(index=cells))

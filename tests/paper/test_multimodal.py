@@ -1,4 +1,4 @@
-"""scdiva.bench.multimodal: metric known answers and input checks on the real ECCITE-seq PBMCs."""
+"""scdiva.bench.tasks.multimodal: metric known answers and input checks on the real ECCITE-seq PBMCs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import anndata as ad
 import numpy as np
 import pytest
 
-from scdiva.bench.multimodal import (
+from scdiva.bench.tasks.multimodal import (
     MultimodalError,
     check_multimodal_source,
     clr_normalise,

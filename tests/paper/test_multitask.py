@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from scdiva.bench.multitask import (
+from scdiva.bench.tasks.multitask.run import (
     HEAD_SETS,
     PHASE_KEY,
     assign_cell_cycle_phase,
@@ -63,8 +63,8 @@ def test_scores_and_predictions_are_for_held_out_cells_only(pbmc_preprocessed, m
     """Every prediction is for a held-out cell, and no held-out cell is trained on (scoring training
     cells would make this fail); the scores are recomputed from the kept per-cell predictions."""
     from scdiva import ScDiVaModel
-    from scdiva.bench.annotation.metrics import annotation_metrics
-    from scdiva.bench.multitask import multitask_predictions_long_form
+    from scdiva.bench.tasks.annotation.metrics import annotation_metrics
+    from scdiva.bench.tasks.multitask.run import multitask_predictions_long_form
 
     trained_on: list[set[str]] = []
     original_fit = ScDiVaModel.fit

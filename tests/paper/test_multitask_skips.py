@@ -1,6 +1,6 @@
 """Multi-task on a dataset that has only the required keys: tasks without data are skipped, and said so."""
 
-from scdiva.bench.multitask import (
+from scdiva.bench.tasks.multitask.run import (
     HEAD_SETS,
     multitask_long_form,
     plan_head_counts,

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scdiva.bench.multitask_stats import (
+from scdiva.bench.tasks.multitask.stats import (
     COMPARISON_COLUMNS,
     PREDICTION_COLUMNS,
     compare_head_counts,

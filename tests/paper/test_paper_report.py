@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from scdiva.bench.claims import CLAIMED_LABEL, compare, load_claims
+from scdiva.bench.report.claims import CLAIMED_LABEL, compare, load_claims
 
 REPO = Path(__file__).resolve().parents[2]
 CLAIMS = REPO / "config" / "paper_claims.yaml"

@@ -15,9 +15,11 @@ import scipy.sparse as sp
 import torch
 import yaml
 
-from scdiva.bench.checkpoints import CHECKPOINT_FILES, sha256_of
-from scdiva.bench.formats import open_rows_backed
-from scdiva.bench.methods import get_method, integrate
+from scdiva.bench.api import integrate
+from scdiva.bench.checkpoints.fetch import sha256_of
+from scdiva.bench.checkpoints.files import CHECKPOINT_FILES
+from scdiva.bench.core.formats import open_rows_backed
+from scdiva.bench.methods.catalog import get_method
 
 REPO = Path(__file__).resolve().parents[2]
 PBMC = REPO / "data" / "pbmc_3chem_symphony.h5ad"

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from scdiva.bench.trajectory import plot_trajectories, trajectory_on
+from scdiva.bench.tasks.integration.trajectory import plot_trajectories, trajectory_on
 
 
 def test_pseudotime_starts_at_the_first_hsc(pbmc_preprocessed):

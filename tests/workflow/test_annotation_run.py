@@ -1,4 +1,4 @@
-"""scdiva.bench.annotation.run on hand-built data and hand-written methods: what ``annotate`` passes a
+"""scdiva.bench.tasks.annotation.run on hand-built data and hand-written methods: what ``annotate`` passes a
 method, what it scores, how it times, and the one-line errors for methods that break the contract.
 
 Fast (no training, no JAX): these are the tests the mutation run (docs/mutation.md) uses for
@@ -13,15 +13,16 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from scdiva.bench.api import annotate
 
-from scdiva.bench.annotation import FittedAnnotator, annotate
-from scdiva.bench.annotation.run import (
+from scdiva.bench.methods.record import MethodError, MethodRecord
+from scdiva.bench.tasks.annotation.base import FittedAnnotator
+from scdiva.bench.tasks.annotation.run import (
     AnnotationResult,
     checked_annotator,
     checked_predictions,
     without_labels,
 )
-from scdiva.bench.methods.registry import MethodError, MethodRecord
 
 TRUTH = ["A", "A", "A", "B", "B", "C", "D"]  # D is not in the reference
 PREDICTED = ["A", "B", "A", "B", "B", "A", "A"]
@@ -71,7 +72,7 @@ class Recorder:
 @pytest.fixture
 def fake_clock(monkeypatch):
     """``time.perf_counter`` of annotation.run advancing by the next value of ``steps`` per call."""
-    import scdiva.bench.annotation.run as run
+    import scdiva.bench.tasks.annotation.run as run
 
     steps: list[float] = []
     now = [0.0]
@@ -205,7 +206,7 @@ def test_checked_predictions_returns_strings():
 
 def test_a_fitter_returning_no_fitted_annotator_is_named():
     with pytest.raises(MethodError, match=r"annotation method 'bad': its fitter returned dict; expected a "
-                                          r"scdiva.bench.annotation.base.FittedAnnotator\(predict=..., map_query=None\)"):
+                                          r"scdiva.bench.tasks.annotation.base.FittedAnnotator\(predict=..., map_query=None\)"):
         annotate(record(lambda reference, **kw: {"predict": None}, "bad"), REFERENCE, QUERY, label_key="cell_type",
                  batch_key="donor")
     with pytest.raises(MethodError, match="its fitter returned FittedAnnotator"):

@@ -1,4 +1,4 @@
-"""Command methods are bounded (scdiva.bench.methods.registry): their temporary copy of the data is
+"""Command methods are bounded (scdiva.bench.methods.catalog): their temporary copy of the data is
 removed on success, failure and SIGTERM (the command's processes stopped, in the process group of the
 Python that started them); their stderr tail goes to the job log; a template that quotes a placeholder
 itself is refused when the config is read, with the fix."""
@@ -16,10 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
+from scdiva.bench.api import annotate, integrate
 
-from scdiva.bench.annotation import annotate, split_reference_query
-from scdiva.bench.methods import integrate
-from scdiva.bench.methods.registry import MethodConfigError, MethodError, record_from_config
+from scdiva.bench.core.sampling import split_reference_query
+from scdiva.bench.methods.external import record_from_config
+from scdiva.bench.methods.record import MethodConfigError, MethodError
 
 BATCH = "donor"
 
@@ -160,8 +161,8 @@ SLOW_COMMAND = textwrap.dedent("""
 JOB = textwrap.dedent("""
     import sys
     import anndata as ad, numpy as np
-    from scdiva.bench.methods import integrate
-    from scdiva.bench.methods.registry import record_from_config
+    from scdiva.bench.api import integrate
+    from scdiva.bench.methods.external import record_from_config
     script, pidfile = sys.argv[1], sys.argv[2]
     adata = ad.AnnData(X=np.ones((20, 5), dtype=np.float32))
     adata.obs["batch"] = ["a", "b"] * 10

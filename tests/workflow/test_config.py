@@ -116,7 +116,7 @@ def test_python_preprocess_defaults_equal_the_schema_defaults():
     values for Python callers outside Snakemake, and this test keeps the two from drifting apart."""
     import dataclasses
 
-    from scdiva.bench.preprocess import PreprocessSettings
+    from scdiva.bench.core.preprocess import PreprocessSettings
 
     schema = load("schema.yaml")["properties"]["preprocess"]["properties"]
     python = {f.name: f.default for f in dataclasses.fields(PreprocessSettings)}

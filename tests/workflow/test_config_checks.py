@@ -17,7 +17,7 @@ import yaml
 from snakemake.utils import update_config, validate
 
 from scdiva.bench import config_checks
-from scdiva.bench.checkpoints import CHECKPOINT_FILES
+from scdiva.bench.checkpoints.files import CHECKPOINT_FILES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""Methods brought by config alone (scdiva.bench.methods.registry): an entry point defined in this
+"""Methods brought by config alone (scdiva.bench.methods.catalog): an entry point defined in this
 file, a command-line program and a precomputed embedding, for integration and annotation; and the
 errors for a bad entry point, a failing command and an embedding with missing cells, each naming
 the method. The last test runs them through a real Snakemake workflow."""
@@ -15,10 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from scdiva.bench.api import annotate, integrate
 
-from scdiva.bench.annotation import annotate, split_reference_query
-from scdiva.bench.methods import integrate
-from scdiva.bench.methods.registry import MethodConfigError, MethodError, get_method, record_from_config
+from scdiva.bench.core.sampling import split_reference_query
+from scdiva.bench.methods.catalog import get_method
+from scdiva.bench.methods.external import record_from_config
+from scdiva.bench.methods.record import MethodConfigError, MethodError
 
 HERE = Path(__file__).resolve().parent
 
@@ -33,7 +35,7 @@ def first_pcs(adata, *, batch_key, label_key, seed, params, threads):
 
 def nearest_centroid(reference, *, label_key, batch_key, seed, params, threads):
     """A user's annotation method: nearest class centroid in PCA space."""
-    from scdiva.bench.annotation.base import FittedAnnotator
+    from scdiva.bench.tasks.annotation.base import FittedAnnotator
 
     labels = reference.obs[label_key].astype(str)
     centroids = pd.DataFrame(reference.obsm["X_pca"], index=reference.obs_names).groupby(labels.to_numpy()).mean()
@@ -223,7 +225,7 @@ def test_config_defined_methods_run_in_the_workflow(workflow_tools, scripts, tmp
 
 def test_roles_come_from_the_records():
     """The report's "model under test" and "best baseline" read the records, not method names."""
-    from scdiva.bench.methods.registry import method_role, model_methods
+    from scdiva.bench.methods.catalog import method_role, model_methods
 
     assert model_methods("integration") == ["scdiva_finetuned", "scdiva_zeroshot"]
     assert model_methods("annotation") == ["scdiva"]

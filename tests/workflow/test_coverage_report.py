@@ -20,7 +20,7 @@ from scdiva.bench.report.coverage import (
     read_runs,
     seed_counts,
 )
-from scdiva.bench.tables import summarise_seeds, wide_table
+from scdiva.bench.report.tables import summarise_seeds, wide_table
 
 REASON = "MethodError: method 'broken' wrote no obsm['X_emb'] (it wrote: X_pca)"
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from scdiva.bench.formats import read_counts
-from scdiva.bench.preprocess import PreprocessSettings, preprocess
-from scdiva.bench.validate import DatasetValidationError
+from scdiva.bench.core.formats import read_counts
+from scdiva.bench.core.preprocess import PreprocessSettings, preprocess
+from scdiva.bench.core.validate import DatasetValidationError
 
 PBMC = Path(__file__).resolve().parents[2] / "data" / "pbmc_3chem_symphony.h5ad"
 SETTINGS = PreprocessSettings(n_top_genes=500, n_pcs=20)

@@ -15,7 +15,7 @@ import anndata
 import pytest
 import yaml
 
-from scdiva.bench.download import (
+from scdiva.bench.core.download import (
     ChecksumMismatchError,
     DownloadError,
     read_lock,

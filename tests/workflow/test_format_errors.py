@@ -14,8 +14,8 @@ import pytest
 from test_bad_input import PBMC, assert_fails_cleanly, dataset_overlay, run_snakemake
 from test_formats import _obs, write_10x_h5, write_cellxgene, write_metadata
 
-from scdiva.bench.formats import detect_format, stage_as_h5ad
-from scdiva.bench.validate import DatasetValidationError
+from scdiva.bench.core.formats import detect_format, stage_as_h5ad
+from scdiva.bench.core.validate import DatasetValidationError
 
 
 def _gzipped_h5ad(tmp_path: Path) -> bytes:

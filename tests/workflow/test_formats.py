@@ -1,4 +1,4 @@
-"""Source formats of public datasets (scdiva.bench.formats): generated small files in each format."""
+"""Source formats of public datasets (scdiva.bench.core.formats): generated small files in each format."""
 
 from __future__ import annotations
 
@@ -15,13 +15,9 @@ import pytest
 import scipy.io
 import scipy.sparse as sp
 
-from scdiva.bench.formats import (
-    detect_format,
-    read_counts,
-    stage_as_h5ad,
-    stratified_indices,
-)
-from scdiva.bench.validate import DatasetValidationError, check_source
+from scdiva.bench.core.formats import detect_format, read_counts, stage_as_h5ad
+from scdiva.bench.core.sampling import stratified_indices
+from scdiva.bench.core.validate import DatasetValidationError, check_source
 
 N_CELLS, N_GENES = 120, 40
 

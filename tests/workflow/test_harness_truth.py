@@ -1,4 +1,4 @@
-"""The truth stays with the harness (scdiva.bench.annotation.run.annotate, scdiva.bench.methods.integrate).
+"""The truth stays with the harness (scdiva.bench.api.annotate, scdiva.bench.api.integrate).
 
 Every method - built in, entry point, command, precomputed embedding - is run on real PBMCs twice: once
 as they are and once with the query's label columns (``cell_type`` and the coarse ``cell_type_broad``)
@@ -20,10 +20,13 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from scdiva.bench.api import annotate, integrate
 
-from scdiva.bench.annotation import FittedAnnotator, annotate, annotation_metrics, split_reference_query
-from scdiva.bench.methods import integrate
-from scdiva.bench.methods.registry import get_method, record_from_config
+from scdiva.bench.core.sampling import split_reference_query
+from scdiva.bench.methods.catalog import get_method
+from scdiva.bench.methods.external import record_from_config
+from scdiva.bench.tasks.annotation.base import FittedAnnotator
+from scdiva.bench.tasks.annotation.metrics import annotation_metrics
 
 LABEL_COLUMNS = ("cell_type", "cell_type_broad")  # both are labels: the fine and the coarse cell type
 BATCH = "donor"

@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 import yaml
 
-from scdiva.bench.checkpoint_check import check_checkpoint_dir, check_checkpoint_inputs
-from scdiva.bench.checkpoints import CHECKPOINT_FILES, CheckpointError
-from scdiva.bench.io import atomic_path
-from scdiva.bench.preprocess import PreprocessSettings, preprocess
-from scdiva.bench.validate import DatasetValidationError
+from scdiva.bench.checkpoints.files import CHECKPOINT_FILES, CheckpointError
+from scdiva.bench.checkpoints.inputs import check_checkpoint_dir, check_checkpoint_inputs
+from scdiva.bench.core.io import atomic_path
+from scdiva.bench.core.preprocess import PreprocessSettings, preprocess
+from scdiva.bench.core.validate import DatasetValidationError
 
 REPO = Path(__file__).resolve().parents[2]
 PBMC = REPO / "data" / "pbmc_3chem_symphony.h5ad"
@@ -46,7 +46,7 @@ def pbmc_with_batch(n_cells: int, name: str = "tiny") -> anndata.AnnData:
 
 def test_one_cell_batch_is_dropped_with_a_warning(caplog):
     settings = PreprocessSettings(n_top_genes=500, n_pcs=20)
-    with caplog.at_level(logging.WARNING, logger="scdiva.bench.preprocess"):
+    with caplog.at_level(logging.WARNING, logger="scdiva.bench.core.preprocess"):
         out = preprocess(pbmc_with_batch(1), dataset="pbmc", batch_key="donor", label_key="cell_type",
                          settings=settings)
     assert "tiny" not in set(out.obs["donor"]) and set(out.obs["donor"].cat.categories) == {"3pv1", "3pv2", "5p"}
@@ -61,7 +61,7 @@ def test_one_cell_batch_in_a_separate_process_does_not_crash():
         import sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_input_safety import pbmc_with_batch
-        from scdiva.bench.preprocess import PreprocessSettings, preprocess
+        from scdiva.bench.core.preprocess import PreprocessSettings, preprocess
         out = preprocess(pbmc_with_batch(1), dataset="pbmc", batch_key="donor", label_key="cell_type",
                          settings=PreprocessSettings(n_top_genes=500, n_pcs=20, min_cells_per_batch=2))
         print("batches", sorted(set(out.obs["donor"])))
@@ -123,7 +123,7 @@ def test_damaged_json_is_a_checkpoint_error(checkpoint_dir):
 
 def test_uncaught_exception_is_written_to_the_log(tmp_path):
     log = tmp_path / "logs" / "job.log"
-    code = ("from scdiva.bench.io import configure_logging\n"
+    code = ("from scdiva.bench.core.io import configure_logging\n"
             f"configure_logging({str(log)!r})\n"
             "raise RuntimeError('no such layer: counts')\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -138,7 +138,7 @@ def test_log_lines_and_redirected_prints_both_survive(tmp_path):
     log = tmp_path / "job.log"
     log.write_text("a previous run's log\n")
     code = ("import contextlib, logging\n"
-            "from scdiva.bench.io import configure_logging\n"
+            "from scdiva.bench.core.io import configure_logging\n"
             f"configure_logging({str(log)!r})\n"
             "logging.getLogger('job').info('first logged line')\n"
             f"with open({str(log)!r}, 'a') as f, contextlib.redirect_stdout(f):\n"
@@ -171,7 +171,7 @@ def test_atomic_outputs_get_the_umask_mode(tmp_path):
 
 
 def test_default_directory_mode_follows_the_umask():
-    from scdiva.bench.io import default_dir_mode
+    from scdiva.bench.core.io import default_dir_mode
 
     old = os.umask(0o022)
     try:
@@ -183,7 +183,7 @@ def test_default_directory_mode_follows_the_umask():
 
 
 def test_download_lock_file_gets_the_umask_mode(tmp_path):
-    from scdiva.bench.download import record_digest
+    from scdiva.bench.core.download import record_digest
 
     old = os.umask(0o022)
     try:
@@ -200,7 +200,7 @@ def test_scanvi_annotation_trains_on_the_given_accelerator(pbmc_small):
     """'gpu' reaches Lightning: it trains on the GPU where there is one, and fails naming it where not."""
     import torch
 
-    from scdiva.bench.annotation.baselines import fit_scanvi
+    from scdiva.bench.tasks.annotation.baselines import fit_scanvi
 
     reference = pbmc_small[pbmc_small.obs["donor"] != "3pv1"].copy()
     params = {"accelerator": "gpu", "scvi_max_epochs": 1, "scanvi_max_epochs": 1}
@@ -264,8 +264,8 @@ def test_relative_published_checkpoint_is_fetched_from_the_repository(tmp_path, 
 
 
 def test_failed_check_of_a_download_stages_nothing_and_records_no_digest(tmp_path):
-    from scdiva.bench.download import stage_dataset
-    from scdiva.bench.validate import check_source
+    from scdiva.bench.core.download import stage_dataset
+    from scdiva.bench.core.validate import check_source
 
     sys.path.insert(0, str(Path(__file__).parent))
     from test_download import FileServer

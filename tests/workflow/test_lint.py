@@ -1,4 +1,4 @@
-"""`snakemake --lint` is clean: rule files hold rules, functions live in common.smk, no absolute paths."""
+"""`snakemake --lint` is clean: rule files hold rules, functions live in common.smk and the stages' *_common.smk, no absolute paths."""
 
 from __future__ import annotations
 

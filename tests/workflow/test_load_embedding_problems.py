@@ -1,4 +1,4 @@
-"""scdiva.bench.metrics.load_embedding_files with ``problems``: a run that cannot be scored is
+"""scdiva.bench.tasks.integration.metrics.load_embedding_files with ``problems``: a run that cannot be scored is
 recorded with its status and a one-line reason naming the file, and the other runs still load.
 
 Fast (small AnnData files, no metric): the mutation run (docs/mutation.md) uses these.
@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scdiva.bench.metrics import load_embedding_files
+from scdiva.bench.tasks.integration.metrics import load_embedding_files
 
 CELLS = [f"c{i}" for i in range(6)]
 
@@ -48,7 +48,7 @@ def test_each_problem_is_recorded_and_the_rest_load(files, caplog):
     files["broken"].write_text("not hdf5\nsecond line")
     runs = [("m", i, files[name]) for i, name in enumerate(("stub", "no_emb", "dups", "other", "broken", "good"))]
     problems: dict = {}
-    with caplog.at_level(logging.ERROR, logger="scdiva.bench.metrics"):
+    with caplog.at_level(logging.ERROR, logger="scdiva.bench.tasks.integration.metrics"):
         ref, embeddings = load_embedding_files(runs, files["pre"], batch_key="b", label_key="l", problems=problems)
     assert list(embeddings) == [("m", 5)] and list(ref.obs_names) == CELLS
     assert problems[("m", 0)] == ("skipped", "integration run timeout: ran past 60 s")

@@ -1,4 +1,4 @@
-"""A job's process keeps freed memory for reuse (scdiva.bench.memory)."""
+"""A job's process keeps freed memory for reuse (scdiva.bench.core.memory)."""
 
 import subprocess
 import sys
@@ -9,7 +9,7 @@ import pytest
 _ROUNDS = """
 import resource, sys
 import numpy as np
-from scdiva.bench.memory import keep_freed_memory
+from scdiva.bench.core.memory import keep_freed_memory
 if sys.argv[1] == "fixed":
     assert keep_freed_memory()
 def round_():

@@ -6,8 +6,10 @@ from __future__ import annotations
 import anndata
 import numpy as np
 import pytest
+from scdiva.bench.api import integrate
 
-from scdiva.bench.methods import integrate, method_records, write_embedding
+from scdiva.bench.methods._common import write_embedding
+from scdiva.bench.methods.catalog import method_records
 
 QUICK = {"scvi": {"max_epochs": 2}, "scanvi": {"max_epochs": 2, "scanvi_max_epochs": 1}}
 # ScDiVa's registry entries need a checkpoint; tests/paper/test_scdiva_methods.py covers them.
@@ -52,7 +54,7 @@ def test_scanvi_starts_from_scvi_and_uses_default_heuristic_epochs(embeddings):
 
 
 def test_harmony_mixes_batches_better_than_pca(embeddings):
-    from scdiva.bench.metrics import compute_neighbors, ilisi
+    from scdiva.bench.tasks.integration.metrics import compute_neighbors, ilisi
 
     def batch_mixing(adata):
         return ilisi(compute_neighbors(adata.obsm["X_emb"]), adata.obs["donor"].to_numpy())
@@ -115,8 +117,8 @@ def test_scvi_saves_its_model_with_settings(saved_scvi):
 
 
 def test_scanvi_starts_from_the_saved_scvi_without_training_it(saved_scvi, pbmc_small, embeddings, monkeypatch):
-    from scdiva.bench.methods import scanvi_model
-    from scdiva.bench.metrics import compute_neighbors
+    from scdiva.bench.tasks.integration import scanvi_model
+    from scdiva.bench.tasks.integration.metrics import compute_neighbors
 
     def no_training(*args, **kwargs):
         raise AssertionError("scanvi trained scVI although it was given the scvi job's model")
@@ -155,7 +157,7 @@ def test_scanvi_refuses_a_scvi_model_with_other_settings(saved_scvi, pbmc_small)
 
 
 def test_shares_scvi_model_compares_resolved_scvi_settings():
-    from scdiva.bench.methods.scanvi_model import shares_scvi_model
+    from scdiva.bench.tasks.integration.scanvi_model import shares_scvi_model
 
     assert shares_scvi_model({}, {})  # both the authors' defaults
     assert shares_scvi_model({"max_epochs": 5}, {"max_epochs": 5, "scanvi_max_epochs": 2})
@@ -182,7 +184,7 @@ def test_workflow_gives_scanvi_the_scvi_model_only_with_the_same_settings(workfl
 
 def _label_agreement(embedding, labels, k=15):
     """Mean fraction of each cell's k nearest neighbours (itself excluded) that share its label."""
-    from scdiva.bench.metrics import compute_neighbors
+    from scdiva.bench.tasks.integration.metrics import compute_neighbors
 
     idx = compute_neighbors(embedding, n_neighbors=k + 1).indices[:, 1:]
     return float(np.mean(labels[idx] == labels[:, None]))
@@ -205,7 +207,7 @@ def test_scvi_and_scanvi_keep_cell_types_far_better_than_a_broken_embedding(embe
     """graph_connectivity, the benchmark's own metric (15-NN graph), of the method's embedding against
     the same embedding with its rows shuffled (cells mixed up) and a constant one: finiteness and
     shape alone pass both broken outputs."""
-    from scdiva.bench.metrics import compute_neighbors, graph_connectivity
+    from scdiva.bench.tasks.integration.metrics import compute_neighbors, graph_connectivity
 
     labels = pbmc_small.obs["cell_type"].astype(str).to_numpy()
     emb = np.asarray(embeddings[method].obsm["X_emb"])
@@ -219,7 +221,7 @@ def test_scvi_and_scanvi_keep_cell_types_far_better_than_a_broken_embedding(embe
 def test_batch_mixing_gain_is_not_bought_with_biology(embeddings, pbmc_small):
     """Partner of the batch-mixing test: shuffled rows mix batches too (higher iLISI than PCA), so
     Harmony must also keep cell types as well as PCA does, and far better than the shuffled control."""
-    from scdiva.bench.metrics import clisi, compute_neighbors, ilisi, silhouette_label
+    from scdiva.bench.tasks.integration.metrics import clisi, compute_neighbors, ilisi, silhouette_label
 
     labels = pbmc_small.obs["cell_type"].astype(str).to_numpy()
     batches = pbmc_small.obs["donor"].astype(str).to_numpy()

@@ -1,4 +1,4 @@
-"""Known answers for every scIB metric and aggregate in `scdiva.bench.metrics`.
+"""Known answers for every scIB metric and aggregate in `scdiva.bench.tasks.integration.metrics`.
 
 Each metric is checked on data whose answer is known by construction (perfectly mixed vs perfectly
 separated batches, labels that split cleanly vs not at all, a label present in one batch only),
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from scib_metrics.nearest_neighbors import NeighborsResults
 
-from scdiva.bench import metrics as M
+from scdiva.bench.tasks.integration import metrics as M
 
 BATCH_AGGREGATE = {"bras", "ilisi", "kbet", "graph_connectivity", "pcr_comparison"}
 BIO_AGGREGATE = {"isolated_labels", "nmi_kmeans", "ari_kmeans", "silhouette_label", "clisi"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scdiva.bench import metrics as M
+from scdiva.bench.tasks.integration import metrics as M
 
 
 def _clusters(mixed: bool, n_per=60, seed=0):

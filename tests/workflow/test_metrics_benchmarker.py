@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scdiva.bench import metrics as M
+from scdiva.bench.tasks.integration import metrics as M
 
 
 def _data(n_per: int = 40, seed: int = 0):

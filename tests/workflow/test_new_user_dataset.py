@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from scdiva.bench.multitask import tirosh_cell_cycle_genes
+from scdiva.bench.tasks.multitask.run import tirosh_cell_cycle_genes
 
 pytestmark = pytest.mark.slow
 

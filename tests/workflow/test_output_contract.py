@@ -13,10 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from scdiva.bench.api import annotate, integrate
 
-from scdiva.bench.annotation import FittedAnnotator, annotate, split_reference_query
-from scdiva.bench.methods import integrate, write_embedding
-from scdiva.bench.methods.registry import MethodError, record_from_config
+from scdiva.bench.core.sampling import split_reference_query
+from scdiva.bench.methods._common import write_embedding
+from scdiva.bench.methods.external import record_from_config
+from scdiva.bench.methods.record import MethodError
+from scdiva.bench.tasks.annotation.base import FittedAnnotator
 
 BATCH = "donor"
 
@@ -170,7 +173,7 @@ def _wrong_annotator(reference, *, label_key, batch_key, seed, params, threads):
 
 @pytest.mark.parametrize(("what", "message"), [
     ("not_fitted", r"annotation method 'wrong': its fitter returned function; expected a "
-                   r"scdiva.bench.annotation.base.FittedAnnotator\(predict=..., map_query=None\)"),
+                   r"scdiva.bench.tasks.annotation.base.FittedAnnotator\(predict=..., map_query=None\)"),
     ("short", r"annotation method 'wrong': predict returned 116 labels for 117 query cells; expected one label per "
               "query cell"),
     ("two_d", r"annotation method 'wrong': predict returned an array of shape \(117, 2\); expected a 1-D array of "

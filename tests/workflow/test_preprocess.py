@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from scdiva.bench.io import write_h5ad_atomic
-from scdiva.bench.preprocess import PreprocessSettings, preprocess, stratified_subsample
-from scdiva.bench.validate import DatasetValidationError
+from scdiva.bench.core.io import write_h5ad_atomic
+from scdiva.bench.core.preprocess import PreprocessSettings, preprocess, stratified_subsample
+from scdiva.bench.core.validate import DatasetValidationError
 
 PBMC = Path(__file__).resolve().parents[2] / "data" / "pbmc_3chem_symphony.h5ad"
 ENTRY = {"dataset": "pbmc", "batch_key": "donor", "label_key": "cell_type"}

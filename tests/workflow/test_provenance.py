@@ -1,4 +1,4 @@
-"""scdiva.bench.provenance: the run record, its id, the tables' run_id column and the report section."""
+"""scdiva.bench.core.provenance: the run record, its id, the tables' run_id column and the report section."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from scdiva.bench import provenance as prov
+from scdiva.bench.core import provenance as prov
 
 REPO = Path(__file__).resolve().parents[2]
 # tests/conftest.py by path: with several conftest.py files, `import conftest` may find another one
@@ -229,7 +229,7 @@ def test_provenance_job_reads_embeddings_and_published_checkpoints(tmp_path) -> 
     import yaml
 
     from scdiva import ScDiVaModel
-    from scdiva.bench.checkpoints import CHECKPOINT_FILES
+    from scdiva.bench.checkpoints.files import CHECKPOINT_FILES
 
     checkpoint = tmp_path / "published"
     source = REPO / "data" / "pbmc_3chem_symphony.h5ad"

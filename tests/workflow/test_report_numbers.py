@@ -88,7 +88,7 @@ def two_seeds(smoke_run, workflow_tools, tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_integration_table_shows_mean_and_sd_of_the_per_seed_metrics(two_seeds):
-    from scdiva.bench.metrics import METRICS
+    from scdiva.bench.tasks.integration.metrics import METRICS
 
     results = two_seeds / "results"
     runs = pd.read_csv(results / "pbmc_3chem" / "integration" / "metrics.csv")

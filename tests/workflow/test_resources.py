@@ -1,4 +1,4 @@
-"""Cluster resources that grow with a dataset's cells (scdiva.bench.resources) and their use in the rules."""
+"""Cluster resources that grow with a dataset's cells (scdiva.bench.core.resources) and their use in the rules."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from scdiva.bench.resources import SCALING, estimate, pretrain_estimate
+from scdiva.bench.core.resources import SCALING, estimate, pretrain_estimate
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -56,7 +56,7 @@ def test_paper_config_plans_offline_with_jobs_sized_by_cells(tmp_path):
     # pretrain: sized by its corpus (every configured dataset's cells: `datasets: all`) and its 20,000 steps
     import yaml
 
-    from scdiva.bench.formats import n_obs_of
+    from scdiva.bench.core.formats import n_obs_of
 
     paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     corpus = n_obs_of(REPO / "data" / "pbmc_3chem_symphony.h5ad") + sum(

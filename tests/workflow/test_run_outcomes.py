@@ -1,4 +1,4 @@
-"""Run outcomes (scdiva.bench.outcomes): one method's failure, hang or bad embedding never costs another
+"""Run outcomes (scdiva.bench.core.outcomes): one method's failure, hang or bad embedding never costs another
 method's scores, and every run's outcome is on record in results/tables/runs.csv.
 
 The workflow test reads the suite's run with failing methods (``failing_methods_run``,
@@ -22,7 +22,7 @@ import pytest
 
 
 def _supervise(work, **kw):
-    from scdiva.bench.outcomes import supervise
+    from scdiva.bench.core.outcomes import supervise
 
     return supervise(work, dataset="d", task="integration", method=work.__name__, seed=0, **kw)
 
@@ -36,7 +36,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_supervise_classifies_each_way_a_method_can_end(monkeypatch, tmp_path):
-    import scdiva.bench.outcomes as outcomes
+    import scdiva.bench.core.outcomes as outcomes
 
     def ok(report):
         report(n_cells=1000, method_s=2.0)
@@ -85,7 +85,7 @@ def test_supervise_classifies_each_way_a_method_can_end(monkeypatch, tmp_path):
 
 
 def test_timeout_leaves_a_margin_below_the_runtime():
-    from scdiva.bench.outcomes import timeout_seconds
+    from scdiva.bench.core.outcomes import timeout_seconds
 
     assert timeout_seconds(1) == 54.0 and timeout_seconds(60) == 3480.0 and timeout_seconds(None) is None
 
@@ -97,8 +97,8 @@ def test_timeout_leaves_a_margin_below_the_runtime():
 def test_one_broken_embedding_leaves_the_others_scored(pbmc_small, tmp_path):
     import anndata as ad
 
-    from scdiva.bench.metrics import score_embedding_files
-    from scdiva.bench.outcomes import RunOutcome, write_stub_h5ad
+    from scdiva.bench.core.outcomes import RunOutcome, write_stub_h5ad
+    from scdiva.bench.tasks.integration.metrics import score_embedding_files
 
     pre = tmp_path / "preprocessed.h5ad"
     pbmc_small.write_h5ad(pre)

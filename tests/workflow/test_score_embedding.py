@@ -10,7 +10,7 @@ import pytest
 import scanpy as sc
 
 import scdiva.bench
-from scdiva.bench.metrics import AGGREGATES, METRICS
+from scdiva.bench.tasks.integration.metrics import AGGREGATES, METRICS
 
 PBMC = Path(__file__).resolve().parents[2] / "data" / "pbmc_3chem_symphony.h5ad"
 

@@ -10,9 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scdiva.bench.annotation.metrics import annotation_metrics, confusion_table
-from scdiva.bench.seed_tables import summarise_seeds as summarise_any
-from scdiva.bench.tables import (
+from scdiva.bench.report.seed_tables import summarise_seeds as summarise_any
+from scdiva.bench.report.tables import (
     BY_SEED_COLUMNS,
     LONG_COLUMNS,
     read_metric_files,
@@ -20,6 +19,7 @@ from scdiva.bench.tables import (
     summarise_seeds,
     wide_table,
 )
+from scdiva.bench.tasks.annotation.metrics import annotation_metrics, confusion_table
 
 # --- annotation ---------------------------------------------------------------------------------
 
@@ -182,7 +182,7 @@ def scoring_files(tmp_path_factory):
 
 
 def _score(root, runs, **kw):
-    from scdiva.bench.metrics import score_embedding_files
+    from scdiva.bench.tasks.integration.metrics import score_embedding_files
 
     return score_embedding_files(runs, root / "preprocessed.h5ad", root / "metrics.csv", dataset="d",
                                  batch_key="donor", label_key="cell_type", **kw)
@@ -207,7 +207,7 @@ def test_scoring_realigns_embedding_rows_by_cell_name(scoring_files):
 
 
 def test_scoring_refuses_other_cells_duplicates_and_missing_keys(scoring_files, tmp_path):
-    from scdiva.bench.metrics import load_embedding_files
+    from scdiva.bench.tasks.integration.metrics import load_embedding_files
 
     root, files = scoring_files
     ref = ad.read_h5ad(root / "preprocessed.h5ad")
@@ -245,7 +245,7 @@ def test_scoring_refuses_other_cells_duplicates_and_missing_keys(scoring_files, 
 def test_jax_cache_setting(tmp_path, monkeypatch):
     import jax
 
-    from scdiva.bench.metrics import enable_jax_cache
+    from scdiva.bench.tasks.integration.metrics import enable_jax_cache
 
     monkeypatch.delenv("SCDIVA_JAX_CACHE_DIR", raising=False)
     before = jax.config.jax_compilation_cache_dir
@@ -304,7 +304,7 @@ def test_seed_summary_keeps_first_seen_order_and_missing_keys():
 
 
 def test_reference_and_query_batches_must_not_overlap():
-    from scdiva.bench.validate import DatasetValidationError, check_annotation_batches
+    from scdiva.bench.core.validate import DatasetValidationError, check_annotation_batches
 
     adata = ad.AnnData(obs=pd.DataFrame({"donor": ["p", "q", "r"]}, index=["c1", "c2", "c3"]))
     check_annotation_batches(adata, "donor", ["p"], ["q", "r"], dataset="d")
@@ -318,7 +318,7 @@ def test_reference_and_query_batches_must_not_overlap():
 
 
 def test_aligned_cells_puts_each_cell_on_its_embedding_row(scoring_files):
-    from scdiva.bench.metrics import aligned_cells, load_embedding_files
+    from scdiva.bench.tasks.integration.metrics import aligned_cells, load_embedding_files
 
     root, files = scoring_files
     runs = [(name, 0, path) for name, path in files.items()]

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scdiva.bench.metrics import AGGREGATES, METRICS
+from scdiva.bench.tasks.integration.metrics import AGGREGATES, METRICS
 
 pytestmark = pytest.mark.slow
 

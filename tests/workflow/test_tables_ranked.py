@@ -1,4 +1,4 @@
-"""scdiva.bench.tables.wide_table with ``ranked``: methods that completed every seed come first (best
+"""scdiva.bench.report.tables.wide_table with ``ranked``: methods that completed every seed come first (best
 total first), the others after them (also by total); fast, for the mutation run (docs/mutation.md)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from scdiva.bench.tables import wide_table
+from scdiva.bench.report.tables import wide_table
 
 
 def test_ranked_methods_come_first_and_the_rest_follow_by_total():

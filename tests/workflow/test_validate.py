@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from scdiva.bench.validate import DatasetValidationError, is_ensembl, validate_dataset
+from scdiva.bench.core.validate import DatasetValidationError, is_ensembl, validate_dataset
 
 PBMC = Path(__file__).resolve().parents[2] / "data" / "pbmc_3chem_symphony.h5ad"
 ENTRY = {"dataset": "pbmc", "batch_key": "donor", "label_key": "cell_type"}

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from scdiva.bench import validate as V
+from scdiva.bench.core import validate as V
 
 
 def _adata(n=6, genes=("G1", "G2", "G3"), batches=("x", "y"), x=None):

@@ -10,7 +10,7 @@ rule annotate:
         scores="results/{dataset}/annotation/{method}/seed{seed}.scores.csv",
         info="results/{dataset}/annotation/{method}/seed{seed}.json",
         confusion="results/{dataset}/annotation/{method}/seed{seed}.confusion.png",
-        # the run's outcome (scdiva.bench.outcomes); a failed run leaves header-only CSVs (runs.smk)
+        # the run's outcome (scdiva.bench.core.outcomes); a failed run leaves header-only CSVs (runs.smk)
         run="results/{dataset}/annotation/{method}/seed{seed}.run.json",
     params:
         entry=lambda wc: dataset_config(wc.dataset),

@@ -1,4 +1,4 @@
-# Cross-species benchmark: config `cross_species` (scdiva.bench.cross_species): annotation trained on one
+# Cross-species benchmark: config `cross_species` (scdiva.bench.tasks.cross_species): annotation trained on one
 # species and applied to the other, and both species integrated with species as the batch.
 # Off unless the config has a `cross_species.pairs` block; checked when the workflow is parsed.
 # Its functions and parse-time checks: workflow/rules/cross_species_common.smk.

@@ -1,5 +1,5 @@
 # Functions and parse-time checks of the cross-species benchmark (its rules: workflow/rules/cross_species.smk).
-# Cross-species benchmark: config `cross_species` (scdiva.bench.cross_species): annotation trained on one
+# Cross-species benchmark: config `cross_species` (scdiva.bench.tasks.cross_species): annotation trained on one
 # species and applied to the other, and both species integrated with species as the batch.
 # Off unless the config has a `cross_species.pairs` block; checked when the workflow is parsed.
 

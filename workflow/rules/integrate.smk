@@ -1,7 +1,7 @@
 # One job per (dataset, method, seed): embed the preprocessed cells with an integration method (its
-# record in scdiva.bench.methods.registry: built in, or defined in config `methods.<name>`).
+# record in scdiva.bench.methods.catalog: built in, or defined in config `methods.<name>`).
 # Output: obs index + obsm["X_emb"] + uns["runtime_s"], and the run's outcome (seed{seed}.run.json,
-# scdiva.bench.outcomes): a method that fails, times out (resources.<method>.runtime) or runs out of
+# scdiva.bench.core.outcomes): a method that fails, times out (resources.<method>.runtime) or runs out of
 # memory leaves a stub .h5ad (no X_emb, uns["status"]) and its job still succeeds; runs.smk reports it. A method whose record `saves_model` (scvi)
 # also saves its model, and one that `reuses_model_of` it (scanvi) of the same dataset and seed starts
 # from it (scanvi_scvi_model in common.smk) instead of training the same model again.

@@ -1,4 +1,4 @@
-# Multi-modal (RNA + surface protein) benchmark: config `multimodal` (scdiva.bench.multimodal).
+# Multi-modal (RNA + surface protein) benchmark: config `multimodal` (scdiva.bench.tasks.multimodal).
 # Off unless the config has a `multimodal.datasets` block; checked when the workflow is parsed.
 # Its functions and parse-time checks: workflow/rules/multimodal_common.smk.
 

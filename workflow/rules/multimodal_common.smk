@@ -1,5 +1,5 @@
 # Functions and parse-time checks of the multi-modal benchmark (its rules: workflow/rules/multimodal.smk).
-# Multi-modal (RNA + surface protein) benchmark: config `multimodal` (scdiva.bench.multimodal).
+# Multi-modal (RNA + surface protein) benchmark: config `multimodal` (scdiva.bench.tasks.multimodal).
 # Off unless the config has a `multimodal.datasets` block; checked when the workflow is parsed.
 
 

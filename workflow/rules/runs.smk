@@ -1,4 +1,4 @@
-# The record of every run's outcome (scdiva.bench.outcomes): every method job writes a .run.json beside
+# The record of every run's outcome (scdiva.bench.core.outcomes): every method job writes a .run.json beside
 # its outputs (ok, not_applicable, failed, timeout, out_of_memory); runs_table gathers them into
 # results/tables/runs.csv, and check_runs, the last job of `all`, fails the run when some run was not ok:
 # it prints those runs with their logs and removes their outputs, so the next `snakemake` retries them.

@@ -1,20 +1,16 @@
-"""Snakemake adapter: one annotation method on one dataset and seed (scdiva.bench.annotation).
+"""Snakemake adapter: one annotation method on one dataset and seed (scdiva.bench.tasks.annotation).
 
-The method runs in a supervised child process (scdiva.bench.outcomes): its failure, timeout or memory
+The method runs in a supervised child process (scdiva.bench.core.outcomes): its failure, timeout or memory
 kill is recorded in ``seed{seed}.run.json`` and its outputs replaced by stubs (header-only CSVs), so the
 rest of the run goes on.
 """
 
-from scdiva.bench.checkpoint_check import check_checkpoint_inputs
-from scdiva.bench.checkpoints import CheckpointError
-from scdiva.bench.io import configure_logging, fail
-from scdiva.bench.methods.registry import MethodConfigError, get_method
-from scdiva.bench.outcomes import (
-    supervise,
-    write_stub_csv,
-    write_stub_json,
-    write_stub_png,
-)
+from scdiva.bench.checkpoints.files import CheckpointError
+from scdiva.bench.checkpoints.inputs import check_checkpoint_inputs
+from scdiva.bench.core.io import configure_logging, fail
+from scdiva.bench.core.outcomes import supervise, write_stub_csv, write_stub_json, write_stub_png
+from scdiva.bench.methods.catalog import get_method
+from scdiva.bench.methods.record import MethodConfigError
 
 configure_logging(snakemake.log[0])
 wc = snakemake.wildcards
@@ -36,9 +32,11 @@ def run_method(report) -> None:
 
     import anndata as ad
 
-    from scdiva.bench.annotation import annotate, confusion_table, plot_confusion, split_reference_query
-    from scdiva.bench.claims import hardware_description
-    from scdiva.bench.io import atomic_path
+    from scdiva.bench.api import annotate
+    from scdiva.bench.core.io import atomic_path
+    from scdiva.bench.core.sampling import split_reference_query
+    from scdiva.bench.report.claims import hardware_description
+    from scdiva.bench.tasks.annotation.metrics import confusion_table, plot_confusion
 
     adata = ad.read_h5ad(snakemake.input.h5ad)
     reference, query = split_reference_query(

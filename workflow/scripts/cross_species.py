@@ -1,11 +1,11 @@
-"""Snakemake adapter: one cross-species annotation or integration job (scdiva.bench.cross_species).
+"""Snakemake adapter: one cross-species annotation or integration job (scdiva.bench.tasks.cross_species).
 
-The method runs in a supervised child process (scdiva.bench.outcomes): its failure, timeout or memory
+The method runs in a supervised child process (scdiva.bench.core.outcomes): its failure, timeout or memory
 kill is recorded in the job's ``.run.json`` and its outputs replaced by stubs, so the rest of the run goes on.
 """
 
-from scdiva.bench.io import configure_logging
-from scdiva.bench.outcomes import supervise, write_stub_csv, write_stub_h5ad
+from scdiva.bench.core.io import configure_logging
+from scdiva.bench.core.outcomes import supervise, write_stub_csv, write_stub_h5ad
 
 configure_logging(snakemake.log[0])
 settings, wc = snakemake.params.settings, snakemake.wildcards
@@ -20,9 +20,9 @@ def run_method(report) -> None:
     import anndata as ad
     import pandas as pd
 
-    from scdiva.bench.cross_species import run_cross_species_annotation, run_cross_species_integration
-    from scdiva.bench.io import atomic_path, write_h5ad_atomic
-    from scdiva.bench.metrics import enable_jax_cache
+    from scdiva.bench.core.io import atomic_path, write_h5ad_atomic
+    from scdiva.bench.tasks.cross_species import run_cross_species_annotation, run_cross_species_integration
+    from scdiva.bench.tasks.integration.metrics import enable_jax_cache
 
     enable_jax_cache("resources/cache/jax")  # the metrics jobs' JAX compilation cache
     combined = ad.read_h5ad(snakemake.input[0])

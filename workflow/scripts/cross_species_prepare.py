@@ -1,9 +1,9 @@
-"""Snakemake adapter: two species' datasets on their shared genes, one AnnData (scdiva.bench.cross_species)."""
+"""Snakemake adapter: two species' datasets on their shared genes, one AnnData (scdiva.bench.tasks.cross_species)."""
 
 import anndata as ad
 
-from scdiva.bench.cross_species import prepare_pair
-from scdiva.bench.io import configure_logging, fail, sha256_of, write_h5ad_atomic
+from scdiva.bench.core.io import configure_logging, fail, sha256_of, write_h5ad_atomic
+from scdiva.bench.tasks.cross_species import prepare_pair
 
 configure_logging(snakemake.log[0])
 settings = snakemake.params.settings

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from scdiva.bench.cross_species import ANNOTATION_TASK
-from scdiva.bench.io import configure_logging
-from scdiva.bench.methods.registry import model_methods
-from scdiva.bench.outcomes import RunOutcome, runs_table
+from scdiva.bench.core.io import configure_logging
+from scdiva.bench.core.outcomes import RunOutcome, runs_table
+from scdiva.bench.methods.catalog import model_methods
 from scdiva.bench.report import modalities
 from scdiva.bench.report.coverage import left_out_lines
+from scdiva.bench.tasks.cross_species import ANNOTATION_TASK
 
 configure_logging(snakemake.log[0])
 shown = set(model_methods(ANNOTATION_TASK))  # confusion matrices of the model under test

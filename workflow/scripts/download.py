@@ -1,13 +1,13 @@
-"""Snakemake adapter: stage one dataset (see scdiva.bench.download.stage_dataset), convert it to .h5ad
-when it comes in another format (scdiva.bench.formats), then check its keys."""
+"""Snakemake adapter: stage one dataset (see scdiva.bench.core.download.stage_dataset), convert it to .h5ad
+when it comes in another format (scdiva.bench.core.formats), then check its keys."""
 
 import os
 from pathlib import Path
 
-from scdiva.bench.download import DownloadError, stage_dataset
-from scdiva.bench.formats import stage_as_h5ad
-from scdiva.bench.io import configure_logging, fail
-from scdiva.bench.validate import DatasetValidationError, check_source
+from scdiva.bench.core.download import DownloadError, stage_dataset
+from scdiva.bench.core.formats import stage_as_h5ad
+from scdiva.bench.core.io import configure_logging, fail
+from scdiva.bench.core.validate import DatasetValidationError, check_source
 
 configure_logging(snakemake.log[0])
 dataset = snakemake.wildcards.dataset
@@ -44,7 +44,7 @@ def convert_and_check(path):
 
 
 def _not_h5ad(path):
-    from scdiva.bench.formats import detect_format
+    from scdiva.bench.core.formats import detect_format
 
     # Not strict: a file in no known format goes to the .h5ad reader, whose error says what it is.
     return detect_format(path, dataset=dataset, declared=entry.get("format", "auto"), strict=False) != "h5ad"

@@ -1,9 +1,10 @@
-"""Snakemake adapter: fetch and verify a published ScDiVa checkpoint (scdiva.bench.checkpoints)."""
+"""Snakemake adapter: fetch and verify a published ScDiVa checkpoint (scdiva.bench.checkpoints.fetch)."""
 
 from pathlib import Path
 
-from scdiva.bench.checkpoints import CheckpointError, fetch_checkpoint
-from scdiva.bench.io import configure_logging, fail
+from scdiva.bench.checkpoints.fetch import fetch_checkpoint
+from scdiva.bench.checkpoints.files import CheckpointError
+from scdiva.bench.core.io import configure_logging, fail
 
 configure_logging(snakemake.log[0])
 try:

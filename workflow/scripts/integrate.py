@@ -1,6 +1,6 @@
 """Snakemake adapter: run one integration method on one dataset with one seed.
 
-The method runs in a supervised child process (scdiva.bench.outcomes): its failure, timeout or memory
+The method runs in a supervised child process (scdiva.bench.core.outcomes): its failure, timeout or memory
 kill is recorded in ``seed{seed}.run.json`` and the embedding replaced by a stub, so the rest of the run
 goes on; only a harness problem (a damaged checkpoint, a bad record) fails the job itself.
 """
@@ -8,12 +8,13 @@ goes on; only a harness problem (a damaged checkpoint, a bad record) fails the j
 import contextlib
 import os
 
-from scdiva.bench.checkpoint_check import check_checkpoint_inputs
-from scdiva.bench.checkpoints import CheckpointError
-from scdiva.bench.io import configure_logging, fail
-from scdiva.bench.methods.registry import MethodConfigError, get_method
-from scdiva.bench.outcomes import supervise, write_stub_h5ad
-from scdiva.bench.threads import limit_threads
+from scdiva.bench.checkpoints.files import CheckpointError
+from scdiva.bench.checkpoints.inputs import check_checkpoint_inputs
+from scdiva.bench.core.io import configure_logging, fail
+from scdiva.bench.core.outcomes import supervise, write_stub_h5ad
+from scdiva.bench.core.threads import limit_threads
+from scdiva.bench.methods.catalog import get_method
+from scdiva.bench.methods.record import MethodConfigError
 
 configure_logging(snakemake.log[0])
 limit_threads(snakemake.threads)
@@ -44,8 +45,9 @@ def run_method(report) -> None:
 
     import anndata
 
-    from scdiva.bench.formats import open_rows_backed
-    from scdiva.bench.methods import integrate, write_embedding
+    from scdiva.bench.api import integrate
+    from scdiva.bench.core.formats import open_rows_backed
+    from scdiva.bench.methods._common import write_embedding
 
     global record
     with open(snakemake.log[0], "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):

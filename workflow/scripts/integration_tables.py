@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from scdiva.bench.io import atomic_path, configure_logging
-from scdiva.bench.outcomes import runs_table
-from scdiva.bench.provenance import with_run_id
+from scdiva.bench.core.io import atomic_path, configure_logging
+from scdiva.bench.core.outcomes import runs_table
+from scdiva.bench.core.provenance import with_run_id
 from scdiva.bench.report.coverage import only_completed, seed_counts
-from scdiva.bench.tables import read_metric_files, summarise_seeds, wide_table
+from scdiva.bench.report.tables import read_metric_files, summarise_seeds, wide_table
 
 configure_logging(snakemake.log[0])
 runs = runs_table(snakemake.input.records, snakemake.input.metrics_status)

@@ -6,9 +6,9 @@ runs.csv as a failed run) while the others are written; failed integration runs'
 
 import contextlib
 
-from scdiva.bench.io import configure_logging
-from scdiva.bench.metrics import score_embedding_files
-from scdiva.bench.threads import limit_threads
+from scdiva.bench.core.io import configure_logging
+from scdiva.bench.core.threads import limit_threads
+from scdiva.bench.tasks.integration.metrics import score_embedding_files
 
 configure_logging(snakemake.log[0])
 limit_threads(snakemake.threads)

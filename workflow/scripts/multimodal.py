@@ -1,11 +1,11 @@
-"""Snakemake adapter: one multimodal method on one dataset and seed (scdiva.bench.multimodal.run_multimodal).
+"""Snakemake adapter: one multimodal method on one dataset and seed (scdiva.bench.tasks.multimodal.run_multimodal).
 
-The method runs in a supervised child process (scdiva.bench.outcomes): its failure, timeout or memory
+The method runs in a supervised child process (scdiva.bench.core.outcomes): its failure, timeout or memory
 kill is recorded in ``seed{seed}.run.json`` and its outputs replaced by stubs, so the rest of the run goes on.
 """
 
-from scdiva.bench.io import configure_logging
-from scdiva.bench.outcomes import supervise, write_stub_csv, write_stub_h5ad
+from scdiva.bench.core.io import configure_logging
+from scdiva.bench.core.outcomes import supervise, write_stub_csv, write_stub_h5ad
 
 configure_logging(snakemake.log[0])
 settings, wc = snakemake.params.settings, snakemake.wildcards
@@ -18,9 +18,9 @@ def run_method(report) -> None:
     import numpy as np
     import pandas as pd
 
-    from scdiva.bench.io import atomic_path, write_h5ad_atomic
-    from scdiva.bench.metrics import enable_jax_cache
-    from scdiva.bench.multimodal import PROTEIN_KEY, held_out_mask, run_multimodal
+    from scdiva.bench.core.io import atomic_path, write_h5ad_atomic
+    from scdiva.bench.tasks.integration.metrics import enable_jax_cache
+    from scdiva.bench.tasks.multimodal import PROTEIN_KEY, held_out_mask, run_multimodal
 
     enable_jax_cache("resources/cache/jax")  # the metrics jobs' JAX compilation cache
     adata = ad.read_h5ad(snakemake.input[0])

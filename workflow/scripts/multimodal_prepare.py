@@ -1,9 +1,9 @@
-"""Snakemake adapter: a CITE-seq dataset -> the AnnData the multimodal methods read (scdiva.bench.multimodal)."""
+"""Snakemake adapter: a CITE-seq dataset -> the AnnData the multimodal methods read (scdiva.bench.tasks.multimodal)."""
 
 import anndata as ad
 
-from scdiva.bench.io import configure_logging, fail, sha256_of, write_h5ad_atomic
-from scdiva.bench.multimodal import prepare_multimodal
+from scdiva.bench.core.io import configure_logging, fail, sha256_of, write_h5ad_atomic
+from scdiva.bench.tasks.multimodal import prepare_multimodal
 
 configure_logging(snakemake.log[0])
 entry, name = snakemake.params.entry, snakemake.wildcards.mm_dataset

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from scdiva.bench.io import configure_logging
-from scdiva.bench.methods.registry import method_role
-from scdiva.bench.multimodal import uses_protein
-from scdiva.bench.outcomes import RunOutcome, runs_table
+from scdiva.bench.core.io import configure_logging
+from scdiva.bench.core.outcomes import RunOutcome, runs_table
+from scdiva.bench.methods.catalog import method_role
 from scdiva.bench.report import modalities
 from scdiva.bench.report.coverage import left_out_lines
+from scdiva.bench.tasks.multimodal import uses_protein
 
 configure_logging(snakemake.log[0])
 params = snakemake.params

@@ -1,11 +1,15 @@
-"""Snakemake adapter: ScDiVa with 1, 3 and 5 heads on one dataset and seed (scdiva.bench.multitask)."""
+"""Snakemake adapter: ScDiVa with 1, 3 and 5 heads on one dataset and seed (scdiva.bench.tasks.multitask.run)."""
 
 import json
 
 import anndata as ad
 
-from scdiva.bench.io import atomic_path, configure_logging
-from scdiva.bench.multitask import multitask_long_form, multitask_predictions_long_form, run_multitask
+from scdiva.bench.core.io import atomic_path, configure_logging
+from scdiva.bench.tasks.multitask.run import (
+    multitask_long_form,
+    multitask_predictions_long_form,
+    run_multitask,
+)
 
 configure_logging(snakemake.log[0])
 entry, settings = snakemake.params.entry, snakemake.params.settings

@@ -2,10 +2,10 @@
 
 import pandas as pd
 
-from scdiva.bench.io import atomic_path, configure_logging
-from scdiva.bench.multitask_stats import compare_head_counts
-from scdiva.bench.provenance import with_run_id
-from scdiva.bench.seed_tables import summarise_seeds
+from scdiva.bench.core.io import atomic_path, configure_logging
+from scdiva.bench.core.provenance import with_run_id
+from scdiva.bench.report.seed_tables import summarise_seeds
+from scdiva.bench.tasks.multitask.stats import compare_head_counts
 
 configure_logging(snakemake.log[0])
 by_seed = pd.concat([pd.read_csv(path) for path in snakemake.input.scores], ignore_index=True)

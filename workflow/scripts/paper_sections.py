@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
-from scdiva.bench.claims import hardware_description, load_claims
-from scdiva.bench.io import configure_logging
+from scdiva.bench.core.io import configure_logging
 from scdiva.bench.report import paper
 from scdiva.bench.report.checkpoints import checkpoint_section
+from scdiva.bench.report.claims import hardware_description, load_claims
 
 configure_logging(snakemake.log[0])
 for figure in snakemake.params.figures.values():

@@ -1,9 +1,9 @@
-"""Snakemake adapter: validate and preprocess one staged dataset (see scdiva.bench.preprocess)."""
+"""Snakemake adapter: validate and preprocess one staged dataset (see scdiva.bench.core.preprocess)."""
 
-from scdiva.bench.formats import read_counts
-from scdiva.bench.io import configure_logging, fail, write_h5ad_atomic
-from scdiva.bench.preprocess import PreprocessSettings, preprocess
-from scdiva.bench.validate import DatasetValidationError
+from scdiva.bench.core.formats import read_counts
+from scdiva.bench.core.io import configure_logging, fail, write_h5ad_atomic
+from scdiva.bench.core.preprocess import PreprocessSettings, preprocess
+from scdiva.bench.core.validate import DatasetValidationError
 
 configure_logging(snakemake.log[0])
 entry = dict(snakemake.params.entry)

@@ -6,8 +6,8 @@ datasets never share a decoder category. Held-out batches (recipe `held_out`) ar
 
 import anndata as ad
 
-from scdiva.bench.checkpoints import corpus_batches
-from scdiva.bench.io import configure_logging, fail, write_h5ad_atomic
+from scdiva.bench.checkpoints.fetch import corpus_batches
+from scdiva.bench.core.io import configure_logging, fail, write_h5ad_atomic
 
 configure_logging(snakemake.log[0])
 dataset = snakemake.wildcards.dataset

@@ -2,8 +2,8 @@
 
 import os
 
-from scdiva.bench.io import configure_logging
-from scdiva.bench.provenance import build_provenance, provenance_section, write_provenance
+from scdiva.bench.core.io import configure_logging
+from scdiva.bench.core.provenance import build_provenance, provenance_section, write_provenance
 
 configure_logging(snakemake.log[0])
 record = build_provenance(snakemake.config, snakemake.params.datasets, repo=snakemake.params.repo,

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from scdiva.bench.io import atomic_path, configure_logging
+from scdiva.bench.core.io import atomic_path, configure_logging
+from scdiva.bench.core.threads import limit_threads
 from scdiva.bench.report import load_sections, write_report
 from scdiva.bench.report.coverage import coverage_section, read_runs
 from scdiva.bench.report.integration import DatasetInputs, integration_sections
-from scdiva.bench.threads import limit_threads
 
 configure_logging(snakemake.log[0])
 limit_threads(snakemake.threads)

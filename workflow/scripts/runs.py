@@ -6,8 +6,8 @@ import logging
 import shutil
 from pathlib import Path
 
-from scdiva.bench.io import atomic_path, configure_logging, fail
-from scdiva.bench.outcomes import COMPLETE, RunOutcome, runs_table
+from scdiva.bench.core.io import atomic_path, configure_logging, fail
+from scdiva.bench.core.outcomes import COMPLETE, RunOutcome, runs_table
 
 configure_logging(snakemake.log[0])
 logger = logging.getLogger("runs")

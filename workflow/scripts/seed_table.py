@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from scdiva.bench.io import atomic_path
-from scdiva.bench.outcomes import RunOutcome
-from scdiva.bench.provenance import with_run_id
-from scdiva.bench.seed_tables import summarise_seeds
+from scdiva.bench.core.io import atomic_path
+from scdiva.bench.core.outcomes import RunOutcome
+from scdiva.bench.core.provenance import with_run_id
+from scdiva.bench.report.seed_tables import summarise_seeds
 
 scores = list(snakemake.input.get("scores", snakemake.input))
 records = {str(Path(path)) for path in snakemake.input.get("records", [])}

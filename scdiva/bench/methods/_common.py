@@ -47,7 +47,7 @@ def hvg_mask(adata) -> np.ndarray:
 
 def raw_counts(adata, *, method: str):
     """``layers["counts"]`` of the preprocessed AnnData: the raw integer counts that
-    :func:`scdiva.bench.validate.check_counts` accepted before preprocessing (the one place they are
+    :func:`scdiva.bench.core.validate.check_counts` accepted before preprocessing (the one place they are
     checked); a clear error naming ``method`` if the layer is absent."""
     if "counts" not in adata.layers:
         raise KeyError(f"{method} needs raw counts in layers['counts'] of the preprocessed file "
@@ -81,7 +81,7 @@ def categories(values: Iterable) -> list[str]:
 def write_embedding(adata, path: str | Path, *, method: str, seed: int) -> None:
     """Write obs index + ``obsm["X_emb"]`` + ``uns["runtime_s"]`` to ``path`` atomically.
 
-    ``uns["embedding_flags"]`` (one-line warnings :func:`scdiva.bench.methods.integrate` left about
+    ``uns["embedding_flags"]`` (one-line warnings :func:`scdiva.bench.api.integrate` left about
     the embedding, e.g. constant columns) goes into the file's uns too. The file is written next to
     its destination under a temporary name and renamed, so an interrupted job never leaves a
     complete-looking output behind.

@@ -166,7 +166,7 @@ def checkpoint_batch_key(model, data, batch_key: str, dataset: str | None) -> st
     """The obs column of ``data`` a fine-tune of ``model`` should condition on.
 
     A recipe checkpoint was pretrained with the batches named ``<dataset>/<batch>``
-    (:func:`scdiva.bench.checkpoints.corpus_batches`). When its decoder knows batches of ``dataset``
+    (:func:`scdiva.bench.checkpoints.fetch.corpus_batches`). When its decoder knows batches of ``dataset``
     (the name the preprocessed file records), this adds those names to ``data.obs`` as
     :data:`CHECKPOINT_BATCH_COLUMN` and returns that key, so the fine-tune starts from the per-batch
     decoder parameters pretraining learned. Under the bare names every batch would be a new decoder
@@ -175,7 +175,7 @@ def checkpoint_batch_key(model, data, batch_key: str, dataset: str | None) -> st
     score 0.66 against 0.81, docs/model.md). Batches the corpus left out (held-out query batches)
     still start fresh. Otherwise (no dataset name, or a checkpoint trained elsewhere): ``batch_key``.
     """
-    from scdiva.bench.checkpoints import corpus_batches
+    from scdiva.bench.checkpoints.fetch import corpus_batches
 
     prefix = f"{dataset}/"
     if dataset is None or not any(str(c).startswith(prefix) for c in model.config.batch_categories):
@@ -194,7 +194,7 @@ def finetune_integration(model, adata, *, batch_key: str, seed: int, params: Map
     """Fine-tune ``model`` on the counts of ``adata`` without labels; returns the latent (cells x dims).
 
     ``adata`` is the preprocessed AnnData in memory, or backed on its file
-    (``scdiva.bench.formats.open_rows_backed``): then the counts layer's rows are read from disk a
+    (``scdiva.bench.core.formats.open_rows_backed``): then the counts layer's rows are read from disk a
     batch at a time, in training and in the final embedding alike (and its obs gains the column
     :func:`checkpoint_batch_key` may add)."""
     from scdiva.model.tasks import TaskSpec
@@ -232,16 +232,16 @@ def _zeroshot_model(*, seed: int, params: Mapping[str, Any], threads: int):
 def _check_backed(adata, method: str) -> None:
     if not adata.isbacked:
         raise ValueError(f"{method}_streamed needs an AnnData backed on the preprocessed .h5ad "
-                         f"(scdiva.bench.formats.open_rows_backed); use {method} for one in memory")
+                         f"(scdiva.bench.core.formats.open_rows_backed); use {method} for one in memory")
 
 
 def streamed_latent(model, adata, *, chunk_cells: int = STREAM_CHUNK_CELLS, layer: str | None = "counts",
                     n_cells: int | None = None, batch_size: int = 256) -> np.ndarray:
     """Latent of the first ``n_cells`` cells (default: all) of an AnnData backed on the preprocessed file,
-    ``chunk_cells`` at a time, the heap trimmed after each chunk (:func:`scdiva.bench.io.trim_freed_memory`):
+    ``chunk_cells`` at a time, the heap trimmed after each chunk (:func:`scdiva.bench.core.io.trim_freed_memory`):
     resident memory stays bounded as the cells pass through (docs/scale.md); same values as one
     ``get_latent`` call. ``layer`` holds the counts (None: ``X``)."""
-    from scdiva.bench.io import trim_freed_memory
+    from scdiva.bench.core.io import trim_freed_memory
 
     parts = []
     end = adata.n_obs if n_cells is None else min(n_cells, adata.n_obs)
@@ -255,7 +255,7 @@ def streamed_latent(model, adata, *, chunk_cells: int = STREAM_CHUNK_CELLS, laye
 def run_scdiva_zeroshot_streamed(adata, *, batch_key: str, label_key: str | None, seed: int,
                                  params: Mapping[str, Any], threads: int) -> None:
     """:func:`run_scdiva_zeroshot` on an AnnData backed on the preprocessed file
-    (``scdiva.bench.formats.open_rows_backed``): the counts layer's rows are read from disk a batch at a
+    (``scdiva.bench.core.formats.open_rows_backed``): the counts layer's rows are read from disk a batch at a
     time, so memory does not grow with the matrix; same cells, same batches, same embedding."""
     _check_backed(adata, "run_scdiva_zeroshot")
     adata.obsm[EMBEDDING_KEY] = streamed_latent(_zeroshot_model(seed=seed, params=params, threads=threads), adata)
@@ -285,11 +285,11 @@ def run_scdiva_finetuned_streamed(adata, *, batch_key: str, label_key: str | Non
 def fit_annotation_model(model, reference, *, label_key: str, batch_key: str, seed: int,
                          params: Mapping[str, Any]):
     """Fine-tune ``model`` on the labelled ``reference`` (ELBO + classifier); returns a
-    :class:`~scdiva.bench.annotation.base.FittedAnnotator` whose ``map_query`` adds the unlabelled
+    :class:`~scdiva.bench.tasks.annotation.base.FittedAnnotator` whose ``map_query`` adds the unlabelled
     query cells to the ELBO (under their own batch) and whose ``predict`` is a forward pass."""
     import anndata as ad
 
-    from scdiva.bench.annotation.base import FittedAnnotator
+    from scdiva.bench.tasks.annotation.base import FittedAnnotator
     from scdiva.model.tasks import TaskSpec
 
     ref = counts_view(reference)

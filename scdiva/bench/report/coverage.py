@@ -15,18 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from scdiva.bench.outcomes import RUNS_COLUMNS, STATUSES
+from scdiva.bench.core.outcomes import RUNS_COLUMNS, STATUSES
 from scdiva.bench.report.document import Section, markdown_to_html
 
 #: A cell of the matrix takes the colour of its worst status (first in this order that occurs).
 _WORST_FIRST = ("failed", "timeout", "out_of_memory", "ok", "not_applicable")
 RUN_KEYS = ("dataset", "method", "seed")
-
-COVERAGE_CSS = """.st-ok{background:#c8e6c9}.st-failed{background:#ffcdd2}.st-timeout{background:#ffe0b2}
-.st-out_of_memory{background:#e1bee7}.st-not_applicable{background:#eee;color:#555}.st-none{color:#999}
-table.coverage td,table.coverage th{text-align:center;white-space:nowrap}
-table.coverage td:nth-child(-n+2),table.coverage th:nth-child(-n+2){text-align:left}
-.legend span{display:inline-block;padding:1px 6px;margin-right:6px;border:1px solid #ccc}"""
 
 
 #: Rows of the matrix: tasks in this order (others after, as they come), datasets as they come.

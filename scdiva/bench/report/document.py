@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from scdiva.bench.io import atomic_path
+from scdiva.bench.core.io import atomic_path
 
 
 @dataclass
@@ -65,6 +65,12 @@ _CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto
 table{border-collapse:collapse;font-size:0.85em;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 7px;
 text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%}
 nav li{display:inline;margin-right:1em}code{background:#f5f5f5;padding:1px 3px}"""
+#: the coverage matrix's cells, coloured by run status (scdiva.bench.report.coverage)
+COVERAGE_CSS = """.st-ok{background:#c8e6c9}.st-failed{background:#ffcdd2}.st-timeout{background:#ffe0b2}
+.st-out_of_memory{background:#e1bee7}.st-not_applicable{background:#eee;color:#555}.st-none{color:#999}
+table.coverage td,table.coverage th{text-align:center;white-space:nowrap}
+table.coverage td:nth-child(-n+2),table.coverage th:nth-child(-n+2){text-align:left}
+.legend span{display:inline-block;padding:1px 6px;margin-right:6px;border:1px solid #ccc}"""
 
 
 def markdown_to_html(text: str) -> str:
@@ -87,8 +93,6 @@ def _embed_image(path: str) -> str:
 
 def render_html(sections: Sequence[Section], title: str) -> str:
     """Self-contained HTML: no external files, images embedded as base64 data URIs."""
-    from scdiva.bench.report.coverage import COVERAGE_CSS
-
     ordered = sorted(sections, key=lambda s: s.order)
     anchors = [f"s{i}" for i in range(len(ordered))]
     nav = "".join(f'<li><a href="#{a}">{html.escape(s.title)}</a></li>' for a, s in zip(anchors, ordered, strict=True))

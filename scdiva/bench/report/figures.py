@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scdiva.bench.metrics import AGGREGATES, METRICS
+from scdiva.bench.tasks.integration.metrics import AGGREGATES, METRICS
 
 
 def _save(fig, paths: Sequence[str | os.PathLike[str]]) -> None:
-    from scdiva.bench.io import atomic_path
+    from scdiva.bench.core.io import atomic_path
 
     for path in paths:
         with atomic_path(path) as tmp:

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scdiva.bench.io import atomic_path
-from scdiva.bench.metrics import AGGREGATES, BATCH_WEIGHT, BIO_WEIGHT, METRICS
+from scdiva.bench.core.io import atomic_path
 from scdiva.bench.report.coverage import left_out_lines, seed_counts
 from scdiva.bench.report.document import Section
 from scdiva.bench.report.figures import message_figure, results_table_figure, umap_grid, walltime_figure
-from scdiva.bench.tables import wide_table
+from scdiva.bench.report.tables import wide_table
+from scdiva.bench.tasks.integration.metrics import AGGREGATES, BATCH_WEIGHT, BIO_WEIGHT, METRICS
 
 VERSION_PACKAGES = ("scdiva", "scanpy", "anndata", "scvi-tools", "scib-metrics", "harmonypy", "scanorama",
                     "torch", "jax", "numpy", "pandas", "scikit-learn", "snakemake")
@@ -107,7 +107,7 @@ def integration_sections(
     Parameters
     ----------
     long
-        Mean over completed seeds per dataset, method and metric (:func:`scdiva.bench.tables.summarise_seeds`).
+        Mean over completed seeds per dataset, method and metric (:func:`scdiva.bench.report.tables.summarise_seeds`).
     datasets
         What each dataset's section needs (keys, preprocessed file, first-seed embeddings).
     out_dir

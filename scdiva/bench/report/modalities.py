@@ -46,7 +46,7 @@ def _fmt(frame: pd.DataFrame) -> str:
 
 def _model(task: str) -> str:
     """The method of ``task`` whose role is "model" (ScDiVa), from the registry."""
-    from scdiva.bench.methods.registry import model_methods
+    from scdiva.bench.methods.catalog import model_methods
 
     return model_methods(task)[0]
 
@@ -108,7 +108,7 @@ def plot_joint_umap(prepared_path: str, embedding_path: str, path: str | os.Path
     import matplotlib
     import scanpy as sc
 
-    from scdiva.bench.multimodal import clr_normalise
+    from scdiva.bench.tasks.multimodal import clr_normalise
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -184,8 +184,8 @@ def multimodal_section(table: pd.DataFrame, figures: Sequence[str], left_out: Se
 
 def plot_cross_species_confusion(predictions_path: str, path: str | os.PathLike, *, title: str) -> None:
     """Confusion matrix (true query type x predicted) of one cross-species annotation run."""
-    from scdiva.bench.annotation.figures import plot_confusion
-    from scdiva.bench.annotation.metrics import confusion_table
+    from scdiva.bench.tasks.annotation.figures import plot_confusion
+    from scdiva.bench.tasks.annotation.metrics import confusion_table
 
     predictions = pd.read_csv(predictions_path)
     plot_confusion(confusion_table(predictions["true"], predictions["predicted"]), str(path), title=title)
@@ -221,7 +221,7 @@ def cross_species_section(table: pd.DataFrame, figures: Sequence[str], left_out:
     if len(integration):
         parts += ["**Both species integrated (species = batch)**, scib-metrics (every value in [0, 1], higher is better):",
                   _fmt(_wide(integration, ["method"], INTEGRATION_COLUMNS))]
-    from scdiva.bench.cross_species import ANNOTATION_TASK, INTEGRATION_TASK
+    from scdiva.bench.tasks.cross_species import ANNOTATION_TASK, INTEGRATION_TASK
 
     gaps = scdiva_gaps(annotation, ["reference"], ["accuracy", "macro_f1"], task=ANNOTATION_TASK)
     gaps += scdiva_gaps(integration, ["task"], ["bio_score", "batch_score", "total_score"], task=INTEGRATION_TASK)

@@ -1,7 +1,7 @@
 """Report sections of the paper comparison: claimed beside measured, annotation, multi-task, trajectory.
 
 Every number in a "measured" column or figure is read from this run's tables; the claims file
-only supplies the "claimed (paper)" column (see `scdiva.bench.claims`).
+only supplies the "claimed (paper)" column (see `scdiva.bench.report.claims`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scdiva.bench.claims import PaperClaims, compare, display_table
+from scdiva.bench.report.claims import PaperClaims, compare, display_table
 from scdiva.bench.report.document import Section
 
 CLAIMED_INTEGRATION_METRICS = {"silhouette_batch": "batch ASW", "kbet": "kBET",
@@ -44,7 +44,7 @@ def claims_section(claims: PaperClaims, integration: pd.DataFrame, annotation: p
         The machine the timed jobs ran on.
     n_seeds
         Seeds the config runs: a measured value over fewer says so, and the best baseline is one
-        measured on all of them (:func:`scdiva.bench.claims.compare`).
+        measured on all of them (:func:`scdiva.bench.report.claims.compare`).
     """
     parts = [
         "The paper's numbers (`config/paper_claims.yaml`, transcribed as printed) beside what this run "
@@ -54,9 +54,9 @@ def claims_section(claims: PaperClaims, integration: pd.DataFrame, annotation: p
         "and 'F1' as macro-F1 (the stricter reading), as `measured_as` in the claims file states. "
         "The best non-ScDiVa method of this run is shown for context.",
     ]
-    from scdiva.bench.methods.registry import model_methods
+    from scdiva.bench.methods.catalog import model_methods
 
-    # the model under test: the methods whose record has role "model" (scdiva.bench.methods.registry);
+    # the model under test: the methods whose record has role "model" (scdiva.bench.methods.catalog);
     # multi-task rows are named after the annotation one (`<name>_tasks<n>`)
     integration_models = model_methods("integration")
     for table, measured, methods in (
@@ -199,7 +199,7 @@ def plot_multitask(multitask: pd.DataFrame, path: str | os.PathLike) -> None:
 
 
 def multitask_comparison_markdown(comparison: pd.DataFrame) -> str:
-    """The paired head-count comparison (scdiva.bench.multitask_stats) as a markdown table with a caption."""
+    """The paired head-count comparison (scdiva.bench.tasks.multitask.stats) as a markdown table with a caption."""
     if comparison is None or not len(comparison):
         return ""
     shown = comparison.assign(
@@ -263,7 +263,7 @@ def trajectory_section(figures: Sequence[str], medians: Sequence[str], runs: Seq
         The .run.json of the ScDiVa integration runs the figures use: one that did not complete has no
         row in its figure, and is named here with its reason.
     """
-    from scdiva.bench.outcomes import RunOutcome
+    from scdiva.bench.core.outcomes import RunOutcome
 
     parts = ["Diffusion pseudotime and PAGA on PCA and on ScDiVa's latent, rooted at the first HSC when the "
              "data has one (else the cell with the largest first diffusion component). PBMCs are mostly "

@@ -1,0 +1,1 @@
+"""ScDiVa checkpoints as workflow inputs: fetching, adapters for foreign releases, input checks."""

@@ -1,0 +1,1 @@
+"""Core of the harness: formats, validation, preprocessing, sampling, downloads, outcomes, provenance."""

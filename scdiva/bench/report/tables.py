@@ -1,0 +1,80 @@
+"""Collect per-(dataset, method, seed) metric files into the benchmark tables.
+
+* by seed: ``dataset, method, seed, metric, kind, value`` (one row per metric and seed)
+* long:    ``dataset, method, metric, kind, value, std, n_seeds`` (value = mean over seeds, std = sample
+  standard deviation, NaN with one seed)
+* wide:    one dataset, methods as rows (best total first), metrics as columns (means)
+
+Only completed runs reach these tables (:func:`scdiva.bench.report.coverage.only_completed` on
+``results/tables/runs.csv``): a run that failed has no rows, so its method's mean is over the seeds
+that completed (``n_seeds``), never over a 0 or a NaN standing in for the failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from scdiva.bench.tasks.integration.metrics import AGGREGATES, METRICS
+
+BY_SEED_COLUMNS = ["dataset", "method", "seed", "metric", "kind", "value"]
+LONG_COLUMNS = ["dataset", "method", "metric", "kind", "value", "std", "n_seeds"]
+METRIC_ORDER = [*METRICS, *AGGREGATES]
+
+
+def read_metric_files(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """Concatenate per-dataset ``metrics.csv`` files; each must have the by-seed columns."""
+    frames = []
+    for path in paths:
+        frame = pd.read_csv(path)
+        missing = set(BY_SEED_COLUMNS) - set(frame.columns)
+        if missing:
+            raise ValueError(f"{path}: missing columns {sorted(missing)}; rerun its metrics job")
+        frames.append(frame[BY_SEED_COLUMNS])
+    if not frames:
+        raise ValueError("no metric files given")
+    return sort_metrics(pd.concat(frames, ignore_index=True))
+
+
+def sort_metrics(frame: pd.DataFrame) -> pd.DataFrame:
+    order = {m: i for i, m in enumerate(METRIC_ORDER)}
+    key = frame["metric"].map(lambda m: order.get(m, len(order)))
+    return frame.assign(_k=key).sort_values(["dataset", "method", "_k"], kind="stable").drop(columns="_k")
+
+
+def summarise_seeds(by_seed: pd.DataFrame) -> pd.DataFrame:
+    """Mean, sample std (ddof=1) and count over seeds, per dataset, method, metric and kind
+    (:func:`scdiva.bench.report.seed_tables.summarise_seeds`), in the report's metric order."""
+    from scdiva.bench.report.seed_tables import summarise_seeds as summarise
+
+    long = summarise(by_seed, ("dataset", "method", "metric", "kind"))
+    return sort_metrics(long)[LONG_COLUMNS].reset_index(drop=True)
+
+
+def wide_table(long: pd.DataFrame, dataset: str, ranked: Collection[str] | None = None) -> pd.DataFrame:
+    """Methods x metrics (means) for one dataset, sorted by total score (best first).
+
+    Parameters
+    ----------
+    long
+        The long table (:func:`summarise_seeds`).
+    dataset
+        Which dataset.
+    ranked
+        The methods that may be ranked (those that completed every seed); they come first, best
+        total first, and the others follow, also by total. ``None``: every method is ranked.
+    """
+    sub = long[long["dataset"] == dataset]
+    if sub.empty:
+        raise ValueError(f"no metrics for dataset {dataset!r}")
+    wide = sub.pivot(index="method", columns="metric", values="value")
+    wide = wide[[m for m in METRIC_ORDER if m in wide.columns]]
+    wide = wide.sort_values("total_score", ascending=False)
+    if ranked is None:
+        return wide
+    first = wide.index.isin(list(ranked))
+    return pd.concat([wide[first], wide[~first]])
+
+

@@ -1,0 +1,1 @@
+"""Multi-task benchmark of ScDiVa's task heads and its statistics."""
