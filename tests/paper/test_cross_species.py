@@ -1,4 +1,4 @@
-"""scdiva.bench.cross_species on the real Baron pancreas data (human and mouse)."""
+"""scdiva.bench.tasks.cross_species on the real Baron pancreas data (human and mouse)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from scdiva.bench.cross_species import (
+from scdiva.bench.tasks.cross_species import (
     CrossSpeciesError,
     check_cross_species_config,
     check_species_pair,
@@ -48,7 +48,7 @@ def test_collision_keeps_the_gene_with_more_counts():
     adata = ad.AnnData(X=sp.csr_matrix(np.array([[1, 5, 1], [0, 5, 1]], dtype=np.float32)),
                        obs=pd.DataFrame({"t": ["a", "b"], "b": ["x", "x"]}, index=["c1", "c2"]),
                        var=pd.DataFrame(index=["Pisd", "PISD", "Gcg"]))
-    from scdiva.bench.cross_species import _to_symbols
+    from scdiva.bench.tasks.cross_species import _to_symbols
 
     out = _to_symbols(adata, "m")
     assert list(out.var_names) == ["PISD", "GCG"] and out.uns["collisions"] == 1
@@ -96,10 +96,11 @@ def test_logreg_transfers_across_species_both_ways(combined):
     assert scores["metric"].str.startswith("unseen_cells:").any()
 
 
+@pytest.mark.slow
 def test_cross_species_annotation_scores_fall_for_a_broken_method(combined):
     """The same harness and metric score broken methods far lower: logreg trained on a shuffled label
     column (a method reading the wrong column), and the real predictions shuffled over the query cells."""
-    from scdiva.bench.cross_species import LABEL_KEY
+    from scdiva.bench.tasks.cross_species import LABEL_KEY
 
     scores, predictions = run_cross_species_annotation(combined, "logreg", reference="human", seed=0)
     real = dict(zip(scores["metric"], scores["value"], strict=True))
@@ -121,12 +122,13 @@ def test_cross_species_annotation_scores_fall_for_a_broken_method(combined):
             assert real[metric] > broken[metric] + 0.3, (name, metric, real[metric], broken[metric])
 
 
+@pytest.mark.slow
 @pytest.mark.jax
 def test_cross_species_integration_scores_fall_for_a_broken_embedding(combined):
     """The species-as-batch integration scores of the unintegrated PCA, against the same scoring
     function on its rows shuffled (cells mixed up) and on a constant embedding: bio conservation falls."""
-    from scdiva.bench.cross_species import LABEL_KEY, SPECIES_KEY, run_cross_species_integration
-    from scdiva.bench.metrics import aggregate_scores, compute_integration_metrics
+    from scdiva.bench.tasks.cross_species import LABEL_KEY, SPECIES_KEY, run_cross_species_integration
+    from scdiva.bench.tasks.integration.metrics import aggregate_scores, compute_integration_metrics
 
     scores, embedding = run_cross_species_integration(combined, "unintegrated", seed=0)
     real = dict(zip(scores["metric"], scores["value"], strict=True))

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from scdiva.bench.annotation import annotate, split_reference_query
-from scdiva.bench.methods import integrate, method_records
+from scdiva.bench.api import annotate, integrate
+from scdiva.bench.core.sampling import split_reference_query
+from scdiva.bench.methods.catalog import method_records
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def checkpoint(pbmc_preprocessed, tmp_path_factory):
 def graph_connectivity_vs_broken(embedding, labels):
     """graph_connectivity (the benchmark's metric, 15-NN graph) of ``embedding`` and of two broken
     outputs on the same cells: its rows shuffled (cells mixed up) and a constant embedding."""
-    from scdiva.bench.metrics import compute_neighbors, graph_connectivity
+    from scdiva.bench.tasks.integration.metrics import compute_neighbors, graph_connectivity
 
     rng = np.random.default_rng(0)
     broken = {"shuffled": embedding[rng.permutation(len(embedding))],
@@ -119,6 +120,7 @@ def test_integrate_batches_trains_the_benchmarked_fine_tune(pbmc_preprocessed, c
     assert api_model.config.kl_weight == workflow_model.config.kl_weight == SCDIVA_FINETUNED_DEFAULTS["kl_weight"]
 
 
+@pytest.mark.slow
 def test_scdiva_annotation_and_missing_checkpoint(pbmc_preprocessed, checkpoint):
     reference, query = split_reference_query(pbmc_preprocessed, batch_key="donor", label_key="cell_type",
                                              reference_batches=["3pv2", "5p"])
@@ -144,7 +146,7 @@ def test_integration_fine_tune_mixes_batches_better_than_zero_shot(pbmc_preproce
     lowered it."""
     from scdiva import ScDiVaModel
     from scdiva.bench.methods.scdiva import counts_view
-    from scdiva.bench.metrics import compute_neighbors, ilisi
+    from scdiva.bench.tasks.integration.metrics import compute_neighbors, ilisi
 
     data = counts_view(pbmc_preprocessed)
     model = ScDiVaModel.from_config("tiny", genes=data.var_names, seed=0)
@@ -173,8 +175,8 @@ def test_fine_tunes_condition_on_the_batches_the_checkpoint_corpus_named(pbmc_pr
     import copy
 
     from scdiva import ScDiVaModel
-    from scdiva.bench.checkpoints import corpus_batches
-    from scdiva.bench.formats import open_rows_backed
+    from scdiva.bench.checkpoints.fetch import corpus_batches
+    from scdiva.bench.core.formats import open_rows_backed
     from scdiva.bench.methods.scdiva import (
         SCDIVA_ANNOTATION_DEFAULTS,
         SCDIVA_FINETUNED_DEFAULTS,
