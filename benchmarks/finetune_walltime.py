@@ -43,8 +43,8 @@ def main() -> None:
     args = parser.parse_args()
     import scdiva_ablation as ablation
     import torch
-    from scdiva.bench.api import integrate
 
+    from scdiva.bench.api import integrate
     from scdiva.bench.methods.scdiva import SCDIVA_FINETUNED_DEFAULTS, counts_view, finetune_integration
 
     torch.set_num_threads(args.threads)

@@ -27,8 +27,8 @@ def main() -> None:
 
     limit_threads(args.threads)
     import anndata as ad
-    from scdiva.bench.api import integrate
 
+    from scdiva.bench.api import integrate
     from scdiva.bench.core.preprocess import preprocess
     from scdiva.bench.tasks.integration.metrics import compute_neighbors
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from scdiva.bench.api import annotate
 
+from scdiva.bench.api import annotate
 from scdiva.bench.core.sampling import split_reference_query
 from scdiva.bench.tasks.annotation.metrics import annotation_metrics, confusion_table, plot_confusion
 

@@ -13,8 +13,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from scdiva.bench.api import annotate
 
+from scdiva.bench.api import annotate
 from scdiva.bench.methods.record import MethodError, MethodRecord
 from scdiva.bench.tasks.annotation.base import FittedAnnotator
 from scdiva.bench.tasks.annotation.run import (

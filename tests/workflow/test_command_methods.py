@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-from scdiva.bench.api import annotate, integrate
 
+from scdiva.bench.api import annotate, integrate
 from scdiva.bench.core.sampling import split_reference_query
 from scdiva.bench.methods.external import record_from_config
 from scdiva.bench.methods.record import MethodConfigError, MethodError

@@ -20,8 +20,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from scdiva.bench.api import annotate, integrate
 
+from scdiva.bench.api import annotate, integrate
 from scdiva.bench.core.sampling import split_reference_query
 from scdiva.bench.methods.catalog import get_method
 from scdiva.bench.methods.external import record_from_config

@@ -6,8 +6,8 @@ from __future__ import annotations
 import anndata
 import numpy as np
 import pytest
-from scdiva.bench.api import integrate
 
+from scdiva.bench.api import integrate
 from scdiva.bench.methods._common import write_embedding
 from scdiva.bench.methods.catalog import method_records
 
@@ -31,7 +31,7 @@ def test_registry_is_consistent():
     records = method_records("integration")
     assert set(BASELINES) <= set(records)
     assert {m for m, r in records.items() if r.gpu} == {"scvi", "scanvi", "scdiva_zeroshot", "scdiva_finetuned"}
-    assert [m for m, r in records.items() if r.needs_labels] == ["scanvi"]
+    assert [m for m, r in records.items() if r.needs_labels] == ["control_celltype", "scanvi"]
     assert records["scvi"].defaults["max_epochs"] is None  # None = scvi-tools' own heuristic
     assert all(callable(r.load()) for r in records.values())
 

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from scdiva.bench.api import annotate, integrate
 
+from scdiva.bench.api import annotate, integrate
 from scdiva.bench.core.sampling import split_reference_query
 from scdiva.bench.methods._common import write_embedding
 from scdiva.bench.methods.external import record_from_config

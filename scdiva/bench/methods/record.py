@@ -18,6 +18,14 @@ from scdiva.bench.methods._common import resolve_params
 
 TASKS = ("integration", "annotation")
 ROLES = ("model", "baseline", "control")
+#: reference points that anchor the scores (negative and positive controls) are named control_<kind>:
+#: tables list them after the methods and no ranking names one the best
+CONTROL_PREFIX = "control_"
+
+
+def is_control(method: str) -> bool:
+    """Whether ``method`` is a control (named ``control_<kind>``): a reference point, not a competitor."""
+    return str(method).startswith(CONTROL_PREFIX)
 _ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 

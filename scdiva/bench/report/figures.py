@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from scdiva.bench.methods.record import is_control
 from scdiva.bench.tasks.integration.metrics import AGGREGATES, METRICS
 
 
@@ -35,9 +36,10 @@ def results_table_figure(wide: pd.DataFrame, paths: Sequence[str | os.PathLike[s
               ("Aggregate score", list(AGGREGATES))]
     columns = [(g, m) for g, ms in groups for m in ms if m in wide.columns]
     wide = wide.sort_values("total_score", ascending=False)
-    if ranked is not None:
-        first = wide.index.isin(list(ranked))
-        wide = pd.concat([wide[first], wide[~first].rename(index=lambda m: f"{m} (not ranked)")])
+    controls = wide.index.map(is_control).to_numpy(dtype=bool)  # reference points: below every method
+    first = ~controls if ranked is None else wide.index.isin(list(ranked)) & ~controls
+    wide = pd.concat([wide[first], wide[~first & ~controls].rename(index=lambda m: f"{m} (not ranked)"),
+                      wide[controls]])
     wide = wide.iloc[::-1]  # best at the top of the plot
     n_rows, n_cols = wide.shape[0], len(columns)
     fig, ax = plt.subplots(figsize=(1.0 * n_cols + 2.5, 0.55 * n_rows + 1.8))

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from scdiva.bench.core.io import atomic_path
+from scdiva.bench.methods.record import is_control
 from scdiva.bench.report.coverage import left_out_lines, seed_counts
 from scdiva.bench.report.document import Section
 from scdiva.bench.report.figures import message_figure, results_table_figure, umap_grid, walltime_figure
@@ -198,9 +199,12 @@ def integration_sections(
         else:
             message_figure(f"{dataset}: no run of seed {seed} completed", fig_umap)
         no_umap = [m for m in wide.index if m not in embeddings]
-        if ranked is None or ranked:
-            best = wide.index[0]
+        contenders = [m for m in wide.index if not is_control(m) and (ranked is None or m in ranked)]
+        if contenders:
+            best = contenders[0]
             best_text = f"Best total score: **{best}** ({wide.loc[best, 'total_score']:.3f})."
+        elif ranked is None or ranked:
+            best_text = "Only controls ran, and a control is never ranked."
         else:
             best_text = "No method completed every seed, so none is ranked."
         sections.append(Section(

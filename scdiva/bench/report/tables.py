@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from scdiva.bench.methods.record import is_control
 from scdiva.bench.tasks.integration.metrics import AGGREGATES, METRICS
 
 BY_SEED_COLUMNS = ["dataset", "method", "seed", "metric", "kind", "value"]
@@ -65,6 +66,7 @@ def wide_table(long: pd.DataFrame, dataset: str, ranked: Collection[str] | None 
     ranked
         The methods that may be ranked (those that completed every seed); they come first, best
         total first, and the others follow, also by total. ``None``: every method is ranked.
+        Controls (``control_<kind>``) are never ranked: they follow every method, by total.
     """
     sub = long[long["dataset"] == dataset]
     if sub.empty:
@@ -72,9 +74,8 @@ def wide_table(long: pd.DataFrame, dataset: str, ranked: Collection[str] | None 
     wide = sub.pivot(index="method", columns="metric", values="value")
     wide = wide[[m for m in METRIC_ORDER if m in wide.columns]]
     wide = wide.sort_values("total_score", ascending=False)
-    if ranked is None:
-        return wide
-    first = wide.index.isin(list(ranked))
-    return pd.concat([wide[first], wide[~first]])
+    controls = wide.index.map(is_control).to_numpy(dtype=bool)
+    first = ~controls if ranked is None else wide.index.isin(list(ranked)) & ~controls
+    return pd.concat([wide[first], wide[~first & ~controls], wide[controls]])
 
 

@@ -35,6 +35,7 @@ SCANVI_ANNOTATION_DEFAULTS: dict[str, Any] = {"scvi_max_epochs": None, "scanvi_m
                                               "query_max_epochs": 100, "accelerator": "cpu"}
 #: celltypist.train's own defaults for SGD (alpha, max_iter) and feature selection
 CELLTYPIST_DEFAULTS: dict[str, Any] = {"feature_selection": False, "alpha": 0.0001, "max_iter": 1000}
+SHUFFLED_DEFAULTS: dict[str, Any] = {}
 
 
 def fit_logreg(reference: ad.AnnData, *, label_key: str, batch_key: str, seed: int,
@@ -47,6 +48,18 @@ def fit_logreg(reference: ad.AnnData, *, label_key: str, batch_key: str, seed: i
                                random_state=seed)
     model.fit(dense(reference.X[:, genes]), reference.obs[label_key].astype(str).to_numpy())
     return FittedAnnotator(predict=lambda query: model.predict(dense(query.X[:, genes])))
+
+
+def fit_control_shuffled(reference: ad.AnnData, *, label_key: str, batch_key: str, seed: int,
+                         params: Mapping[str, Any], threads: int) -> FittedAnnotator:
+    """Negative control: the reference's labels, shuffled, handed out to the query cells at random
+    (seeded; each label as often as it is in the reference). No expression is read."""
+    labels = reference.obs[label_key].astype(str).to_numpy()
+
+    def predict(query: ad.AnnData) -> np.ndarray:
+        return np.random.default_rng(seed).choice(labels, size=query.n_obs, replace=True)
+
+    return FittedAnnotator(predict=predict)
 
 
 def fit_knn_pca(reference: ad.AnnData, *, label_key: str, batch_key: str, seed: int,

@@ -9,6 +9,7 @@ from scdiva.bench.tasks.annotation.baselines import (
     KNN_PCA_DEFAULTS,
     LOGREG_DEFAULTS,
     SCANVI_ANNOTATION_DEFAULTS,
+    SHUFFLED_DEFAULTS,
 )
 
 _BASELINES = "scdiva.bench.tasks.annotation.baselines"
@@ -26,4 +27,7 @@ def builtin_records() -> list[MethodRecord]:
                      needs_labels=True),
         MethodRecord("celltypist", "annotation", f"{_BASELINES}:fit_celltypist", CELLTYPIST_DEFAULTS,
                      needs_labels=True),
+        MethodRecord("control_shuffled", "annotation", f"{_BASELINES}:fit_control_shuffled", SHUFFLED_DEFAULTS,
+                     needs_labels=True, role="control",
+                     description="negative control: the reference's labels shuffled onto the query"),
     ]

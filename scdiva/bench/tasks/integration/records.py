@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from scdiva.bench.methods.record import MethodRecord
 from scdiva.bench.methods.scdiva import SCDIVA_FINETUNED_DEFAULTS, SCDIVA_ZEROSHOT_DEFAULTS
+from scdiva.bench.tasks.integration.controls import BATCH_DEFAULTS, CELLTYPE_DEFAULTS, RANDOM_DEFAULTS
 from scdiva.bench.tasks.integration.harmony import HARMONY_DEFAULTS
 from scdiva.bench.tasks.integration.scanorama import SCANORAMA_DEFAULTS
 from scdiva.bench.tasks.integration.scanvi_model import SCANVI_DEFAULTS
@@ -19,6 +20,13 @@ def builtin_records() -> list[MethodRecord]:
     return [
         MethodRecord("unintegrated", "integration", f"{_HERE}.unintegrated:run_unintegrated", UNINTEGRATED_DEFAULTS,
                      role="control", description="PCA of the preprocessed data (no integration)"),
+        MethodRecord("control_random", "integration", f"{_HERE}.controls:run_control_random", RANDOM_DEFAULTS,
+                     role="control", description="negative control: random coordinates"),
+        MethodRecord("control_batch", "integration", f"{_HERE}.controls:run_control_batch", BATCH_DEFAULTS,
+                     role="control", description="negative control: the batch one-hot plus noise"),
+        MethodRecord("control_celltype", "integration", f"{_HERE}.controls:run_control_celltype",
+                     CELLTYPE_DEFAULTS, role="control", needs_labels=True,
+                     description="positive control: the cell-type one-hot plus noise"),
         MethodRecord("harmony", "integration", f"{_HERE}.harmony:run_harmony", HARMONY_DEFAULTS),
         MethodRecord("scanorama", "integration", f"{_HERE}.scanorama:run_scanorama", SCANORAMA_DEFAULTS),
         MethodRecord("scvi", "integration", f"{_HERE}.scvi_model:run_scvi", SCVI_DEFAULTS, gpu=True,
