@@ -93,3 +93,51 @@ def test_tables_list_controls_after_every_method_and_never_rank_one_best(tmp_pat
     # flaky missed a seed: after the ranked methods, before the controls
     assert list(wide_table(long, "d", ranked=["scvi", "harmony", "control_celltype", "control_random"]).index) == [
         "scvi", "harmony", "flaky", "control_celltype", "control_random"]
+
+
+def test_scores_scaled_between_the_controls_and_methods_at_a_negative_control_flagged():
+    import pandas as pd
+
+    from scdiva.bench.report.integration import scaled_by_controls
+
+    wide = pd.DataFrame({"total_score": [0.9, 0.7, 0.35, 0.4, 0.3], "bio_score": [1.0, 0.6, 0.2, 0.1, 0.4]},
+                        index=["control_celltype", "scvi", "weak", "control_batch", "control_random"])
+    scaled, below = scaled_by_controls(wide, ["total_score", "bio_score"])
+    # total: negative = best negative control 0.4, positive 0.9 -> scvi (0.7 - 0.4) / 0.5 = 0.6
+    assert scaled.loc["scvi", "total_score"] == pytest.approx(0.6)
+    assert scaled.loc["weak", "total_score"] == pytest.approx(-0.1)
+    # bio: negative 0.4 (control_random's), positive 1.0 -> scvi 0.2 / 0.6
+    assert scaled.loc["scvi", "bio_score"] == pytest.approx(1 / 3)
+    assert list(scaled.index) == ["scvi", "weak"] and below == ["weak"]
+    # no positive control: nothing to scale by, the flag still stands
+    assert scaled_by_controls(wide.drop(index="control_celltype"), ["total_score"]) == (None, ["weak"])
+
+
+def test_integration_section_shows_the_scaled_scores_and_the_flag(tmp_path, monkeypatch):
+    import anndata as ad
+    import pandas as pd
+
+    from scdiva.bench.report import integration
+    from scdiva.bench.report.integration import DatasetInputs, integration_sections
+    from scdiva.bench.report.tables import summarise_seeds
+
+    monkeypatch.setattr(integration, "umap_grid", lambda obs, embeddings, **kw: integration.message_figure(
+        "umaps", kw["paths"]))  # the UMAP grid is tested elsewhere
+    obs = pd.DataFrame({"batch": ["a", "b"] * 10, "label": ["t"] * 10 + ["b"] * 10}, index=[f"c{i}" for i in range(20)])
+    ad.AnnData(obs=obs).write_h5ad(tmp_path / "pre.h5ad")
+    totals = {"scvi": 0.7, "weak": 0.35, "control_celltype": 0.9, "control_batch": 0.4, "control_random": 0.3}
+    paths = {}
+    for method in totals:
+        emb = ad.AnnData(obs=obs[[]])
+        emb.obsm["X_emb"] = np.random.default_rng(0).normal(size=(20, 2)).astype(np.float32)
+        paths[method] = str(tmp_path / f"{method}.h5ad")
+        emb.write_h5ad(paths[method])
+    by_seed = pd.DataFrame([{"dataset": "d", "method": m, "seed": 0, "metric": "total_score", "kind": "aggregate",
+                             "value": v} for m, v in totals.items()])
+    sections = integration_sections(summarise_seeds(by_seed), {"d": DatasetInputs("batch", "label", str(
+        tmp_path / "pre.h5ad"), paths)}, tmp_path / "report", bench_dir=tmp_path / "none")
+    text = next(s for s in sections if s.title == "Integration: d").markdown
+    assert "Best total score: **scvi** (0.700)" in text
+    assert "**Scaled between the controls**" in text and "**At or below a negative control** (total score): `weak`." in text
+    scaled = pd.read_csv(tmp_path / "report/tables/d_integration_scaled.csv", index_col=0)
+    assert scaled.iloc[:, 0].round(3).to_dict() == {"scvi": 0.6, "weak": -0.1}

@@ -74,6 +74,9 @@ class MethodRecord:
     #: preprocessed file (obs + var in memory, rows read from disk): the integrate job calls it instead
     #: of loading the file, so the method's memory does not grow with the matrix (docs/scale.md)
     streams_from: str | None = None
+    #: with role "control": "negative" (integrating or annotating nothing useful scores this) or
+    #: "positive" (what keeping every cell type and mixing every batch scores); reports scale by them
+    control: str | None = None
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
@@ -81,6 +84,9 @@ class MethodRecord:
                                     "(it becomes a file name and a wildcard)")
         if self.role not in ROLES:
             raise MethodConfigError(f"method {self.name!r}: role {self.role!r} is not one of {ROLES}")
+        if self.control not in (None, "negative", "positive") or (self.control and self.role != "control"):
+            raise MethodConfigError(f"method {self.name!r}: control {self.control!r} needs role 'control' and is "
+                                    "'negative' or 'positive'")
 
     def load(self) -> Callable[..., Any]:
         """The callable (importing an entry point); a clear error naming the method if it cannot."""

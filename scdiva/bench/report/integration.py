@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from scdiva.bench.core.io import atomic_path
+from scdiva.bench.methods.catalog import method_records
 from scdiva.bench.methods.record import is_control
 from scdiva.bench.report.coverage import left_out_lines, seed_counts
 from scdiva.bench.report.document import Section
@@ -37,6 +38,40 @@ def _write_csv(frame: pd.DataFrame, path: Path, **kwargs) -> Path:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, **kwargs)
     return path
+
+
+def controls_of(methods: Sequence[str], task: str = "integration") -> dict[str, list[str]]:
+    """The built-in controls among ``methods``, by kind (``negative``, ``positive``; their records say)."""
+    records = method_records(task)
+    kinds: dict[str, list[str]] = {"negative": [], "positive": []}
+    for method in methods:
+        record = records.get(method)
+        if record is not None and record.control:
+            kinds[record.control].append(method)
+    return kinds
+
+
+def scaled_by_controls(wide: pd.DataFrame, columns: Sequence[str]) -> tuple[pd.DataFrame | None, list[str]]:
+    """Each method's ``columns`` scaled between the dataset's controls, and the methods at or below one.
+
+    A value becomes (value - negative) / (positive - negative), where negative is the best negative
+    control's value and positive the positive control's: 0 scores like integrating nothing useful,
+    1 like the cell types themselves (above 1 or below 0 beyond them). ``None`` when a kind of
+    control did not run (or the positive control is not above the negative). The second result:
+    the methods (controls excluded) whose total score is at or below a negative control's.
+    """
+    kinds = controls_of(list(wide.index))
+    methods = [m for m in wide.index if not is_control(m)]
+    flagged = []
+    if kinds["negative"] and "total_score" in wide.columns:
+        floor = wide.loc[kinds["negative"], "total_score"].max()
+        flagged = [m for m in methods if wide.loc[m, "total_score"] <= floor]
+    if not kinds["negative"] or not kinds["positive"] or not methods:
+        return None, flagged
+    negative = wide.loc[kinds["negative"], list(columns)].max()
+    positive = wide.loc[kinds["positive"], list(columns)].max()
+    span = (positive - negative).where(positive > negative)
+    return (wide.loc[methods, list(columns)] - negative) / span, flagged
 
 
 def mean_std_table(long: pd.DataFrame, dataset: str) -> pd.DataFrame:
@@ -207,6 +242,18 @@ def integration_sections(
             best_text = "Only controls ran, and a control is never ranked."
         else:
             best_text = "No method completed every seed, so none is ranked."
+        aggregates = [c for c in wide.columns if c in AGGREGATES]
+        scaled, below = scaled_by_controls(wide, aggregates)
+        controls_md = ""
+        if scaled is not None:
+            scaled.columns = [METRICS[c].label if c in METRICS else c for c in scaled.columns]
+            _write_csv(scaled, tables / f"{dataset}_integration_scaled.csv")
+            controls_md += ("\n\n**Scaled between the controls** (0 = the best negative control, 1 = the "
+                            "positive control; `tables/" + f"{dataset}_integration_scaled.csv`):\n\n"
+                            + scaled.round(3).to_markdown())
+        if below:
+            controls_md += ("\n\n**At or below a negative control** (total score): "
+                            + ", ".join(f"`{m}`" for m in below) + ".")
         sections.append(Section(
             title=f"Integration: {dataset}",
             order=20 + i,
@@ -215,7 +262,7 @@ def integration_sections(
                 f"Tables: `tables/{dataset}_integration.csv`, `.tex`; raw means: "
                 f"`tables/{dataset}_integration_wide.csv`.\n\n"
                 + pretty[["seeds", *[METRICS[c].label if c in METRICS else c for c in wide.columns
-                                     if c in AGGREGATES]]].to_markdown() + left_out_md
+                                     if c in AGGREGATES]]].to_markdown() + controls_md + left_out_md
                 + "\n\n<details><summary>All metrics</summary>\n\n"
                 + pretty.to_markdown() + "\n\n</details>\n\nUMAP rows are methods (seed "
                 f"{seed}); left coloured by batch, right by label."

@@ -28,6 +28,6 @@ def builtin_records() -> list[MethodRecord]:
         MethodRecord("celltypist", "annotation", f"{_BASELINES}:fit_celltypist", CELLTYPIST_DEFAULTS,
                      needs_labels=True),
         MethodRecord("control_shuffled", "annotation", f"{_BASELINES}:fit_control_shuffled", SHUFFLED_DEFAULTS,
-                     needs_labels=True, role="control",
+                     needs_labels=True, role="control", control="negative",
                      description="negative control: the reference's labels shuffled onto the query"),
     ]
