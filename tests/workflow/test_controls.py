@@ -135,9 +135,11 @@ def test_integration_section_shows_the_scaled_scores_and_the_flag(tmp_path, monk
     by_seed = pd.DataFrame([{"dataset": "d", "method": m, "seed": 0, "metric": "total_score", "kind": "aggregate",
                              "value": v} for m, v in totals.items()])
     sections = integration_sections(summarise_seeds(by_seed), {"d": DatasetInputs("batch", "label", str(
-        tmp_path / "pre.h5ad"), paths)}, tmp_path / "report", bench_dir=tmp_path / "none")
+        tmp_path / "pre.h5ad"), paths)}, tmp_path / "report", bench_dir=tmp_path / "none", by_seed=by_seed,
+        reference="scvi")
     text = next(s for s in sections if s.title == "Integration: d").markdown
     assert "Best total score: **scvi** (0.700)" in text
+    assert "**Against `scvi`, seed by seed**" in text and "| weak     | 1       | -0.350" in text
     assert "**Scaled between the controls**" in text and "**At or below a negative control** (total score): `weak`." in text
     scaled = pd.read_csv(tmp_path / "report/tables/d_integration_scaled.csv", index_col=0)
     assert scaled.iloc[:, 0].round(3).to_dict() == {"scvi": 0.6, "weak": -0.1}

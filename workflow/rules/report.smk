@@ -1,6 +1,6 @@
 # The benchmark report, the only one: results/report/{index.html,report.md,tables/,figures/}.
 # Extra sections (JSON, scdiva.bench.report.Section.to_json) come from report_section_files() in
-# common.smk; add a file there to add a section.
+# paper_common.smk; add a file there to add a section.
 
 
 rule report:
@@ -31,6 +31,7 @@ rule report:
             for d in dataset_names()
         },
         seed=seeds()[0],
+        reference=config["integration"]["reference"],  # compared with every method, seed by seed
         bench_dir="results/benchmarks",
     log:
         "results/logs/report/report.log",

@@ -27,6 +27,8 @@ with open(snakemake.log[0], "a") as log, contextlib.redirect_stdout(log), contex
         runs=runs,
         bench_dir=snakemake.params.bench_dir,
         seed=snakemake.params.seed,
+        by_seed=pd.read_csv(snakemake.input.by_seed),
+        reference=snakemake.params.reference,
     )
     sections += load_sections(snakemake.input.sections)
     write_report(sections, out_dir)

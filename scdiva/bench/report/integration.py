@@ -17,7 +17,7 @@ from scdiva.bench.methods.record import is_control
 from scdiva.bench.report.coverage import left_out_lines, seed_counts
 from scdiva.bench.report.document import Section
 from scdiva.bench.report.figures import message_figure, results_table_figure, umap_grid, walltime_figure
-from scdiva.bench.report.tables import wide_table
+from scdiva.bench.report.tables import paired_differences, wide_table
 from scdiva.bench.tasks.integration.metrics import AGGREGATES, BATCH_WEIGHT, BIO_WEIGHT, METRICS
 
 VERSION_PACKAGES = ("scdiva", "scanpy", "anndata", "scvi-tools", "scib-metrics", "harmonypy", "scanorama",
@@ -38,6 +38,34 @@ def _write_csv(frame: pd.DataFrame, path: Path, **kwargs) -> Path:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, **kwargs)
     return path
+
+
+#: How far apart two single runs can land by seed alone: 1.96 x the sd of a difference of two runs,
+#: from the seed-to-seed sd of the scIB total over 20 seeds on the embedded PBMCs (scVI 0.011,
+#: ScDiVa 0.014; README, "How ScDiVa compares"): sqrt(0.011^2 + 0.014^2) x 1.96 = 0.035.
+ONE_SEED_NOISE = 0.035
+
+
+def paired_markdown(paired: pd.DataFrame, reference: str) -> str:
+    """The paired comparison against ``reference`` as report markdown (empty without rows)."""
+    if paired.empty:
+        return ""
+    shown = pd.DataFrame({
+        "method": paired["method"],
+        "seeds": paired["n_pairs"],
+        f"total - {reference}": paired["mean_diff"].map(lambda v: f"{v:+.3f}"),
+        "95% interval": [f"{lo:+.3f} to {hi:+.3f}" if np.isfinite(lo) else "(one seed)"
+                         for lo, hi in zip(paired["ci_low"], paired["ci_high"], strict=True)],
+        "seeds won": [f"{w} of {n}" for w, n in zip(paired["wins"], paired["n_pairs"], strict=True)],
+    })
+    text = (f"\n\n**Against `{reference}`, seed by seed** (total score; the mean of the per-seed "
+            "differences and its 95% t interval over the seeds both completed):\n\n"
+            + shown.to_markdown(index=False, disable_numparse=True))
+    if int(paired["n_pairs"].max()) < 2:
+        text += (f"\n\nOne seed: a difference below about {ONE_SEED_NOISE} cannot be told from seed noise "
+                 "(two single runs land that far apart by seed alone on the embedded PBMCs); run more "
+                 "`seeds` for an interval.")
+    return text
 
 
 def controls_of(methods: Sequence[str], task: str = "integration") -> dict[str, list[str]]:
@@ -137,6 +165,8 @@ def integration_sections(
     runs: pd.DataFrame | None = None,
     bench_dir: str | os.PathLike[str] = "results/benchmarks",
     seed: int = 0,
+    by_seed: pd.DataFrame | None = None,
+    reference: str | None = None,
 ) -> list[Section]:
     """Write the integration tables and figures under ``out_dir`` and return their report sections.
 
@@ -156,6 +186,9 @@ def integration_sections(
         Snakemake ``benchmark:`` files (wall time per rule).
     seed
         The seed whose embeddings the UMAPs show.
+    by_seed, reference
+        Per-run scores (completed runs) and the method every other is compared with seed by seed
+        (:func:`scdiva.bench.report.tables.paired_differences`); either ``None``: no comparison.
     """
     out_dir = Path(out_dir)
     tables, figures = out_dir / "tables", out_dir / "figures"
@@ -254,6 +287,10 @@ def integration_sections(
         if below:
             controls_md += ("\n\n**At or below a negative control** (total score): "
                             + ", ".join(f"`{m}`" for m in below) + ".")
+        if by_seed is not None and reference in wide.index:
+            paired = paired_differences(by_seed[by_seed["dataset"] == dataset], reference)
+            _write_csv(paired, tables / f"{dataset}_integration_paired.csv", index=False)
+            controls_md = paired_markdown(paired, reference) + controls_md
         sections.append(Section(
             title=f"Integration: {dataset}",
             order=20 + i,

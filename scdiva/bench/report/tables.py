@@ -79,3 +79,45 @@ def wide_table(long: pd.DataFrame, dataset: str, ranked: Collection[str] | None 
     return pd.concat([wide[first], wide[~first & ~controls], wide[controls]])
 
 
+
+
+def paired_differences(by_seed: pd.DataFrame, reference: str, metric: str = "total_score",
+                       confidence: float = 0.95) -> pd.DataFrame:
+    """Each method against ``reference``, seed by seed: the paired difference of ``metric``.
+
+    Over the seeds on which both completed (a pair per seed), per dataset and method: ``n_pairs``,
+    the mean difference (method - reference; higher is better for every scIB metric), its
+    ``confidence`` t interval (``ci_low``, ``ci_high``; NaN with fewer than 2 pairs) and ``wins``,
+    the seeds on which the method scored above the reference. Controls (``control_<kind>``) and
+    the reference itself are left out.
+
+    Parameters
+    ----------
+    by_seed
+        Per-run scores: ``dataset``, ``method``, ``seed``, ``metric``, ``value`` (completed runs only).
+    reference
+        The method compared against (e.g. ``scvi``); a dataset without it gets no rows.
+    metric
+        Which metric.
+    confidence
+        Coverage of the interval.
+    """
+    from scipy import stats
+
+    columns = ["dataset", "method", "reference", "metric", "n_pairs", "mean_diff", "ci_low", "ci_high", "wins"]
+    values = by_seed[by_seed["metric"] == metric].pivot_table(index=["dataset", "seed"], columns="method",
+                                                               values="value", aggfunc="first")
+    rows = []
+    if reference not in values.columns:
+        return pd.DataFrame(columns=columns)
+    for method in values.columns:
+        if method == reference or is_control(method):
+            continue
+        for dataset, pairs in values[[method, reference]].dropna().groupby(level="dataset"):
+            diff = (pairs[method] - pairs[reference]).to_numpy(dtype=float)
+            n = len(diff)
+            half = (stats.t.ppf(0.5 + confidence / 2, n - 1) * diff.std(ddof=1) / n ** 0.5) if n > 1 else float("nan")
+            rows.append({"dataset": dataset, "method": method, "reference": reference, "metric": metric,
+                         "n_pairs": n, "mean_diff": float(diff.mean()), "ci_low": float(diff.mean() - half),
+                         "ci_high": float(diff.mean() + half), "wins": int((diff > 0).sum())})
+    return pd.DataFrame(rows, columns=columns)

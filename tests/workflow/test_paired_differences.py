@@ -1,0 +1,36 @@
+"""Every method against a reference method, seed by seed: paired differences, t intervals, seeds won."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scdiva.bench.report.integration import ONE_SEED_NOISE, paired_markdown
+from scdiva.bench.report.tables import paired_differences
+
+
+def by_seed(rows: dict[str, list[float]], dataset: str = "d") -> pd.DataFrame:
+    return pd.DataFrame([{"dataset": dataset, "method": m, "seed": s, "metric": "total_score", "value": v}
+                         for m, values in rows.items() for s, v in enumerate(values) if v is not None])
+
+
+def test_paired_difference_interval_and_wins_computed_by_hand():
+    runs = by_seed({"scvi": [0.70, 0.72, 0.71], "mine": [0.73, 0.71, 0.75], "control_random": [0.3, 0.3, 0.3]})
+    row = paired_differences(runs, "scvi").set_index("method").loc["mine"]
+    # differences +0.03, -0.01, +0.04: mean 0.02, sd 0.026458, t(0.975, 2) = 4.302653
+    half = 4.302653 * 0.0264575 / np.sqrt(3)
+    assert row["n_pairs"] == 3 and row["wins"] == 2
+    assert row["mean_diff"] == pytest.approx(0.02)
+    assert (row["ci_low"], row["ci_high"]) == (pytest.approx(0.02 - half, abs=1e-5), pytest.approx(0.02 + half, abs=1e-5))
+    assert list(paired_differences(runs, "scvi")["method"]) == ["mine"]  # neither the reference nor a control
+
+
+def test_pairs_only_over_seeds_both_completed_and_one_seed_says_its_noise():
+    runs = by_seed({"scvi": [0.70, None, 0.71], "mine": [0.74, 0.90, None]})
+    paired = paired_differences(runs, "scvi")
+    assert paired["n_pairs"].tolist() == [1] and paired["mean_diff"].item() == pytest.approx(0.04)
+    assert np.isnan(paired["ci_low"].item())
+    text = paired_markdown(paired, "scvi")
+    assert "(one seed)" in text and f"below about {ONE_SEED_NOISE} cannot be told from seed noise" in text
+    assert paired_differences(runs, "harmony").empty and paired_markdown(paired_differences(runs, "harmony"), "x") == ""
