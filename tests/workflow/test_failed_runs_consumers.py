@@ -22,7 +22,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -98,10 +97,8 @@ def test_report_is_written_and_names_failed_runs_others_intact(smoke_run, workfl
     assert set(summary["method"]) == {"scdiva", "mean_protein"}
 
     # integration: the zero-shot run is in no table; every other method keeps its smoke-run embedding and
-    # scores (its dataset's metrics job scores them again: kBET's neighbourhood sampling moves it by ~0.003,
-    # and by up to ~0.03 for the random-embedding control, whose neighbourhoods are all alike)
-    for method in ("unintegrated", "harmony", "scanorama", "scvi", "scanvi", "scdiva_finetuned",
-                   "control_random", "control_batch", "control_celltype"):
+    # scores (its dataset's metrics job scores them again: kBET's neighbourhood sampling moves it by ~0.003)
+    for method in ("unintegrated", "harmony", "scanorama", "scvi", "scanvi", "scdiva_finetuned"):
         emb = f"pbmc_3chem/integration/{method}/seed0.h5ad"
         assert (results / emb).read_bytes() == (smoke_run.workdir / "results" / emb).read_bytes(), method
     after_int = pd.read_csv(results / "tables/integration_scores.csv")
@@ -110,9 +107,7 @@ def test_report_is_written_and_names_failed_runs_others_intact(smoke_run, workfl
     merged = before_int[before_int["method"] != "scdiva_zeroshot"].merge(after_int, on=key, suffixes=("", "_after"))
     assert len(merged) == (before_int["method"] != "scdiva_zeroshot").sum()
     assert merged["value_after"].notna().sum() == merged["value"].notna().sum()
-    tolerance = np.where(merged["method"].str.startswith("control_"), 0.05, 0.01)
-    assert ((merged["value"] - merged["value_after"]).abs() < tolerance).all(), merged.assign(
-        moved=(merged["value"] - merged["value_after"]).abs()).sort_values("moved").tail(5).to_string()
+    assert (merged["value"] - merged["value_after"]).abs().max() < 0.01
 
     # the claims table's model rows are the fine-tuned ScDiVa's (the zero-shot one has no completed run)
     claims = json.loads((sections / "paper_claims.json").read_text())["markdown"]
