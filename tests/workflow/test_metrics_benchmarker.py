@@ -40,7 +40,9 @@ def test_totals_equal_benchmarker():
                         pre_integrated_embedding_obsm_key="X_pre", progress_bar=False)
     # The same exact neighbours as the metrics stage (below EXACT_KNN_MAX_CELLS cells).
     bench.prepare(neighbor_computer=lambda x, k: M.compute_neighbors(x, k))
-    bench.benchmark()
+    # and the same seeded diffusion map for kBET (M.kbet)
+    with M.seeded_diffusion_neighbours(seed=0):
+        bench.benchmark()
     theirs = bench.get_results(min_max_scale=False)
     for key, emb in embeddings.items():
         values = M.compute_integration_metrics(emb, batches=batches, labels=labels, pre_embedding=pre,
@@ -93,3 +95,27 @@ def test_subsampled_metrics_use_the_subsample_and_the_rest_all_cells():
     assert mixed_part != pytest.approx(M.kbet(M.compute_neighbors(mixed, n_neighbors=50), batches, labels), abs=1e-3)
     for name in ("ilisi", "clisi", "graph_connectivity", "pcr_comparison", "nmi_kmeans"):
         assert part[name] == pytest.approx(full[name], abs=1e-6), name
+
+
+@pytest.mark.jax
+def test_kbet_is_repeatable_and_needs_no_approximate_neighbour_search(monkeypatch):
+    import pynndescent
+
+    labels, batches, embeddings, _ = _data(n_per=30)
+    noise = np.random.default_rng(1).normal(size=embeddings["mixed"].shape).astype(np.float32)
+
+    def score(emb):
+        return M.kbet(M.compute_neighbors(emb, n_neighbors=50), batches, labels)
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("kBET below EXACT_KNN_MAX_CELLS cells must not run pynndescent (numba compile)")
+
+    monkeypatch.setattr(pynndescent.NNDescent, "__init__", no_search)
+    first = score(noise)
+    np.random.seed(123)  # the global state the unseeded library code drew from
+    score(embeddings["apart"])
+    assert score(noise) == first
+    # and the library's own diffusion code is back in place afterwards
+    from scib_metrics.utils import _diffusion_nn
+
+    assert _diffusion_nn._compute_eigen.__module__ == "scib_metrics.utils._diffusion_nn"

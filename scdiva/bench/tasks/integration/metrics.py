@@ -35,9 +35,12 @@ embedding's graph at a time and scores the quadratic metrics, Leiden and kBET on
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib
 import logging
-from collections.abc import Iterable, Mapping
+import types
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -45,6 +48,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from scdiva.bench.core.numba_cache import import_with_numba_cache
 from scdiva.bench.core.outcomes import embedding_status, first_line
 
 BATCH_WEIGHT = 0.4
@@ -108,6 +112,12 @@ SUBSAMPLED_METRICS = (*QUADRATIC_METRICS, *LEIDEN_METRICS, "kbet")
 SUBSAMPLE_MAX_CELLS = 50_000
 
 
+@functools.cache
+def _library() -> types.ModuleType:
+    """scib_metrics, imported once, late (it loads JAX) and with numba's on-disk cache (core.numba_cache)."""
+    return import_with_numba_cache("scib_metrics")
+
+
 def cells_scored(metric: str, n_cells: int, subsample_max_cells: int | None = SUBSAMPLE_MAX_CELLS) -> int:
     """Cells the value of ``metric`` is computed on: all ``n_cells``, or for :data:`SUBSAMPLED_METRICS`
     at most ``subsample_max_cells`` (None = no subsample)."""
@@ -123,6 +133,7 @@ def compute_neighbors(embedding: np.ndarray, n_neighbors: int = max(NEIGHBOR_COU
     Exact (scikit-learn) up to :data:`EXACT_KNN_MAX_CELLS` cells - cheap there and free of
     approximation error - and approximate (pynndescent, scib-metrics' default) above.
     """
+    _library()
     from scib_metrics.nearest_neighbors import NeighborsResults, pynndescent
 
     embedding = np.asarray(embedding, dtype=np.float32)
@@ -137,80 +148,111 @@ def compute_neighbors(embedding: np.ndarray, n_neighbors: int = max(NEIGHBOR_COU
 
 def silhouette_label(embedding: np.ndarray, labels: np.ndarray) -> float:
     """Cell-type silhouette. Range [0, 1]; higher = cell types better separated (bio conservation)."""
-    import scib_metrics
-
+    scib_metrics = _library()
     return float(scib_metrics.silhouette_label(embedding, labels))
 
 
 def silhouette_batch(embedding: np.ndarray, labels: np.ndarray, batches: np.ndarray) -> float:
     """Classic scIB batch ASW within each label, 1 - |asw|. Range [0, 1]; higher = batches better mixed."""
-    import scib_metrics
-
+    scib_metrics = _library()
     return float(scib_metrics.silhouette_batch(embedding, labels, batches))
 
 
 def bras(embedding: np.ndarray, labels: np.ndarray, batches: np.ndarray) -> float:
     """Batch removal adapted silhouette (BRAS). Range [0, 1]; higher = batches better mixed."""
-    import scib_metrics
-
+    scib_metrics = _library()
     return float(scib_metrics.bras(embedding, labels, batches))
 
 
 def isolated_labels(embedding: np.ndarray, labels: np.ndarray, batches: np.ndarray) -> float:
     """Isolated-label ASW. Range [0, 1]; higher = rare/batch-specific labels kept apart (bio)."""
-    import scib_metrics
-
+    scib_metrics = _library()
     return float(scib_metrics.isolated_labels(embedding, labels, batches))
 
 
 def nmi_ari_kmeans(embedding: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """NMI and ARI of k-means (k = number of labels) vs labels. Each in [0, 1]; higher = better (bio)."""
-    import scib_metrics
-
+    scib_metrics = _library()
     res = scib_metrics.nmi_ari_cluster_labels_kmeans(embedding, labels)
     return {"nmi_kmeans": float(res["nmi"]), "ari_kmeans": float(res["ari"])}
 
 
 def nmi_ari_leiden(neighbors, labels: np.ndarray, *, seed: int = 0) -> dict[str, float]:
     """NMI and ARI of Leiden clusters at the best of 10 resolutions. Each in [0, 1]; higher = better."""
-    import scib_metrics
-
+    scib_metrics = _library()
     res = scib_metrics.nmi_ari_cluster_labels_leiden(neighbors, labels, optimize_resolution=True, seed=seed)
     return {"nmi_leiden": float(res["nmi"]), "ari_leiden": float(res["ari"])}
 
 
 def clisi(neighbors, labels: np.ndarray) -> float:
     """Scaled cell-type LISI. Range [0, 1]; higher = neighbourhoods hold one cell type (bio)."""
-    import scib_metrics
-
+    scib_metrics = _library()
     return float(scib_metrics.clisi_knn(neighbors, labels))
 
 
 def ilisi(neighbors, batches: np.ndarray) -> float:
     """Scaled integration LISI. Range [0, 1]; higher = neighbourhoods mix all batches."""
-    import scib_metrics
-
+    scib_metrics = _library()
     return float(scib_metrics.ilisi_knn(neighbors, batches))
 
 
-def kbet(neighbors, batches: np.ndarray, labels: np.ndarray) -> float:
-    """kBET acceptance rate, per label. Range [0, 1]; higher = local batch composition matches global."""
-    import scib_metrics
+def kbet(neighbors, batches: np.ndarray, labels: np.ndarray, *, seed: int = 0) -> float:
+    """kBET acceptance rate, per label. Range [0, 1]; higher = local batch composition matches global.
 
-    return float(scib_metrics.kbet_per_label(neighbors, batches, labels))
+    Computed with :func:`seeded_diffusion_neighbours`, so the value depends on the inputs and ``seed``
+    alone, not on what the process scored before.
+    """
+    scib_metrics = _library()
+    with seeded_diffusion_neighbours(seed):
+        return float(scib_metrics.kbet_per_label(neighbors, batches, labels))
+
+
+@contextlib.contextmanager
+def seeded_diffusion_neighbours(seed: int = 0) -> Iterator[None]:
+    """Make scib-metrics' kBET depend on its inputs and ``seed`` alone, and cheap to start.
+
+    kBET compares each label's cells on a diffusion map of its graph. scib-metrics computes that map
+    with ARPACK from no given start vector (ARPACK then draws one from a generator that lives for the
+    whole process) and looks the map's neighbours up with pynndescent, unseeded, whose numba kernels
+    cost about 35 s to compile in every process. While the context is open, ARPACK starts from a
+    vector drawn from ``seed`` and the map's neighbours come from :func:`compute_neighbors` (exact up to
+    :data:`EXACT_KNN_MAX_CELLS` cells, seeded pynndescent above). Everything else is scib-metrics' code.
+    """
+    diffusion = importlib.import_module("scib_metrics.utils._diffusion_nn")
+
+    def seeded_eigen(transitions_sym, n_comps: int = 15, sort: str = "decrease"):
+        import scipy.sparse.linalg
+
+        if n_comps == 0 or sort != "decrease":  # kbet_per_label asks for neither
+            raise NotImplementedError("only the leading eigenvectors that kBET uses are seeded")
+        matrix = transitions_sym.astype(np.float64)
+        n_comps = min(matrix.shape[0] - 1, n_comps)
+        start = np.random.default_rng(seed).uniform(-1.0, 1.0, matrix.shape[0])
+        evals, evecs = scipy.sparse.linalg.eigsh(matrix, k=n_comps, which="LM", v0=start)
+        return evals.astype(np.float32)[::-1], evecs.astype(np.float32)[:, ::-1]
+
+    lookups = types.SimpleNamespace(
+        pynndescent=lambda x, n_neighbors, **_: compute_neighbors(x, n_neighbors, seed=seed))
+    replaced = {"_compute_eigen": seeded_eigen, "nearest_neighbors": lookups}
+    originals = {name: getattr(diffusion, name) for name in replaced}
+    for name, value in replaced.items():
+        setattr(diffusion, name, value)
+    try:
+        yield
+    finally:
+        for name, value in originals.items():
+            setattr(diffusion, name, value)
 
 
 def graph_connectivity(neighbors, labels: np.ndarray) -> float:
     """Mean largest-connected-component fraction per label. Range [0, 1]; higher = labels stay connected."""
-    import scib_metrics
-
+    scib_metrics = _library()
     return float(scib_metrics.graph_connectivity(neighbors, labels))
 
 
 def pcr_comparison(pre_embedding: np.ndarray, embedding: np.ndarray, batches: np.ndarray) -> float:
     """Drop in batch-explained variance vs the unintegrated PCA. Range [0, 1]; higher = more removed."""
-    import scib_metrics
-
+    scib_metrics = _library()
     return float(scib_metrics.pcr_comparison(pre_embedding, embedding, batches, categorical=True))
 
 
@@ -288,7 +330,7 @@ def _scib_metrics(embedding: np.ndarray, batches: np.ndarray, labels: np.ndarray
         "bras": lambda: bras(q_emb, q_labels, q_batches),
         "silhouette_batch": lambda: silhouette_batch(q_emb, q_labels, q_batches),
         "ilisi": lambda: ilisi(nn[90], batches),
-        "kbet": lambda: kbet(subsample_neighbors(50), q_batches, q_labels),
+        "kbet": lambda: kbet(subsample_neighbors(50), q_batches, q_labels, seed=seed),
         "graph_connectivity": lambda: graph_connectivity(nn[15], labels),
         "pcr_comparison": lambda: pcr_comparison(pre_embedding, embedding, batches),
     }
