@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -34,3 +36,28 @@ def test_pairs_only_over_seeds_both_completed_and_one_seed_says_its_noise():
     text = paired_markdown(paired, "scvi")
     assert "(one seed)" in text and f"below about {ONE_SEED_NOISE} cannot be told from seed noise" in text
     assert paired_differences(runs, "harmony").empty and paired_markdown(paired_differences(runs, "harmony"), "x") == ""
+
+
+def test_annotation_section_pairs_accuracy_and_macro_f1_against_its_reference(tmp_path):
+    from scdiva.bench.report.paper import annotation_section
+
+    rows = []
+    for seed, (lr, mine, shuffled) in enumerate([(0.80, 0.85, 0.30), (0.82, 0.81, 0.31)]):
+        for method, acc in (("logreg", lr), ("mine", mine), ("control_shuffled", shuffled)):
+            rows += [{"dataset": "d", "method": method, "seed": seed, "metric": "accuracy", "value": acc},
+                     {"dataset": "d", "method": method, "seed": seed, "metric": "macro_f1", "value": acc - 0.1}]
+    by_seed = pd.DataFrame(rows)
+    summary = by_seed.groupby(["dataset", "method", "metric"], as_index=False)["value"].mean()
+    section = annotation_section(summary, {}, str(tmp_path / "bars.png"), [], by_seed=by_seed,
+                                 reference="logreg", paired_path=tmp_path / "paired.csv")
+    paired = pd.read_csv(tmp_path / "paired.csv")
+    assert set(paired["method"]) == {"mine"} and set(paired["metric"]) == {"accuracy", "macro_f1"}
+    row = paired.set_index("metric").loc["accuracy"]
+    # differences +0.05, -0.01: mean +0.02, one win of two
+    assert row["mean_diff"] == pytest.approx(0.02) and row["wins"] == 1 and row["n_pairs"] == 2
+    assert "Against `logreg`, seed by seed" in section.markdown
+    assert re.search(r"\| mine\s+\| 2\s+\| \+0\.020\s+\| -0\.361 to \+0\.401\s+\| 1 of 2", section.markdown)
+    # no reference in the run: a header-only table and no comparison text
+    section = annotation_section(summary, {}, str(tmp_path / "bars.png"), [], by_seed=by_seed,
+                                 reference="scanvi", paired_path=tmp_path / "none.csv")
+    assert pd.read_csv(tmp_path / "none.csv").empty and "seed by seed" not in section.markdown

@@ -29,11 +29,13 @@ rule paper_sections:
         unpack(paper_section_inputs),
     output:
         **{name: f"results/report/sections/paper_{name}.json" for name in PAPER_SECTIONS},
+        annotation_paired="results/tables/annotation_paired.csv",
     params:
         figures={name: f"results/report/figures/paper_{name}.png"
                  for name in ("integration", "annotation", "multitask")},
         skipped=skipped_parts(),
         n_seeds=len(seeds()),  # the best baseline of the claims tables: one measured on every seed
+        annotation_reference=config["annotation"]["reference"],  # compared with every method, seed by seed
     log:
         "results/logs/paper_sections/paper_sections.log",
     localrule: True

@@ -32,6 +32,7 @@ def paper_section_inputs(wildcards):
         inputs["integration"] = "results/tables/integration_scores.csv"
     if annotation_datasets() and annotation_methods():
         inputs["annotation"] = "results/tables/annotation_scores.csv"
+        inputs["annotation_by_seed"] = "results/tables/annotation_scores_by_seed.csv"
         jobs = [f"results/{d}/annotation/{m}/seed{seeds()[0]}" for d in annotation_datasets()
                 for m in annotation_methods()]
         inputs["annotation_infos"] = [f"{j}.json" for j in jobs]

@@ -27,7 +27,12 @@ if len(integration):
     sections["integration"] = paper.integration_claims_section(integration, snakemake.params.figures['integration'])
 if len(annotation):
     sections["annotation"] = paper.annotation_section(annotation, annotation_infos, snakemake.params.figures['annotation'],
-                                                      list(inp.get("confusion", [])))
+                                                      list(inp.get("confusion", [])),
+                                                      by_seed=paper.read_table(inp.get("annotation_by_seed")),
+                                                      reference=snakemake.params.annotation_reference,
+                                                      paired_path=out.annotation_paired)
+else:  # the output exists in every run
+    paper.write_table(paper.annotation_paired(paper.read_table(None), ""), out.annotation_paired)
 if len(multitask):
     sections["multitask"] = paper.multitask_section(multitask, paper.load_infos(inp.get("multitask_infos", [])),
                                                     snakemake.params.figures['multitask'],

@@ -17,7 +17,7 @@ from scdiva.bench.methods.record import is_control
 from scdiva.bench.report.coverage import left_out_lines, seed_counts
 from scdiva.bench.report.document import Section
 from scdiva.bench.report.figures import message_figure, results_table_figure, umap_grid, walltime_figure
-from scdiva.bench.report.tables import paired_differences, wide_table
+from scdiva.bench.report.tables import paired_comparison_markdown, paired_differences, wide_table
 from scdiva.bench.tasks.integration.metrics import AGGREGATES, BATCH_WEIGHT, BIO_WEIGHT, METRICS
 
 VERSION_PACKAGES = ("scdiva", "scanpy", "anndata", "scvi-tools", "scib-metrics", "harmonypy", "scanorama",
@@ -47,25 +47,8 @@ ONE_SEED_NOISE = 0.035
 
 
 def paired_markdown(paired: pd.DataFrame, reference: str) -> str:
-    """The paired comparison against ``reference`` as report markdown (empty without rows)."""
-    if paired.empty:
-        return ""
-    shown = pd.DataFrame({
-        "method": paired["method"],
-        "seeds": paired["n_pairs"],
-        f"total - {reference}": paired["mean_diff"].map(lambda v: f"{v:+.3f}"),
-        "95% interval": [f"{lo:+.3f} to {hi:+.3f}" if np.isfinite(lo) else "(one seed)"
-                         for lo, hi in zip(paired["ci_low"], paired["ci_high"], strict=True)],
-        "seeds won": [f"{w} of {n}" for w, n in zip(paired["wins"], paired["n_pairs"], strict=True)],
-    })
-    text = (f"\n\n**Against `{reference}`, seed by seed** (total score; the mean of the per-seed "
-            "differences and its 95% t interval over the seeds both completed):\n\n"
-            + shown.to_markdown(index=False, disable_numparse=True))
-    if int(paired["n_pairs"].max()) < 2:
-        text += (f"\n\nOne seed: a difference below about {ONE_SEED_NOISE} cannot be told from seed noise "
-                 "(two single runs land that far apart by seed alone on the embedded PBMCs); run more "
-                 "`seeds` for an interval.")
-    return text
+    """The paired comparison of total scores against ``reference`` as report markdown (empty without rows)."""
+    return paired_comparison_markdown(paired, reference, {"total_score": "total"}, one_seed_noise=ONE_SEED_NOISE)
 
 
 def controls_of(methods: Sequence[str], task: str = "integration") -> dict[str, list[str]]:
@@ -200,7 +183,8 @@ def integration_sections(
         title="Integration benchmark: how to read it",
         order=10,
         markdown=(
-            "Every metric is in [0, 1], higher is better (scIB, Luecken et al. 2022, computed with "
+            "Every metric is in [0, 1] but the ARIs, which fall below 0 for a clustering worse than "
+            "chance (a negative control can); higher is better (scIB, Luecken et al. 2022, computed with "
             f"scib-metrics). Batch score = mean of the batch-correction metrics, bio score = mean of the "
             f"bio-conservation metrics marked *in aggregate*, total = {BATCH_WEIGHT} x batch + "
             f"{BIO_WEIGHT} x bio. Aggregates use the raw metric values (no min-max scaling across "

@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from scdiva.bench.core.io import atomic_path
 from scdiva.bench.report.claims import PaperClaims, compare, display_table
 from scdiva.bench.report.document import Section
+from scdiva.bench.report.tables import BY_SEED_COLUMNS, paired_comparison_markdown, paired_differences
 
 CLAIMED_INTEGRATION_METRICS = {"silhouette_batch": "batch ASW", "kbet": "kBET",
                                "graph_connectivity": "graph connectivity"}
@@ -141,9 +143,33 @@ ANNOTATION_METRICS = {"accuracy": "accuracy", "macro_f1": "macro-F1",
                       "query_fit_s": "query fit s"}
 
 
+#: the annotation scores compared with the reference method seed by seed
+PAIRED_ANNOTATION_METRICS = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
+
+
+def annotation_paired(by_seed: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """Every annotation method against ``reference``, seed by seed, on :data:`PAIRED_ANNOTATION_METRICS`
+    (:func:`scdiva.bench.report.tables.paired_differences`; no rows when ``reference`` did not run)."""
+    return pd.concat([paired_differences(by_seed, reference, metric) for metric in PAIRED_ANNOTATION_METRICS],
+                     ignore_index=True)
+
+
+def write_table(table: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write ``table`` as CSV, whole or not at all."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
 def annotation_section(annotation: pd.DataFrame, infos: Mapping[str, Mapping], figure: str,
-                       confusion_figures: Sequence[str]) -> Section:
-    """Accuracy / macro-F1 / timing table and bars, unseen classes, per-class F1, confusion matrices."""
+                       confusion_figures: Sequence[str], *, by_seed: pd.DataFrame | None = None,
+                       reference: str | None = None, paired_path: str | os.PathLike | None = None) -> Section:
+    """Accuracy / macro-F1 / timing table and bars, unseen classes, per-class F1, confusion matrices.
+
+    With ``by_seed`` (per-run scores of completed runs) and a ``reference`` method among them: every
+    other method's paired differences of accuracy and macro-F1 against it, seed by seed
+    (:func:`scdiva.bench.report.tables.paired_differences`), shown in the section and written to
+    ``paired_path`` (when given; without a comparison, with the header only).
+    """
     plot_grouped_bars(annotation, {"accuracy": "accuracy", "macro_f1": "macro-F1"}, figure,
                       title="Annotation on the query batches (higher is better)")
     lines = ["Methods train on the reference batches and label the query batches "
@@ -168,7 +194,11 @@ def annotation_section(annotation: pd.DataFrame, infos: Mapping[str, Mapping], f
     per_class = annotation[annotation["metric"].str.startswith("f1:")].copy()
     per_class["class"] = per_class["metric"].str.removeprefix("f1:")
     per_class_table = per_class.pivot_table(index=["dataset", "class"], columns="method", values="value")
-    markdown = ("\n".join(lines) + "\n\n" + markdown_table(_wide(annotation, ANNOTATION_METRICS))
+    paired = annotation_paired(by_seed if by_seed is not None else _empty([*BY_SEED_COLUMNS]), reference or "")
+    if paired_path is not None:
+        write_table(paired, paired_path)
+    paired_md = paired_comparison_markdown(paired, reference or "", PAIRED_ANNOTATION_METRICS)
+    markdown = ("\n".join(lines) + "\n\n" + markdown_table(_wide(annotation, ANNOTATION_METRICS)) + paired_md
                 + "\n\n<details><summary>Per-class F1</summary>\n\n" + markdown_table(per_class_table.round(3))
                 + "\n\n</details>")
     return Section(title="Cell-type annotation", markdown=markdown, order=20,

@@ -12,9 +12,10 @@ that completed (``n_seeds``), never over a 0 or a NaN standing in for the failur
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from scdiva.bench.methods.record import is_control
@@ -121,3 +122,47 @@ def paired_differences(by_seed: pd.DataFrame, reference: str, metric: str = "tot
                          "n_pairs": n, "mean_diff": float(diff.mean()), "ci_low": float(diff.mean() - half),
                          "ci_high": float(diff.mean() + half), "wins": int((diff > 0).sum())})
     return pd.DataFrame(rows, columns=columns)
+
+
+def paired_comparison_markdown(paired: pd.DataFrame, reference: str, metrics: Mapping[str, str], *,
+                               one_seed_noise: float | None = None) -> str:
+    """Paired differences (:func:`paired_differences`) against ``reference`` as report markdown.
+
+    Parameters
+    ----------
+    paired
+        Rows of :func:`paired_differences` for one or more ``metrics`` (empty: returns "").
+    reference
+        The method compared against.
+    metrics
+        Metric -> the label its columns get, in the order shown.
+    one_seed_noise
+        With one seed only: the difference two single runs reach by seed alone (a stated
+        measurement), said beside the table; ``None``: the text says only that one seed gives no interval.
+    """
+    if paired.empty:
+        return ""
+    shown = None
+    for metric, label in metrics.items():
+        rows = paired[paired["metric"] == metric].set_index(["dataset", "method"])
+        part = pd.DataFrame({
+            f"{label} - {reference}": rows["mean_diff"].map(lambda v: f"{v:+.3f}"),
+            f"{label}: 95% interval": [f"{lo:+.3f} to {hi:+.3f}" if np.isfinite(lo) else "(one seed)"
+                                       for lo, hi in zip(rows["ci_low"], rows["ci_high"], strict=True)],
+            f"{label}: seeds won": [f"{w} of {n}" for w, n in zip(rows["wins"], rows["n_pairs"], strict=True)],
+        }, index=rows.index)
+        shown = part if shown is None else shown.join(part, how="outer")
+    seeds = paired.groupby(["dataset", "method"])["n_pairs"].max()
+    shown.insert(0, "seeds", seeds.reindex(shown.index))
+    if paired["dataset"].nunique() == 1:
+        shown = shown.droplevel("dataset")
+    names = ", ".join(metrics.values())
+    text = (f"\n\n**Against `{reference}`, seed by seed** ({names}; the mean of the per-seed differences "
+            "and its 95% t interval over the seeds both completed):\n\n"
+            + shown.reset_index().to_markdown(index=False, disable_numparse=True))
+    if int(paired["n_pairs"].max()) < 2:
+        text += "\n\nOne seed: no interval; run more `seeds` for one."
+        if one_seed_noise is not None:
+            text += (f" A difference below about {one_seed_noise} cannot be told from seed noise (two single "
+                     "runs land that far apart by seed alone on the embedded PBMCs).")
+    return text

@@ -1,6 +1,6 @@
 """scIB integration metrics (via scib-metrics) and their batch / bio / total aggregates.
 
-Every metric is scaled to [0, 1] with higher = better, as in scIB (Luecken et al. 2022). The
+Every metric is scaled to [0, 1] (the ARIs to [-0.5, 1]) with higher = better, as in scIB (Luecken et al. 2022). The
 neighbour graph is built once per embedding with pynndescent (15, 50 and 90 neighbours, as
 ``scib_metrics.benchmark.Benchmarker`` does) and shared by the graph-based metrics.
 
@@ -59,13 +59,19 @@ AGGREGATES = ("batch_score", "bio_score", "total_score")
 
 @dataclass(frozen=True)
 class MetricInfo:
-    """What a metric column means. All metrics lie in [0, 1] and higher is better."""
+    """What a metric column means. Higher is better; values lie in [``lowest``, 1].
+
+    ``lowest`` is 0 for every metric but the adjusted Rand indices, which are below 0 for a
+    clustering that agrees with the labels less than chance does (at least -0.5; Chacon & Rastrojo
+    2023): a random-embedding control can score that.
+    """
 
     name: str
     kind: Literal["batch", "bio"]
     label: str
     description: str
     in_aggregate: bool = True
+    lowest: float = 0.0
 
 
 METRICS: dict[str, MetricInfo] = {
@@ -74,11 +80,12 @@ METRICS: dict[str, MetricInfo] = {
         MetricInfo("isolated_labels", "bio", "Isolated labels",
                    "ASW of the labels present in the fewest batches vs all other cells"),
         MetricInfo("nmi_kmeans", "bio", "KMeans NMI", "NMI between k-means clusters and labels"),
-        MetricInfo("ari_kmeans", "bio", "KMeans ARI", "ARI between k-means clusters and labels"),
+        MetricInfo("ari_kmeans", "bio", "KMeans ARI", "ARI between k-means clusters and labels", lowest=-0.5),
         MetricInfo("nmi_leiden", "bio", "Leiden NMI",
                    "NMI between Leiden clusters (best resolution) and labels", in_aggregate=False),
         MetricInfo("ari_leiden", "bio", "Leiden ARI",
-                   "ARI between Leiden clusters (best resolution) and labels", in_aggregate=False),
+                   "ARI between Leiden clusters (best resolution) and labels", in_aggregate=False,
+                   lowest=-0.5),
         MetricInfo("silhouette_label", "bio", "Silhouette label", "cell-type ASW, rescaled (asw + 1) / 2"),
         MetricInfo("clisi", "bio", "cLISI", "cell-type LISI on 90 neighbours, scaled so 1 = pure neighbourhoods"),
         MetricInfo("bras", "batch", "BRAS", "batch-removal adapted silhouette within labels (cosine)"),
@@ -171,14 +178,14 @@ def isolated_labels(embedding: np.ndarray, labels: np.ndarray, batches: np.ndarr
 
 
 def nmi_ari_kmeans(embedding: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """NMI and ARI of k-means (k = number of labels) vs labels. Each in [0, 1]; higher = better (bio)."""
+    """NMI and ARI of k-means (k = number of labels) vs labels. NMI in [0, 1], ARI in [-0.5, 1]; higher = better."""
     scib_metrics = _library()
     res = scib_metrics.nmi_ari_cluster_labels_kmeans(embedding, labels)
     return {"nmi_kmeans": float(res["nmi"]), "ari_kmeans": float(res["ari"])}
 
 
 def nmi_ari_leiden(neighbors, labels: np.ndarray, *, seed: int = 0) -> dict[str, float]:
-    """NMI and ARI of Leiden clusters at the best of 10 resolutions. Each in [0, 1]; higher = better."""
+    """NMI and ARI of Leiden clusters at the best of 10 resolutions. NMI [0, 1], ARI [-0.5, 1]; higher = better."""
     scib_metrics = _library()
     res = scib_metrics.nmi_ari_cluster_labels_leiden(neighbors, labels, optimize_resolution=True, seed=seed)
     return {"nmi_leiden": float(res["nmi"]), "ari_leiden": float(res["ari"])}
