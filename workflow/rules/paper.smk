@@ -36,6 +36,7 @@ rule paper_sections:
         skipped=skipped_parts(),
         n_seeds=len(seeds()),  # the best baseline of the claims tables: one measured on every seed
         annotation_reference=config["annotation"]["reference"],  # compared with every method, seed by seed
+        development=development_datasets(),  # their ScDiVa rows are marked in-sample
     log:
         "results/logs/paper_sections/paper_sections.log",
     localrule: True

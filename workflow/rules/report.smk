@@ -27,6 +27,7 @@ rule report:
                 "label_key": dataset_config(d)["label_key"],
                 "preprocessed": f"results/{d}/preprocessed.h5ad",
                 "embeddings": {m: f"results/{d}/integration/{m}/seed{seeds()[0]}.h5ad" for m in method_names()},
+                "role": dataset_config(d)["role"],
             }
             for d in dataset_names()
         },

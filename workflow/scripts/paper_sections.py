@@ -20,17 +20,20 @@ hardware = "; ".join(sorted({i["hardware"] for i in annotation_infos.values() if
     or hardware_description()
 
 paper.claims_section(load_claims(inp.claims), integration, annotation, multitask, hardware,
-                     n_seeds=snakemake.params.get("n_seeds")).to_json(out.claims)
+                     n_seeds=snakemake.params.get("n_seeds"),
+                     development=snakemake.params.development).to_json(out.claims)
 checkpoint_section(list(inp.get("checkpoint_configs", []))).to_json(out.checkpoints)
 sections = {"integration": None, "annotation": None, "multitask": None, "trajectory": None}
 if len(integration):
-    sections["integration"] = paper.integration_claims_section(integration, snakemake.params.figures['integration'])
+    sections["integration"] = paper.integration_claims_section(integration, snakemake.params.figures['integration'],
+                                                               development=snakemake.params.development)
 if len(annotation):
     sections["annotation"] = paper.annotation_section(annotation, annotation_infos, snakemake.params.figures['annotation'],
                                                       list(inp.get("confusion", [])),
                                                       by_seed=paper.read_table(inp.get("annotation_by_seed")),
                                                       reference=snakemake.params.annotation_reference,
-                                                      paired_path=out.annotation_paired)
+                                                      paired_path=out.annotation_paired,
+                                                      development=snakemake.params.development)
 else:  # the output exists in every run
     paper.write_table(paper.annotation_paired(paper.read_table(None), ""), out.annotation_paired)
 if len(multitask):

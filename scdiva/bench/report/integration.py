@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from scdiva.bench.core.io import atomic_path
-from scdiva.bench.methods.catalog import method_records
+from scdiva.bench.methods.catalog import method_records, model_methods
 from scdiva.bench.methods.record import is_control
 from scdiva.bench.report.coverage import left_out_lines, seed_counts
 from scdiva.bench.report.document import Section
@@ -26,12 +26,29 @@ VERSION_PACKAGES = ("scdiva", "scanpy", "anndata", "scvi-tools", "scib-metrics",
 
 @dataclass
 class DatasetInputs:
-    """What the report needs of one dataset: its obs keys, preprocessed file and embeddings (method -> h5ad)."""
+    """What the report needs of one dataset: its obs keys, preprocessed file, embeddings (method -> h5ad)
+    and role (``development``: the model under test was tuned on it, its rows are in-sample)."""
 
     batch_key: str
     label_key: str
     preprocessed: str
     embeddings: Mapping[str, str]
+    role: str = "evaluation"
+
+    @property
+    def development(self) -> bool:
+        return self.role == "development"
+
+
+#: said beside every table of a development dataset
+IN_SAMPLE_NOTE = ("**Development data**: ScDiVa's defaults were chosen on this dataset (docs/model.md, "
+                  "Decisions), so its ScDiVa rows, marked *in-sample*, are not an independent evaluation.")
+
+
+def in_sample(datasets: pd.Series, methods: pd.Series, development: Collection[str]) -> pd.Series:
+    """Which (dataset, method) rows are in-sample: the model under test's on a development dataset."""
+    model = [name for task in ("integration", "annotation") for name in model_methods(task)]
+    return datasets.isin(list(development)) & methods.isin(model)
 
 
 def _write_csv(frame: pd.DataFrame, path: Path, **kwargs) -> Path:
@@ -177,7 +194,9 @@ def integration_sections(
     tables, figures = out_dir / "tables", out_dir / "figures"
     tables.mkdir(parents=True, exist_ok=True)
     figures.mkdir(parents=True, exist_ok=True)
-    _write_csv(long, tables / "integration_scores.csv", index=False)
+    development = {name for name, inputs in datasets.items() if inputs.development}
+    _write_csv(long.assign(in_sample=in_sample(long["dataset"], long["method"], development)),
+               tables / "integration_scores.csv", index=False)
     n_seeds = int(long["n_seeds"].max()) if len(long) else 0
     sections = [Section(
         title="Integration benchmark: how to read it",
@@ -223,12 +242,17 @@ def integration_sections(
         pretty = mean_std_table(long, dataset).reindex(wide.index)
         pretty.columns = [METRICS[c].label if c in METRICS else c for c in pretty.columns]
         pretty.insert(0, "seeds", seeds_done)
+        if inputs.development:
+            flags = in_sample(pd.Series(dataset, index=pretty.index), pretty.index.to_series(), [dataset])
+            pretty.insert(0, "in-sample", flags.map({True: "yes", False: ""}))
         _write_csv(pretty, tables / f"{dataset}_integration.csv")
         with atomic_path(tables / f"{dataset}_integration.tex") as tmp:
             tmp.write_text(pretty.to_latex(escape=True, caption=f"Integration scores on {dataset} "
                                            "(mean ± std over completed seeds; higher is better).",
                                            label=f"tab:{dataset}-integration"))
-        results_table_figure(wide, fig_table, title=f"{dataset}: integration scores", ranked=ranked)
+        results_table_figure(wide, fig_table, ranked=ranked,
+                             title=f"{dataset}: integration scores"
+                             + (" (development data: ScDiVa in-sample)" if inputs.development else ""))
 
         import anndata as ad
 
@@ -276,13 +300,14 @@ def integration_sections(
             _write_csv(paired, tables / f"{dataset}_integration_paired.csv", index=False)
             controls_md = paired_markdown(paired, reference) + controls_md
         sections.append(Section(
-            title=f"Integration: {dataset}",
+            title=f"Integration: {dataset}" + (" (development data)" if inputs.development else ""),
             order=20 + i,
             markdown=(
-                f"Batch key `{inputs.batch_key}`, label key `{inputs.label_key}`. {best_text} "
+                (IN_SAMPLE_NOTE + "\n\n" if inputs.development else "")
+                + f"Batch key `{inputs.batch_key}`, label key `{inputs.label_key}`. {best_text} "
                 f"Tables: `tables/{dataset}_integration.csv`, `.tex`; raw means: "
                 f"`tables/{dataset}_integration_wide.csv`.\n\n"
-                + pretty[["seeds", *[METRICS[c].label if c in METRICS else c for c in wide.columns
+                + pretty[[*(["in-sample"] if inputs.development else []), "seeds", *[METRICS[c].label if c in METRICS else c for c in wide.columns
                                      if c in AGGREGATES]]].to_markdown() + controls_md + left_out_md
                 + "\n\n<details><summary>All metrics</summary>\n\n"
                 + pretty.to_markdown() + "\n\n</details>\n\nUMAP rows are methods (seed "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ import pandas as pd
 from scdiva.bench.core.io import atomic_path
 from scdiva.bench.report.claims import PaperClaims, compare, display_table
 from scdiva.bench.report.document import Section
+from scdiva.bench.report.integration import IN_SAMPLE_NOTE, in_sample
 from scdiva.bench.report.tables import BY_SEED_COLUMNS, paired_comparison_markdown, paired_differences
 
 CLAIMED_INTEGRATION_METRICS = {"silhouette_batch": "batch ASW", "kbet": "kBET",
@@ -33,7 +34,8 @@ def read_table(path: str | os.PathLike | None) -> pd.DataFrame:
 
 
 def claims_section(claims: PaperClaims, integration: pd.DataFrame, annotation: pd.DataFrame,
-                   multitask: pd.DataFrame, hardware: str, n_seeds: int | None = None) -> Section:
+                   multitask: pd.DataFrame, hardware: str, n_seeds: int | None = None,
+                   development: Collection[str] = ()) -> Section:
     """The paper's three tables, each with "claimed (paper)" beside "measured (this run, ...)".
 
     Parameters
@@ -47,6 +49,8 @@ def claims_section(claims: PaperClaims, integration: pd.DataFrame, annotation: p
     n_seeds
         Seeds the config runs: a measured value over fewer says so, and the best baseline is one
         measured on all of them (:func:`scdiva.bench.report.claims.compare`).
+    development
+        Datasets ScDiVa's defaults were chosen on: the text says its measured values from them are in-sample.
     """
     parts = [
         "The paper's numbers (`config/paper_claims.yaml`, transcribed as printed) beside what this run "
@@ -56,6 +60,10 @@ def claims_section(claims: PaperClaims, integration: pd.DataFrame, annotation: p
         "and 'F1' as macro-F1 (the stricter reading), as `measured_as` in the claims file states. "
         "The best non-ScDiVa method of this run is shown for context.",
     ]
+    if development:
+        parts.append(f"**In-sample:** ScDiVa's defaults were chosen on {', '.join(f'`{d}`' for d in development)} "
+                     "(development data, docs/model.md), so its measured values from them are not an "
+                     "independent evaluation.")
     from scdiva.bench.methods.catalog import model_methods
 
     # the model under test: the methods whose record has role "model" (scdiva.bench.methods.catalog);
@@ -110,8 +118,10 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return frame.reset_index().to_markdown(index=False)
 
 
-def _wide(table: pd.DataFrame, metrics: Mapping[str, str], digits: int = 3) -> pd.DataFrame:
-    """dataset x method rows, one column per metric, 'mean ± std' when several seeds."""
+def _wide(table: pd.DataFrame, metrics: Mapping[str, str], digits: int = 3,
+          development: Collection[str] = ()) -> pd.DataFrame:
+    """dataset x method rows, one column per metric, 'mean ± std' when several seeds; with
+    ``development`` datasets, an ``in-sample`` column marks the model's rows on them."""
     sel = table[table["metric"].isin(metrics)].copy()
     # Tables hold completed runs only: a method with fewer seeds than the most any method of that dataset
     # has (some of its runs did not complete) says over how many seeds its mean is.
@@ -127,15 +137,21 @@ def _wide(table: pd.DataFrame, metrics: Mapping[str, str], digits: int = 3) -> p
 
     sel["cell"] = sel.apply(cell, axis=1)
     wide = sel.pivot_table(index=["dataset", "method"], columns="metric", values="cell", aggfunc="first", sort=False)
-    return wide.reindex(columns=[m for m in metrics if m in wide.columns]).rename(columns=dict(metrics))
+    wide = wide.reindex(columns=[m for m in metrics if m in wide.columns]).rename(columns=dict(metrics))
+    if development:
+        rows = wide.index.to_frame(index=False)
+        flags = in_sample(rows["dataset"], rows["method"], development).to_numpy()
+        wide.insert(0, "in-sample", np.where(flags, "yes", ""))
+    return wide
 
 
-def integration_claims_section(integration: pd.DataFrame, figure: str) -> Section:
-    """Bars of the paper's three integration metrics for every method of this run."""
+def integration_claims_section(integration: pd.DataFrame, figure: str, development: Collection[str] = ()) -> Section:
+    """Bars of the paper's three integration metrics for every method of this run (``development``:
+    datasets whose model rows are in-sample)."""
     plot_grouped_bars(integration, CLAIMED_INTEGRATION_METRICS, figure,
                       title="Integration metrics the paper reports, per method (this run; higher is better)")
     return Section(title="Integration: the paper's metrics per method", order=6, figures=[str(figure)],
-                   markdown=markdown_table(_wide(integration, CLAIMED_INTEGRATION_METRICS)))
+                   markdown=markdown_table(_wide(integration, CLAIMED_INTEGRATION_METRICS, development=development)))
 
 
 ANNOTATION_METRICS = {"accuracy": "accuracy", "macro_f1": "macro-F1",
@@ -162,13 +178,15 @@ def write_table(table: pd.DataFrame, path: str | os.PathLike) -> None:
 
 def annotation_section(annotation: pd.DataFrame, infos: Mapping[str, Mapping], figure: str,
                        confusion_figures: Sequence[str], *, by_seed: pd.DataFrame | None = None,
-                       reference: str | None = None, paired_path: str | os.PathLike | None = None) -> Section:
+                       reference: str | None = None, paired_path: str | os.PathLike | None = None,
+                       development: Collection[str] = ()) -> Section:
     """Accuracy / macro-F1 / timing table and bars, unseen classes, per-class F1, confusion matrices.
 
     With ``by_seed`` (per-run scores of completed runs) and a ``reference`` method among them: every
     other method's paired differences of accuracy and macro-F1 against it, seed by seed
     (:func:`scdiva.bench.report.tables.paired_differences`), shown in the section and written to
-    ``paired_path`` (when given; without a comparison, with the header only).
+    ``paired_path`` (when given; without a comparison, with the header only). ``development``: the
+    datasets whose model rows are in-sample (marked in the table, named in the text).
     """
     plot_grouped_bars(annotation, {"accuracy": "accuracy", "macro_f1": "macro-F1"}, figure,
                       title="Annotation on the query batches (higher is better)")
@@ -198,7 +216,11 @@ def annotation_section(annotation: pd.DataFrame, infos: Mapping[str, Mapping], f
     if paired_path is not None:
         write_table(paired, paired_path)
     paired_md = paired_comparison_markdown(paired, reference or "", PAIRED_ANNOTATION_METRICS)
-    markdown = ("\n".join(lines) + "\n\n" + markdown_table(_wide(annotation, ANNOTATION_METRICS)) + paired_md
+    if development:
+        lines.append(f"Development data ({', '.join(f'`{d}`' for d in sorted(development))}): "
+                     + IN_SAMPLE_NOTE.removeprefix("**Development data**: "))
+    markdown = ("\n".join(lines) + "\n\n" + markdown_table(_wide(annotation, ANNOTATION_METRICS,
+                                                                  development=development)) + paired_md
                 + "\n\n<details><summary>Per-class F1</summary>\n\n" + markdown_table(per_class_table.round(3))
                 + "\n\n</details>")
     return Section(title="Cell-type annotation", markdown=markdown, order=20,
