@@ -17,6 +17,7 @@ from scdiva.bench.methods.record import is_control
 from scdiva.bench.report.coverage import left_out_lines, seed_counts
 from scdiva.bench.report.document import Section
 from scdiva.bench.report.figures import message_figure, results_table_figure, umap_grid, walltime_figure
+from scdiva.bench.report.ranks import rank_stability_section
 from scdiva.bench.report.tables import paired_comparison_markdown, paired_differences, wide_table
 from scdiva.bench.tasks.integration.metrics import AGGREGATES, BATCH_WEIGHT, BIO_WEIGHT, METRICS
 
@@ -215,6 +216,7 @@ def integration_sections(
             "of its own mean over seeds; a metric undefined on every seed shows `nan`.\n\n" + _metric_glossary()
         ),
     )]
+    ranked_by_dataset: dict[str, list[str]] = {}
     for i, (dataset, inputs) in enumerate(datasets.items()):
         fig_table = [figures / f"{dataset}_scib_results.png", figures / f"{dataset}_scib_results.pdf"]
         fig_umap = [figures / f"{dataset}_umap.png", figures / f"{dataset}_umap.pdf"]
@@ -237,6 +239,7 @@ def integration_sections(
             counts = seed_counts(runs, "integration", dataset)
             ranked = [m for (_, m), complete in counts["complete"].items() if complete]
         wide = wide_table(long, dataset, ranked)
+        ranked_by_dataset[dataset] = [m for m in wide.index if ranked is None or m in ranked]
         seeds_done = _seed_column(long, dataset, wide.index, runs)
         _write_csv(wide, tables / f"{dataset}_integration_wide.csv")
         pretty = mean_std_table(long, dataset).reindex(wide.index)
@@ -317,6 +320,15 @@ def integration_sections(
             ),
             figures=[str(fig_table[0]), str(fig_umap[0])],
         ))
+    if by_seed is not None:
+        if runs is not None:
+            counts = seed_counts(runs, "integration")
+            complete = {key for key, done in counts["complete"].items() if done}
+        else:
+            complete = {(d, m) for d, m in by_seed[["dataset", "method"]].drop_duplicates().itertuples(index=False)}
+        stability = rank_stability_section(by_seed, ranked_by_dataset, tables, complete)
+        if stability is not None:
+            sections.append(stability)
     walltimes = benchmark_walltimes(bench_dir)
     _write_csv(walltimes, tables / "benchmark_walltimes.csv", index=False)
     per_rule = walltimes.groupby("rule")["wall_s"].agg(["count", "sum", "max"]).round(1)

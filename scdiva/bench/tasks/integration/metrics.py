@@ -40,7 +40,7 @@ import functools
 import importlib
 import logging
 import types
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -348,19 +348,30 @@ def _scib_metrics(embedding: np.ndarray, batches: np.ndarray, labels: np.ndarray
     return {name: results[name] for name in METRICS}
 
 
-def aggregate_scores(values: Mapping[str, float]) -> dict[str, float]:
+def aggregate_scores(values: Mapping[str, float], *, batch_weight: float = BATCH_WEIGHT,
+                     leave_out: Collection[str] = ()) -> dict[str, float]:
     """batch_score, bio_score and total_score (0.4 batch + 0.6 bio) from raw metric values.
 
     Only metrics with ``in_aggregate=True`` count; NaN metrics (e.g. kBET with too few cells) are
     skipped in their group's mean. Range [0, 1]; higher = better.
+
+    Parameters
+    ----------
+    values
+        Metric name -> raw value of one embedding.
+    batch_weight
+        Weight of the batch score in the total (the bio score gets the rest); scIB's 0.4 by default.
+    leave_out
+        Metrics left out of their group's mean (rank-stability checks; the tables use none).
     """
     def group_mean(kind: str) -> float:
         vals = [values[m.name] for m in METRICS.values()
-                if m.kind == kind and m.in_aggregate and m.name in values and np.isfinite(values[m.name])]
+                if m.kind == kind and m.in_aggregate and m.name not in leave_out and m.name in values
+                and np.isfinite(values[m.name])]
         return float(np.mean(vals)) if vals else float("nan")
 
     batch, bio = group_mean("batch"), group_mean("bio")
-    return {"batch_score": batch, "bio_score": bio, "total_score": BATCH_WEIGHT * batch + BIO_WEIGHT * bio}
+    return {"batch_score": batch, "bio_score": bio, "total_score": batch_weight * batch + (1 - batch_weight) * bio}
 
 
 def metrics_frame(values: Mapping[str, float], **ids: Any) -> pd.DataFrame:

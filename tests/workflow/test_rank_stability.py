@@ -1,0 +1,73 @@
+"""Rank stability: ranks under other batch/bio weights, each metric left out and each seed, the
+orderings that hold under all of them, and ranks across datasets only over methods that ran on all."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from scdiva.bench.report.ranks import (
+    orderings_that_hold,
+    rank_scenarios,
+    rank_stability_section,
+    ranks_across_datasets,
+    scenario_totals,
+)
+from scdiva.bench.tasks.integration.metrics import METRICS
+
+# batch-group and bio-group values per method: total = w * batch + (1 - w) * bio
+GROUPS = {"a": (0.9, 0.9), "b": (0.8, 0.5), "c": (0.4, 0.7), "control_random": (0.95, 0.95)}
+
+
+def by_seed(groups=GROUPS, dataset="d", seeds=(0, 1), kbet_of=None) -> pd.DataFrame:
+    rows = []
+    for method, (batch, bio) in groups.items():
+        for seed in seeds:
+            for metric in METRICS.values():
+                value = batch if metric.kind == "batch" else bio
+                if kbet_of and metric.name == "kbet" and method in kbet_of:
+                    value = kbet_of[method]
+                rows.append({"dataset": dataset, "method": method, "seed": seed, "metric": metric.name, "value": value})
+    return pd.DataFrame(rows)
+
+
+def test_totals_per_weighting_computed_by_hand_and_the_orderings_that_hold():
+    totals = scenario_totals(by_seed(), ["a", "b", "c"])
+    # b: 0.3*0.8 + 0.7*0.5 = 0.59, 0.4*0.8 + 0.6*0.5 = 0.62, 0.65; c: 0.61, 0.58, 0.55
+    assert totals.loc["b", ["weights 0.3/0.7", "weights 0.4/0.6", "weights 0.5/0.5"]].tolist() == pytest.approx(
+        [0.59, 0.62, 0.65])
+    assert totals.loc["c", "weights 0.3/0.7"] == pytest.approx(0.61)
+    ranks = rank_scenarios(totals)
+    assert ranks.loc["b", "weights 0.3/0.7"] == 3 and ranks.loc["b", "weights 0.5/0.5"] == 2
+    # b and c swap between weightings: only a's lead holds throughout
+    assert orderings_that_hold(totals) == [("a", "b"), ("a", "c")]
+    assert {"seed 0", "seed 1", "without kBET", "without KMeans ARI"} <= set(totals.columns)
+
+
+def test_leaving_a_metric_out_and_a_single_seed_can_break_an_ordering():
+    # b's kBET of 0.0 drags its batch mean down; without kBET b is back above c at scIB weights
+    runs = by_seed(kbet_of={"b": 0.0})
+    totals = scenario_totals(runs, ["b", "c"])
+    assert totals.loc["b", "without kBET"] == pytest.approx(0.62)
+    assert totals.loc["b", "weights 0.4/0.6"] == pytest.approx(0.4 * 0.64 + 0.6 * 0.5)
+    assert totals.loc["b", "without kBET"] > totals.loc["c", "without kBET"]
+    assert totals.loc["b", "weights 0.4/0.6"] < totals.loc["c", "weights 0.4/0.6"]
+    # one seed where c beats a: "a > c" no longer holds
+    flipped = pd.concat([by_seed(seeds=(0,)), by_seed({"a": (0.1, 0.1), "c": (0.4, 0.7)}, seeds=(1,))])
+    held = orderings_that_hold(scenario_totals(flipped, ["a", "c"]))
+    assert ("a", "c") not in held and ("c", "a") not in held
+
+
+def test_across_datasets_only_methods_that_ran_everywhere(tmp_path):
+    runs = pd.concat([by_seed(dataset="d1"),
+                      by_seed({"a": (0.5, 0.5), "b": (0.9, 0.9), "c": (0.1, 0.1)}, dataset="d2")])
+    complete = {(d, m) for d in ("d1", "d2") for m in ("a", "b")} | {("d1", "c")}  # c failed a seed on d2
+    across = ranks_across_datasets(runs, complete)
+    assert list(across.index) == ["a", "b"]  # a: ranks 1 and 2, b: 2 and 1 -> tie on 1.5, a first (stable)
+    assert across["mean_rank"].tolist() == [1.5, 1.5]
+    section = rank_stability_section(runs, {"d1": ["a", "b", "c", "control_random"], "d2": ["a", "b"]},
+                                     tmp_path, complete)
+    assert "Orderings that hold in every scenario: `a` > `b`, `a` > `c`." in section.markdown
+    written = pd.read_csv(tmp_path / "d1_rank_stability.csv", index_col=0)
+    assert list(written.index) == ["a", "b", "c"]  # the control is never ranked
+    assert pd.read_csv(tmp_path / "ranks_across_datasets.csv", index_col=0).index.tolist() == ["a", "b"]
