@@ -222,3 +222,27 @@ def test_fine_tunes_condition_on_the_batches_the_checkpoint_corpus_named(pbmc_pr
     finetune_integration(elsewhere, pbmc_preprocessed, batch_key="donor", seed=0,
                          params={**SCDIVA_FINETUNED_DEFAULTS, **short})
     assert elsewhere.config.batch_categories == ["other/a", *sorted(pbmc_preprocessed.obs["donor"].unique())]
+
+
+def test_a_derived_method_trains_with_its_override(pbmc_preprocessed, checkpoint, monkeypatch):
+    """config `methods.<name>: {base: scdiva_finetuned, params: {...}}` is ScDiVa's fine-tune under another
+    name: its parameter reaches the model that is trained, and it keeps the base's role and checkpoint."""
+    from scdiva import ScDiVaModel
+    from scdiva.bench.api import integrate
+    from scdiva.bench.methods.catalog import get_method
+
+    seen = []
+    original = ScDiVaModel._train
+
+    def recording_train(self, corpus, specs, **kwargs):
+        seen.append((self.module.decoder.kl_weight(None), kwargs.get("trunk_lr_factor")))
+        return original(self, corpus, specs, **kwargs)
+
+    monkeypatch.setattr(ScDiVaModel, "_train", recording_train)
+    record = get_method("integration", "scdiva_kl2", {"base": "scdiva_finetuned",
+                                                      "params": {"kl_weight": 2.0, "trunk_lr_factor": 1.0}})
+    assert record.role == "model" and record.checkpoint_param == "checkpoint" and record.name == "scdiva_kl2"
+    adata = pbmc_preprocessed.copy()
+    integrate(adata, record, batch_key="donor", label_key=None, seed=0, threads=1,
+              params={"checkpoint": checkpoint, "max_steps": 2, "batch_size": 32})
+    assert seen == [(2.0, 1.0)] and adata.obsm["X_emb"].shape[0] == adata.n_obs

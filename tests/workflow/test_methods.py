@@ -233,3 +233,28 @@ def test_batch_mixing_gain_is_not_bought_with_biology(embeddings, pbmc_small):
     assert clisi(nn["harmony"], labels) > clisi(nn["shuffled"], labels) + 0.2
     assert silhouette_label(harmony, labels) > silhouette_label(shuffled, labels) + 0.05
     assert clisi(nn["harmony"], labels) >= clisi(nn["pca"], labels) - 0.05
+
+
+def test_derived_method_errors_name_the_method_and_the_fix():
+    from scdiva.bench.methods.catalog import get_method
+    from scdiva.bench.methods.record import MethodConfigError
+
+    cases = [({"base": "scvii"}, "`base` 'scvii' is not a built-in integration method"),
+             ({"base": "scvi", "params": {"n_latnet": 7}}, r"\['n_latnet'\] are not parameters of 'scvi'"),
+             ({"base": "scvi", "entry_point": "x:y"}, r"unknown keys \['entry_point'\]"),
+             ({"base": "logreg", "task": "annotation"}, "defined for task 'annotation'")]
+    for entry, message in cases:
+        with pytest.raises(MethodConfigError, match=message):
+            get_method("integration", "my_variant", entry)
+    with pytest.raises(MethodConfigError, match="'harmony' is a built-in integration method"):
+        get_method("integration", "harmony", {"base": "scvi"})
+
+
+def test_derived_method_override_reaches_the_fitted_model(pbmc_small):
+    from scdiva.bench.methods.catalog import get_method
+
+    record = get_method("integration", "scvi_latent7", {"base": "scvi", "params": {"n_latent": 7, "max_epochs": 1}})
+    adata = pbmc_small.copy()
+    integrate(adata, record, batch_key="donor", label_key="cell_type", seed=0, threads=1)
+    assert adata.obsm["X_emb"].shape == (pbmc_small.n_obs, 7)  # scvi's own default is 10
+    assert record.gpu and record.saves_model and record.role == "baseline"

@@ -74,11 +74,6 @@ def dataset_names():
     return list(config["datasets"])
 
 
-def development_datasets():
-    """Datasets with `role: development`: the model's defaults were chosen on them (rows in-sample)."""
-    return [d for d in dataset_names() if dataset_config(d)["role"] == "development"]
-
-
 def dataset_config(name):
     """The config entry of dataset ``name`` (source, batch_key, label_key, ...)."""
     return config["datasets"][name]

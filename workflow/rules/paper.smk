@@ -37,6 +37,7 @@ rule paper_sections:
         n_seeds=len(seeds()),  # the best baseline of the claims tables: one measured on every seed
         annotation_reference=config["annotation"]["reference"],  # compared with every method, seed by seed
         development=development_datasets(),  # their ScDiVa rows are marked in-sample
+        models=model_method_names(),
     log:
         "results/logs/paper_sections/paper_sections.log",
     localrule: True

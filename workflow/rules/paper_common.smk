@@ -1,4 +1,16 @@
-# Helpers of the paper figures and report sections (paper.smk).
+# Helpers of the paper figures and report sections (paper.smk, report.smk).
+
+def model_method_names():
+    """This run's integration and annotation methods of the model under test (record role "model",
+    config-derived ones included): marked in-sample on development datasets."""
+    listed = [("integration", m) for m in method_names()] + [("annotation", m) for m in annotation_methods()]
+    return sorted({m for task, m in listed if method_record(task, m).role == "model"})
+
+
+def development_datasets():
+    """Datasets with `role: development`: the model's defaults were chosen on them (rows in-sample)."""
+    return [d for d in dataset_names() if dataset_config(d)["role"] == "development"]
+
 
 def trajectory_methods():
     """Integration methods of the model under test (record role "model": ScDiVa) in this run."""

@@ -33,6 +33,7 @@ rule report:
         },
         seed=seeds()[0],
         reference=config["integration"]["reference"],  # compared with every method, seed by seed
+        models=model_method_names(),  # marked in-sample on development datasets
         bench_dir="results/benchmarks",
     log:
         "results/logs/report/report.log",

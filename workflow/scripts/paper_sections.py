@@ -26,14 +26,16 @@ checkpoint_section(list(inp.get("checkpoint_configs", []))).to_json(out.checkpoi
 sections = {"integration": None, "annotation": None, "multitask": None, "trajectory": None}
 if len(integration):
     sections["integration"] = paper.integration_claims_section(integration, snakemake.params.figures['integration'],
-                                                               development=snakemake.params.development)
+                                                               development=snakemake.params.development,
+                                                               models=snakemake.params.models)
 if len(annotation):
     sections["annotation"] = paper.annotation_section(annotation, annotation_infos, snakemake.params.figures['annotation'],
                                                       list(inp.get("confusion", [])),
                                                       by_seed=paper.read_table(inp.get("annotation_by_seed")),
                                                       reference=snakemake.params.annotation_reference,
                                                       paired_path=out.annotation_paired,
-                                                      development=snakemake.params.development)
+                                                      development=snakemake.params.development,
+                                                      models=snakemake.params.models)
 else:  # the output exists in every run
     paper.write_table(paper.annotation_paired(paper.read_table(None), ""), out.annotation_paired)
 if len(multitask):

@@ -29,6 +29,7 @@ with open(snakemake.log[0], "a") as log, contextlib.redirect_stdout(log), contex
         seed=snakemake.params.seed,
         by_seed=pd.read_csv(snakemake.input.by_seed),
         reference=snakemake.params.reference,
+        models=snakemake.params.models,
     )
     sections += load_sections(snakemake.input.sections)
     write_report(sections, out_dir)

@@ -9,10 +9,11 @@ task module exports its built-in records (``builtin_records``); a method brought
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from scdiva.bench.methods.external import is_definition, record_from_config
+from scdiva.bench.methods.external import DERIVED_KEYS, is_definition, record_from_config
 from scdiva.bench.methods.record import MethodConfigError, MethodRecord
 
 _REGISTRY: dict[tuple[str, str], MethodRecord] = {}
@@ -61,6 +62,8 @@ def get_method(task: str, name: str, entry: Mapping[str, Any] | None = None, *,
                base_dir: str | Path | None = None) -> MethodRecord:
     """The record of method ``name`` for ``task``: built from config ``entry`` when that defines
     a method, else the built-in one. Errors name the method and what to fix."""
+    if entry and "base" in entry:
+        return derived_record(task, name, entry)
     if is_definition(entry):
         if (task, name) in _registry():
             raise MethodConfigError(f"method {name!r}: config `methods.{name}` defines a method, but {name!r} is a built-in {task} "
@@ -76,6 +79,39 @@ def get_method(task: str, name: str, entry: Mapping[str, Any] | None = None, *,
         raise KeyError(f"unknown {task} method {name!r}; built-in: {sorted(method_records(task))}. "
                        f"To add your own, define it in config `methods.{name}` with `entry_point`, `command` "
                        "or `embedding` (docs/methods-and-metrics.md)") from None
+
+
+def derived_record(task: str, name: str, entry: Mapping[str, Any]) -> MethodRecord:
+    """A built-in method under another name with some of its parameters changed: config
+    ``methods.<name>: {base: <built-in method>, params: {...}}`` (``task: annotation`` for an
+    annotation method). Everything else (role, labels it needs, checkpoint, GPU) is the base's, so an
+    ablation variant runs, is scored and is reported exactly as the method it varies."""
+    where = f"method {name!r}: config `methods.{name}`"
+    unknown = sorted(set(entry) - set(DERIVED_KEYS))
+    if unknown:
+        raise MethodConfigError(f"{where} has unknown keys {unknown}; a method with `base` allows "
+                                f"{', '.join(DERIVED_KEYS)} (parameters go under `params`)")
+    own_task = entry.get("task", "integration")
+    if own_task != task:
+        raise MethodConfigError(f"method {name!r} is defined for task {own_task!r} (config `methods.{name}.task`) "
+                                f"but listed under `{task}.methods`")
+    base = entry["base"]
+    if (task, name) in _registry():
+        raise MethodConfigError(f"{where} derives a method, but {name!r} is a built-in {task} method; "
+                                "give yours another name")
+    if (task, base) not in _registry():
+        raise MethodConfigError(f"{where}: `base` {base!r} is not a built-in {task} method; built-in: "
+                                f"{sorted(method_records(task))}")
+    params = entry.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise MethodConfigError(f"{where}: `params` must be a mapping of parameter names to values")
+    parent = _registry()[(task, base)]
+    unknown = sorted(set(params) - set(parent.defaults)) if parent.check_params else []
+    if unknown:
+        raise MethodConfigError(f"{where}: `params` {unknown} are not parameters of {base!r}; it accepts "
+                                f"{sorted(parent.defaults)}")
+    return replace(parent, name=name, defaults={**parent.defaults, **params}, overrides=dict(params),
+                   description=str(entry.get("description") or f"{base} with {dict(params)}"))
 
 
 def _load_builtins() -> None:

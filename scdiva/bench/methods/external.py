@@ -49,6 +49,8 @@ from scdiva.bench.tasks.annotation.base import FittedAnnotator
 DEFINITION_KEYS = ("task", "entry_point", "command", "embedding", "obsm_key", "params", "gpu", "needs_labels",
                    "description")
 KINDS = ("entry_point", "command", "embedding")
+#: Keys of a method derived from a built-in one (config ``methods.<name>: {base: ..., params: ...}``).
+DERIVED_KEYS = ("base", "task", "params", "description")
 #: Placeholders a ``command`` may use, per task (values are shell-quoted).
 COMMAND_FIELDS = {
     "integration": ("input", "output", "batch_key", "label_key", "seed", "threads", "params"),
@@ -57,8 +59,9 @@ COMMAND_FIELDS = {
 
 
 def is_definition(entry: Mapping[str, Any] | None) -> bool:
-    """True if config ``methods.<name>`` defines a method (entry_point / command / embedding)."""
-    return bool(entry) and any(k in entry for k in KINDS)
+    """True if config ``methods.<name>`` defines a method (entry_point / command / embedding, or
+    ``base``: a built-in method with other parameters)."""
+    return bool(entry) and any(k in entry for k in (*KINDS, "base"))
 
 
 def config_params(entry: Mapping[str, Any] | None) -> dict[str, Any]:

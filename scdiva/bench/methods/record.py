@@ -77,6 +77,8 @@ class MethodRecord:
     #: with role "control": "negative" (integrating or annotating nothing useful scores this) or
     #: "positive" (what keeping every cell type and mixing every batch scores); reports scale by them
     control: str | None = None
+    #: a method derived from a built-in one (config ``methods.<name>.base``): the parameters it changes
+    overrides: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):

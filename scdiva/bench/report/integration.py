@@ -46,10 +46,15 @@ IN_SAMPLE_NOTE = ("**Development data**: ScDiVa's defaults were chosen on this d
                   "Decisions), so its ScDiVa rows, marked *in-sample*, are not an independent evaluation.")
 
 
-def in_sample(datasets: pd.Series, methods: pd.Series, development: Collection[str]) -> pd.Series:
-    """Which (dataset, method) rows are in-sample: the model under test's on a development dataset."""
-    model = [name for task in ("integration", "annotation") for name in model_methods(task)]
-    return datasets.isin(list(development)) & methods.isin(model)
+def in_sample(datasets: pd.Series, methods: pd.Series, development: Collection[str],
+              models: Collection[str] | None = None) -> pd.Series:
+    """Which (dataset, method) rows are in-sample: the model under test's on a development dataset.
+
+    ``models``: the run's methods with role "model" (config-derived ones included); None: the built-in ones.
+    """
+    if models is None:
+        models = [name for task in ("integration", "annotation") for name in model_methods(task)]
+    return datasets.isin(list(development)) & methods.isin(list(models))
 
 
 def _write_csv(frame: pd.DataFrame, path: Path, **kwargs) -> Path:
@@ -168,6 +173,7 @@ def integration_sections(
     seed: int = 0,
     by_seed: pd.DataFrame | None = None,
     reference: str | None = None,
+    models: Collection[str] | None = None,
 ) -> list[Section]:
     """Write the integration tables and figures under ``out_dir`` and return their report sections.
 
@@ -190,13 +196,15 @@ def integration_sections(
     by_seed, reference
         Per-run scores (completed runs) and the method every other is compared with seed by seed
         (:func:`scdiva.bench.report.tables.paired_differences`); either ``None``: no comparison.
+    models
+        The run's methods of the model under test (marked in-sample on development data; :func:`in_sample`).
     """
     out_dir = Path(out_dir)
     tables, figures = out_dir / "tables", out_dir / "figures"
     tables.mkdir(parents=True, exist_ok=True)
     figures.mkdir(parents=True, exist_ok=True)
     development = {name for name, inputs in datasets.items() if inputs.development}
-    _write_csv(long.assign(in_sample=in_sample(long["dataset"], long["method"], development)),
+    _write_csv(long.assign(in_sample=in_sample(long["dataset"], long["method"], development, models)),
                tables / "integration_scores.csv", index=False)
     n_seeds = int(long["n_seeds"].max()) if len(long) else 0
     sections = [Section(
@@ -246,7 +254,7 @@ def integration_sections(
         pretty.columns = [METRICS[c].label if c in METRICS else c for c in pretty.columns]
         pretty.insert(0, "seeds", seeds_done)
         if inputs.development:
-            flags = in_sample(pd.Series(dataset, index=pretty.index), pretty.index.to_series(), [dataset])
+            flags = in_sample(pd.Series(dataset, index=pretty.index), pretty.index.to_series(), [dataset], models)
             pretty.insert(0, "in-sample", flags.map({True: "yes", False: ""}))
         _write_csv(pretty, tables / f"{dataset}_integration.csv")
         with atomic_path(tables / f"{dataset}_integration.tex") as tmp:

@@ -119,7 +119,7 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 
 def _wide(table: pd.DataFrame, metrics: Mapping[str, str], digits: int = 3,
-          development: Collection[str] = ()) -> pd.DataFrame:
+          development: Collection[str] = (), models: Collection[str] | None = None) -> pd.DataFrame:
     """dataset x method rows, one column per metric, 'mean ± std' when several seeds; with
     ``development`` datasets, an ``in-sample`` column marks the model's rows on them."""
     sel = table[table["metric"].isin(metrics)].copy()
@@ -140,18 +140,19 @@ def _wide(table: pd.DataFrame, metrics: Mapping[str, str], digits: int = 3,
     wide = wide.reindex(columns=[m for m in metrics if m in wide.columns]).rename(columns=dict(metrics))
     if development:
         rows = wide.index.to_frame(index=False)
-        flags = in_sample(rows["dataset"], rows["method"], development).to_numpy()
+        flags = in_sample(rows["dataset"], rows["method"], development, models).to_numpy()
         wide.insert(0, "in-sample", np.where(flags, "yes", ""))
     return wide
 
 
-def integration_claims_section(integration: pd.DataFrame, figure: str, development: Collection[str] = ()) -> Section:
+def integration_claims_section(integration: pd.DataFrame, figure: str, development: Collection[str] = (),
+                               models: Collection[str] | None = None) -> Section:
     """Bars of the paper's three integration metrics for every method of this run (``development``:
     datasets whose model rows are in-sample)."""
     plot_grouped_bars(integration, CLAIMED_INTEGRATION_METRICS, figure,
                       title="Integration metrics the paper reports, per method (this run; higher is better)")
     return Section(title="Integration: the paper's metrics per method", order=6, figures=[str(figure)],
-                   markdown=markdown_table(_wide(integration, CLAIMED_INTEGRATION_METRICS, development=development)))
+                   markdown=markdown_table(_wide(integration, CLAIMED_INTEGRATION_METRICS, development=development, models=models)))
 
 
 ANNOTATION_METRICS = {"accuracy": "accuracy", "macro_f1": "macro-F1",
@@ -179,14 +180,15 @@ def write_table(table: pd.DataFrame, path: str | os.PathLike) -> None:
 def annotation_section(annotation: pd.DataFrame, infos: Mapping[str, Mapping], figure: str,
                        confusion_figures: Sequence[str], *, by_seed: pd.DataFrame | None = None,
                        reference: str | None = None, paired_path: str | os.PathLike | None = None,
-                       development: Collection[str] = ()) -> Section:
+                       development: Collection[str] = (), models: Collection[str] | None = None) -> Section:
     """Accuracy / macro-F1 / timing table and bars, unseen classes, per-class F1, confusion matrices.
 
     With ``by_seed`` (per-run scores of completed runs) and a ``reference`` method among them: every
     other method's paired differences of accuracy and macro-F1 against it, seed by seed
     (:func:`scdiva.bench.report.tables.paired_differences`), shown in the section and written to
     ``paired_path`` (when given; without a comparison, with the header only). ``development``: the
-    datasets whose model rows are in-sample (marked in the table, named in the text).
+    datasets whose model rows are in-sample (marked in the table, named in the text); ``models``: the
+    run's methods of the model under test (None: the built-in ones).
     """
     plot_grouped_bars(annotation, {"accuracy": "accuracy", "macro_f1": "macro-F1"}, figure,
                       title="Annotation on the query batches (higher is better)")
@@ -220,7 +222,8 @@ def annotation_section(annotation: pd.DataFrame, infos: Mapping[str, Mapping], f
         lines.append(f"Development data ({', '.join(f'`{d}`' for d in sorted(development))}): "
                      + IN_SAMPLE_NOTE.removeprefix("**Development data**: "))
     markdown = ("\n".join(lines) + "\n\n" + markdown_table(_wide(annotation, ANNOTATION_METRICS,
-                                                                  development=development)) + paired_md
+                                                                  development=development, models=models))
+                + paired_md
                 + "\n\n<details><summary>Per-class F1</summary>\n\n" + markdown_table(per_class_table.round(3))
                 + "\n\n</details>")
     return Section(title="Cell-type annotation", markdown=markdown, order=20,

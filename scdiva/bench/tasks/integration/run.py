@@ -105,9 +105,11 @@ def run(
         files["embedding"] = record.embedding
     with method_obs(adata, batch_key=batch_key, needs_labels=record.needs_labels, method=name):
         start = time.perf_counter()
-        # built-in methods merge their defaults themselves; config-defined ones get them merged here
+        # built-in methods merge their defaults themselves (a derived one's overrides first); config-defined
+        # ones get them merged here
         function(adata, batch_key=batch_key, label_key=label_key if record.needs_labels else None, seed=seed,
-                 params=dict(params or {}) if record.check_params else merged, threads=threads, **files)
+                 params={**record.overrides, **dict(params or {})} if record.check_params else merged,
+                 threads=threads, **files)
         runtime = time.perf_counter() - start
     if EMBEDDING_KEY not in adata.obsm:
         wrote = sorted(set(adata.obsm.keys()) - obsm_before)
