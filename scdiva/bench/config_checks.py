@@ -271,6 +271,26 @@ def check_checkpoints(config: dict[str, Any], repo_root: Path) -> None:
                 f"not configured; configured datasets: {', '.join(config['datasets'])}. Add them under "
                 f"`datasets:` or name configured ones."
             )
+        check_model_overrides(name, recipe.get("size", "tiny"), recipe.get("model") or {})
+
+
+def check_model_overrides(checkpoint: str, size: str, overrides: Mapping[str, Any]) -> None:
+    """A recipe's `model` settings are fields of ScDiVaConfig that its ``size`` accepts."""
+    if not overrides:
+        return
+    from dataclasses import fields
+
+    from scdiva.config import ScDiVaConfig
+
+    known = {f.name for f in fields(ScDiVaConfig)} - {"n_genes"}
+    unknown = sorted(set(overrides) - known)
+    where = f"checkpoint {checkpoint!r}: config `checkpoints.{checkpoint}.recipe.model`"
+    if unknown:
+        raise ConfigError(f"{where} has unknown settings {unknown}; model settings: {', '.join(sorted(known))}")
+    try:
+        ScDiVaConfig.from_size(size, **overrides)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: {err}") from None
 
 
 def check_methods(config: Mapping[str, Any], repo_root: Path) -> None:

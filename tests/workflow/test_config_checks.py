@@ -62,3 +62,15 @@ def test_relative_published_checkpoint_path_resolves_against_the_repository_root
     with pytest.raises(config_checks.ConfigError, match=r"checkpoint 'mine': directory .*ckpt \(config "
                        r"`checkpoints.mine.published.path`: 'ckpt'\) lacks \['vocab.json'\]"):
         config_checks.check_checkpoints(config, root)
+
+
+def test_recipe_model_settings_are_checked_before_any_job():
+    config = load_config("config.yaml")
+    recipe = config["checkpoints"]["scdiva_tiny"]["recipe"]
+    recipe["model"] = {"n_layers": 0, "n_latent": 10}
+    config_checks.check_checkpoints(config, REPO_ROOT)  # an ablation without the transformer is a recipe
+    recipe["model"] = {"n_layayers": 0}
+    with pytest.raises(config_checks.ConfigError, match=r"checkpoint 'scdiva_tiny': config "
+                       r"`checkpoints.scdiva_tiny.recipe.model` has unknown settings \['n_layayers'\]; model "
+                       r"settings: .*n_layers"):
+        config_checks.check_checkpoints(config, REPO_ROOT)

@@ -51,6 +51,7 @@ rule pretrain:
         tasks=lambda wc: config["checkpoints"][wc.checkpoint]["recipe"].get(
             "tasks", ["masked_expression", "integration"]),
         length=lambda wc: recipe_length_option(wc.checkpoint),
+        model=lambda wc: json.dumps(config["checkpoints"][wc.checkpoint]["recipe"].get("model") or {}),
         device="cuda" if use_gpu() else "cpu",
         cli=SCDIVA_CLI,  # [<this job's python>, -m, scdiva.cli]: no `scdiva` command on PATH needed
         # `scdiva train` writes into a staging directory that replaces the output only when complete.
@@ -75,6 +76,7 @@ rule pretrain:
     shell:
         "rm -rf {params.staging:q} && "
         "{params.cli:q} train --data {input:q} --output {params.staging:q} --size {params.recipe[size]:q} "
+        "--config {params.model:q} "
         "--tasks {params.tasks:q} --batch-key batch {params.length:q} "
         "--batch-size {params.recipe[batch_size]:q} --seed {params.recipe[seed]:q} --device {params.device:q} "
         "--threads {threads:q} --history {params.staging_history:q} > {log:q} 2>&1 && "

@@ -1,5 +1,7 @@
 # Helpers of the ScDiVa checkpoint rules (checkpoints.smk; config `checkpoints`).
 
+import json
+
 from scdiva.bench.checkpoints.files import CHECKPOINT_FILES
 
 

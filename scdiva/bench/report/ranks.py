@@ -40,6 +40,8 @@ def scenario_totals(by_seed: pd.DataFrame, methods: Sequence[str]) -> pd.DataFra
     """
     raw = by_seed[by_seed["method"].isin(list(methods)) & by_seed["metric"].isin(list(METRICS))]
     runs = raw.pivot_table(index=["method", "seed"], columns="metric", values="value", aggfunc="first")
+    if runs.empty:  # no per-metric values (e.g. a table of totals only): nothing to re-weigh
+        return pd.DataFrame(index=list(methods))
 
     def totals(**kwargs) -> pd.Series:
         return runs.apply(lambda row: aggregate_scores(row.dropna().to_dict(), **kwargs)["total_score"], axis=1)
@@ -90,7 +92,8 @@ def ranks_across_datasets(by_seed: pd.DataFrame, complete: Collection[tuple[str,
     columns = {}
     for dataset in datasets:
         one = by_seed[by_seed["dataset"] == dataset]
-        columns[dataset] = scenario_totals(one, everywhere)[SCIB_WEIGHTS]
+        totals = scenario_totals(one, everywhere)
+        columns[dataset] = totals[SCIB_WEIGHTS] if SCIB_WEIGHTS in totals else pd.Series(index=everywhere, dtype=float)
     ranks = rank_scenarios(pd.DataFrame(columns, index=everywhere))
     if ranks.empty:
         return ranks.assign(mean_rank=pd.Series(dtype=float))
@@ -119,6 +122,8 @@ def rank_stability_section(by_seed: pd.DataFrame, ranked: Mapping[str, Sequence[
         if len(methods) < 2:
             continue
         totals = scenario_totals(by_seed[by_seed["dataset"] == dataset], methods)
+        if totals.columns.empty:
+            continue
         ranks = rank_scenarios(totals)
         with atomic_path(tables / f"{dataset}_rank_stability.csv") as tmp:
             ranks.to_csv(tmp)
