@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/scdiva_flops.py --threads 1
 	$(BIN)/python benchmarks/embedding_throughput.py --threads 1
 	$(BIN)/python benchmarks/metrics_vs_scib.py --threads 1
+	$(BIN)/python benchmarks/scoring_startup.py
 	$(BIN)/python benchmarks/rule_walltimes.py --run . --cores $(CORES)
 
 lint: $(STAMP)
