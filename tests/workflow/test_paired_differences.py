@@ -61,3 +61,13 @@ def test_annotation_section_pairs_accuracy_and_macro_f1_against_its_reference(tm
     section = annotation_section(summary, {}, str(tmp_path / "bars.png"), [], by_seed=by_seed,
                                  reference="scanvi", paired_path=tmp_path / "none.csv")
     assert pd.read_csv(tmp_path / "none.csv").empty and "seed by seed" not in section.markdown
+
+
+def test_a_tie_is_no_win_and_every_row_names_its_reference():
+    runs = by_seed({"scvi": [0.70, 0.72], "mine": [0.70, 0.73]})
+    row = paired_differences(runs, "scvi").iloc[0]
+    assert row["wins"] == 1 and row["reference"] == "scvi" and row["metric"] == "total_score"
+    # the reference alone: no rows, and the table keeps its columns (the report writes it as it is)
+    alone = paired_differences(by_seed({"scvi": [0.7, 0.7]}), "scvi")
+    assert alone.empty and list(alone.columns) == ["dataset", "method", "reference", "metric", "n_pairs",
+                                                   "mean_diff", "ci_low", "ci_high", "wins"]
