@@ -71,3 +71,25 @@ def test_across_datasets_only_methods_that_ran_everywhere(tmp_path):
     written = pd.read_csv(tmp_path / "d1_rank_stability.csv", index_col=0)
     assert list(written.index) == ["a", "b", "c"]  # the control is never ranked
     assert pd.read_csv(tmp_path / "ranks_across_datasets.csv", index_col=0).index.tolist() == ["a", "b"]
+
+
+def test_ranks_per_dataset_ties_and_methods_left_out_by_hand():
+    runs = pd.concat([
+        by_seed({"a": (0.9, 0.9), "b": (0.5, 0.5), "c": (0.5, 0.5), "x": (1.0, 1.0)}, dataset="d1"),
+        by_seed({"a": (0.6, 0.6), "b": (0.8, 0.8), "c": (0.1, 0.1)}, dataset="d2"),
+    ])
+    complete = {(d, m) for d in ("d1", "d2") for m in ("a", "b", "c")}  # x ran on d1 only
+    across = ranks_across_datasets(runs, complete)
+    # d1: a 1, b and c tied at 2 (ties share the better rank); d2: b 1, a 2, c 3
+    assert across.loc["a", "d1"] == 1 and across.loc["b", "d1"] == 2 and across.loc["c", "d1"] == 2
+    assert across.loc["b", "d2"] == 1 and across.loc["c", "d2"] == 3
+    assert across["mean_rank"].to_dict() == {"a": 1.5, "b": 1.5, "c": 2.5} and "x" not in across.index
+    totals = scenario_totals(runs[runs["dataset"] == "d1"], ["a", "b", "c"])
+    assert list(totals.index) == ["a", "b", "c"]  # x's rows are in the table but x is not ranked
+    assert rank_scenarios(totals).loc[["b", "c"], "weights 0.4/0.6"].tolist() == [2, 2]
+    held = orderings_that_hold(totals)
+    assert ("a", "b") in held and ("b", "c") not in held and ("c", "b") not in held  # a tie holds neither way
+    # a scenario where one of two has no total: the ordering is judged on the others
+    gapped = totals.copy()
+    gapped.loc["a", "seed 0"] = float("nan")
+    assert ("a", "b") in orderings_that_hold(gapped)
