@@ -75,10 +75,12 @@ def test_across_datasets_only_methods_that_ran_everywhere(tmp_path):
 
 def test_ranks_per_dataset_ties_and_methods_left_out_by_hand():
     runs = pd.concat([
-        by_seed({"a": (0.9, 0.9), "b": (0.5, 0.5), "c": (0.5, 0.5), "x": (1.0, 1.0)}, dataset="d1"),
-        by_seed({"a": (0.6, 0.6), "b": (0.8, 0.8), "c": (0.1, 0.1)}, dataset="d2"),
+        by_seed({"a": (0.9, 0.9), "b": (0.5, 0.5), "c": (0.5, 0.5), "x": (1.0, 1.0), "control_celltype": (1, 1)},
+                dataset="d1"),
+        by_seed({"a": (0.6, 0.6), "b": (0.8, 0.8), "c": (0.1, 0.1), "control_celltype": (1, 1)}, dataset="d2"),
     ])
-    complete = {(d, m) for d in ("d1", "d2") for m in ("a", "b", "c")}  # x ran on d1 only
+    # x ran on d1 only; the control ran everywhere but a control is never ranked
+    complete = {(d, m) for d in ("d1", "d2") for m in ("a", "b", "c", "control_celltype")}
     across = ranks_across_datasets(runs, complete)
     # d1: a 1, b and c tied at 2 (ties share the better rank); d2: b 1, a 2, c 3
     assert across.loc["a", "d1"] == 1 and across.loc["b", "d1"] == 2 and across.loc["c", "d1"] == 2

@@ -77,7 +77,7 @@ def orderings_that_hold(totals: pd.DataFrame) -> list[tuple[str, str]]:
 
 def ranks_across_datasets(by_seed: pd.DataFrame, complete: Collection[tuple[str, str]]) -> pd.DataFrame:
     """Rank per dataset (scIB weights, mean over seeds) of the methods that completed every seed on
-    every dataset, and their mean rank; rows sorted by mean rank.
+    every dataset (controls are never ranked), and their mean rank; rows sorted by mean rank.
 
     Parameters
     ----------
@@ -88,7 +88,7 @@ def ranks_across_datasets(by_seed: pd.DataFrame, complete: Collection[tuple[str,
     """
     datasets = sorted(by_seed["dataset"].unique())
     everywhere = sorted(m for m in by_seed["method"].unique()
-                        if all((d, m) in complete for d in datasets))
+                        if not is_control(m) and all((d, m) in complete for d in datasets))
     columns = {}
     for dataset in datasets:
         one = by_seed[by_seed["dataset"] == dataset]
