@@ -13,7 +13,7 @@ from scdiva.bench.report.ranks import (
     ranks_across_datasets,
     scenario_totals,
 )
-from scdiva.bench.tasks.integration.metrics import METRICS
+from scdiva.bench.tasks.integration.metrics import METRICS, aggregate_scores
 
 # batch-group and bio-group values per method: total = w * batch + (1 - w) * bio
 GROUPS = {"a": (0.9, 0.9), "b": (0.8, 0.5), "c": (0.4, 0.7), "control_random": (0.95, 0.95)}
@@ -23,11 +23,12 @@ def by_seed(groups=GROUPS, dataset="d", seeds=(0, 1), kbet_of=None) -> pd.DataFr
     rows = []
     for method, (batch, bio) in groups.items():
         for seed in seeds:
-            for metric in METRICS.values():
-                value = batch if metric.kind == "batch" else bio
-                if kbet_of and metric.name == "kbet" and method in kbet_of:
-                    value = kbet_of[method]
-                rows.append({"dataset": dataset, "method": method, "seed": seed, "metric": metric.name, "value": value})
+            values = {m.name: batch if m.kind == "batch" else bio for m in METRICS.values()}
+            if kbet_of and method in kbet_of:
+                values["kbet"] = kbet_of[method]
+            values |= aggregate_scores(values)  # each run's aggregates, as the metrics job writes them
+            rows += [{"dataset": dataset, "method": method, "seed": seed, "metric": name, "value": value}
+                     for name, value in values.items()]
     return pd.DataFrame(rows)
 
 
@@ -77,7 +78,8 @@ def test_ranks_per_dataset_ties_and_methods_left_out_by_hand():
     runs = pd.concat([
         by_seed({"a": (0.9, 0.9), "b": (0.5, 0.5), "c": (0.5, 0.5), "x": (1.0, 1.0), "control_celltype": (1, 1)},
                 dataset="d1"),
-        by_seed({"a": (0.6, 0.6), "b": (0.8, 0.8), "c": (0.1, 0.1), "control_celltype": (1, 1)}, dataset="d2"),
+        # by total b (0.72) > a (0.56) > c; by biology alone a would lead
+        by_seed({"a": (0.2, 0.8), "b": (0.9, 0.6), "c": (0.1, 0.1), "control_celltype": (1, 1)}, dataset="d2"),
     ])
     # x ran on d1 only; the control ran everywhere but a control is never ranked
     complete = {(d, m) for d in ("d1", "d2") for m in ("a", "b", "c", "control_celltype")}

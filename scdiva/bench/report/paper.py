@@ -214,7 +214,7 @@ def annotation_section(annotation: pd.DataFrame, infos: Mapping[str, Mapping], f
     per_class = annotation[annotation["metric"].str.startswith("f1:")].copy()
     per_class["class"] = per_class["metric"].str.removeprefix("f1:")
     per_class_table = per_class.pivot_table(index=["dataset", "class"], columns="method", values="value")
-    paired = annotation_paired(by_seed if by_seed is not None else _empty([*BY_SEED_COLUMNS]), reference or "")
+    paired = annotation_paired(by_seed if by_seed is not None else _empty(BY_SEED_COLUMNS), reference or "")
     if paired_path is not None:
         write_table(paired, paired_path)
     paired_md = paired_comparison_markdown(paired, reference or "", PAIRED_ANNOTATION_METRICS)

@@ -2,7 +2,7 @@
 
 A ranking is worth reporting only as far as it survives reasonable changes to how it was computed.
 Per dataset, each ranked method (controls never are) is ranked by its total score (mean over seeds)
-under every scenario of :func:`rank_scenarios`; an ordering "A above B" holds when A's total is above
+under every scenario of :func:`scenario_totals`; an ordering "A above B" holds when A's total is above
 B's in every one of them. Across datasets, methods are ranked only among those that completed every
 seed on every dataset (runs.csv says which), so a method is never ranked on data it did not run on.
 """
@@ -21,7 +21,6 @@ from scdiva.bench.tasks.integration.metrics import BATCH_WEIGHT, BIO_WEIGHT, MET
 
 #: (batch, bio) weights of the total: scIB's 0.4/0.6 and one step either side
 WEIGHTINGS = ((0.3, 0.7), (BATCH_WEIGHT, BIO_WEIGHT), (0.5, 0.5))
-SCIB_WEIGHTS = f"weights {BATCH_WEIGHT}/{BIO_WEIGHT}"
 
 
 def scenario_totals(by_seed: pd.DataFrame, methods: Sequence[str]) -> pd.DataFrame:
@@ -76,25 +75,23 @@ def orderings_that_hold(totals: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def ranks_across_datasets(by_seed: pd.DataFrame, complete: Collection[tuple[str, str]]) -> pd.DataFrame:
-    """Rank per dataset (scIB weights, mean over seeds) of the methods that completed every seed on
+    """Rank per dataset (total score, mean over seeds) of the methods that completed every seed on
     every dataset (controls are never ranked), and their mean rank; rows sorted by mean rank.
 
     Parameters
     ----------
     by_seed
-        Per-run metric values of every dataset: ``dataset``, ``method``, ``seed``, ``metric``, ``value``.
+        Per-run values of every dataset (``dataset``, ``method``, ``seed``, ``metric``, ``value``), with
+        each run's ``total_score`` (the metrics job's aggregate; not recomputed here).
     complete
         (dataset, method) pairs that completed every scheduled seed (runs.csv).
     """
     datasets = sorted(by_seed["dataset"].unique())
     everywhere = sorted(m for m in by_seed["method"].unique()
                         if not is_control(m) and all((d, m) in complete for d in datasets))
-    columns = {}
-    for dataset in datasets:
-        one = by_seed[by_seed["dataset"] == dataset]
-        totals = scenario_totals(one, everywhere)
-        columns[dataset] = totals[SCIB_WEIGHTS] if SCIB_WEIGHTS in totals else pd.Series(index=everywhere, dtype=float)
-    ranks = rank_scenarios(pd.DataFrame(columns, index=everywhere))
+    totals = by_seed[(by_seed["metric"] == "total_score") & by_seed["method"].isin(everywhere)]
+    means = totals.pivot_table(index="method", columns="dataset", values="value", aggfunc="mean")
+    ranks = rank_scenarios(means.reindex(index=everywhere, columns=datasets))
     if ranks.empty:
         return ranks.assign(mean_rank=pd.Series(dtype=float))
     return ranks.assign(mean_rank=ranks.astype(float).mean(axis=1)).sort_values("mean_rank")
