@@ -3,7 +3,7 @@
 300 PBMCs, two seeds. Integration: ``unintegrated`` and ``first_pcs`` work; ``broken`` raises on every
 seed; ``flaky`` raises on seed 1 only; ``hangs`` is a command that sleeps past its 1-minute runtime.
 Annotation: ``logreg`` works; ``no_labels`` is a command that exits 1. The entry points live in
-tests/workflow/failing_methods.py.
+tests/workflow/failing_methods.py. Also: the small files a report-section test reads (``report_files``).
 """
 
 from __future__ import annotations
@@ -72,3 +72,32 @@ def failing_methods_run(workflow_tools, tmp_path_factory) -> FailingRun:
     proc = subprocess.run(_command(workflow_tools, workdir, config), cwd=workflow_tools.repo, capture_output=True,
                           text=True, env=_env(workflow_tools))
     return FailingRun(workdir, config, proc.returncode, proc.stdout + proc.stderr)
+
+
+@pytest.fixture
+def report_files(tmp_path, monkeypatch):
+    """For report-section tests: a 20-cell preprocessed file (obs ``batch``, ``label``) and a function
+    ``write(methods) -> (preprocessed path, {method: embedding path})`` writing one random 2-D embedding
+    per method. The UMAP grid (tested elsewhere) is replaced by a message figure."""
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+
+    from scdiva.bench.report import integration
+
+    monkeypatch.setattr(integration, "umap_grid", lambda obs, embeddings, **kw: integration.message_figure(
+        "umaps", kw["paths"]))
+    obs = pd.DataFrame({"batch": ["a", "b"] * 10, "label": ["t"] * 10 + ["b"] * 10}, index=[f"c{i}" for i in range(20)])
+    preprocessed = tmp_path / "pre.h5ad"
+    ad.AnnData(obs=obs).write_h5ad(preprocessed)
+
+    def write(methods):
+        paths = {}
+        for method in methods:
+            emb = ad.AnnData(obs=obs[[]])
+            emb.obsm["X_emb"] = np.random.default_rng(0).normal(size=(len(obs), 2)).astype(np.float32)
+            paths[method] = str(tmp_path / f"{method}.h5ad")
+            emb.write_h5ad(paths[method])
+        return str(preprocessed), paths
+
+    return write

@@ -113,30 +113,18 @@ def test_scores_scaled_between_the_controls_and_methods_at_a_negative_control_fl
     assert scaled_by_controls(wide.drop(index="control_celltype"), ["total_score"]) == (None, ["weak"])
 
 
-def test_integration_section_shows_the_scaled_scores_and_the_flag(tmp_path, monkeypatch):
-    import anndata as ad
+def test_integration_section_shows_the_scaled_scores_and_the_flag(tmp_path, report_files):
     import pandas as pd
 
-    from scdiva.bench.report import integration
     from scdiva.bench.report.integration import DatasetInputs, integration_sections
     from scdiva.bench.report.tables import summarise_seeds
 
-    monkeypatch.setattr(integration, "umap_grid", lambda obs, embeddings, **kw: integration.message_figure(
-        "umaps", kw["paths"]))  # the UMAP grid is tested elsewhere
-    obs = pd.DataFrame({"batch": ["a", "b"] * 10, "label": ["t"] * 10 + ["b"] * 10}, index=[f"c{i}" for i in range(20)])
-    ad.AnnData(obs=obs).write_h5ad(tmp_path / "pre.h5ad")
     totals = {"scvi": 0.7, "weak": 0.35, "control_celltype": 0.9, "control_batch": 0.4, "control_random": 0.3}
-    paths = {}
-    for method in totals:
-        emb = ad.AnnData(obs=obs[[]])
-        emb.obsm["X_emb"] = np.random.default_rng(0).normal(size=(20, 2)).astype(np.float32)
-        paths[method] = str(tmp_path / f"{method}.h5ad")
-        emb.write_h5ad(paths[method])
+    preprocessed, paths = report_files(totals)
     by_seed = pd.DataFrame([{"dataset": "d", "method": m, "seed": 0, "metric": "total_score", "kind": "aggregate",
                              "value": v} for m, v in totals.items()])
-    sections = integration_sections(summarise_seeds(by_seed), {"d": DatasetInputs("batch", "label", str(
-        tmp_path / "pre.h5ad"), paths)}, tmp_path / "report", bench_dir=tmp_path / "none", by_seed=by_seed,
-        reference="scvi")
+    sections = integration_sections(summarise_seeds(by_seed), {"d": DatasetInputs("batch", "label", preprocessed, paths)},
+                                    tmp_path / "report", bench_dir=tmp_path / "none", by_seed=by_seed, reference="scvi")
     text = next(s for s in sections if s.title == "Integration: d").markdown
     assert "Best total score: **scvi** (0.700)" in text
     assert "**Against `scvi`, seed by seed**" in text and "| weak     | 1       | -0.350" in text

@@ -3,12 +3,9 @@ the report labels ScDiVa's rows from them in-sample, and no other dataset's."""
 
 from __future__ import annotations
 
-import anndata as ad
-import numpy as np
 import pandas as pd
 import pytest
 
-from scdiva.bench.report import integration
 from scdiva.bench.report.integration import IN_SAMPLE_NOTE, DatasetInputs, integration_sections
 from scdiva.bench.report.paper import annotation_section
 from scdiva.bench.report.tables import summarise_seeds
@@ -17,21 +14,12 @@ TOTALS = {"scdiva_finetuned": 0.66, "scvi": 0.7}
 
 
 @pytest.fixture
-def report_inputs(tmp_path, monkeypatch):
-    monkeypatch.setattr(integration, "umap_grid", lambda obs, embeddings, **kw: integration.message_figure(
-        "umaps", kw["paths"]))  # the UMAP grid is tested elsewhere
-    obs = pd.DataFrame({"batch": ["a", "b"] * 10, "label": ["t"] * 10 + ["b"] * 10}, index=[f"c{i}" for i in range(20)])
-    ad.AnnData(obs=obs).write_h5ad(tmp_path / "pre.h5ad")
-    paths = {}
-    for method in TOTALS:
-        emb = ad.AnnData(obs=obs[[]])
-        emb.obsm["X_emb"] = np.random.default_rng(0).normal(size=(20, 2)).astype(np.float32)
-        paths[method] = str(tmp_path / f"{method}.h5ad")
-        emb.write_h5ad(paths[method])
+def report_inputs(tmp_path, report_files):
+    preprocessed, paths = report_files(TOTALS)
     by_seed = pd.DataFrame([{"dataset": d, "method": m, "seed": 0, "metric": "total_score", "kind": "aggregate",
                              "value": v} for d in ("dev", "heldout") for m, v in TOTALS.items()])
-    datasets = {"dev": DatasetInputs("batch", "label", str(tmp_path / "pre.h5ad"), paths, role="development"),
-                "heldout": DatasetInputs("batch", "label", str(tmp_path / "pre.h5ad"), paths)}
+    datasets = {"dev": DatasetInputs("batch", "label", preprocessed, paths, role="development"),
+                "heldout": DatasetInputs("batch", "label", preprocessed, paths)}
     return tmp_path, by_seed, datasets
 
 
