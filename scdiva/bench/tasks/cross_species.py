@@ -33,6 +33,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from scdiva.bench.core.threads import limit_torch_threads
+
 SPECIES_KEY = "species"
 BATCH_KEY = "xs_batch"  # species:batch, so the query's batches are new to a reference model
 LABEL_KEY = "cell_type"
@@ -240,11 +242,9 @@ def run_cross_species_annotation(combined: ad.AnnData, method: str, *, reference
                                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train ``method`` on the cells of dataset ``reference``, predict the other's; returns the scores
     (long form: ``method, seed, metric, value``) and the predictions (cell, true, predicted)."""
-    import torch
-
     record = cross_species_record(ANNOTATION_TASK, method)
     p = method_params(ANNOTATION_TASK, method, params)
-    torch.set_num_threads(threads)
+    limit_torch_threads(threads)
     is_ref = (combined.obs["dataset"] == reference).to_numpy()
     if not is_ref.any() or is_ref.all():
         raise CrossSpeciesError(f"reference {reference!r} must be one of the two datasets of the pair")

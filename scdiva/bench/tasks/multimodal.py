@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 from scdiva.bench.core.sampling import proportional_sample
+from scdiva.bench.core.threads import limit_torch_threads
 from scdiva.model.protein import ProteinDataError, protein_counts
 
 TASK = "multimodal"  # registry task of the methods below
@@ -404,10 +405,8 @@ def run_multimodal(adata: ad.AnnData, method: str, *, seed: int = 0, held_out_fr
     Returns the scores (long form: ``method, seed, metric, value``), the per-protein prediction
     scores and the raw output (embedding, predictions).
     """
-    import torch
-
     p = method_params(method, params)
-    torch.set_num_threads(threads)
+    limit_torch_threads(threads)
     test = held_out_mask(adata, held_out_fraction, seed)
     # the observed proteins (the truth) are taken before the method runs: nothing it writes changes them
     names = list(adata.obsm[PROTEIN_KEY].columns)

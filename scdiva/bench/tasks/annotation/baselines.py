@@ -25,6 +25,7 @@ from typing import Any
 import anndata as ad
 import numpy as np
 
+from scdiva.bench.core.threads import limit_torch_threads
 from scdiva.bench.methods._common import hvg_mask, raw_counts
 from scdiva.bench.tasks.annotation.base import FittedAnnotator, dense
 
@@ -110,13 +111,12 @@ UNLABELED = "Unknown"
 def fit_scanvi(reference: ad.AnnData, *, label_key: str, batch_key: str, seed: int,
                params: Mapping[str, Any], threads: int) -> FittedAnnotator:
     import scvi
-    import torch
 
     params = {**SCANVI_ANNOTATION_DEFAULTS, **params}
     # The workflow passes "gpu" when the job was given one (config `gpu: true`), else "cpu".
     accelerator = str(params["accelerator"] or "cpu")
     devices = 1 if accelerator != "cpu" else "auto"  # the one GPU the job was given
-    torch.set_num_threads(threads)
+    limit_torch_threads(threads)
     scvi.settings.seed = seed
     scvi.settings.dl_num_workers = 0
     ref = ad.AnnData(X=raw_counts(reference, method="scanvi").copy(), obs=reference.obs[[batch_key, label_key]].copy(),

@@ -14,6 +14,7 @@ import pandas as pd
 
 from scdiva.bench.core.memory import keep_freed_memory
 from scdiva.bench.core.sampling import unseen_classes
+from scdiva.bench.core.threads import limited_threadpools
 from scdiva.bench.methods.record import MethodError, MethodRecord
 from scdiva.bench.tasks.annotation.base import FittedAnnotator
 from scdiva.bench.tasks.annotation.metrics import annotation_metrics
@@ -121,10 +122,8 @@ def run(
     cells = query.obs_names.copy()
     unseen = unseen_classes(reference, query, label_key)
     ref_seen, query_seen = reference.copy(), without_labels(query, batch_key=batch_key)
-    from threadpoolctl import threadpool_limits
-
     keep_freed_memory()  # or the timed predict calls page-fault on memory the fit freed
-    with threadpool_limits(limits=threads):
+    with limited_threadpools(threads):
         start = time.perf_counter()
         fitted = fitter(ref_seen, label_key=label_key, batch_key=batch_key, seed=seed, params=merged,
                         threads=threads)

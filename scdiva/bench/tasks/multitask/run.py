@@ -38,6 +38,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from scdiva.bench.core.threads import limit_torch_threads
+
 #: Task sets by head count, each a prefix of the next.
 TASK_ORDER = ("annotation", "integration", "masked_expression", "coarse", "cell_cycle")
 HEAD_SETS: dict[int, tuple[str, ...]] = {1: TASK_ORDER[:1], 3: TASK_ORDER[:3], 5: TASK_ORDER[:5]}
@@ -268,8 +270,6 @@ def run_multitask(
     """
     import time
 
-    import torch
-
     from scdiva import ScDiVaModel
     from scdiva.bench.methods.scdiva import counts_view
 
@@ -279,7 +279,7 @@ def run_multitask(
     for key in (label_key, batch_key, coarse_label_key):
         if key is not None and key not in adata.obs:
             raise KeyError(f"obs has no column '{key}' (multitask); columns: {list(adata.obs.columns)}")
-    torch.set_num_threads(threads)
+    limit_torch_threads(threads)
     work = adata.copy()
     requested = {t for n in head_counts for t in HEAD_SETS[n]}
     skipped = {t: r for t, r in unavailable_tasks(work, coarse_label_key).items() if t in requested}
