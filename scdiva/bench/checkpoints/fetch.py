@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from scdiva.bench.checkpoints.adapters import run_adapter
 from scdiva.bench.checkpoints.files import CHECKPOINT_FILES, CheckpointError
-from scdiva.bench.core.io import default_dir_mode, sha256_of
+from scdiva.bench.core.io import atomic_dir, sha256_of
 
 
 def corpus_batches(dataset: str, batches):
@@ -99,32 +100,24 @@ def fetch_checkpoint(name: str, spec: Mapping[str, Any], out_dir: str | Path) ->
     """Fetch, verify and install a published checkpoint into `out_dir` atomically."""
     kind = _source_kind(name, spec)
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    staging.chmod(default_dir_mode())  # mkdtemp's 0700 would hide the checkpoint from the group
-    # an adapter's input (the release's files) is kept apart: only its output is installed
-    fetched = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.src.", dir=out_dir.parent)) if spec.get("adapter") \
-        else staging
-    try:
-        for filename in source_files(spec):
-            target = fetched / filename
-            _fetch_file(kind, spec, filename, target)
-            expected = str(spec["sha256"][filename]).lower()
-            actual = sha256_of(target)
-            if actual != expected:
-                raise CheckpointError(f"checkpoint {name}: {filename} has sha256 {actual}, config says {expected}; "
-                                      "the source changed or the digest in the config is wrong")
-        if spec.get("adapter"):
-            from scdiva.bench.checkpoints.adapters import run_adapter
-
-            run_adapter(name, spec, fetched, staging)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    finally:
-        for directory in {staging, fetched}:
-            if directory.exists():
-                shutil.rmtree(directory)
+    with atomic_dir(out_dir) as staging:
+        # an adapter's input (the release's files) is kept apart: only its output is installed
+        fetched = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.src.", dir=out_dir.parent)) if spec.get("adapter") \
+            else staging
+        try:
+            for filename in source_files(spec):
+                target = fetched / filename
+                _fetch_file(kind, spec, filename, target)
+                expected = str(spec["sha256"][filename]).lower()
+                actual = sha256_of(target)
+                if actual != expected:
+                    raise CheckpointError(f"checkpoint {name}: {filename} has sha256 {actual}, config says "
+                                          f"{expected}; the source changed or the digest in the config is wrong")
+            if spec.get("adapter"):
+                run_adapter(name, spec, fetched, staging)
+        finally:
+            if fetched != staging:
+                shutil.rmtree(fetched, ignore_errors=True)
     return out_dir
 
 

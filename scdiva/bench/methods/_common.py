@@ -10,6 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from scdiva.bench.core.io import write_h5ad_atomic
+from scdiva.bench.core.threads import limit_torch_threads
+
 EMBEDDING_KEY = "X_emb"
 
 
@@ -60,18 +63,15 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     os.environ["PYTHONHASHSEED"] = str(seed)
-    try:
+    try:  # deferred: imports torch (this module is imported at workflow parse time)
         import torch
     except ImportError:  # pragma: no cover - torch is a core dependency
         return
     torch.manual_seed(seed)
 
 
-def set_threads(threads: int) -> None:
-    """Limit torch's intra-op threads to the job's Snakemake ``threads``."""
-    import torch
-
-    torch.set_num_threads(max(1, int(threads)))
+# methods/scdiva.py imports it under this name; the helper itself is scdiva.bench.core.threads'
+set_threads = limit_torch_threads
 
 
 def categories(values: Iterable) -> list[str]:
@@ -95,6 +95,7 @@ def write_embedding(adata, path: str | Path, *, method: str, seed: int) -> None:
     method, seed
         Recorded in the file's uns.
     """
+    # deferred: imports anndata (this module is imported at workflow parse time)
     import anndata as ad
     import pandas as pd
 
@@ -108,8 +109,4 @@ def write_embedding(adata, path: str | Path, *, method: str, seed: int) -> None:
     flags = [str(flag) for flag in adata.uns.get("embedding_flags", [])]
     if flags:
         out.uns["embedding_flags"] = flags
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    out.write_h5ad(tmp)
-    os.replace(tmp, path)
+    write_h5ad_atomic(out, path)

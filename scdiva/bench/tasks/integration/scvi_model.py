@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from scdiva.bench.core.io import atomic_dir
+from scdiva.bench.core.threads import limit_torch_threads
 from scdiva.bench.methods._common import (
     EMBEDDING_KEY,
     check_obs_key,
@@ -22,7 +23,6 @@ from scdiva.bench.methods._common import (
     raw_counts,
     resolve_params,
     seed_everything,
-    set_threads,
 )
 
 # Model keys are scvi.model.SCVI's own defaults; max_epochs None = scvi-tools' heuristic
@@ -46,14 +46,19 @@ def counts_adata(adata, *, method: str):
     return adata[:, hvg_mask(adata)].copy()
 
 
+def _scvi_settings(scvi, *, seed: int, threads: int) -> None:
+    """scvi-tools' global settings for one job: the seed and its threads, no data-loader workers."""
+    scvi.settings.seed = seed  # seeds python, numpy and torch
+    scvi.settings.num_threads = max(1, int(threads))
+    scvi.settings.dl_num_workers = 0
+    limit_torch_threads(threads)
+
+
 def train_scvi(sub, *, batch_key: str, seed: int, params: Mapping[str, Any], threads: int):
     """Set up ``sub`` and train an :class:`scvi.model.SCVI`; returns the trained model."""
     import scvi
 
-    scvi.settings.seed = seed  # seeds python, numpy and torch
-    scvi.settings.num_threads = max(1, int(threads))
-    scvi.settings.dl_num_workers = 0
-    set_threads(threads)
+    _scvi_settings(scvi, seed=seed, threads=threads)
     scvi.model.SCVI.setup_anndata(sub, layer="counts", batch_key=batch_key)
     model = scvi.model.SCVI(sub, **{k: params[k] for k in SCVI_MODEL_KEYS})
     model.train(
@@ -81,12 +86,9 @@ def save_scvi_model(model, directory: str | os.PathLike[str], settings: Mapping[
     never leaves a complete-looking model behind.
     """
     directory = Path(directory)
-    tmp = directory.with_name(f".{directory.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save(str(tmp), overwrite=True, save_anndata=False)
-    (tmp / SETTINGS_FILE).write_text(json.dumps(dict(settings), indent=2, sort_keys=True))
-    shutil.rmtree(directory, ignore_errors=True)
-    os.replace(tmp, directory)
+    with atomic_dir(directory) as tmp:
+        model.save(str(tmp), overwrite=True, save_anndata=False)
+        (tmp / SETTINGS_FILE).write_text(json.dumps(dict(settings), indent=2, sort_keys=True))
     return directory
 
 
@@ -112,10 +114,7 @@ def load_scvi_model(directory: str | os.PathLike[str], sub, *, settings: Mapping
             f"scVI model {directory} was trained with other settings (saved, wanted): {diff}. Give scvi and "
             "scanvi the same scVI parameters in the config, or let scanvi train its own scVI."
         )
-    scvi.settings.seed = int(settings["seed"])
-    scvi.settings.num_threads = max(1, int(threads))
-    scvi.settings.dl_num_workers = 0
-    set_threads(threads)
+    _scvi_settings(scvi, seed=int(settings["seed"]), threads=threads)
     accelerator = settings["params"]["accelerator"]
     return scvi.model.SCVI.load(str(directory), adata=sub, accelerator=accelerator,
                                 device=1 if accelerator != "cpu" else "auto")
