@@ -8,6 +8,7 @@ from pathlib import Path
 
 from scdiva.bench.core.io import atomic_path, configure_logging, fail
 from scdiva.bench.core.outcomes import COMPLETE, RunOutcome, runs_table
+from scdiva.bench.report.coverage import read_runs
 
 configure_logging(snakemake.log[0])
 logger = logging.getLogger("runs")
@@ -18,10 +19,7 @@ if snakemake.rule == "runs_table":
         table.to_csv(tmp, index=False)
     logger.info("%d runs: %s", len(table), table["status"].value_counts().to_dict())
 else:
-    import pandas as pd
-
-    table = pd.read_csv(snakemake.input.runs, dtype={"method": str, "dataset": str, "reason": str},
-                        keep_default_na=False)
+    table = read_runs(snakemake.input.runs)
     bad = table[~table["status"].isin(COMPLETE)]
     if bad.empty:
         Path(snakemake.output[0]).write_text(f"all {len(table)} runs ok or not applicable\n")
