@@ -16,15 +16,17 @@ _EXPORTS = {
     "ScDiVaInference": "scdiva.model.inference",
     "GeneVocab": "scdiva.data.vocab",
     "TaskSpec": "scdiva.model.tasks",
+    "FitSettings": "scdiva.model.settings",
 }
 
-__all__ = ["GeneVocab", "ScDiVaConfig", "ScDiVaInference", "ScDiVaModel", "TaskSpec", "__version__"]
+__all__ = ["FitSettings", "GeneVocab", "ScDiVaConfig", "ScDiVaInference", "ScDiVaModel", "TaskSpec", "__version__"]
 
 if TYPE_CHECKING:
     from scdiva.config import ScDiVaConfig
     from scdiva.data.vocab import GeneVocab
     from scdiva.model.inference import ScDiVaInference
     from scdiva.model.scdiva_model import ScDiVaModel
+    from scdiva.model.settings import FitSettings
     from scdiva.model.tasks import TaskSpec
 
 

@@ -2,6 +2,7 @@
 
 from scdiva.model.inference import ScDiVaInference
 from scdiva.model.scdiva_model import ScDiVaModel
+from scdiva.model.settings import FitSettings
 from scdiva.model.tasks import TaskSpec
 
-__all__ = ["ScDiVaInference", "ScDiVaModel", "TaskSpec"]
+__all__ = ["FitSettings", "ScDiVaInference", "ScDiVaModel", "TaskSpec"]

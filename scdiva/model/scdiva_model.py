@@ -18,7 +18,6 @@ from safetensors.torch import load_file
 from scdiva.config import (
     DEFAULT_CLASSIFIER_HIDDEN_LAYERS,
     DEFAULT_CLASSIFIER_REPRESENTATION,
-    OBJECTIVE_SETTINGS,
     ScDiVaConfig,
 )
 from scdiva.data.dataset import (
@@ -38,7 +37,9 @@ from scdiva.model.pretrained import (
     damaged_file_error,
     resolve_checkpoint,
 )
+from scdiva.model.protein import protein_counts, protein_names_of
 from scdiva.model.recipes import INTEGRATION_FINETUNE
+from scdiva.model.settings import FitSettings
 from scdiva.model.tasks import TaskSpec, resolve_tasks
 from scdiva.module.scdiva_module import ScDiVaModule
 from scdiva.module.tokenizer import normalised_log
@@ -234,8 +235,6 @@ class ScDiVaModel:
             layer = default_counts_layer(adata)
         protein = None
         if protein_obsm_key is not None:  # the optional protein modality (scdiva.module.protein)
-            from scdiva.model.protein import protein_counts
-
             protein = protein_counts(adata, protein_obsm_key,
                                      self.config.protein_names if protein_names is None else protein_names)
         return CellTokenDataset(adata, self.vocab, alignment, layer=layer, batch=batch, labels=labels,
@@ -323,67 +322,50 @@ class ScDiVaModel:
             decoder.set_kl_free_bits(float(kl_free_bits))
 
     # ---------------------------------------------------------------- training
-    def fit(self, adata: anndata.AnnData | Sequence[anndata.AnnData], tasks: Sequence[str | TaskSpec] = ("masked_expression", "integration"),
-            batch_key: str | None = None, label_key: str | None = None, max_steps: int | None = None,
-            max_epochs: int | None = None, batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
-            checkpoint_dir: str | os.PathLike | None = None, resume: bool = False, *,
+    def fit(self, adata: anndata.AnnData | Sequence[anndata.AnnData],
+            tasks: Sequence[str | TaskSpec] = ("masked_expression", "integration"),
+            batch_key: str | None = None, label_key: str | None = None, *, settings: FitSettings | None = None,
             layer: str | None = AUTO, gene_column: str | None = None, min_coverage: float = 0.5,
-            weight_decay: float = 0.01, warmup_fraction: float = 0.05, clip_grad_norm: float = 1.0,
-            checkpoint_every: int | None = None, progress_bar: bool = True, precision: str = "auto",
-            num_workers: int = 0, validation_fraction: float = 0.0, early_stopping_patience: int | None = None,
-            eval_every: int | None = None, early_stopping_tasks: Sequence[str] | None = None,
-            balance_labels: bool = False, trunk_lr_factor: float = 1.0, count_thinning: float | None = None,
-            weight_average_epochs: float | None = None, dropout: float | None = None,
-            data_name: str | Sequence[str] | None = None,
-            protein_obsm_key: str | None = None, converge_genes_expert: bool = True,
-            kl_weight: float | None = None, adversarial_batch_weight: float | None = None,
-            decoder_dispersion: str | None = None, kl_free_bits: float | None = None,
-            kl_weight_ramp_epochs: float | None = None) -> list[dict[str, Any]]:
+            protein_obsm_key: str | None = None, data_name: str | Sequence[str] | None = None,
+            **options: Any) -> list[dict[str, Any]]:
         """Train on ``adata`` for the given tasks; returns the loss history (one dict per step).
 
-        ``protein_obsm_key`` names ``adata.obsm[key]`` with raw surface-protein counts (CITE-seq):
-        the model then learns the protein modality (scdiva.module.protein) in the same latent; its
-        likelihood is part of the ``integration`` loss, so train with the ``integration`` task.
-
-        Tasks: ``"masked_expression"`` (predict hidden expression values), ``"integration"`` (the
-        ELBO of the batch-conditioned count decoder; needs ``batch_key`` to correct batches),
-        ``"annotation"`` (classifier of ``label_key``) and any ``TaskSpec(name, kind="classifier",
-        obs_key=...)``. Pretraining is typically ``["masked_expression", "integration"]``;
-        integration fine-tuning ``["integration"]``; annotation fine-tuning ``["integration",
-        "annotation"]`` (the ELBO keeps the latent a model of all the cells, labelled or not, as in
-        scANVI). Cells with a missing label are skipped by that label's classifier only.
-
-        The counts come from ``layer`` (default: ``layers["counts"]`` if present, else ``X``) and
-        must be raw integers. Training runs ``max_steps`` optimizer steps (or ``max_epochs`` epochs;
-        default :func:`default_max_epochs`, scVI's heuristic). ``validation_fraction`` holds cells
-        out to monitor the loss (of ``early_stopping_tasks`` only, when given);
-        ``early_stopping_patience`` stops when it stops improving and restores the best weights.
-        ``balance_labels`` samples the ``annotation`` classes equally often; ``trunk_lr_factor``
-        scales the learning rate of everything but the task heads; ``count_thinning`` (e.g. 0.3) trains on
-        cells binomially thinned to a random 30-100% of their counts (robustness to shallower
-        sequencing; :func:`scdiva.data.dataset.thin_counts`). ``weight_average_epochs`` early-stops on and
-        keeps a moving average of the weights over about that many epochs instead of the last step's
-        weights. ``dropout`` sets the dropout rate for this fit only (None: ``config.dropout``).
-        ``converge_genes_expert`` refits the genes expert of an ensemble classifier
-        (``representation="latent_and_genes_ensemble"``) to its optimum on the labelled cells after
-        training (:meth:`scdiva.module.heads.ClassifierHead.fit_genes_expert`). With
-        ``checkpoint_dir`` a checkpoint is written every ``checkpoint_every`` steps and
-        ``resume=True`` continues from it exactly. ``data_name`` labels the run in
-        ``config.training_data`` (what the model was trained on).
-
-        ``kl_weight`` (the ELBO's beta), ``kl_free_bits``, ``adversarial_batch_weight`` and ``decoder_dispersion`` set the
-        integration objective from this fit on (None: as the model has it; see CountDecoderHead); the
-        config keeps them, so a saved model records them. ``kl_weight_ramp_epochs`` moves the KL weight
-        to ``kl_weight`` linearly over that many epochs instead of at once (without ``kl_weight`` there
-        is nothing to move, and it does nothing).
+        Parameters
+        ----------
+        adata
+            The cells, or a list of AnnData (e.g. several datasets of a pretraining corpus): each
+            is aligned to the vocabulary on its own, so a gene one dataset does not measure is never
+            read as a zero there; batch and label categories are shared across them.
+        tasks
+            ``"masked_expression"`` (predict hidden expression values), ``"integration"`` (the ELBO
+            of the batch-conditioned count decoder; needs ``batch_key`` to correct batches),
+            ``"annotation"`` (classifier of ``label_key``) and any ``TaskSpec(name,
+            kind="classifier", obs_key=...)``. Pretraining is typically ``["masked_expression",
+            "integration"]``; integration fine-tuning ``["integration"]``; annotation fine-tuning
+            ``["integration", "annotation"]`` (the ELBO keeps the latent a model of all the cells,
+            labelled or not, as in scANVI). Cells with a missing label are skipped by that label's
+            classifier only.
+        batch_key, label_key
+            obs columns of the batch and of the ``annotation`` task's labels.
+        settings
+            How to train (:class:`scdiva.model.settings.FitSettings`; default: its defaults).
+        layer, gene_column, min_coverage
+            The raw integer counts (default: ``layers["counts"]`` if present, else ``X``), the var
+            column with gene names (default: ``var_names``) and the least share of the vocabulary's
+            genes the data must measure.
+        protein_obsm_key
+            ``adata.obsm[key]`` with raw surface-protein counts (CITE-seq): the model then learns the
+            protein modality (scdiva.module.protein) in the same latent; its likelihood is part of the
+            ``integration`` loss, so train with the ``integration`` task.
+        data_name
+            Labels the run in ``config.training_data`` (what the model was trained on).
+        **options
+            Fields of ``settings`` to replace (``max_steps=200``); an unknown name is a TypeError.
 
         Every AnnData is checked (obs keys, genes against the vocabulary, counts, proteins) before the
         model changes: a fit that fails on its input leaves the model as it was.
-
-        ``adata`` may be a list of AnnData (e.g. several datasets of a pretraining corpus): each is
-        aligned to the vocabulary on its own, so a gene one dataset does not measure is never read
-        as a zero there; batch and label categories are shared across them.
         """
+        run = (settings or FitSettings()).replace(**options)
         specs = resolve_tasks(tasks, label_key)
         adatas = [adata] if hasattr(adata, "obs") else list(adata)
         # every AnnData is checked (keys, genes, counts, proteins) before the model changes, so a fit
@@ -392,19 +374,13 @@ class ScDiVaModel:
         fresh_protein = protein_obsm_key is not None and self.module.protein is None
         protein_names = None
         if fresh_protein:
-            from scdiva.model.protein import protein_names_of
-
             protein_names = protein_names_of(adatas[0], protein_obsm_key)
         datasets = [self._dataset(a, layer=layer, gene_column=gene_column, min_coverage=min_coverage,
                                   batch=batch, labels=labels, protein_obsm_key=protein_obsm_key,
                                   protein_names=protein_names)
                     for a, (batch, labels) in zip(adatas, encoded, strict=True)]
-        ramp_steps = self._ramp_steps(kl_weight_ramp_epochs, sum(len(d) for d in datasets), batch_size,
-                                      validation_fraction)
-        self._set_objective(kl_weight=kl_weight, adversarial_batch_weight=adversarial_batch_weight,
-                            decoder_dispersion=decoder_dispersion, kl_free_bits=kl_free_bits,
-                            kl_weight_ramp_steps=ramp_steps)
-        with seeded_initialisation(seed):  # batch rows, heads and the protein modality the fit adds
+        self._apply_objective(run, sum(len(d) for d in datasets))
+        with seeded_initialisation(run.seed):  # batch rows, heads and the protein modality the fit adds
             if batch_categories is not None:
                 self._extend_batches(batch_categories)
             self._add_heads(new_heads)
@@ -414,23 +390,13 @@ class ScDiVaModel:
         corpus = CellCorpus(datasets)
         self._init_gene_statistics(corpus)
         balance_task = None
-        if balance_labels:
+        if run.balance_labels:
             classifiers = [s.name for s in specs if s.kind == "classifier"]
             if not classifiers:
                 raise ValueError("balance_labels=True needs a classifier task (e.g. 'annotation')")
             balance_task = "annotation" if "annotation" in classifiers else classifiers[0]
-        history = self._train(corpus, specs, max_steps=max_steps, max_epochs=max_epochs, batch_size=batch_size,
-                              lr=lr, seed=seed, checkpoint_dir=checkpoint_dir, resume=resume,
-                              weight_decay=weight_decay, warmup_fraction=warmup_fraction,
-                              clip_grad_norm=clip_grad_norm, checkpoint_every=checkpoint_every,
-                              progress_bar=progress_bar, precision=precision, num_workers=num_workers,
-                              validation_fraction=validation_fraction,
-                              early_stopping_patience=early_stopping_patience, eval_every=eval_every,
-                              early_stopping_tasks=None if early_stopping_tasks is None else tuple(early_stopping_tasks),
-                              balance_task=balance_task, trunk_lr_factor=trunk_lr_factor,
-                              count_thinning=count_thinning, weight_average_epochs=weight_average_epochs,
-                              dropout=dropout)
-        if converge_genes_expert:
+        history = self._train(corpus, specs, run, balance_task=balance_task)
+        if run.converge_genes_expert:
             self._fit_genes_experts(corpus, specs)
         names = [data_name] if isinstance(data_name, str) or data_name is None else list(data_name)
         for i, (a, dataset) in enumerate(zip(adatas, datasets, strict=True)):
@@ -439,22 +405,21 @@ class ScDiVaModel:
         return history
 
     def fit_integration(self, adatas: Sequence[anndata.AnnData], batch_labels: Sequence[np.ndarray], *,
-                        seed: int = 0, layer: str | None = AUTO, gene_column: str | None = None,
-                        min_coverage: float = 0.5, **settings: Any) -> list[dict[str, Any]]:
+                        layer: str | None = AUTO, gene_column: str | None = None, min_coverage: float = 0.5,
+                        settings: FitSettings | None = None, **options: Any) -> list[dict[str, Any]]:
         """Fine-tune the integration objective on several AnnData (gene sets may differ).
 
         ``batch_labels[i]`` is the batch of each cell of ``adatas[i]``; the decoder is conditioned
         on these batches (new ones are added to those the model knows). Training follows
         :data:`scdiva.model.recipes.INTEGRATION_FINETUNE`, the workflow's ``scdiva_finetuned`` recipe
-        (its settings and what each was worth are listed there). Any keyword of :meth:`fit` in
-        ``settings`` replaces the recipe's (``max_steps=200`` for a short run); ``kl_weight=None``
-        keeps the model's own. The KL weight is kept in ``config.kl_weight``, so a saved model
-        records it.
+        (its settings and what each was worth are listed there), applied to ``settings`` (default:
+        :class:`~scdiva.model.settings.FitSettings`' defaults). Any field of it in ``options``
+        replaces the recipe's (``max_steps=200`` for a short run); ``kl_weight=None`` keeps the
+        model's own. The KL weight is kept in ``config.kl_weight``, so a saved model records it.
         """
         if len(adatas) != len(batch_labels):
             raise ValueError("give one batch-label array per AnnData")
-        options = {"max_steps": None, **INTEGRATION_FINETUNE, **settings}
-        objective = {k: options.pop(k, None) for k in OBJECTIVE_SETTINGS}
+        run = (settings or FitSettings()).replace(**{**INTEGRATION_FINETUNE, **options})
         new = self._with_batches(sorted({str(b) for labels in batch_labels for b in labels}))
         lookup = {c: i for i, c in enumerate(new)}
         datasets = []
@@ -464,31 +429,40 @@ class ScDiVaModel:
             codes = np.array([lookup[str(b)] for b in labels], dtype=np.int64)
             datasets.append(self._dataset(adata, layer=layer, gene_column=gene_column, min_coverage=min_coverage,
                                           batch=ObsEncoding("batch", new, codes)))
-        objective["kl_weight_ramp_steps"] = self._ramp_steps(
-            objective.pop("kl_weight_ramp_epochs"), sum(len(d) for d in datasets), options["batch_size"],
-            options.get("validation_fraction", 0.0))
-        self._set_objective(**objective)  # the model changes only once every AnnData is known to be usable
-        with seeded_initialisation(seed):
+        # the model changes only once every AnnData is known to be usable
+        self._apply_objective(run, sum(len(d) for d in datasets))
+        with seeded_initialisation(run.seed):
             self._extend_batches(new)
         corpus = CellCorpus(datasets)
         self._init_gene_statistics(corpus)
         specs = [TaskSpec("integration", kind="integration")]
-        history = self._train(corpus, specs, seed=seed, **options)
+        history = self._train(corpus, specs, run)
         for adata, dataset in zip(adatas, datasets, strict=True):
             self._record_training(None, adata.n_obs, dataset.alignment, specs, "batch", history)
         return history
 
-    def _train(self, corpus: CellCorpus, specs: list[TaskSpec], *, max_steps: int | None,
-               max_epochs: int | None, batch_size: int, seed: int, **settings: Any) -> list[dict[str, Any]]:
+    def _apply_objective(self, run: FitSettings, n_cells: int) -> None:
+        """Set the integration objective ``run`` asks for, its KL ramp counted in optimizer steps."""
+        objective = run.objective()
+        objective["kl_weight_ramp_steps"] = self._ramp_steps(
+            objective.pop("kl_weight_ramp_epochs"), n_cells, run.batch_size, run.validation_fraction)
+        self._set_objective(**objective)
+
+    def _train(self, corpus: CellCorpus, specs: list[TaskSpec], run: FitSettings, *,
+               balance_task: str | None = None) -> list[dict[str, Any]]:
         n_cells = len(corpus)
+        max_steps = run.max_steps
         if max_steps is None:
-            epochs = default_max_epochs(n_cells) if max_epochs is None else max_epochs
-            max_steps = max(1, math.ceil(epochs * self._epoch_steps(n_cells, batch_size,
-                                                                    settings.get("validation_fraction", 0.0))))
-        elif max_epochs is not None:
+            epochs = default_max_epochs(n_cells) if run.max_epochs is None else run.max_epochs
+            max_steps = max(1, math.ceil(epochs * self._epoch_steps(n_cells, run.batch_size,
+                                                                    run.validation_fraction)))
+        elif run.max_epochs is not None:
             raise ValueError("give max_steps or max_epochs, not both")
-        training = TrainingSettings(max_steps=max_steps, batch_size=batch_size, seed=seed, device=self.device,
-                                    task_weights={s.name: s.weight for s in specs}, **settings)
+        optimisation = run.optimisation()
+        if optimisation["early_stopping_tasks"] is not None:
+            optimisation["early_stopping_tasks"] = tuple(optimisation["early_stopping_tasks"])
+        training = TrainingSettings(max_steps=max_steps, device=self.device, balance_task=balance_task,
+                                    task_weights={s.name: s.weight for s in specs}, **optimisation)
         return train(self.module, corpus, [s.name for s in specs], training, save_model=self._write_files)
 
     @staticmethod

@@ -87,9 +87,9 @@ def test_integration_fine_tune_trains_with_its_kl_weight(pbmc_preprocessed, chec
     seen = []
     original = ScDiVaModel._train
 
-    def recording_train(self, corpus, specs, **kwargs):
+    def recording_train(self, corpus, specs, run, **kwargs):
         seen.append(self.module.decoder.kl_weight(None))
-        return original(self, corpus, specs, **kwargs)
+        return original(self, corpus, specs, run, **kwargs)
 
     monkeypatch.setattr(ScDiVaModel, "_train", recording_train)
     params = {**SCDIVA_FINETUNED_DEFAULTS, "max_steps": 2, "batch_size": 32}
@@ -234,9 +234,9 @@ def test_a_derived_method_trains_with_its_override(pbmc_preprocessed, checkpoint
     seen = []
     original = ScDiVaModel._train
 
-    def recording_train(self, corpus, specs, **kwargs):
-        seen.append((self.module.decoder.kl_weight(None), kwargs.get("trunk_lr_factor")))
-        return original(self, corpus, specs, **kwargs)
+    def recording_train(self, corpus, specs, run, **kwargs):
+        seen.append((self.module.decoder.kl_weight(None), run.trunk_lr_factor))
+        return original(self, corpus, specs, run, **kwargs)
 
     monkeypatch.setattr(ScDiVaModel, "_train", recording_train)
     record = get_method("integration", "scdiva_kl2", {"base": "scdiva_finetuned",

@@ -31,58 +31,29 @@ from scdiva.bench.methods._common import (
     seed_everything,
     set_threads,
 )
-from scdiva.config import DEFAULT_CLASSIFIER_HIDDEN_LAYERS, OBJECTIVE_SETTINGS
-from scdiva.model.recipes import INTEGRATION_FINETUNE
+from scdiva.config import OBJECTIVE_SETTINGS
+from scdiva.model.recipes import (
+    ANNOTATION_CLASSIFIER,
+    ANNOTATION_FINETUNE,
+    ANNOTATION_QUERY_EPOCHS,
+    INTEGRATION_FINETUNE,
+)
+from scdiva.model.settings import FitSettings
 
 CHECKPOINT_ROOT = Path("resources/checkpoints")
 #: cells a streamed job embeds between two heap trims (the chunk measured in docs/scale.md: 25,600 cells)
 STREAM_CHUNK_CELLS = 25_600
 
-#: training settings shared by both fine-tunes: early-stopped on 10% held-out cells, at most
-#: ``max_epochs`` (null: scVI's heuristic, 400 epochs below 20,000 cells).
-_TRAINING_DEFAULTS: dict[str, Any] = {
-    "max_steps": None,
-    "max_epochs": 100,
-    "batch_size": 128,
-    "lr": 1e-3,
-    "validation_fraction": 0.1,
-    "early_stopping_patience": 8,
-    # the tasks whose held-out loss early stopping watches (null: every task trained)
-    "early_stopping_tasks": None,
-    # weight of the adversarial batch classifier on the latent (scdiva.module.heads.BatchAdversary);
-    # null keeps the checkpoint's own setting
-    "adversarial_batch_weight": None,
-    # weight of the KL term in the ELBO (a beta-VAE's beta) from this fine-tune on; null keeps the
-    # checkpoint's own (1 in the named sizes)
-    "kl_weight": None,
-    # free bits: nats of KL per latent dimension left unpenalised from this fine-tune on
-    # (CountDecoderHead); null keeps the checkpoint's own (0, off, in the named sizes)
-    "kl_free_bits": None,
-    # epochs over which the KL weight moves from the checkpoint's to ``kl_weight`` (null: at once)
-    "kl_weight_ramp_epochs": None,
-    # the count decoder's dispersion from this fine-tune on: "gene" or "gene-batch" (one per gene and
-    # batch, scVI's option; CountDecoderHead); null keeps the checkpoint's own ("gene" in the named sizes)
-    "decoder_dispersion": None,
-    # learning rate of the pretrained trunk (everything but the task heads) against the heads' rate.
-    # Annotation: 0.3 gave a lower macro-F1 on the PBMCs' held-out chemistry in each of 3 seeds
-    # (0.738 against 0.773 on average; docs/model.md)
-    "trunk_lr_factor": 1.0,
-    # augmentation: train on cells binomially thinned to a random fraction in [count_thinning, 1] of
-    # their counts (scdiva.data.dataset.thin_counts); null: off
-    "count_thinning": None,
-    # early stopping on, and the result taken from, a moving average of the weights over about this
-    # many epochs instead of the last step's weights (scdiva.train.trainer.WeightAverage); null: off.
-    # Integration fine-tune, paired with the last step's weights: scIB Total +0.006 on the pancreas
-    # (5 of 5 seeds) and +0.001 on the PBMCs (5 of 7), in the same time. Annotation: part of the
-    # classifier change below (docs/model.md)
-    "weight_average_epochs": 5,
-    # dropout rate of the fine-tune (null: the checkpoint's, 0.1 in the named sizes)
-    "dropout": None,
-}
+#: the fine-tune settings (scdiva.model.settings.FitSettings fields) a config may set for either ScDiVa
+#: method; null keeps the recipe's (scdiva.model.recipes), and for the objective settings
+#: (scdiva.config.OBJECTIVE_SETTINGS) the checkpoint's own
+CONFIGURABLE_FIT_SETTINGS = ("max_steps", "max_epochs", "batch_size", "lr", "validation_fraction",
+                             "early_stopping_patience", "early_stopping_tasks", *OBJECTIVE_SETTINGS,
+                             "trunk_lr_factor", "count_thinning", "weight_average_epochs", "dropout")
 SCDIVA_ZEROSHOT_DEFAULTS: dict[str, Any] = {"checkpoint": "scdiva_tiny"}
 SCDIVA_FINETUNED_DEFAULTS: dict[str, Any] = {
     "checkpoint": "scdiva_tiny",
-    **_TRAINING_DEFAULTS,
+    **dict.fromkeys(CONFIGURABLE_FIT_SETTINGS),
     # the Python API's integration recipe (scdiva.model.recipes, where each setting's measurement is)
     **INTEGRATION_FINETUNE,
     # masked_expression is left out: its head does not see the batch, so it rewards a latent that
@@ -93,27 +64,12 @@ SCDIVA_FINETUNED_DEFAULTS: dict[str, Any] = {
 }
 SCDIVA_ANNOTATION_DEFAULTS: dict[str, Any] = {
     "checkpoint": "scdiva_tiny",
-    **_TRAINING_DEFAULTS,
-    "balance_labels": True,
-    # depth of the classifier's MLP on the latent mean. 0 (a logistic regression on the latent, the
-    # `linear_classifier` variant) was not better over 5 seeds on the PBMCs: macro-F1 0.779 against
-    # 0.775, accuracy 0.902 against 0.914 (docs/model.md)
-    "classifier_hidden_layers": DEFAULT_CLASSIFIER_HIDDEN_LAYERS,
-    # what the classifier reads (scdiva.module.heads.ClassifierHead): the latent-mean MLP and a
-    # logistic regression on the log-normalised genes, each trained on its own error, predicting
-    # together. With the weight averaging above it raised PBMC query macro-F1 from 0.772 to 0.787 and
-    # accuracy from 0.904 to 0.920, higher in 9 and 10 of 10 seeds (docs/model.md); "latent" (as
-    # scANVI) is the ablation variant `latent_classifier`
-    "classifier_representation": "latent_and_genes_ensemble",
-    # the ensemble's genes expert refitted to its optimum after each fit (ScDiVaModel.fit's
-    # converge_genes_expert): PBMC query macro-F1 +0.005 [95% t: +0.001, +0.009] and accuracy +0.006
-    # [+0.001, +0.011] over 10 seeds (higher in 8); `joint_genes_expert` in benchmarks/scdiva_ablation.py
-    # turns it back (docs/model.md)
-    "converge_genes_expert": True,
-    # query mapping: epochs on reference + unlabelled query cells (0: skip, predict after the reference fit)
-    "query_epochs": 20,
+    **dict.fromkeys(CONFIGURABLE_FIT_SETTINGS),
+    # the annotation recipe (scdiva.model.recipes, where each setting's measurement is)
+    **ANNOTATION_FINETUNE,
+    **{f"classifier_{option}": value for option, value in ANNOTATION_CLASSIFIER.items()},
+    "query_epochs": ANNOTATION_QUERY_EPOCHS,
 }
-
 
 def checkpoint_location(name_or_path: str) -> str:
     """Where a checkpoint lives: an existing directory, `resources/checkpoints/<name>` for a
@@ -147,14 +103,12 @@ def counts_view(adata):
     return ad.AnnData(X=adata.layers["counts"], obs=adata.obs.copy(), var=adata.var[[]].copy())
 
 
-def _training_kwargs(params: Mapping[str, Any], seed: int) -> dict[str, Any]:
-    keys = ("max_steps", "max_epochs", "batch_size", "lr", "validation_fraction", "early_stopping_patience",
-            "early_stopping_tasks", "trunk_lr_factor", "count_thinning", "weight_average_epochs",
-            "dropout", *OBJECTIVE_SETTINGS)
-    kwargs = {k: params[k] for k in keys if params.get(k) is not None}
-    if "max_steps" in kwargs:  # an explicit step count replaces the default epoch count
-        kwargs.pop("max_epochs", None)
-    return {**kwargs, "seed": seed, "progress_bar": False}
+def fit_settings(params: Mapping[str, Any], seed: int) -> FitSettings:
+    """The fine-tune's :class:`~scdiva.model.settings.FitSettings` from a method's resolved ``params``."""
+    options = {k: params[k] for k in CONFIGURABLE_FIT_SETTINGS if params.get(k) is not None}
+    if "max_steps" in options:  # an explicit step count replaces the default epoch count
+        options.pop("max_epochs", None)
+    return FitSettings(seed=seed, progress_bar=False).replace(**options)
 
 
 #: the obs column a fine-tune conditions on when the checkpoint knows the dataset's batches by their
@@ -208,7 +162,7 @@ def finetune_integration(model, adata, *, batch_key: str, seed: int, params: Map
                          f"tasks {list(params['tasks'])}")
     tasks = [TaskSpec(task, kind=task, weight=float(weights.get(task, 1.0))) for task in params["tasks"]]
     model.fit(data, tasks=tasks, batch_key=batch_key, label_key=None, layer=layer,
-              **_training_kwargs(params, seed))
+              settings=fit_settings(params, seed))
     if adata.isbacked:
         return streamed_latent(model, adata)
     return np.asarray(model.get_latent(data), dtype=np.float32)
@@ -298,9 +252,9 @@ def fit_annotation_model(model, reference, *, label_key: str, batch_key: str, se
     tasks = ["integration", TaskSpec("annotation", kind="classifier", obs_key=label_key,
                                      hidden_layers=int(params["classifier_hidden_layers"]),
                                      representation=str(params["classifier_representation"]))]
-    common = dict(label_key=label_key, batch_key=batch_key, balance_labels=bool(params["balance_labels"]),
-                  converge_genes_expert=bool(params["converge_genes_expert"]))
-    model.fit(ref, tasks=tasks, **common, **_training_kwargs(params, seed))
+    settings = fit_settings(params, seed).replace(balance_labels=bool(params["balance_labels"]),
+                                                  converge_genes_expert=bool(params["converge_genes_expert"]))
+    model.fit(ref, tasks=tasks, label_key=label_key, batch_key=batch_key, settings=settings)
 
     def map_query(query) -> None:
         if not params["query_epochs"]:
@@ -310,8 +264,8 @@ def fit_annotation_model(model, reference, *, label_key: str, batch_key: str, se
         checkpoint_batch_key(model, unlabelled, source_batch_key, dataset)  # named as the reference's are
         joint = ad.concat([ref, unlabelled], join="outer", index_unique=None)
         joint.obs[label_key] = joint.obs[label_key].astype(object)
-        kwargs = {**_training_kwargs(params, seed), "max_epochs": params["query_epochs"], "max_steps": None}
-        model.fit(joint, tasks=tasks, **common, **kwargs)
+        model.fit(joint, tasks=tasks, label_key=label_key, batch_key=batch_key,
+                  settings=settings.replace(max_epochs=params["query_epochs"], max_steps=None))
 
     def predict(query) -> np.ndarray:
         labels, _confidence = model.predict_labels(counts_view(query), task="annotation")
