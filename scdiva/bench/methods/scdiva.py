@@ -22,8 +22,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import anndata as ad
 import numpy as np
 
+from scdiva.bench.checkpoints.fetch import corpus_batches
+from scdiva.bench.core.io import trim_freed_memory
 from scdiva.bench.methods._common import (
     EMBEDDING_KEY,
     check_obs_key,
@@ -31,7 +34,9 @@ from scdiva.bench.methods._common import (
     seed_everything,
     set_threads,
 )
+from scdiva.bench.tasks.annotation.base import FittedAnnotator
 from scdiva.config import OBJECTIVE_SETTINGS
+from scdiva.model import ScDiVaModel
 from scdiva.model.recipes import (
     ANNOTATION_CLASSIFIER,
     ANNOTATION_FINETUNE,
@@ -39,6 +44,7 @@ from scdiva.model.recipes import (
     INTEGRATION_FINETUNE,
 )
 from scdiva.model.settings import FitSettings
+from scdiva.model.tasks import TaskSpec
 
 CHECKPOINT_ROOT = Path("resources/checkpoints")
 #: cells a streamed job embeds between two heap trims (the chunk measured in docs/scale.md: 25,600 cells)
@@ -83,8 +89,6 @@ def checkpoint_location(name_or_path: str) -> str:
 
 def load_checkpoint(name_or_path: str):
     """`ScDiVaModel.from_pretrained`, with an error naming the config entry when it is missing."""
-    from scdiva import ScDiVaModel
-
     location = checkpoint_location(name_or_path)
     if location.startswith(str(CHECKPOINT_ROOT)) and not Path(location).is_dir():
         raise FileNotFoundError(
@@ -96,8 +100,6 @@ def load_checkpoint(name_or_path: str):
 
 def counts_view(adata):
     """AnnData with raw counts in X: ScDiVa normalises and tokenises counts itself."""
-    import anndata as ad
-
     if "counts" not in adata.layers:
         raise KeyError("ScDiVa needs raw counts in layers['counts'] of the preprocessed file; rerun preprocess.")
     return ad.AnnData(X=adata.layers["counts"], obs=adata.obs.copy(), var=adata.var[[]].copy())
@@ -129,8 +131,6 @@ def checkpoint_batch_key(model, data, batch_key: str, dataset: str | None) -> st
     score 0.66 against 0.81, docs/model.md). Batches the corpus left out (held-out query batches)
     still start fresh. Otherwise (no dataset name, or a checkpoint trained elsewhere): ``batch_key``.
     """
-    from scdiva.bench.checkpoints.fetch import corpus_batches
-
     prefix = f"{dataset}/"
     if dataset is None or not any(str(c).startswith(prefix) for c in model.config.batch_categories):
         return batch_key
@@ -151,8 +151,6 @@ def finetune_integration(model, adata, *, batch_key: str, seed: int, params: Map
     (``scdiva.bench.core.formats.open_rows_backed``): then the counts layer's rows are read from disk a
     batch at a time, in training and in the final embedding alike (and its obs gains the column
     :func:`checkpoint_batch_key` may add)."""
-    from scdiva.model.tasks import TaskSpec
-
     data, layer = (adata, "counts") if adata.isbacked else (counts_view(adata), None)
     batch_key = checkpoint_batch_key(model, data, batch_key, dataset_name(adata))
     weights = dict(params.get("task_weights") or {})
@@ -195,8 +193,6 @@ def streamed_latent(model, adata, *, chunk_cells: int = STREAM_CHUNK_CELLS, laye
     ``chunk_cells`` at a time, the heap trimmed after each chunk (:func:`scdiva.bench.core.io.trim_freed_memory`):
     resident memory stays bounded as the cells pass through (docs/scale.md); same values as one
     ``get_latent`` call. ``layer`` holds the counts (None: ``X``)."""
-    from scdiva.bench.core.io import trim_freed_memory
-
     parts = []
     end = adata.n_obs if n_cells is None else min(n_cells, adata.n_obs)
     for first in range(0, end, chunk_cells):  # anndata makes no view of a backed view: slice the file's own
@@ -241,10 +237,7 @@ def fit_annotation_model(model, reference, *, label_key: str, batch_key: str, se
     """Fine-tune ``model`` on the labelled ``reference`` (ELBO + classifier); returns a
     :class:`~scdiva.bench.tasks.annotation.base.FittedAnnotator` whose ``map_query`` adds the unlabelled
     query cells to the ELBO (under their own batch) and whose ``predict`` is a forward pass."""
-    import anndata as ad
 
-    from scdiva.bench.tasks.annotation.base import FittedAnnotator
-    from scdiva.model.tasks import TaskSpec
 
     ref = counts_view(reference)
     dataset, source_batch_key = dataset_name(reference), batch_key
