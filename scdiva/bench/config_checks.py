@@ -13,12 +13,27 @@ fetched checkpoints are looked up under ``workdir`` (the workflow's working dire
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from scdiva.bench.checkpoints.adapters import check_adapter
+from scdiva.bench.checkpoints.fetch import check_vocabulary_serves, source_files
+from scdiva.bench.checkpoints.files import CheckpointError
 from scdiva.bench.core.download import DownloadError, resolve_source
-from scdiva.bench.core.validate import DatasetValidationError, check_batch_overlap, check_source
+from scdiva.bench.core.formats import detect_format
+from scdiva.bench.core.validate import (
+    DatasetValidationError,
+    check_batch_overlap,
+    check_source,
+    read_source_tables,
+)
+from scdiva.bench.methods.catalog import get_method, method_records
+from scdiva.bench.methods.external import config_params, is_definition
+from scdiva.bench.methods.record import MethodConfigError
+from scdiva.config import ScDiVaConfig
 
 STAGED_DIR = "resources/datasets"  # staged copies of the datasets, relative to the working directory
 
@@ -35,8 +50,6 @@ def schema_error_message(err: Any) -> str:
     err
         The ``jsonschema.ValidationError`` of the violation.
     """
-    import re
-
     where = ".".join(str(part) for part in err.absolute_path) or "(top level)"
     parts = [f"invalid config at `{where}`: {err.message}"]
     if "propertyNames" in err.schema_path:  # a bad name (of a dataset, checkpoint): say which and how to fix
@@ -63,24 +76,18 @@ def local_source_path(source: str, repo_root: Path) -> Path | None:
 
 def method_definition(config: Mapping[str, Any], method: str) -> dict[str, Any] | None:
     """Config ``methods.<method>`` when it defines a method (entry_point / command / embedding), else None."""
-    from scdiva.bench.methods.external import is_definition
-
     entry = config.get("methods", {}).get(method)
     return dict(entry) if is_definition(entry) else None
 
 
 def method_record(config: Mapping[str, Any], task: str, method: str, repo_root: Path):
     """The record of ``method`` for ``task`` (scdiva.bench.methods.catalog): built in or defined in config."""
-    from scdiva.bench.methods.catalog import get_method
-
     return get_method(task, method, method_definition(config, method), base_dir=repo_root)
 
 
 def method_params(config: Mapping[str, Any], method: str) -> dict[str, Any]:
     """Per-method parameters from config ``methods.<method>`` (empty: the defaults); a config-defined
     method's are under its ``params``."""
-    from scdiva.bench.methods.external import config_params
-
     return config_params(config.get("methods", {}).get(method))
 
 
@@ -100,7 +107,7 @@ def task_params(config: Mapping[str, Any], task: str, method: str) -> dict[str, 
 def recipe_datasets(config: Mapping[str, Any], name: str) -> list[str]:
     """Datasets whose cells make up checkpoint recipe ``name``'s pretraining corpus."""
     chosen = config["checkpoints"][name]["recipe"].get("datasets", "all")
-    return list(config["datasets"]) if chosen == "all" else list(chosen)
+    return list(config["datasets"]) if chosen in ("all", "each") else list(chosen)
 
 
 def annotation_datasets(config: Mapping[str, Any]) -> list[str]:
@@ -130,6 +137,7 @@ def scdiva_checkpoint_users(config: Mapping[str, Any], repo_root: Path) -> list[
 
 def multimodal_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     """Config `multimodal` over its defaults; methods default to every registered multimodal method."""
+    # deferred: imports torch, anndata (this module is imported at workflow parse time)
     from scdiva.bench.tasks.multimodal import multimodal_methods
 
     defaults = {"datasets": {}, "methods": multimodal_methods(), "held_out_fraction": 0.2, "n_top_genes": 2000,
@@ -139,7 +147,7 @@ def multimodal_settings(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def cross_species_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     """Config `cross_species` over its defaults; methods default to every registered method of each half."""
-    from scdiva.bench.methods.catalog import method_records
+    # deferred: imports anndata (this module is imported at workflow parse time)
     from scdiva.bench.tasks.cross_species import ANNOTATION_TASK, INTEGRATION_TASK
 
     defaults = {"datasets": {}, "pairs": [], "both_directions": True,
@@ -209,8 +217,6 @@ def check_datasets(config: Mapping[str, Any], repo_root: Path, workdir: Path = P
             staged = workdir / STAGED_DIR / f"{name}.h5ad"
             readable = path if path is not None else (staged if staged.is_file() else None)
             if readable is path and path is not None:
-                from scdiva.bench.core.formats import detect_format
-
                 # a 10x file or gzipped .h5ad is converted, then checked, by its download job
                 if detect_format(path, dataset=name, declared=entry.get("format", "auto"), strict=False) != "h5ad":
                     readable = staged if staged.is_file() else None
@@ -235,8 +241,6 @@ def check_checkpoints(config: dict[str, Any], repo_root: Path) -> None:
     repo_root
         The repository root, against which relative paths resolve.
     """
-    from scdiva.bench.checkpoints.fetch import source_files
-
     for name, entry in config.get("checkpoints", {}).items():
         published = entry.get("published") or {}
         if published.get("path"):
@@ -255,16 +259,13 @@ def check_checkpoints(config: dict[str, Any], repo_root: Path) -> None:
                 )
             published["path"] = str(path)
         if published.get("adapter"):
-            from scdiva.bench.checkpoints.adapters import check_adapter
-            from scdiva.bench.checkpoints.files import CheckpointError
-
             try:
                 check_adapter(name, published)
             except CheckpointError as err:
                 raise ConfigError(str(err)) from None
         recipe = entry.get("recipe") or {}
         named = recipe.get("datasets", "all")
-        unknown = [] if named == "all" else [d for d in named if d not in config["datasets"]]
+        unknown = [] if named in ("all", "each") else [d for d in named if d not in config["datasets"]]
         if unknown:
             raise ConfigError(
                 f"checkpoint {name!r}: config `checkpoints.{name}.recipe.datasets` names datasets {unknown} that are "
@@ -278,9 +279,6 @@ def check_model_overrides(checkpoint: str, size: str, overrides: Mapping[str, An
     """A recipe's `model` settings are fields of ScDiVaConfig that its ``size`` accepts."""
     if not overrides:
         return
-    from dataclasses import fields
-
-    from scdiva.config import ScDiVaConfig
 
     known = {f.name for f in fields(ScDiVaConfig)} - {"n_genes"}
     unknown = sorted(set(overrides) - known)
@@ -304,13 +302,6 @@ def check_methods(config: Mapping[str, Any], repo_root: Path) -> None:
     repo_root
         The repository root, against which relative embedding paths resolve.
     """
-    try:
-        from scdiva.bench.methods.catalog import method_records
-        from scdiva.bench.methods.external import is_definition
-        from scdiva.bench.methods.record import MethodConfigError
-    except ImportError as err:
-        raise ConfigError(f"cannot import the method catalog scdiva.bench.methods.catalog ({err}); "
-                          "is the scdiva package installed (`make install`)?") from None
     listed = {"integration": list(config["integration"]["methods"]),
               "annotation": list(config["annotation"]["methods"])}
     for task, names in listed.items():
@@ -366,10 +357,6 @@ def check_scdiva_coverage(config: Mapping[str, Any], repo_root: Path, workdir: P
     workdir
         The workflow's working directory (fetched checkpoints are under ``resources/checkpoints`` there).
     """
-    from scdiva.bench.checkpoints.fetch import check_vocabulary_serves
-    from scdiva.bench.checkpoints.files import CheckpointError
-    from scdiva.bench.core.validate import read_source_tables
-
     for name, dataset, what in scdiva_checkpoint_users(config, repo_root):
         entry = config.get("checkpoints", {}).get(name)
         if entry is None:
@@ -409,6 +396,7 @@ def check_multimodal(config: Mapping[str, Any], repo_root: Path) -> None:
     repo_root
         The repository root, against which relative sources resolve.
     """
+    # deferred: imports torch, anndata (this module is imported at workflow parse time)
     from scdiva.bench.tasks.multimodal import MultimodalError, check_multimodal_source
     from scdiva.bench.tasks.multimodal import method_params as multimodal_params
 
@@ -441,7 +429,7 @@ def check_cross_species(config: Mapping[str, Any], repo_root: Path) -> None:
     repo_root
         The repository root, against which relative sources resolve.
     """
-    from scdiva.bench.methods.catalog import method_records
+    # deferred: imports anndata (this module is imported at workflow parse time)
     from scdiva.bench.tasks.cross_species import (
         ANNOTATION_TASK,
         INTEGRATION_TASK,

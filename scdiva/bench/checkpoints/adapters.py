@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from scdiva.bench.checkpoints.files import CHECKPOINT_FILES
+from scdiva.bench.methods.record import MethodConfigError, load_entry_point
+from scdiva.config import ScDiVaConfig
 from scdiva.errors import CheckpointError
 
 #: provenance written next to an adapted checkpoint: source files with their sha256, adapter, options
@@ -47,8 +49,6 @@ ADAPTED_FROM = "adapted_from.json"
 def check_adapter(name: str, spec: Mapping[str, Any]) -> Callable[..., None]:
     """Checkpoint ``name``'s adapter function, importable and accepting its ``adapter_options`` (the
     workflow calls this at parse time, so a typo fails before any job runs)."""
-    from scdiva.bench.methods.record import MethodConfigError, load_entry_point
-
     where = f"config `checkpoints.{name}.published.adapter`"
     try:
         function = load_entry_point(spec["adapter"], method=f"checkpoint {name} adapter", where=where)
@@ -73,6 +73,7 @@ def run_adapter(name: str, spec: Mapping[str, Any], source: Path, target: Path) 
     if missing:
         raise CheckpointError(f"checkpoint {name!r}: adapter {spec['adapter']} did not write {missing}; an adapter "
                               f"must write {', '.join(CHECKPOINT_FILES)} (e.g. ScDiVaModel.save_pretrained)")
+    # deferred: imports torch (this module is imported at workflow parse time)
     from scdiva.model import ScDiVaModel
 
     try:
@@ -99,9 +100,9 @@ def torch_state_dict(source: Path, target: Path, *, weights: str, genes: str, si
     it (``re.sub``, once); a ``null`` replacement drops the key (optimizer state, unused heads).
     Every ScDiVa parameter must receive exactly one tensor of its shape; errors name the key and the fix.
     """
+    # deferred: imports torch (this module is imported at workflow parse time)
     import torch
 
-    from scdiva.config import ScDiVaConfig
     from scdiva.data.vocab import GeneVocab
     from scdiva.model import ScDiVaModel
 

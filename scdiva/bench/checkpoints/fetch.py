@@ -33,6 +33,7 @@ def corpus_batches(dataset: str, batches):
     """A dataset's batch labels as a recipe checkpoint's pretraining corpus names them,
     ``<dataset>/<batch>`` (missing stay missing): batches of different datasets never share a decoder
     category, and a fine-tune on the dataset finds the categories its pretraining learned."""
+    # deferred: imports pandas (this module is imported at workflow parse time)
     import pandas as pd
 
     labels = pd.Series(batches, copy=False)
@@ -78,6 +79,7 @@ def _fetch_file(kind: str, spec: Mapping[str, Any], filename: str, target: Path)
         except OSError as err:
             raise CheckpointError(f"cannot download {url}: {err}") from err
     else:
+        # deferred: imports huggingface_hub's download client (this module is imported at workflow parse time)
         from huggingface_hub import hf_hub_download
 
         try:
@@ -128,6 +130,7 @@ def check_vocabulary_serves(vocab_path: str | Path, var, *, checkpoint: str, dat
     Raises :class:`CheckpointError` naming both and the config change that fixes it when it is
     below ``min_coverage`` (the ScDiVa jobs would fail the same way, after the baselines ran).
     """
+    # deferred: imports anndata, torch (this module is imported at workflow parse time)
     import anndata as ad
 
     from scdiva.data.vocab import GeneMismatchError, GeneVocab

@@ -132,6 +132,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 def _progress(total: int | None, initial: int, desc: str):
+    # deferred: imports tqdm (this module is imported at workflow parse time)
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=desc)

@@ -34,8 +34,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from scdiva.bench.core.io import atomic_path
 from scdiva.bench.core.sampling import stratified_indices
-from scdiva.bench.core.validate import DatasetValidationError
+from scdiva.bench.core.validate import DatasetValidationError, read_source_tables
 
 if TYPE_CHECKING:
     import anndata
@@ -78,6 +79,7 @@ def _is_tar(path: Path) -> bool:
 
 
 def _is_10x_group(group) -> bool:
+    # deferred: imports h5py (this module is imported at workflow parse time)
     import h5py
 
     return isinstance(group, h5py.Group) and {"barcodes", "data", "indices", "indptr", "shape"} <= set(group.keys())
@@ -107,6 +109,7 @@ def detect_format(path: str | os.PathLike[str], *, dataset: str = "dataset", dec
         with open(path, "rb") as handle:
             head = handle.read(8)
         if head.startswith(HDF5_MAGIC):
+            # deferred: imports h5py (this module is imported at workflow parse time)
             import h5py
 
             try:
@@ -157,6 +160,7 @@ def read_10x(path: str | os.PathLike[str], fmt: str, *, dataset: str = "dataset"
              shown: str | None = None) -> anndata.AnnData:
     """A 10x .h5 or Matrix Market bundle as AnnData: counts in X (CSR), gene symbols as var_names,
     Ensembl ids in ``var["gene_ids"]``, barcodes as obs_names (``shown``: the file's name in messages)."""
+    # deferred: imports scanpy (this module is imported at workflow parse time)
     import scanpy as sc
 
     path = Path(path)
@@ -205,6 +209,7 @@ def join_metadata(adata: anndata.AnnData, metadata: str | os.PathLike[str], *, d
         The file cannot be parsed, a barcode has more than one row (which row belongs to the cell is
         ambiguous) or a cell of ``adata`` has none; the message names the dataset, the keys and the fix.
     """
+    # deferred: imports pandas (this module is imported at workflow parse time)
     import pandas as pd
 
     where = (f"the metadata file {metadata} (config `datasets.{dataset}.metadata`, the cell table of "
@@ -265,8 +270,6 @@ def stage_as_h5ad(source: str | os.PathLike[str], destination: str | os.PathLike
         A foreign, truncated or damaged file, or bad metadata: the message names the dataset,
         ``datasets.<dataset>.source`` (or ``.metadata``) and the fix.
     """
-    from scdiva.bench.core.io import atomic_path
-
     fmt = detect_format(source, dataset=dataset, declared=declared, shown=shown)
     with atomic_path(destination) as tmp:
         if fmt == "h5ad":
@@ -290,6 +293,7 @@ def stage_as_h5ad(source: str | os.PathLike[str], destination: str | os.PathLike
 
 def _read_rows(element, rows: np.ndarray | None):
     """Rows ``rows`` (sorted; None = all) of an on-disk X / layer as CSR float32, read in chunks."""
+    # deferred: imports anndata, h5py (this module is imported at workflow parse time)
     import anndata.io
     import h5py
 
@@ -317,6 +321,7 @@ def _read_rows(element, rows: np.ndarray | None):
 
 def n_obs_of(path: str | os.PathLike[str]) -> int:
     """Cells in an .h5ad from its obs index alone (cheap: no matrix is read)."""
+    # deferred: imports h5py (this module is imported at workflow parse time)
     import h5py
 
     with h5py.File(path, "r") as handle:
@@ -333,6 +338,7 @@ def open_rows_backed(path: str | os.PathLike[str]) -> anndata.AnnData:
     into memory (a 1M-cell counts layer is gigabytes); ScDiVa's row reader streams ``X`` or any
     ``layers/<name>`` of this file itself, so obs + var is all that needs to be in memory.
     """
+    # deferred: imports anndata, h5py (this module is imported at workflow parse time)
     import anndata as ad
     import h5py
     from anndata.io import read_elem
@@ -357,11 +363,10 @@ def read_counts(path: str | os.PathLike[str], *, dataset: str, counts_layer: str
     by :func:`scdiva.bench.core.validate.check_counts`.
     Errors name the dataset, the key and the fix (:class:`DatasetValidationError`).
     """
+    # deferred: imports anndata, h5py (this module is imported at workflow parse time)
     import anndata
     import anndata.io
     import h5py
-
-    from scdiva.bench.core.validate import read_source_tables
 
     obs, var, layers = read_source_tables(path, dataset=dataset)
     rows = None

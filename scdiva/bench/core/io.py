@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import hashlib
 import logging
 import os
@@ -127,9 +129,6 @@ def sha256_of(path: str | os.PathLike[str]) -> str:
 
 def _glibc():
     """The C library through ctypes, or None where it cannot be loaded."""
-    import ctypes
-    import ctypes.util
-
     try:
         return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     except OSError:

@@ -32,6 +32,7 @@ def import_with_numba_cache(module: str) -> ModuleType:
     """
     if module in sys.modules:
         return sys.modules[module]
+    # deferred: imports numba (this module is imported at workflow parse time)
     import numba
 
     plain_njit = numba.njit

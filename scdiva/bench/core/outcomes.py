@@ -36,6 +36,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scdiva.bench.core.io import atomic_path, write_h5ad_atomic
+from scdiva.bench.methods.record import MethodError
+
 STATUSES = ("ok", "not_applicable", "failed", "timeout", "out_of_memory")
 #: Statuses that leave nothing to retry.
 COMPLETE = ("ok", "not_applicable")
@@ -98,8 +101,6 @@ class RunOutcome:
 
     def write(self, path: str | os.PathLike[str]) -> None:
         """Write the record as JSON (atomically; NaN as null)."""
-        from scdiva.bench.core.io import atomic_path
-
         data = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(data, indent=1) + "\n")
@@ -133,8 +134,6 @@ def first_line(text: str) -> str:
 
 
 def _describe(err: BaseException) -> str:
-    from scdiva.bench.methods.record import MethodError
-
     message = first_line(str(err))
     if isinstance(err, (MethodError, NotApplicable)) and message:
         return message  # these name the method and say what to do already
@@ -355,9 +354,8 @@ def write_stub_h5ad(path: str | os.PathLike[str], outcome: RunOutcome) -> None:
     outcome
         The run's outcome (not ok).
     """
+    # deferred: imports anndata (this module is imported at workflow parse time)
     import anndata as ad
-
-    from scdiva.bench.core.io import write_h5ad_atomic
 
     stub = ad.AnnData()
     stub.uns["status"] = outcome.status
@@ -367,27 +365,22 @@ def write_stub_h5ad(path: str | os.PathLike[str], outcome: RunOutcome) -> None:
 
 def write_stub_csv(path: str | os.PathLike[str], columns: Iterable[str]) -> None:
     """A CSV with the header and no rows."""
-    from scdiva.bench.core.io import atomic_path
-
     with atomic_path(path) as tmp:
         tmp.write_text(",".join(columns) + "\n")
 
 
 def write_stub_json(path: str | os.PathLike[str], outcome: RunOutcome) -> None:
-    from scdiva.bench.core.io import atomic_path
-
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps({"status": outcome.status, "reason": outcome.reason}, indent=1) + "\n")
 
 
 def write_stub_png(path: str | os.PathLike[str], outcome: RunOutcome) -> None:
     """A figure that says the run produced no result, and why."""
+    # deferred: imports matplotlib (this module is imported at workflow parse time)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from scdiva.bench.core.io import atomic_path
 
     fig, ax = plt.subplots(figsize=(6, 1.5))
     ax.axis("off")
@@ -425,6 +418,7 @@ def runs_table(records: Iterable[str | os.PathLike[str]],
     pandas.DataFrame
         Columns :data:`RUNS_COLUMNS`, one row per run, sorted by task, dataset, method and seed.
     """
+    # deferred: imports pandas (this module is imported at workflow parse time)
     import pandas as pd
 
     rows = [RunOutcome.read(path).row() for path in records]

@@ -14,8 +14,10 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import scanpy as sc
 import scipy.sparse as sp
 
+from scdiva.bench.core.sampling import stratified_indices
 from scdiva.bench.core.validate import (
     DatasetValidationError,
     check_categories,
@@ -61,8 +63,6 @@ def stratified_subsample(
     """
     if n_cells >= adata.n_obs:
         return adata
-    from scdiva.bench.core.sampling import stratified_indices
-
     return adata[stratified_indices(adata.obs, n_cells, strata, seed)].copy()
 
 
@@ -150,8 +150,6 @@ def select_hvgs(adata: anndata.AnnData, settings: PreprocessSettings, batch_key:
     cell_ranger works on the log-normalised X. With ``batch_key`` genes are ranked by how many batches
     find them variable, so a gene variable only because of one batch is not preferred.
     """
-    import scanpy as sc
-
     if settings.n_top_genes >= adata.n_vars:
         adata.var["highly_variable"] = True
         logger.info("n_top_genes=%d >= %d genes: all genes are highly variable", settings.n_top_genes, adata.n_vars)
@@ -197,8 +195,6 @@ def preprocess(
     Raises :class:`~scdiva.bench.core.validate.DatasetValidationError` before any computation if the
     data do not match the config entry.
     """
-    import scanpy as sc
-
     settings = settings or PreprocessSettings()
     # A missing key is left to validate_dataset, which names it; subsampling needs both keys.
     if subsample is not None and subsample < adata.n_obs and {batch_key, label_key} <= set(adata.obs.columns):

@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from scdiva.bench.core.download import sha256_of
+from scdiva.bench.core.io import atomic_path
 from scdiva.bench.report.document import Section
 
 PACKAGES = ("scdiva", "torch", "scvi-tools", "scib-metrics", "scanpy", "anndata", "snakemake")
@@ -91,6 +92,7 @@ def hardware() -> dict[str, Any]:
     gpus: list[str] = []
     bf16_matmul = None
     try:
+        # deferred: imports torch (this module is imported at workflow parse time)
         import torch
 
         from scdiva.train.precision import cpu_has_bf16_matmul
@@ -193,7 +195,5 @@ def provenance_section(record: Mapping[str, Any], *, order: int = 90) -> Section
 
 def write_provenance(record: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
     """Write ``record`` as indented JSON, atomically."""
-    from scdiva.bench.core.io import atomic_path
-
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(record, indent=2) + "\n")

@@ -175,6 +175,7 @@ def check_batch_overlap(reference: Sequence[str], query: Sequence[str], *, datas
 
 def check_unique_cells(obs_names: Sequence[str], *, dataset: str) -> None:
     """Cell names (obs_names) must be unique: embeddings, predictions and metrics are joined on them."""
+    # deferred: imports pandas (this module is imported at workflow parse time)
     import pandas as pd
 
     names = pd.Index(obs_names)
@@ -272,6 +273,7 @@ def read_source_tables(path: str | os.PathLike[str], *, dataset: str, shown: str
     names the file in messages (e.g. the URL a download came from) instead of ``path``.
     """
     shown = shown or str(path)
+    # deferred: imports anndata, h5py (this module is imported at workflow parse time)
     import anndata.io
     import h5py
 
@@ -311,6 +313,7 @@ def check_source(path: str | os.PathLike[str], entry: Mapping[str, Any], *, data
     `scdiva.bench.core.preprocess.drop_small_batches`). Raises :class:`DatasetValidationError` naming the
     dataset, the config key and the fix.
     """
+    # deferred: imports anndata (this module is imported at workflow parse time)
     import anndata
 
     obs, var, layers = read_source_tables(path, dataset=dataset, shown=shown)

@@ -117,6 +117,7 @@ def derived_record(task: str, name: str, entry: Mapping[str, Any]) -> MethodReco
 def _load_builtins() -> None:
     # Deferred to the first lookup: Snakemake reads the catalog while it parses the workflow, and the
     # task modules import pandas, anndata and the method modules' defaults.
+    # deferred: imports torch, anndata (this module is imported at workflow parse time)
     from scdiva.bench.tasks import cross_species, multimodal
     from scdiva.bench.tasks.annotation import records as annotation
     from scdiva.bench.tasks.integration import records as integration

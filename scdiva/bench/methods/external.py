@@ -308,6 +308,7 @@ def _file_start(path: Path) -> str:
 def read_h5ad_output(path: Path, *, method: str, what: str, obsm_key: str = EMBEDDING_KEY):
     """``anndata.read_h5ad(path)``, or one line naming ``method`` when ``path`` is no .h5ad (text, a CSV)
     or its ``obsm[obsm_key]`` is stored 1-D (anndata would silently read that as one column)."""
+    # deferred: imports anndata, h5py (this module is imported at workflow parse time)
     import anndata as ad
     import h5py
 
@@ -349,6 +350,7 @@ def fit_annotation_command(reference, *, label_key: str, batch_key: str, seed: i
     """An annotator that runs ``command`` once per query: it trains on ``{reference}`` and labels
     ``{query}`` in one program, so its whole run is timed as ``query_fit_s`` and ``predict`` returns
     the labels it wrote."""
+    # deferred: imports pandas (this module is imported at workflow parse time)
     import pandas as pd
 
 
@@ -387,6 +389,7 @@ def fit_annotation_command(reference, *, label_key: str, batch_key: str, seed: i
 
 def match_cells(names, values, cells, *, method: str, source: str) -> np.ndarray:
     """Rows of ``values`` (named ``names``) in the order of ``cells``; every cell must be present."""
+    # deferred: imports pandas (this module is imported at workflow parse time)
     import pandas as pd
 
     index = pd.Index([str(n) for n in names])
@@ -405,6 +408,7 @@ def match_cells(names, values, cells, *, method: str, source: str) -> np.ndarray
 def read_embedding_file(path: str | Path, *, obsm_key: str = EMBEDDING_KEY, method: str):
     """(cell names, float32 matrix) of a precomputed embedding: ``.h5ad`` (``obsm[obsm_key]``) or
     ``.csv``/``.tsv``; checked against the embedding contract (:func:`check_embedding`)."""
+    # deferred: imports pandas (this module is imported at workflow parse time)
     import pandas as pd
 
     path = Path(path)

@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
+
+from scdiva.bench.methods.catalog import method_role
 
 #: Paper tables and the columns of each row that are claims (the rest describe the dataset).
 CLAIM_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -61,8 +64,6 @@ class PaperClaims:
 
 def load_claims(path: str | os.PathLike) -> PaperClaims:
     """Read and check `config/paper_claims.yaml`; errors name the file, table and row."""
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise ClaimsError(f"claims file {path} not found; it ships as config/paper_claims.yaml")
@@ -103,6 +104,7 @@ def hardware_description() -> str:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     device = "torch CPU"
     try:
+        # deferred: imports torch (optional: the report is built without torch too)
         import torch
 
         if torch.cuda.is_available():
@@ -240,8 +242,6 @@ def _best_baseline(measured: pd.DataFrame, dataset: str, candidates: list[str], 
     control) on this dataset and metric, so a claim is read in context. Only a baseline measured on
     every seed (``n_seeds``; None: the most any baseline has) is eligible: a mean over the seeds that
     happened to complete is not comparable; those left out are named in ``best_baseline_note``."""
-    from scdiva.bench.methods.catalog import method_role
-
     baseline = measured["method"].map(lambda m: method_role(str(m)) == "baseline")
     sel = measured[(measured["dataset"] == dataset) & baseline]
     for name in candidates:

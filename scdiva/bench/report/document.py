@@ -75,6 +75,7 @@ table.coverage td:nth-child(-n+2),table.coverage th:nth-child(-n+2){text-align:l
 
 def markdown_to_html(text: str) -> str:
     """HTML of report markdown: GitHub-style tables, fenced code, and markdown inside ``<details>``."""
+    # deferred: imports markdown (this module is imported at workflow parse time)
     import markdown
 
     # Tables inside <details> (long tables, folded) are markdown too: md_in_html renders them.

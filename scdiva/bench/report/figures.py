@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from scdiva.bench.core.io import atomic_path
 from scdiva.bench.methods.record import is_control
 from scdiva.bench.tasks.integration.metrics import AGGREGATES, METRICS
 
 
 def _save(fig, paths: Sequence[str | os.PathLike[str]]) -> None:
-    from scdiva.bench.core.io import atomic_path
-
     for path in paths:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=150, bbox_inches="tight", format=Path(path).suffix.lstrip("."))
@@ -26,6 +25,7 @@ def results_table_figure(wide: pd.DataFrame, paths: Sequence[str | os.PathLike[s
     """scIB-style table: methods as rows; metric circles (colour and size = value) grouped into
     bio conservation and batch correction, then bars for the aggregate scores. Rows sorted by total;
     with ``ranked`` (methods that completed every seed), the others go below them, marked "not ranked"."""
+    # deferred: imports matplotlib (this module is imported at workflow parse time)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -80,6 +80,7 @@ def results_table_figure(wide: pd.DataFrame, paths: Sequence[str | os.PathLike[s
 def message_figure(message: str, paths: Sequence[str | os.PathLike[str]]) -> None:
     """A figure that only says ``message``: stands in for a figure with nothing to show (e.g. no run
     completed), so that the report's figure files always exist and say why they are empty."""
+    # deferred: imports matplotlib (this module is imported at workflow parse time)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -102,6 +103,7 @@ def umap_grid(
     seed: int = 0,
 ) -> None:
     """Grid of UMAPs: one row per method, coloured by batch (left) and label (right)."""
+    # deferred: imports anndata, matplotlib, scanpy, tqdm (this module is imported at workflow parse time)
     import anndata as ad
     import matplotlib
 
@@ -144,6 +146,7 @@ def umap_grid(
 def walltime_figure(walltimes: pd.DataFrame, paths: Sequence[str | os.PathLike[str]], *, title: str = "") -> None:
     """Horizontal bars: summed job wall time (s) per Snakemake rule, longest on top, labelled with
     the seconds and the number of jobs. ``walltimes``: one row per job with ``rule`` and ``wall_s``."""
+    # deferred: imports matplotlib (this module is imported at workflow parse time)
     import matplotlib
 
     matplotlib.use("Agg")

@@ -265,6 +265,7 @@ def integration_sections(
                              title=f"{dataset}: integration scores"
                              + (" (development data: ScDiVa in-sample)" if inputs.development else ""))
 
+        # deferred: imports anndata (this module is imported at workflow parse time)
         import anndata as ad
 
         ref = ad.read_h5ad(inputs.preprocessed, backed="r")

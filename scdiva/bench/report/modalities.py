@@ -10,10 +10,17 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import anndata as ad
 import numpy as np
 import pandas as pd
+import scanpy as sc
 
+from scdiva.bench.methods.catalog import model_methods
 from scdiva.bench.report.document import Section
+from scdiva.bench.tasks.annotation.figures import plot_confusion
+from scdiva.bench.tasks.annotation.metrics import confusion_table
+from scdiva.bench.tasks.cross_species import ANNOTATION_TASK, INTEGRATION_TASK
+from scdiva.bench.tasks.multimodal import clr_normalise
 
 MULTIMODAL_COLUMNS = {"protein_pearson": "protein Pearson (median)", "protein_spearman": "protein Spearman (median)",
                       "protein_r2_vs_mean": "R² vs mean protein", "rna_graph_agreement": "RNA-graph agreement",
@@ -46,8 +53,6 @@ def _fmt(frame: pd.DataFrame) -> str:
 
 def _model(task: str) -> str:
     """The method of ``task`` whose role is "model" (ScDiVa), from the registry."""
-    from scdiva.bench.methods.catalog import model_methods
-
     return model_methods(task)[0]
 
 
@@ -76,7 +81,7 @@ def scdiva_gaps(table: pd.DataFrame, group: Sequence[str], metrics: Sequence[str
 
 def plot_protein_scatter(prepared_path: str, predicted_paths: Mapping[str, str], path: str | os.PathLike) -> None:
     """Predicted vs observed log1p protein counts of held-out cells for a few markers, one row per method."""
-    import anndata as ad
+    # deferred: imports matplotlib (Agg is selected only when a figure is drawn)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -104,11 +109,8 @@ def plot_protein_scatter(prepared_path: str, predicted_paths: Mapping[str, str],
 
 def plot_joint_umap(prepared_path: str, embedding_path: str, path: str | os.PathLike, *, method: str, seed: int = 0) -> None:
     """UMAP of a joint embedding coloured by the CLR-normalised counts of a few proteins."""
-    import anndata as ad
+    # deferred: imports matplotlib (Agg is selected only when a figure is drawn)
     import matplotlib
-    import scanpy as sc
-
-    from scdiva.bench.tasks.multimodal import clr_normalise
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -184,9 +186,6 @@ def multimodal_section(table: pd.DataFrame, figures: Sequence[str], left_out: Se
 
 def plot_cross_species_confusion(predictions_path: str, path: str | os.PathLike, *, title: str) -> None:
     """Confusion matrix (true query type x predicted) of one cross-species annotation run."""
-    from scdiva.bench.tasks.annotation.figures import plot_confusion
-    from scdiva.bench.tasks.annotation.metrics import confusion_table
-
     predictions = pd.read_csv(predictions_path)
     plot_confusion(confusion_table(predictions["true"], predictions["predicted"]), str(path), title=title)
 
@@ -221,7 +220,6 @@ def cross_species_section(table: pd.DataFrame, figures: Sequence[str], left_out:
     if len(integration):
         parts += ["**Both species integrated (species = batch)**, scib-metrics (every value in [0, 1], higher is better):",
                   _fmt(_wide(integration, ["method"], INTEGRATION_COLUMNS))]
-    from scdiva.bench.tasks.cross_species import ANNOTATION_TASK, INTEGRATION_TASK
 
     gaps = scdiva_gaps(annotation, ["reference"], ["accuracy", "macro_f1"], task=ANNOTATION_TASK)
     gaps += scdiva_gaps(integration, ["task"], ["bio_score", "batch_score", "total_score"], task=INTEGRATION_TASK)

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 
 from scdiva.bench.core.io import atomic_path
+from scdiva.bench.core.outcomes import RunOutcome
+from scdiva.bench.methods.catalog import model_methods
 from scdiva.bench.report.claims import PaperClaims, compare, display_table
 from scdiva.bench.report.document import Section
 from scdiva.bench.report.integration import IN_SAMPLE_NOTE, in_sample
@@ -64,7 +66,6 @@ def claims_section(claims: PaperClaims, integration: pd.DataFrame, annotation: p
         parts.append(f"**In-sample:** ScDiVa's defaults were chosen on {', '.join(f'`{d}`' for d in development)} "
                      "(development data, docs/model.md), so its measured values from them are not an "
                      "independent evaluation.")
-    from scdiva.bench.methods.catalog import model_methods
 
     # the model under test: the methods whose record has role "model" (scdiva.bench.methods.catalog);
     # multi-task rows are named after the annotation one (`<name>_tasks<n>`)
@@ -84,6 +85,7 @@ def claims_section(claims: PaperClaims, integration: pd.DataFrame, annotation: p
 def plot_grouped_bars(table: pd.DataFrame, metrics: Mapping[str, str], path: str | os.PathLike, *,
                       title: str, ylabel: str = "score") -> None:
     """Bars of `metrics` (name -> label) per method, one panel per dataset, std as error bars."""
+    # deferred: imports matplotlib (Agg is selected only when a figure is drawn)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -232,6 +234,7 @@ def annotation_section(annotation: pd.DataFrame, infos: Mapping[str, Mapping], f
 
 def plot_multitask(multitask: pd.DataFrame, path: str | os.PathLike) -> None:
     """Each task's held-out score against the number of heads (one line per metric)."""
+    # deferred: imports matplotlib (Agg is selected only when a figure is drawn)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -318,8 +321,6 @@ def trajectory_section(figures: Sequence[str], medians: Sequence[str], runs: Seq
         The .run.json of the ScDiVa integration runs the figures use: one that did not complete has no
         row in its figure, and is named here with its reason.
     """
-    from scdiva.bench.core.outcomes import RunOutcome
-
     parts = ["Diffusion pseudotime and PAGA on PCA and on ScDiVa's latent, rooted at the first HSC when the "
              "data has one (else the cell with the largest first diffusion component). PBMCs are mostly "
              "mature cells, so this shows how each embedding orders cells, not a validated trajectory."]

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from scdiva.bench.methods.record import is_control
+from scdiva.bench.report.seed_tables import summarise_seeds as summarise
 from scdiva.bench.tasks.integration.metrics import AGGREGATES, METRICS
 
 BY_SEED_COLUMNS = ["dataset", "method", "seed", "metric", "kind", "value"]
@@ -49,8 +50,6 @@ def sort_metrics(frame: pd.DataFrame) -> pd.DataFrame:
 def summarise_seeds(by_seed: pd.DataFrame) -> pd.DataFrame:
     """Mean, sample std (ddof=1) and count over seeds, per dataset, method, metric and kind
     (:func:`scdiva.bench.report.seed_tables.summarise_seeds`), in the report's metric order."""
-    from scdiva.bench.report.seed_tables import summarise_seeds as summarise
-
     long = summarise(by_seed, ("dataset", "method", "metric", "kind"))
     return sort_metrics(long)[LONG_COLUMNS].reset_index(drop=True)
 
@@ -103,6 +102,7 @@ def paired_differences(by_seed: pd.DataFrame, reference: str, metric: str = "tot
     confidence
         Coverage of the interval.
     """
+    # deferred: imports scipy.stats (this module is imported at workflow parse time)
     from scipy import stats
 
     columns = ["dataset", "method", "reference", "metric", "n_pairs", "mean_diff", "ci_low", "ci_high", "wins"]

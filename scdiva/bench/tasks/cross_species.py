@@ -32,8 +32,24 @@ from typing import Any
 import anndata as ad
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
+from scdiva.bench.core.sampling import proportional_sample
 from scdiva.bench.core.threads import limit_torch_threads
+from scdiva.bench.core.validate import read_source_tables
+from scdiva.bench.methods.record import MethodRecord
+from scdiva.bench.tasks.annotation.baselines import (
+    KNN_PCA_DEFAULTS,
+    LOGREG_DEFAULTS,
+    SCANVI_ANNOTATION_DEFAULTS,
+)
+from scdiva.bench.tasks.annotation.metrics import annotation_metrics
+from scdiva.bench.tasks.annotation.run import checked_annotator, checked_predictions, without_labels
+from scdiva.bench.tasks.integration.harmony import HARMONY_DEFAULTS
+from scdiva.bench.tasks.integration.metrics import aggregate_scores, compute_integration_metrics
+from scdiva.bench.tasks.integration.run import run as integrate
+from scdiva.bench.tasks.integration.scvi_model import SCVI_DEFAULTS
+from scdiva.bench.tasks.integration.unintegrated import UNINTEGRATED_DEFAULTS
 
 SPECIES_KEY = "species"
 BATCH_KEY = "xs_batch"  # species:batch, so the query's batches are new to a reference model
@@ -80,8 +96,6 @@ def check_species_pair(reference: str, query: str, reference_genes, query_genes,
 
 def _to_symbols(adata: ad.AnnData, dataset: str) -> ad.AnnData:
     """Counts with upper-cased symbols; a collision keeps the gene with more counts."""
-    import scipy.sparse as sp
-
     counts = sp.csr_matrix(adata.X, dtype=np.float32)
     symbols = mapped_symbols(adata.var_names)
     totals = np.asarray(counts.sum(0)).ravel()
@@ -103,6 +117,7 @@ def prepare_pair(reference: ad.AnnData, query: ad.AnnData, *, reference_entry: M
     ``var["highly_variable"]`` (seurat_v3 with species as the batch); ``obsm["X_pca"]``.
     ``subsample`` keeps at most that many cells per species (stratified by cell type, seeded).
     """
+    # deferred: imports scanpy (this module is imported at workflow parse time)
     import scanpy as sc
 
     parts = []
@@ -112,8 +127,6 @@ def prepare_pair(reference: ad.AnnData, query: ad.AnnData, *, reference_entry: M
                 raise CrossSpeciesError(f"dataset {name!r}: obs column {key!r} is missing "
                                         f"(columns: {list(adata.obs.columns)})")
         if subsample is not None and adata.n_obs > subsample:
-            from scdiva.bench.core.sampling import proportional_sample
-
             adata = adata[proportional_sample(adata.obs[entry["label_key"]].astype(str).to_numpy(), subsample, seed)]
         part = _to_symbols(adata, name)
         part.obs = pd.DataFrame({SPECIES_KEY: entry["species"], LABEL_KEY: adata.obs[entry["label_key"]].astype(str).to_numpy(),
@@ -143,8 +156,6 @@ def prepare_pair(reference: ad.AnnData, query: ad.AnnData, *, reference_entry: M
 
 def cross_species_annotation_scores(true, predicted, reference_types) -> dict[str, float]:
     """Scores of predictions on the query (see the module docstring)."""
-    from scdiva.bench.tasks.annotation.metrics import annotation_metrics
-
     true, predicted = np.asarray(true, dtype=str), np.asarray(predicted, dtype=str)
     shared = np.isin(true, list(reference_types))
     if not shared.any():
@@ -159,6 +170,7 @@ def cross_species_annotation_scores(true, predicted, reference_types) -> dict[st
 
 def pretrain_scdiva(combined: ad.AnnData, *, seed: int, params: Mapping[str, Any]):
     """A tiny ScDiVa pretrained on every cell of both species, without labels (species:batch = batch)."""
+    # deferred: imports torch (this module is imported at workflow parse time)
     from scdiva import ScDiVaModel
 
     data = ad.AnnData(X=combined.layers["counts"], obs=combined.obs[[BATCH_KEY]].copy(),
@@ -175,16 +187,6 @@ def builtin_records() -> tuple:
     annotation - ScDiVa (the model) and the annotation benchmark's logistic regression, kNN on PCA and
     scANVI (same functions and defaults); integration - the integration benchmark's unintegrated PCA
     (control), Harmony and scVI, and ScDiVa's pretrained latent. Rules and sections list methods from here."""
-    from scdiva.bench.methods.record import MethodRecord
-    from scdiva.bench.tasks.annotation.baselines import (
-        KNN_PCA_DEFAULTS,
-        LOGREG_DEFAULTS,
-        SCANVI_ANNOTATION_DEFAULTS,
-    )
-    from scdiva.bench.tasks.integration.harmony import HARMONY_DEFAULTS
-    from scdiva.bench.tasks.integration.scvi_model import SCVI_DEFAULTS
-    from scdiva.bench.tasks.integration.unintegrated import UNINTEGRATED_DEFAULTS
-
     xs, a, m = "scdiva.bench.tasks.cross_species", "scdiva.bench.tasks.annotation.baselines", "scdiva.bench.tasks.integration"
     return (
         MethodRecord("scdiva", ANNOTATION_TASK, f"{xs}:fit_scdiva_cross_species", SCDIVA_DEFAULTS, needs_labels=True,
@@ -223,6 +225,7 @@ def fit_scdiva_cross_species(reference: ad.AnnData, *, label_key: str, batch_key
                              params: Mapping[str, Any], threads: int, corpus: ad.AnnData):
     """ScDiVa's annotator: pretrained without labels on ``corpus`` (both species), then fine-tuned on the
     reference labels with the annotation benchmark's fine-tune (its defaults overlaid by ``params["finetune"]``)."""
+    # deferred: imports torch (this module is imported at workflow parse time)
     from scdiva.bench.methods.scdiva import SCDIVA_ANNOTATION_DEFAULTS, fit_annotation_model
 
     model = pretrain_scdiva(corpus, seed=seed, params=params)
@@ -248,7 +251,6 @@ def run_cross_species_annotation(combined: ad.AnnData, method: str, *, reference
     is_ref = (combined.obs["dataset"] == reference).to_numpy()
     if not is_ref.any() or is_ref.all():
         raise CrossSpeciesError(f"reference {reference!r} must be one of the two datasets of the pair")
-    from scdiva.bench.tasks.annotation.run import checked_annotator, checked_predictions, without_labels
 
     ref, query = combined[is_ref].copy(), combined[~is_ref]
     # the truth stays here: the method gets the query (and the corpus) without labels
@@ -278,8 +280,6 @@ def run_cross_species_integration(combined: ad.AnnData, method: str, *, seed: in
                                   ) -> tuple[pd.DataFrame, np.ndarray]:
     """Embed both species with species as the batch and score the embedding with scib-metrics
     (labels: the cell types). Returns the scores (long form) and the embedding."""
-    from scdiva.bench.tasks.integration.metrics import aggregate_scores, compute_integration_metrics
-
     record = cross_species_record(INTEGRATION_TASK, method)
     p = method_params(INTEGRATION_TASK, method, params)
     start = time.perf_counter()
@@ -288,7 +288,6 @@ def run_cross_species_integration(combined: ad.AnnData, method: str, *, seed: in
                                 obs=combined.obs[[BATCH_KEY]].copy(), var=combined.var[[]].copy())
         embedding = record.load()(unlabelled, seed=seed, params=p)
     else:  # the integration benchmark's method, species as the batch
-        from scdiva.bench.tasks.integration.run import run as integrate
 
         data = combined.copy()
         data.obs["_batch"] = data.obs[SPECIES_KEY].astype(str).astype("category")
@@ -311,8 +310,6 @@ def check_cross_species_config(section: Mapping[str, Any], paths: Mapping[str, A
 
     ``paths`` maps dataset names to local .h5ad paths. Reads obs and var only.
     """
-    from scdiva.bench.core.validate import read_source_tables
-
     datasets = section.get("datasets", {})
     tables = {}
     for name, entry in datasets.items():

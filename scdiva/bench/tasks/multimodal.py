@@ -45,11 +45,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anndata as ad
+import anndata.io
+import h5py
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
+from scdiva import ScDiVaModel
 from scdiva.bench.core.sampling import proportional_sample
 from scdiva.bench.core.threads import limit_torch_threads
+from scdiva.bench.methods.record import MethodRecord
+from scdiva.bench.tasks.integration.metrics import compute_neighbors, ilisi
 from scdiva.model.protein import ProteinDataError, protein_counts
 
 TASK = "multimodal"  # registry task of the methods below
@@ -92,8 +98,8 @@ def prepare_multimodal(adata: ad.AnnData, *, protein_obsm_key: str, batch_key: s
     ``obsm["X_protein"]`` (PCA of CLR-normalised proteins, the protein-only space). ``subsample``
     keeps that many cells (stratified by ``batch_key``, seeded). Missing keys fail here with the key named.
     """
+    # deferred: imports scanpy (this module is imported at workflow parse time)
     import scanpy as sc
-    import scipy.sparse as sp
 
     if batch_key not in adata.obs:
         raise MultimodalError(f"dataset {dataset!r}: batch_key {batch_key!r} is not an obs column "
@@ -158,6 +164,7 @@ def protein_prediction_metrics(observed: np.ndarray, predicted: np.ndarray, trai
     ``observed``/``predicted`` are counts (cells x proteins) of the held-out cells; ``train_mean``
     is the mean of ``log1p`` counts over the training cells (the mean-protein predictor).
     """
+    # deferred: imports scipy.stats (this module is imported at workflow parse time)
     from scipy.stats import pearsonr, spearmanr
 
     observed, predicted = np.asarray(observed, dtype=np.float64), np.asarray(predicted, dtype=np.float64)
@@ -185,6 +192,7 @@ def protein_prediction_metrics(observed: np.ndarray, predicted: np.ndarray, trai
 
 def knn_sets(x: np.ndarray, k: int = N_NEIGHBORS) -> np.ndarray:
     """Indices of each cell's ``k`` nearest neighbours (itself excluded), exact Euclidean."""
+    # deferred: imports sklearn (this module is imported at workflow parse time)
     from sklearn.neighbors import NearestNeighbors
 
     k = min(k, x.shape[0] - 1)
@@ -201,6 +209,7 @@ def neighbour_agreement(embedding: np.ndarray, reference: np.ndarray, k: int = N
 
 def leiden_clusters(x: np.ndarray, seed: int = 0, resolution: float = 1.0) -> np.ndarray:
     """Leiden clusters of the 15-NN graph of ``x`` (scanpy, igraph flavour)."""
+    # deferred: imports scanpy (this module is imported at workflow parse time)
     import scanpy as sc
 
     tmp = ad.AnnData(X=np.zeros((x.shape[0], 1), dtype=np.float32))
@@ -212,9 +221,8 @@ def leiden_clusters(x: np.ndarray, seed: int = 0, resolution: float = 1.0) -> np
 
 def embedding_metrics(embedding: np.ndarray, adata: ad.AnnData, *, seed: int = 0) -> dict[str, float]:
     """Graph agreement with each modality, hashtag mixing and protein-cluster concordance (module docstring)."""
+    # deferred: imports sklearn (this module is imported at workflow parse time)
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
-
-    from scdiva.bench.tasks.integration.metrics import compute_neighbors, ilisi
 
     embedding = np.asarray(embedding, dtype=np.float32)
     if embedding.shape[0] != adata.n_obs or not np.isfinite(embedding).all():
@@ -238,8 +246,6 @@ _PROTEIN_INPUT = frozenset({"scdiva", "totalvi"})
 def builtin_records() -> tuple:
     """The methods as records (collected by :mod:`scdiva.bench.methods.catalog`; rules and report
     sections list them from there)."""
-    from scdiva.bench.methods.record import MethodRecord
-
     mm = "scdiva.bench.tasks.multimodal"
     return (
         MethodRecord("scdiva", TASK, f"{mm}:run_scdiva", DEFAULT_PARAMS["scdiva"], role="model",
@@ -278,6 +284,7 @@ def method_params(method: str, params: Mapping[str, Any] | None) -> dict[str, An
 
 def _knn_protein(space: np.ndarray, train: np.ndarray, test: np.ndarray, proteins: np.ndarray) -> np.ndarray:
     """Mean protein counts of each held-out cell's 15 nearest training cells in ``space``."""
+    # deferred: imports sklearn (this module is imported at workflow parse time)
     from sklearn.neighbors import NearestNeighbors
 
     nn = NearestNeighbors(n_neighbors=min(N_NEIGHBORS, int(train.sum()))).fit(space[train])
@@ -287,6 +294,7 @@ def _knn_protein(space: np.ndarray, train: np.ndarray, test: np.ndarray, protein
 
 def run_pca(adata: ad.AnnData, test: np.ndarray, p: dict, seed: int) -> MethodOutput:
     start = time.perf_counter()
+    # deferred: imports sklearn (this module is imported at workflow parse time)
     from sklearn.decomposition import PCA
 
     x = np.asarray(adata.X.toarray(), dtype=np.float32)
@@ -302,6 +310,7 @@ def run_scvi(adata: ad.AnnData, test: np.ndarray, p: dict, seed: int) -> MethodO
     """scVI on RNA counts (its defaults). It has no protein decoder: its protein prediction is a
     15-nearest-neighbour average of training cells' proteins in the latent of an scVI fitted on the
     training cells only - a kNN regressor in scVI's space, labelled so in the docs and the report."""
+    # deferred: imports scvi (this module is imported at workflow parse time)
     import scvi
 
     start = time.perf_counter()
@@ -335,6 +344,7 @@ def run_totalvi(adata: ad.AnnData, test: np.ndarray, p: dict, seed: int) -> Meth
     transform_batch=<the training batches>, include_protein_background=True, return_mean=True,
     n_samples=25)``: expected counts (foreground + background), comparable with observed counts.
     """
+    # deferred: imports scvi (this module is imported at workflow parse time)
     import scvi
 
     start = time.perf_counter()
@@ -368,8 +378,6 @@ def run_totalvi(adata: ad.AnnData, test: np.ndarray, p: dict, seed: int) -> Meth
 
 
 def run_scdiva(adata: ad.AnnData, test: np.ndarray, p: dict, seed: int) -> MethodOutput:
-    from scdiva import ScDiVaModel
-
     start = time.perf_counter()
     batch_key = adata.uns["multimodal"]["batch_key"]
     data = ad.AnnData(X=adata.layers["counts"].copy(), obs=adata.obs[[batch_key]].copy(),
@@ -430,9 +438,6 @@ def _protein_names(matrix, n: int) -> list[str]:
 
 def _h5_obsm_keys(path) -> tuple[list[str], list[str], dict[str, list[str]]]:
     """obs columns, obsm keys and, per DataFrame obsm entry, its column names - without reading matrices."""
-    import anndata.io
-    import h5py
-
     with h5py.File(path, "r") as handle:
         obs = list(anndata.io.read_elem(handle["obs"]).columns) if "obs" in handle else []
         obsm = handle.get("obsm")

@@ -41,6 +41,7 @@ SHUFFLED_DEFAULTS: dict[str, Any] = {}
 
 def fit_logreg(reference: ad.AnnData, *, label_key: str, batch_key: str, seed: int,
                params: Mapping[str, Any], threads: int) -> FittedAnnotator:
+    # deferred: imports sklearn (this module is imported at workflow parse time)
     from sklearn.linear_model import LogisticRegression
 
     params = {**LOGREG_DEFAULTS, **params}
@@ -65,6 +66,7 @@ def fit_control_shuffled(reference: ad.AnnData, *, label_key: str, batch_key: st
 
 def fit_knn_pca(reference: ad.AnnData, *, label_key: str, batch_key: str, seed: int,
                 params: Mapping[str, Any], threads: int) -> FittedAnnotator:
+    # deferred: imports sklearn (this module is imported at workflow parse time)
     from sklearn.decomposition import PCA
     from sklearn.neighbors import KNeighborsClassifier
 
@@ -80,6 +82,7 @@ def fit_knn_pca(reference: ad.AnnData, *, label_key: str, batch_key: str, seed: 
 
 def _log1p_cp10k(adata: ad.AnnData) -> ad.AnnData:
     """CellTypist's expected input: log1p of counts normalised to 10,000 per cell, all genes."""
+    # deferred: imports scanpy (this module is imported at workflow parse time)
     import scanpy as sc
 
     out = ad.AnnData(X=raw_counts(adata, method="celltypist").copy(), obs=adata.obs[[]].copy(), var=adata.var[[]].copy())
@@ -90,6 +93,7 @@ def _log1p_cp10k(adata: ad.AnnData) -> ad.AnnData:
 
 def fit_celltypist(reference: ad.AnnData, *, label_key: str, batch_key: str, seed: int,
                    params: Mapping[str, Any], threads: int) -> FittedAnnotator:
+    # deferred: imports celltypist (this module is imported at workflow parse time)
     import celltypist
 
     params = {**CELLTYPIST_DEFAULTS, **params}
@@ -110,6 +114,7 @@ UNLABELED = "Unknown"
 
 def fit_scanvi(reference: ad.AnnData, *, label_key: str, batch_key: str, seed: int,
                params: Mapping[str, Any], threads: int) -> FittedAnnotator:
+    # deferred: imports scvi (this module is imported at workflow parse time)
     import scvi
 
     params = {**SCANVI_ANNOTATION_DEFAULTS, **params}

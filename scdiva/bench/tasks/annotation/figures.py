@@ -8,6 +8,7 @@ import pandas as pd
 
 def plot_confusion(confusion: pd.DataFrame, path: str, *, title: str = "") -> None:
     """Row-normalised confusion matrix (fraction of each true class), counts written in cells."""
+    # deferred: imports matplotlib (this module is imported at workflow parse time)
     import matplotlib
 
     matplotlib.use("Agg")

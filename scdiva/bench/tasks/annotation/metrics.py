@@ -22,6 +22,7 @@ def annotation_metrics(true: Sequence[str], predicted: Sequence[str]) -> dict[st
       unseen rare classes (e.g. HSC, MK) pull it down honestly instead of being dropped.
     - `f1:<class>`: F1 of each true class, in [0, 1].
     """
+    # deferred: imports sklearn (this module is imported at workflow parse time)
     from sklearn.metrics import accuracy_score, f1_score
 
     true = np.asarray(true, dtype=str)

@@ -22,6 +22,7 @@ def run_harmony(
     adata, *, batch_key: str, label_key: str | None, seed: int, params: Mapping[str, Any], threads: int
 ) -> None:
     """Correct ``obsm["X_pca"]`` for ``batch_key`` with Harmony; labels are not used."""
+    # deferred: imports harmonypy (this module is imported at workflow parse time)
     import harmonypy
 
     p = resolve_params("harmony", HARMONY_DEFAULTS, params)

@@ -39,6 +39,7 @@ import contextlib
 import functools
 import importlib
 import logging
+import os
 import types
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from scdiva.bench.core.io import atomic_path
 from scdiva.bench.core.numba_cache import import_with_numba_cache
 from scdiva.bench.core.outcomes import embedding_status, first_line
 
@@ -141,6 +143,7 @@ def compute_neighbors(embedding: np.ndarray, n_neighbors: int = max(NEIGHBOR_COU
     approximation error - and approximate (pynndescent, scib-metrics' default) above.
     """
     _library()
+    # deferred: imports scib-metrics, sklearn (this module is imported at workflow parse time)
     from scib_metrics.nearest_neighbors import NeighborsResults, pynndescent
 
     embedding = np.asarray(embedding, dtype=np.float32)
@@ -228,6 +231,7 @@ def seeded_diffusion_neighbours(seed: int = 0) -> Iterator[None]:
     diffusion = importlib.import_module("scib_metrics.utils._diffusion_nn")
 
     def seeded_eigen(transitions_sym, n_comps: int = 15, sort: str = "decrease"):
+        # deferred: imports scipy (this module is imported at workflow parse time)
         import scipy.sparse.linalg
 
         if n_comps == 0 or sort != "decrease":  # kbet_per_label asks for neither
@@ -305,6 +309,7 @@ def metrics_subsample(labels: np.ndarray, batches: np.ndarray, max_cells: int | 
     n = len(labels)
     if max_cells is None or n <= max_cells:
         return np.arange(n)
+    # deferred: imports scipy (this module is imported at workflow parse time)
     from scdiva.bench.core.sampling import stratified_indices
 
     strata = pd.DataFrame({"label": labels, "batch": batches})
@@ -315,6 +320,7 @@ def _scib_metrics(embedding: np.ndarray, batches: np.ndarray, labels: np.ndarray
                   seed: int, n_jobs: int, progress: bool,
                   subsample_max_cells: int | None = SUBSAMPLE_MAX_CELLS) -> dict[str, float]:
     """Every metric of :data:`METRICS` on checked inputs: the neighbour graph once, each metric its own inputs."""
+    # deferred: imports tqdm (this module is imported at workflow parse time)
     from tqdm.auto import tqdm
 
     neighbors = compute_neighbors(embedding, seed=seed, n_jobs=n_jobs)
@@ -394,8 +400,8 @@ def enable_jax_cache(cache_dir: str | Path | None) -> None:
     """
     if not cache_dir:
         return
-    import os
 
+    # deferred: imports jax (this module is imported at workflow parse time)
     import jax
 
     cache_dir = os.environ.get("SCDIVA_JAX_CACHE_DIR") or cache_dir
@@ -428,6 +434,7 @@ def load_embedding_files(runs: Iterable[tuple[str, int, str | Path]], preprocess
         (status, one-line reason) and the file is left out of the result. A failure stub of the integrate
         job (``uns["status"]`` not ok) is recorded as ("skipped", "integration run <status>: ...").
     """
+    # deferred: imports anndata (this module is imported at workflow parse time)
     import anndata as ad
 
     ref = ad.read_h5ad(preprocessed_path)
@@ -514,9 +521,8 @@ def score_embedding_files(
         status ``ok`` / ``failed`` / ``skipped``, one-line reason; skipped: the integration run itself did
         not produce an embedding). Without it, the first failure raises.
     """
+    # deferred: imports tqdm (this module is imported at workflow parse time)
     from tqdm.auto import tqdm
-
-    from scdiva.bench.core.io import atomic_path
 
     runs = list(runs)
     isolate = status_path is not None
@@ -595,6 +601,7 @@ def score_embedding(
         if key not in adata.obs:
             raise KeyError(f"adata.obs has no {role} column {key!r} (has {list(adata.obs.columns)})")
     if pre_embedding_key is None:
+        # deferred: imports scanpy (this module is imported at workflow parse time)
         import scanpy as sc
 
         n_comps = min(50, adata.n_obs - 1, adata.n_vars - 1)

@@ -27,6 +27,7 @@ def run_scanorama(
 
     Cells are split by ``batch_key``, integrated, and put back in the original order.
     """
+    # deferred: imports scanorama (this module is imported at workflow parse time)
     import scanorama
 
     p = resolve_params("scanorama", SCANORAMA_DEFAULTS, params)

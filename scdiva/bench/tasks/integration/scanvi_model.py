@@ -58,6 +58,7 @@ def run_scanvi(
     ``scvi_model``: directory of the scVI model saved by ``run_scvi(..., save_model=...)`` on the
     same cells with the same scVI settings, batch key and seed; without it scVI is trained here.
     """
+    # deferred: imports scvi (this module is imported at workflow parse time)
     import scvi
 
     p = resolve_params("scanvi", SCANVI_DEFAULTS, params)

@@ -56,6 +56,7 @@ def _scvi_settings(scvi, *, seed: int, threads: int) -> None:
 
 def train_scvi(sub, *, batch_key: str, seed: int, params: Mapping[str, Any], threads: int):
     """Set up ``sub`` and train an :class:`scvi.model.SCVI`; returns the trained model."""
+    # deferred: imports scvi (this module is imported at workflow parse time)
     import scvi
 
     _scvi_settings(scvi, seed=seed, threads=threads)
@@ -98,6 +99,7 @@ def load_scvi_model(directory: str | os.PathLike[str], sub, *, settings: Mapping
     Raises ``ValueError`` naming the differing settings when the saved model was trained with other
     scVI parameters, batch key or seed than ``settings`` (see :func:`scvi_settings`).
     """
+    # deferred: imports scvi (this module is imported at workflow parse time)
     import scvi
 
     directory = Path(directory)

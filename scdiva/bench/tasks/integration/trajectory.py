@@ -13,6 +13,9 @@ from collections.abc import Mapping
 import anndata as ad
 import numpy as np
 import pandas as pd
+import scanpy as sc
+
+from scdiva.bench.core.outcomes import embedding_status
 
 
 def choose_root(adata: ad.AnnData, label_key: str, root_label: str | None) -> tuple[int, str]:
@@ -28,8 +31,6 @@ def choose_root(adata: ad.AnnData, label_key: str, root_label: str | None) -> tu
 def trajectory_on(adata: ad.AnnData, embedding: np.ndarray, *, label_key: str, root_label: str | None,
                   seed: int = 0) -> tuple[ad.AnnData, str]:
     """An AnnData holding the graph, DPT (`obs['dpt_pseudotime']`), PAGA and a UMAP of one embedding."""
-    import scanpy as sc
-
     work = ad.AnnData(obs=adata.obs[[label_key]].copy())
     work.obs[label_key] = work.obs[label_key].astype(str).astype("category")
     work.obsm["X_use"] = np.asarray(embedding, dtype=np.float32)
@@ -60,8 +61,6 @@ def completed_embeddings(adata: ad.AnnData, runs: Mapping[str, str]) -> tuple[di
         ``{method: embedding}`` of the completed runs, and ``{method: "<status>: <reason>"}`` of the rest,
         which no figure shows.
     """
-    from scdiva.bench.core.outcomes import embedding_status
-
     embeddings, left_out = {}, {}
     for method, path in runs.items():
         emb = ad.read_h5ad(path)
@@ -76,11 +75,11 @@ def completed_embeddings(adata: ad.AnnData, runs: Mapping[str, str]) -> tuple[di
 def plot_trajectories(adata: ad.AnnData, embeddings: Mapping[str, np.ndarray], path: str, *, label_key: str,
                       root_label: str | None = "HSC", seed: int = 0, title: str = "") -> pd.DataFrame:
     """One row per embedding: PAGA graph, UMAP by cell type, UMAP by DPT. Returns median DPT per label."""
+    # deferred: imports matplotlib (Agg is selected only when a figure is drawn)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import scanpy as sc
 
     if not embeddings:
         raise ValueError("plot_trajectories needs at least one embedding")

@@ -25,6 +25,7 @@ def run_unintegrated(
     if "X_pca" in adata.obsm:
         emb = np.asarray(adata.obsm["X_pca"])[:, : p["n_comps"]]
     else:
+        # deferred: imports scanpy (this module is imported at workflow parse time)
         import scanpy as sc
 
         sub = adata[:, hvg_mask(adata)].copy()

@@ -29,6 +29,7 @@ in the info (`skipped_tasks`, `skipped_head_counts`) and shown in the report.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -37,8 +38,15 @@ from typing import Any
 import anndata as ad
 import numpy as np
 import pandas as pd
+import scanpy as sc
+import torch
+from sklearn.metrics import silhouette_samples, silhouette_score
 
+from scdiva import ScDiVaModel, TaskSpec
 from scdiva.bench.core.threads import limit_torch_threads
+from scdiva.bench.methods.scdiva import counts_view
+from scdiva.bench.tasks.annotation.metrics import annotation_metrics
+from scdiva.bench.tasks.multitask.stats import PREDICTION_COLUMNS
 
 #: Task sets by head count, each a prefix of the next.
 TASK_ORDER = ("annotation", "integration", "masked_expression", "coarse", "cell_cycle")
@@ -73,8 +81,6 @@ def assign_cell_cycle_phase(adata: ad.AnnData, *, seed: int = 0) -> dict[str, An
     Returns how many of the list genes the data holds and the phase counts. Raises if no S or
     no G2M gene is present, since the phase would then be undefined.
     """
-    import scanpy as sc
-
     s_genes, g2m_genes = tirosh_cell_cycle_genes()
     s_found, g2m_found, reason = cell_cycle_gene_coverage(adata.var_names)
     if reason is not None:
@@ -147,8 +153,6 @@ class MultitaskResult:
 
 
 def _task_specs(tasks: Sequence[str], coarse_label_key: str | None):
-    from scdiva import TaskSpec
-
     specs: list[Any] = []
     for task in tasks:
         if task == "coarse":
@@ -167,8 +171,6 @@ def batch_asw(latent: np.ndarray, labels: np.ndarray, batches: np.ndarray) -> fl
 
     Types with a single batch or fewer than 3 cells are skipped. [0, 1], higher = better mixed.
     """
-    from sklearn.metrics import silhouette_samples
-
     per_label = []
     for label in np.unique(labels):
         idx = labels == label
@@ -180,15 +182,11 @@ def batch_asw(latent: np.ndarray, labels: np.ndarray, batches: np.ndarray) -> fl
 
 def label_asw(latent: np.ndarray, labels: np.ndarray) -> float:
     """Cell-type silhouette rescaled to [0, 1] as (asw + 1) / 2; higher = better separated types."""
-    from sklearn.metrics import silhouette_score
-
     return float((silhouette_score(latent, labels) + 1) / 2)
 
 
 def masked_expression_scores(model, held: ad.AnnData, *, seed: int = 0) -> dict[str, float]:
     """MSE and Pearson r between predicted and hidden values of randomly masked gene tokens."""
-    import torch
-
     torch.manual_seed(seed)
     batch = model.tokenize(held).to(model.device)
     model.module.eval()
@@ -223,8 +221,6 @@ def score_heads(model, held: ad.AnnData, tasks: Sequence[str], *, label_key: str
     Classification tasks are scored from ``predictions`` (:func:`head_predictions` of ``held``;
     computed here when not given).
     """
-    from scdiva.bench.tasks.annotation.metrics import annotation_metrics
-
     if predictions is None:
         predictions = head_predictions(model, held, tasks, label_key=label_key, coarse_label_key=coarse_label_key)
     scores: dict[str, float] = {}
@@ -268,11 +264,6 @@ def run_multitask(
     skipped tasks and head counts with the reason). A result's `n_tasks` is the number of heads
     actually trained, which is smaller than the requested count when tasks were skipped.
     """
-    import time
-
-    from scdiva import ScDiVaModel
-    from scdiva.bench.methods.scdiva import counts_view
-
     unknown = [n for n in head_counts if n not in HEAD_SETS]
     if unknown:
         raise ValueError(f"multitask.head_counts {unknown} not defined; choose from {sorted(HEAD_SETS)}")
@@ -328,8 +319,6 @@ def multitask_predictions_long_form(results: Sequence[MultitaskResult], dataset:
 
     The input of :func:`scdiva.bench.tasks.multitask.stats.compare_head_counts` (paired tests across head counts).
     """
-    from scdiva.bench.tasks.multitask.stats import PREDICTION_COLUMNS
-
     frames = [r.predictions.assign(dataset=dataset, method=f"scdiva_tasks{r.n_tasks}", seed=seed, n_tasks=r.n_tasks)
               for r in results if r.predictions is not None and len(r.predictions)]
     if not frames:

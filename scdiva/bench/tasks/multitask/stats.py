@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.stats import binom
 
 PREDICTION_COLUMNS = ["dataset", "method", "seed", "n_tasks", "task", "cell", "true", "predicted"]
 COMPARISON_COLUMNS = [
@@ -40,8 +41,6 @@ def mcnemar_exact(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> dict[
     Returns ``n_only_a`` (a right, b wrong), ``n_only_b`` (b right, a wrong) and ``p_value`` in
     [0, 1] (1 when no pair disagrees; small = the accuracies differ).
     """
-    from scipy.stats import binom
-
     a = np.asarray(correct_a, dtype=bool)
     b = np.asarray(correct_b, dtype=bool)
     if a.shape != b.shape:
