@@ -144,6 +144,15 @@ def left_out_text(left_out: Sequence[str]) -> str:
             "see *Coverage*):\n\n" + "\n".join(left_out))
 
 
+def _section(title: str, parts: list[str], figures: Sequence[str], left_out: Sequence[str], *,
+             order: int) -> Section:
+    """A modality's section: its paragraphs, then the runs left out; only the figures that exist."""
+    if left_out:
+        parts = [*parts, left_out_text(left_out)]
+    return Section(title=title, markdown="\n\n".join(parts), figures=[str(f) for f in figures if Path(f).is_file()],
+                   order=order)
+
+
 def _gaps_text(gaps: Sequence[str], table: pd.DataFrame, task: str) -> str:
     """The "where ScDiVa is not the best" paragraph; says so when ScDiVa has no completed run to compare."""
     if _model(task) not in set(table.get("method", [])):
@@ -176,10 +185,7 @@ def multimodal_section(table: pd.DataFrame, figures: Sequence[str], left_out: Se
              _fmt(_wide(table, ["dataset", "method"], MULTIMODAL_COLUMNS))]
     gaps = scdiva_gaps(table, ["dataset"], [m for m in MULTIMODAL_COLUMNS if m != "runtime_s"])
     parts.append(_gaps_text(gaps, table, "multimodal"))
-    if left_out:
-        parts.append(left_out_text(left_out))
-    return Section(title="Multi-modal integration (RNA + protein)", markdown="\n\n".join(parts),
-                   figures=[str(f) for f in figures if Path(f).is_file()], order=60)
+    return _section("Multi-modal integration (RNA + protein)", parts, figures, left_out, order=60)
 
 
 # --- cross-species ------------------------------------------------------------------------------
@@ -224,7 +230,4 @@ def cross_species_section(table: pd.DataFrame, figures: Sequence[str], left_out:
     gaps = scdiva_gaps(annotation, ["reference"], ["accuracy", "macro_f1"], task=ANNOTATION_TASK)
     gaps += scdiva_gaps(integration, ["task"], ["bio_score", "batch_score", "total_score"], task=INTEGRATION_TASK)
     parts.append(_gaps_text(gaps, annotation, ANNOTATION_TASK))
-    if left_out:
-        parts.append(left_out_text(left_out))
-    return Section(title="Cross-species annotation and integration", markdown="\n\n".join(parts),
-                   figures=[str(f) for f in figures if Path(f).is_file()], order=61)
+    return _section("Cross-species annotation and integration", parts, figures, left_out, order=61)
