@@ -14,7 +14,7 @@ rule annotate:
         run="results/{dataset}/annotation/{method}/seed{seed}.run.json",
     params:
         entry=lambda wc: dataset_config(wc.dataset),
-        params=lambda wc: annotation_params(wc.method),
+        params=lambda wc: job_method_params("annotation", wc.method, wc.dataset, wc.seed),
         definition=lambda wc: method_definition(wc.method),
         # A GPU-capable method trains on the GPU its job is given (resources.gpu below), else on the CPU.
         accelerator=lambda wc: "gpu" if annotation_gpu(wc.method) else "cpu",

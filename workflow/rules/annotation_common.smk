@@ -32,7 +32,7 @@ def annotation_inputs(wildcards):
     inputs = {"h5ad": f"results/{wildcards.dataset}/preprocessed.h5ad"}
     name = method_checkpoint("annotation", wildcards.method)
     if name is not None:
-        inputs["checkpoint"] = checkpoint_files(name)
+        inputs["checkpoint"] = checkpoint_files(name, wildcards.dataset, wildcards.seed)
     return inputs
 
 

@@ -2,7 +2,9 @@
 #   published: {path | url | repo + revision, sha256: {config.json, model.safetensors, vocab.json}}
 #   recipe:    {size, datasets, held_out, tasks, max_steps | max_epochs, batch_size, seed} -> pretrained
 #              here on the configured datasets' cells (one corpus file each, labels dropped)
-# and lands in resources/checkpoints/{checkpoint}/ (config.json, model.safetensors, vocab.json).
+# and lands in resources/checkpoints/{checkpoint}/ (config.json, model.safetensors, vocab.json). A recipe
+# with `datasets: each` and / or `seed: each` is pretrained once per dataset and / or seed of the run,
+# into resources/checkpoints/{checkpoint}/[{dataset}/][seed{seed}/] (scdiva.bench.checkpoints.scopes).
 
 
 rule fetch_checkpoint:
@@ -41,22 +43,23 @@ rule pretrain_corpus:
 
 rule pretrain:
     input:
-        lambda wc: [f"results/checkpoints/{wc.checkpoint}/corpus/{d}.h5ad" for d in recipe_datasets(wc.checkpoint)],
+        lambda wc: instance_corpus(wc.checkpoint),
     output:
         [f"resources/checkpoints/{{checkpoint}}/{f}" for f in CHECKPOINT_FILES],
     wildcard_constraints:
-        checkpoint=_one_of(checkpoint_names("recipe")),
+        # a recipe's name, and for a scoped recipe its /<dataset> and / or /seed<k>
+        checkpoint=_scopes.instance_pattern(checkpoint_names("recipe")),
     params:
-        recipe=lambda wc: config["checkpoints"][wc.checkpoint]["recipe"],
-        tasks=lambda wc: config["checkpoints"][wc.checkpoint]["recipe"].get(
-            "tasks", ["masked_expression", "integration"]),
+        recipe=lambda wc: instance_recipe(wc.checkpoint),
+        tasks=lambda wc: instance_recipe(wc.checkpoint).get("tasks", ["masked_expression", "integration"]),
         length=lambda wc: recipe_length_option(wc.checkpoint),
-        model=lambda wc: json.dumps(config["checkpoints"][wc.checkpoint]["recipe"].get("model") or {}),
+        model=lambda wc: json.dumps(instance_recipe(wc.checkpoint).get("model") or {}),
+        seed=lambda wc: _scopes.instance_seed(config, wc.checkpoint),
         device="cuda" if use_gpu() else "cpu",
         cli=SCDIVA_CLI,  # [<this job's python>, -m, scdiva.cli]: no `scdiva` command on PATH needed
         # `scdiva train` writes into a staging directory that replaces the output only when complete.
-        staging=lambda wc: f"resources/checkpoints/.{wc.checkpoint}.partial",
-        staging_history=lambda wc: f"resources/checkpoints/.{wc.checkpoint}.partial.history.json",
+        staging=lambda wc: f"resources/checkpoints/.{wc.checkpoint.replace('/', '.')}.partial",
+        staging_history=lambda wc: f"resources/checkpoints/.{wc.checkpoint.replace('/', '.')}.partial.history.json",
         history=lambda wc: f"results/logs/pretrain/{wc.checkpoint}.history.json",
         out_dir=lambda wc: f"resources/checkpoints/{wc.checkpoint}",
     log:
@@ -78,7 +81,7 @@ rule pretrain:
         "{params.cli:q} train --data {input:q} --output {params.staging:q} --size {params.recipe[size]:q} "
         "--config {params.model:q} "
         "--tasks {params.tasks:q} --batch-key batch {params.length:q} "
-        "--batch-size {params.recipe[batch_size]:q} --seed {params.recipe[seed]:q} --device {params.device:q} "
+        "--batch-size {params.recipe[batch_size]:q} --seed {params.seed:q} --device {params.device:q} "
         "--threads {threads:q} --history {params.staging_history:q} > {log:q} 2>&1 && "
         "mv {params.staging_history:q} {params.history:q} && "
         "rm -rf {params.out_dir:q} && mv {params.staging:q} {params.out_dir:q}"

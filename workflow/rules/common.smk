@@ -114,7 +114,7 @@ def resources_for(name, dataset=None, checkpoint=None):
 
     ``resources.default`` overlaid by ``resources.<name>`` from the config. With ``dataset``, mem_mb and
     runtime are at least what the dataset's cell count needs (scdiva.bench.core.resources.estimate); with
-    ``checkpoint`` (a recipe), what pretraining on its corpus needs (pretrain_estimate: the corpus
+    ``checkpoint`` (a recipe's checkpoint), what pretraining on its corpus needs (pretrain_estimate: the corpus
     datasets' cells, the recipe's steps or epochs); unless ``resources.<name>`` sets them itself.
     """
     merged = dict(config["resources"]["default"])  # its defaults: config/schema.yaml
@@ -124,8 +124,8 @@ def resources_for(name, dataset=None, checkpoint=None):
     if checkpoint is not None:
         from scdiva.bench.core.resources import pretrain_estimate
 
-        recipe = config["checkpoints"][checkpoint]["recipe"]
-        needed = pretrain_estimate(sum(dataset_cells(d) for d in recipe_datasets(checkpoint)),
+        recipe = instance_recipe(checkpoint)
+        needed = pretrain_estimate(sum(dataset_cells(d) for d in _scopes.instance_datasets(config, checkpoint)),
                                    max_steps=recipe.get("max_steps"), max_epochs=recipe.get("max_epochs"),
                                    batch_size=recipe.get("batch_size", 128))
     elif dataset is not None:

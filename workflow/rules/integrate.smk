@@ -19,7 +19,7 @@ rule integrate:
     params:
         batch_key=lambda wc: dataset_config(wc.dataset)["batch_key"],
         label_key=lambda wc: dataset_config(wc.dataset).get("label_key"),
-        method_params=lambda wc: method_params(wc.method),
+        method_params=lambda wc: job_method_params("integration", wc.method, wc.dataset, wc.seed),
         definition=lambda wc: method_definition(wc.method),
     log:
         "results/logs/integrate/{dataset}.{method}.seed{seed}.log",

@@ -37,9 +37,18 @@ def used_checkpoints():
     return [name for name in config.get("checkpoints", {}) if name in used]
 
 
+def used_checkpoint_directories():
+    """The checkpoint directories the run's jobs load: one per recipe, or per dataset and / or seed of a
+    scoped recipe (scdiva.bench.checkpoints.scopes), in config order."""
+    directories = [_scopes.checkpoint_directory(config, name, dataset, seed)
+                   for name, dataset, _ in scdiva_checkpoint_users() for seed in seeds()]
+    order = {name: i for i, name in enumerate(config.get("checkpoints", {}))}
+    return sorted(set(directories), key=lambda d: (order[d.split("/")[2]], d))
+
+
 def paper_section_inputs(wildcards):
     inputs = {"claims": str(REPO_ROOT / "config" / "paper_claims.yaml"),
-              "checkpoint_configs": [f"resources/checkpoints/{n}/config.json" for n in used_checkpoints()]}
+              "checkpoint_configs": [f"{d}/config.json" for d in used_checkpoint_directories()]}
     if method_names():
         inputs["integration"] = "results/tables/integration_scores.csv"
     if annotation_datasets() and annotation_methods():

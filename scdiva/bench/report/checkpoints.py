@@ -20,6 +20,17 @@ ZERO_SHOT_NOTE = (
 )
 
 
+def checkpoint_label(config_path: str | os.PathLike) -> str:
+    """A checkpoint's name as the run knows it: its directory below ``resources/checkpoints``
+    (``<name>``, or ``<name>/<dataset>/seed<k>`` for a recipe pretrained per dataset or seed)."""
+    parts = Path(config_path).parent.parts
+    if "checkpoints" in parts:
+        below = parts[len(parts) - parts[::-1].index("checkpoints"):]
+        if below:
+            return "/".join(below)
+    return Path(config_path).parent.name
+
+
 def training_table(config_paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
     """One row per training run recorded in each checkpoint's ``config.json`` (``training_data``)."""
     rows = []
@@ -28,7 +39,7 @@ def training_table(config_paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
         runs = config.get("training_data") or [{}]
         for run in runs:
             rows.append({
-                "checkpoint": Path(path).parent.name,
+                "checkpoint": checkpoint_label(path),
                 "size": config.get("size", ""),
                 "data": run.get("data", "(not recorded)"),
                 "cells": run.get("n_cells"),
