@@ -142,3 +142,30 @@ def test_cross_species_integration_scores_fall_for_a_broken_embedding(combined):
                       ("constant", np.zeros_like(embedding) + rng.normal(scale=1e-6, size=embedding.shape))):
         broken = aggregate_scores(compute_integration_metrics(bad, **kwargs))
         assert real["bio_score"] > broken["bio_score"] + 0.15, (name, real["bio_score"], broken)
+
+
+def test_only_a_pretraining_method_gets_the_corpus_and_never_its_labels(combined, monkeypatch):
+    """The record's ``pretrains`` decides whether the fitter gets both species' cells (ScDiVa's
+    pretraining corpus); that corpus, like the query, carries no cell-type label."""
+    from scdiva.bench.methods.record import MethodRecord
+    from scdiva.bench.tasks import cross_species
+    from scdiva.bench.tasks.annotation.base import FittedAnnotator
+
+    seen = {}
+
+    def fit(reference, *, label_key, batch_key, seed, params, threads, corpus=None):
+        seen["corpus"] = corpus
+        majority = reference.obs[label_key].astype(str).mode()[0]
+        return FittedAnnotator(predict=lambda query: np.full(query.n_obs, majority))
+
+    for pretrains in (True, False):
+        record = MethodRecord("fake", cross_species.ANNOTATION_TASK, fit, needs_labels=True, pretrains=pretrains)
+        monkeypatch.setattr(cross_species, "cross_species_record", lambda task, method, record=record: record)
+        monkeypatch.setattr(cross_species, "method_params", lambda task, method, params: {})
+        scores, _ = run_cross_species_annotation(combined, "fake", reference="human", seed=0)
+        assert "accuracy" in set(scores["metric"])
+        if pretrains:
+            assert seen["corpus"].n_obs == combined.n_obs
+            assert list(seen["corpus"].obs.columns) == [cross_species.BATCH_KEY]
+        else:
+            assert seen["corpus"] is None

@@ -79,6 +79,9 @@ class MethodRecord:
     control: str | None = None
     #: a method derived from a built-in one (config ``methods.<name>.base``): the parameters it changes
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    #: the method pretrains its own model on the benchmark's cells, without their labels (cross-species
+    #: ScDiVa): its annotation fitter also takes them as ``corpus``, its integration function embeds them
+    pretrains: bool = False
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):

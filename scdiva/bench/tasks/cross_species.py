@@ -24,7 +24,6 @@ Integration of both species (species = batch) is scored with the workflow's scib
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -190,7 +189,8 @@ def builtin_records() -> tuple:
     xs, a, m = "scdiva.bench.tasks.cross_species", "scdiva.bench.tasks.annotation.baselines", "scdiva.bench.tasks.integration"
     return (
         MethodRecord("scdiva", ANNOTATION_TASK, f"{xs}:fit_scdiva_cross_species", SCDIVA_DEFAULTS, needs_labels=True,
-                     role="model", description="tiny ScDiVa pretrained on both species, fine-tuned on the reference"),
+                     role="model", pretrains=True,
+                     description="tiny ScDiVa pretrained on both species, fine-tuned on the reference"),
         MethodRecord("logreg", ANNOTATION_TASK, f"{a}:fit_logreg", LOGREG_DEFAULTS, needs_labels=True),
         MethodRecord("knn_pca", ANNOTATION_TASK, f"{a}:fit_knn_pca", KNN_PCA_DEFAULTS, needs_labels=True),
         MethodRecord("scanvi", ANNOTATION_TASK, f"{a}:fit_scanvi", SCANVI_ANNOTATION_DEFAULTS, needs_labels=True),
@@ -199,6 +199,7 @@ def builtin_records() -> tuple:
         MethodRecord("harmony", INTEGRATION_TASK, f"{m}.harmony:run_harmony", HARMONY_DEFAULTS),
         MethodRecord("scvi", INTEGRATION_TASK, f"{m}.scvi_model:run_scvi", SCVI_DEFAULTS),
         MethodRecord("scdiva", INTEGRATION_TASK, f"{xs}:embed_scdiva_cross_species", SCDIVA_DEFAULTS, role="model",
+                     pretrains=True,
                      description="latent of a tiny ScDiVa pretrained on both species"),
     )
 
@@ -260,8 +261,7 @@ def run_cross_species_annotation(combined: ad.AnnData, method: str, *, reference
     start = time.perf_counter()
     fit = record.load()
     # a fitter that pretrains (ScDiVa) also gets both species' cells, without their labels
-    corpus = ({"corpus": without_labels(combined, batch_key=BATCH_KEY)}
-              if "corpus" in inspect.signature(fit).parameters else {})
+    corpus = {"corpus": without_labels(combined, batch_key=BATCH_KEY)} if record.pretrains else {}
     fitted = checked_annotator(fit(ref, label_key=LABEL_KEY, batch_key=BATCH_KEY, seed=seed, params=p,
                                    threads=threads, **corpus), method=method)
     if fitted.map_query is not None:
@@ -283,7 +283,7 @@ def run_cross_species_integration(combined: ad.AnnData, method: str, *, seed: in
     record = cross_species_record(INTEGRATION_TASK, method)
     p = method_params(INTEGRATION_TASK, method, params)
     start = time.perf_counter()
-    if record.role == "model":  # ScDiVa: its own pretraining on both species, without their labels
+    if record.pretrains:  # ScDiVa: its own pretraining on both species, without their labels
         unlabelled = ad.AnnData(X=combined.X, layers={"counts": combined.layers["counts"]},
                                 obs=combined.obs[[BATCH_KEY]].copy(), var=combined.var[[]].copy())
         embedding = record.load()(unlabelled, seed=seed, params=p)
