@@ -62,6 +62,26 @@ def proportional_sample(groups: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(keep))
 
 
+def held_out_by_group(groups: np.ndarray, fraction: float, seed: int, *, order: Sequence[str] | None = None,
+                      at_least_one: bool = False) -> np.ndarray:
+    """Boolean mask of held-out cells: ``fraction`` of each group's cells (e.g. each batch or label), seeded.
+
+    Groups are drawn from in ``order`` (default: sorted), one draw of the same generator after the
+    other. With ``at_least_one`` a group of two or more cells gives at least one cell and a one-cell
+    group none (every class with a training cell is tested); otherwise each gives its rounded share.
+    """
+    groups = np.asarray(groups).astype(str)
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(groups.size, dtype=bool)
+    for group in (np.unique(groups) if order is None else order):
+        cells = np.flatnonzero(groups == group)
+        if at_least_one and cells.size < 2:
+            continue
+        n = int(round(fraction * cells.size))
+        mask[rng.choice(cells, size=max(1, n) if at_least_one else n, replace=False)] = True
+    return mask
+
+
 def split_reference_query(
     adata: ad.AnnData,
     *,

@@ -52,7 +52,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from scdiva import ScDiVaModel
-from scdiva.bench.core.sampling import proportional_sample
+from scdiva.bench.core.sampling import held_out_by_group, proportional_sample
 from scdiva.bench.core.threads import limit_torch_threads
 from scdiva.bench.methods.record import MethodRecord
 from scdiva.bench.tasks.integration.metrics import compute_neighbors, ilisi
@@ -140,14 +140,7 @@ def held_out_mask(adata: ad.AnnData, fraction: float, seed: int) -> np.ndarray:
     """Boolean mask of held-out cells: ``fraction`` of each batch, seeded."""
     if not 0 < fraction < 1:
         raise MultimodalError(f"held_out_fraction must be in (0, 1), got {fraction}")
-    batches = adata.obs[adata.uns["multimodal"]["batch_key"]].astype(str).to_numpy()
-    rng = np.random.default_rng(seed)
-    mask = np.zeros(adata.n_obs, dtype=bool)
-    for batch in np.unique(batches):
-        cells = np.flatnonzero(batches == batch)
-        n = int(round(fraction * cells.size))
-        mask[rng.choice(cells, size=n, replace=False)] = True
-    return mask
+    return held_out_by_group(adata.obs[adata.uns["multimodal"]["batch_key"]].to_numpy(), fraction, seed)
 
 
 def scored_proteins(names: list[str]) -> list[int]:

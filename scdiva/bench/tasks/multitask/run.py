@@ -43,6 +43,7 @@ import torch
 from sklearn.metrics import silhouette_samples, silhouette_score
 
 from scdiva import ScDiVaModel, TaskSpec
+from scdiva.bench.core.sampling import held_out_by_group
 from scdiva.bench.core.threads import limit_torch_threads
 from scdiva.bench.methods.scdiva import counts_view
 from scdiva.bench.tasks.annotation.metrics import annotation_metrics
@@ -96,14 +97,9 @@ def held_out_split(adata: ad.AnnData, label_key: str, fraction: float, seed: int
     """Boolean mask of held-out cells: `fraction` of each label, at least one per label of >= 2 cells."""
     if not 0 < fraction < 1:
         raise ValueError(f"multitask.held_out_fraction must be in (0, 1), got {fraction}")
-    rng = np.random.default_rng(seed)
-    held = np.zeros(adata.n_obs, dtype=bool)
-    for label in pd.unique(adata.obs[label_key].astype(str)):
-        idx = np.flatnonzero(adata.obs[label_key].astype(str).to_numpy() == label)
-        if len(idx) >= 2:
-            n = max(1, int(round(fraction * len(idx))))
-            held[rng.choice(idx, size=n, replace=False)] = True
-    return held
+    labels = adata.obs[label_key].astype(str).to_numpy()
+    # labels in order of appearance: the order the cells were always drawn in
+    return held_out_by_group(labels, fraction, seed, order=pd.unique(labels), at_least_one=True)
 
 
 def unavailable_tasks(adata: ad.AnnData, coarse_label_key: str | None) -> dict[str, str]:
