@@ -97,3 +97,73 @@ def test_ranks_per_dataset_ties_and_methods_left_out_by_hand():
     gapped = totals.copy()
     gapped.loc["a", "seed 0"] = float("nan")
     assert ("a", "b") in orderings_that_hold(gapped)
+
+
+def test_section_text_names_scenarios_files_orderings_and_the_ranks_across_datasets(tmp_path):
+    runs = pd.concat([by_seed(dataset="d1", seeds=(0,)), by_seed({"a": (0.5, 0.5), "b": (0.9, 0.9)}, dataset="d2",
+                                                                  seeds=(0,))])
+    complete = {(d, m) for d in ("d1", "d2") for m in ("a", "b")}
+    section = rank_stability_section(runs, {"d1": ["a", "b", "c", "control_random"], "d2": ["a", "b"]}, tmp_path,
+                                     complete)
+    assert (section.title, section.order) == ("Integration: rank stability", 29)
+    intro, d1, d1_table, d2, d2_table, across, across_table = section.markdown.split("\n\n")
+    assert intro == (
+        "Each ranked method's rank (1 = best total score) under the batch/bio weights 0.3/0.7, 0.4/0.6, 0.5/0.5, with "
+        "each metric of the aggregates left out in turn (scIB weights) and on each seed alone. An ordering that holds "
+        "in every scenario does not depend on these choices; one that does not should not be read as a ranking.")
+    # 3 weightings + the 10 metrics of the aggregates left out one at a time + 1 seed = 14 scenarios
+    assert d1 == ("**d1** (14 scenarios; `tables/d1_rank_stability.csv`). Orderings that hold in every scenario: "
+                  "`a` > `b`, `a` > `c`.")
+    assert d2 == "**d2** (14 scenarios; `tables/d2_rank_stability.csv`). Orderings that hold in every scenario: `b` > `a`."
+    # the table under each heading is its ranks: b is 3rd at 0.3/0.7 (0.59 < c's 0.61) and 2nd at scIB weights
+    assert d1_table.splitlines()[3].startswith("| b        |                 3 |                 2 |                 2 |")
+    assert [line.split("|")[1].strip() for line in d2_table.splitlines()[2:]] == ["a", "b"]
+    assert across == ("**Across datasets** (scIB weights; only the methods that completed every seed on every dataset; "
+                      "`tables/ranks_across_datasets.csv`):")
+    assert across_table == ("| method   |   d1 |   d2 |   mean_rank |\n"
+                            "|:---------|-----:|-----:|------------:|\n"
+                            "| a        |    1 |    2 |         1.5 |\n"
+                            "| b        |    2 |    1 |         1.5 |")
+    # no method ran everywhere: said in words, and the CSV is still written (empty)
+    section = rank_stability_section(runs, {"d1": ["a", "b"], "d2": ["a", "b"]}, tmp_path, set())
+    assert section.markdown.endswith("\n\n**Across datasets**: no method completed every seed on every dataset.")
+    assert pd.read_csv(tmp_path / "ranks_across_datasets.csv").empty
+    # one dataset, and one method besides a control: nothing to rank, no section
+    assert rank_stability_section(runs, {"d1": ["a", "control_random"]}, tmp_path / "none", set()) is None
+    # one dataset: no ranks across datasets
+    single = rank_stability_section(runs, {"d1": ["a", "b"]}, tmp_path / "one", set())
+    assert "Across datasets" not in single.markdown and "Orderings that hold in every scenario: `a` > `b`." in single.markdown
+
+
+def test_ranks_across_datasets_follow_the_total_not_the_diagnostics():
+    # a leads b on every metric of the total (0.6 vs 0.5) but trails on the diagnostics that are not in it
+    # (Leiden NMI/ARI and the one batch diagnostic): the rank follows the total, on both datasets
+    runs = pd.concat([by_seed({"a": (0.6, 0.6), "b": (0.5, 0.5)}, dataset=d) for d in ("d1", "d2")])
+    diagnostic = runs["metric"].isin([m.name for m in METRICS.values() if not m.in_aggregate])
+    runs.loc[diagnostic, "value"] = runs.loc[diagnostic, "method"].map({"a": 0.0, "b": 1.0})
+    across = ranks_across_datasets(runs, {(d, m) for d in ("d1", "d2") for m in ("a", "b")})
+    assert across.to_dict("index") == {"a": {"d1": 1, "d2": 1, "mean_rank": 1.0},
+                                       "b": {"d1": 2, "d2": 2, "mean_rank": 2.0}}
+
+
+def test_datasets_with_nothing_to_rank_are_skipped_and_the_others_still_shown(tmp_path):
+    runs = by_seed(dataset="d1", seeds=(0,))
+    totals_only = by_seed({"a": (0.9, 0.9), "b": (0.5, 0.5)}, dataset="t", seeds=(0,))
+    totals_only = totals_only[totals_only["metric"] == "total_score"]  # no per-metric values to re-weigh
+    # a table of totals only: the methods as rows and no scenario
+    empty = scenario_totals(totals_only, ["b", "a"])
+    assert list(empty.index) == ["b", "a"] and empty.columns.empty
+    # one method left (the other is a control), then totals only: both skipped, d1 (listed last) still shown
+    section = rank_stability_section(pd.concat([runs, totals_only]), {"one": ["a", "control_random"], "t": ["a", "b"],
+                                                                      "d1": ["a", "b"]}, tmp_path, set())
+    assert "**d1** (14 scenarios" in section.markdown and "**t**" not in section.markdown
+    assert not (tmp_path / "t_rank_stability.csv").exists()
+    # ranks are whole numbers in the CSV
+    assert (tmp_path / "d1_rank_stability.csv").read_text().splitlines()[1] == "a," + ",".join(["1"] * 14)
+    # rows keep the order the methods are given in (the results table's, best total first)
+    rank_stability_section(runs, {"d1": ["c", "a", "b"]}, tmp_path, set())
+    assert pd.read_csv(tmp_path / "d1_rank_stability.csv", index_col=0).index.tolist() == ["c", "a", "b"]
+    # two methods with the same scores: no ordering holds, and the text says so
+    tied = by_seed({"a": (0.5, 0.5), "b": (0.5, 0.5)}, dataset="d1", seeds=(0,))
+    assert "Orderings that hold in every scenario: none." in rank_stability_section(
+        tied, {"d1": ["a", "b"]}, tmp_path, set()).markdown
