@@ -71,3 +71,50 @@ def test_a_tie_is_no_win_and_every_row_names_its_reference():
     alone = paired_differences(by_seed({"scvi": [0.7, 0.7]}), "scvi")
     assert alone.empty and list(alone.columns) == ["dataset", "method", "reference", "metric", "n_pairs",
                                                    "mean_diff", "ci_low", "ci_high", "wins"]
+
+
+def test_comparison_markdown_two_metrics_two_datasets_and_one_seed_exactly():
+    from scdiva.bench.report.tables import paired_comparison_markdown
+
+    rows = []
+    for dataset, seeds in (("d1", 3), ("d2", 2)):
+        for seed, (ref, mine, other) in enumerate([(0.70, 0.73, 0.60), (0.72, 0.71, 0.62), (0.71, 0.75, 0.50)][:seeds]):
+            for method, acc, f1 in (("scvi", ref, ref - 0.1), ("mine", mine, mine - 0.05), ("other", other, other - 0.1)):
+                rows += [{"dataset": dataset, "method": method, "seed": seed, "metric": "accuracy", "value": acc},
+                         {"dataset": dataset, "method": method, "seed": seed, "metric": "macro_f1", "value": f1}]
+    runs = pd.DataFrame(rows)
+    paired = pd.concat([paired_differences(runs, "scvi", "accuracy"), paired_differences(runs, "scvi", "macro_f1")])
+    # d1 mine: accuracy +0.03, -0.01, +0.04 (mean +0.020, half-width 4.3027 * 0.02646 / sqrt(3) = 0.0657, 2 wins);
+    # macro-F1 +0.08, +0.04, +0.09 (3 wins). other: -0.10, -0.09, -0.21 on d1 (mean -0.137); -0.10 twice on d2 (sd 0)
+    assert paired_comparison_markdown(paired, "scvi", {"accuracy": "acc", "macro_f1": "F1"}) == (
+        "\n\n**Against `scvi`, seed by seed** (acc, F1; the mean of the per-seed differences and its 95% t interval "
+        "over the seeds both completed):\n\n"
+        "| dataset   | method   | seeds   | acc - scvi   | acc: 95% interval   | acc: seeds won   | F1 - scvi   "
+        "| F1: 95% interval   | F1: seeds won   |\n"
+        "|:----------|:---------|:--------|:-------------|:--------------------|:-----------------|:------------"
+        "|:-------------------|:----------------|\n"
+        "| d1        | mine     | 3       | +0.020       | -0.046 to +0.086    | 2 of 3           | +0.070      "
+        "| +0.004 to +0.136   | 3 of 3          |\n"
+        "| d1        | other    | 3       | -0.137       | -0.294 to +0.021    | 0 of 3           | -0.137      "
+        "| -0.294 to +0.021   | 0 of 3          |\n"
+        "| d2        | mine     | 2       | +0.010       | -0.244 to +0.264    | 1 of 2           | +0.060      "
+        "| -0.194 to +0.314   | 2 of 2          |\n"
+        "| d2        | other    | 2       | -0.100       | -0.100 to -0.100    | 0 of 2           | -0.100      "
+        "| -0.100 to -0.100   | 0 of 2          |")
+    # two seeds are enough for an interval: no one-seed note
+    two = paired_differences(runs[runs["dataset"] == "d2"], "scvi", "accuracy")
+    assert paired_comparison_markdown(two, "scvi", {"accuracy": "acc"}, one_seed_noise=0.035).endswith(
+        "| other    | 2       | -0.100       | -0.100 to -0.100    | 0 of 2           |")
+    # one dataset, one seed: no dataset column, no interval, and the noise level said when it is known
+    one = paired_differences(runs[(runs["seed"] == 0) & (runs["dataset"] == "d1")], "scvi", "accuracy")
+    table = ("\n\n**Against `scvi`, seed by seed** (acc; the mean of the per-seed differences and its 95% t interval "
+             "over the seeds both completed):\n\n"
+             "| method   | seeds   | acc - scvi   | acc: 95% interval   | acc: seeds won   |\n"
+             "|:---------|:--------|:-------------|:--------------------|:-----------------|\n"
+             "| mine     | 1       | +0.030       | (one seed)          | 1 of 1           |\n"
+             "| other    | 1       | -0.100       | (one seed)          | 0 of 1           |\n\n"
+             "One seed: no interval; run more `seeds` for one.")
+    assert paired_comparison_markdown(one, "scvi", {"accuracy": "acc"}) == table
+    assert paired_comparison_markdown(one, "scvi", {"accuracy": "acc"}, one_seed_noise=0.035) == table + (
+        " A difference below about 0.035 cannot be told from seed noise (two single runs land that far apart by "
+        "seed alone on the embedded PBMCs).")
