@@ -127,3 +127,37 @@ def test_matches_scib_on_the_same_embedding_and_graph(pbmc_small):
         dist[i] = np.concatenate([[0.0], np.ones(len(nbrs)), np.zeros(k - len(nbrs))])
     ours_gc = M.graph_connectivity(NeighborsResults(indices=idx, distances=dist), labels)
     assert ours_gc == pytest.approx(ref_gc, abs=1e-3)
+
+
+def test_checked_inputs_reach_the_metrics_each_in_its_place(monkeypatch):
+    """Two batches are enough; labels, batches, the PCA and the caller's seed and subsample limit reach the
+    metrics unchanged (computing them needs JAX: here the step that computes them records its inputs;
+    `test_each_metric_in_the_table_is_the_named_metric` checks the values themselves)."""
+    calls = []
+    monkeypatch.setattr(M, "_scib_metrics", lambda *args, **kwargs: calls.append((args, kwargs)) or {"ok": 1.0})
+    x, labels, batches = _clusters(mixed=True, n_per=2)  # 12 cells: 3 labels x 2 batches
+    pre = x[:, ::-1].astype(np.float64) + 1.0
+    values = M.compute_integration_metrics(x.astype(np.float64), batches=list(batches), labels=list(labels),
+                                           pre_embedding=pre, seed=7, n_jobs=3, progress=False,
+                                           subsample_max_cells=10)
+    assert values == {"ok": 1.0}
+    (embedding, got_batches, got_labels, got_pre), kwargs = calls[0]
+    assert embedding.dtype == np.float32 and np.array_equal(embedding, x)
+    assert got_batches.tolist() == batches.tolist() and got_labels.tolist() == labels.tolist()
+    assert np.array_equal(got_pre, pre)
+    assert kwargs == {"seed": 7, "n_jobs": 3, "progress": False, "subsample_max_cells": 10}
+    # batch and label values of any type are compared as text (e.g. integer donor ids)
+    M.compute_integration_metrics(x, batches=np.repeat([1, 2], 6), labels=np.tile([0, 1, 2], 4), pre_embedding=pre)
+    assert calls[1][0][1].tolist() == ["1"] * 6 + ["2"] * 6 and calls[1][0][2].tolist() == ["0", "1", "2"] * 4
+
+
+def test_bad_input_messages_are_exact():
+    x, labels, batches = _clusters(mixed=True, n_per=2)
+    x[0, 0] = np.inf
+    with pytest.raises(ValueError, match="^embedding has non-finite values$"):
+        M.compute_integration_metrics(x, batches=batches, labels=labels, pre_embedding=x)
+    with pytest.raises(ValueError, match="^batch metrics need at least 2 batches$"):
+        M.compute_integration_metrics(x[1:], batches=np.full(11, "b1"), labels=labels[1:], pre_embedding=x[1:])
+    with pytest.raises(ValueError, match=r"^embedding \(12, 4\), batches 11, labels 12 and pre_embedding \(12, 4\) "
+                                         r"must all have one row per cell$"):
+        M.compute_integration_metrics(x, batches=batches[1:], labels=labels, pre_embedding=x)

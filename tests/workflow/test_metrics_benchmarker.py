@@ -64,6 +64,9 @@ def test_metrics_subsample_is_stratified_and_exact_size():
                                                                                    "c": 150, "d": 50}
     assert (M.metrics_subsample(labels, batches, None, 0) == np.arange(10_000)).all()
     assert (M.metrics_subsample(labels, batches, 20_000, 0) == np.arange(10_000)).all()
+    # the run's seed picks the subsample: the same seed scores the same cells again, another seed others
+    assert (M.metrics_subsample(labels, batches, 1000, seed=0) == sub).all()
+    assert not np.array_equal(M.metrics_subsample(labels, batches, 1000, seed=1), sub)
     assert M.cells_scored("silhouette_label", 80_000) == M.SUBSAMPLE_MAX_CELLS
     assert M.cells_scored("silhouette_label", 80_000, None) == 80_000
     assert M.cells_scored("nmi_leiden", 80_000) == M.cells_scored("kbet", 80_000) == M.SUBSAMPLE_MAX_CELLS

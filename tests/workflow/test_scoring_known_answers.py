@@ -76,6 +76,18 @@ def test_confusion_table_rows_are_truth_columns_predictions():
     assert table.to_numpy().sum() == 3 and table.loc["C"].sum() == 0
 
 
+def test_labels_of_any_type_are_compared_as_text():
+    # integer-coded cell types (cluster ids) on one side, their text on the other: the same classes
+    true, predicted = [0, 0, 1, 2], ["0", "1", "1", "2"]
+    expected = {"accuracy": 0.75, "macro_f1": pytest.approx((2 / 3 + 2 / 3 + 1.0) / 3),
+                "f1:0": pytest.approx(2 / 3), "f1:1": pytest.approx(2 / 3), "f1:2": 1.0}
+    assert annotation_metrics(true, predicted) == expected
+    assert annotation_metrics(predicted, true) == expected  # the same classes both ways: F1 is symmetric
+    for table in (confusion_table(true, predicted), confusion_table(predicted, true)):
+        assert list(table.index) == list(table.columns) == ["0", "1", "2"]
+        assert int(np.trace(table.to_numpy())) == 3 and table.to_numpy().sum() == 4
+
+
 # --- mean and std over seeds --------------------------------------------------------------------
 
 
