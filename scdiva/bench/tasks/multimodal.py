@@ -245,7 +245,7 @@ def builtin_records() -> tuple:
                      description="RNA + protein in one variational latent"),
         MethodRecord("totalvi", TASK, f"{mm}:run_totalvi", DEFAULT_PARAMS["totalvi"],
                      description="scvi-tools TOTALVI, missing-protein imputation"),
-        MethodRecord("scvi", TASK, f"{mm}:run_scvi", DEFAULT_PARAMS["scvi"],
+        MethodRecord("scvi", TASK, f"{mm}:run_scvi_protein_knn", DEFAULT_PARAMS["scvi"],
                      description="RNA only; proteins: 15-NN mean in its latent"),
         MethodRecord("pca", TASK, f"{mm}:run_pca", DEFAULT_PARAMS["pca"],
                      description="RNA only; proteins: 15-NN mean in RNA PCA"),
@@ -299,7 +299,7 @@ def run_pca(adata: ad.AnnData, test: np.ndarray, p: dict, seed: int) -> MethodOu
     return MethodOutput(adata.obsm["X_pca"], predicted, time.perf_counter() - start)
 
 
-def run_scvi(adata: ad.AnnData, test: np.ndarray, p: dict, seed: int) -> MethodOutput:
+def run_scvi_protein_knn(adata: ad.AnnData, test: np.ndarray, p: dict, seed: int) -> MethodOutput:
     """scVI on RNA counts (its defaults). It has no protein decoder: its protein prediction is a
     15-nearest-neighbour average of training cells' proteins in the latent of an scVI fitted on the
     training cells only - a kNN regressor in scVI's space, labelled so in the docs and the report."""
