@@ -34,6 +34,7 @@ from scdiva.bench.methods.catalog import get_method, method_records
 from scdiva.bench.methods.external import config_params, is_definition
 from scdiva.bench.methods.record import MethodConfigError
 from scdiva.config import ScDiVaConfig
+from scdiva.files import VOCAB_FILE
 
 STAGED_DIR = "resources/datasets"  # staged copies of the datasets, relative to the working directory
 
@@ -372,14 +373,14 @@ def check_scdiva_coverage(config: Mapping[str, Any], repo_root: Path, workdir: P
         path = entry["published"].get("path")
         if entry["published"].get("adapter"):  # its vocabulary exists once the fetch job has converted it
             fetched = workdir / "resources" / "checkpoints" / name
-            path = fetched if (fetched / "vocab.json").is_file() else None
+            path = fetched if (fetched / VOCAB_FILE).is_file() else None
         dataset_entry = config["datasets"][dataset]
         source = local_source_path(dataset_entry["source"], repo_root)
         if path is None or source is None:
             continue  # a remote checkpoint or dataset: its job checks once the files are here
         _, var, _ = read_source_tables(source, dataset=dataset)
         try:
-            check_vocabulary_serves(Path(path) / "vocab.json", var, checkpoint=name, dataset=dataset,
+            check_vocabulary_serves(Path(path) / VOCAB_FILE, var, checkpoint=name, dataset=dataset,
                                     gene_id_column=dataset_entry.get("gene_id_column"))
         except CheckpointError as err:
             raise ConfigError(f"{err} ({what})") from None

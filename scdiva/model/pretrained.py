@@ -5,14 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-VOCAB_FILE = "vocab.json"
+from scdiva.errors import CheckpointError
+from scdiva.files import CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE
+
 #: files that would be unpickled by torch.load / pickle: never loaded, even if present
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
-
-
-from scdiva.errors import CheckpointError  # noqa: E402  (one class for the model and the benchmark)
 
 
 def damaged_file_error(path: Path, reason: str) -> CheckpointError:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from scdiva.data.dataset import CellCorpus, thin_counts
+from scdiva.files import WEIGHTS_FILE
 from scdiva.module.scdiva_module import ScDiVaModule
 from scdiva.train.checkpoint import (
     find_checkpoint,
@@ -210,7 +211,7 @@ def _train(module: ScDiVaModule, corpus: CellCorpus, tasks: Sequence[str], setti
                              "rerun with the same settings and data, or use another checkpoint_dir or resume=False")
         from safetensors.torch import load_file
 
-        module.load_state_dict(load_file(str(checkpoint / "model.safetensors"), device=str(device)))
+        module.load_state_dict(load_file(str(checkpoint / WEIGHTS_FILE), device=str(device)))
         optimizer_from_flat(optimizer, {k: v.to(device) for k, v in optimizer_tensors.items()},
                             state["optimizer"])
         step, history, best = state["step"], state["history"], state.get("best", best)

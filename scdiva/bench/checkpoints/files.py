@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from scdiva.errors import CheckpointError
-
-CHECKPOINT_FILES = ("config.json", "model.safetensors", "vocab.json")
+from scdiva.files import MODEL_FILES as CHECKPOINT_FILES
 
 __all__ = ["CHECKPOINT_FILES", "CheckpointError"]

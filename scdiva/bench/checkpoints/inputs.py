@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from scdiva.bench.checkpoints.files import CHECKPOINT_FILES, CheckpointError
+from scdiva.files import WEIGHTS_FILE
 
 _MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors format's own limit
 
@@ -75,5 +76,5 @@ def check_checkpoint_dir(directory: str | os.PathLike[str], name: str | None = N
 
 def check_checkpoint_inputs(paths: Iterable[str | os.PathLike[str]]) -> None:
     """:func:`check_checkpoint_dir` for every checkpoint directory among a job's input files."""
-    for directory in sorted({Path(p).parent for p in paths if Path(p).name == "model.safetensors"}):
+    for directory in sorted({Path(p).parent for p in paths if Path(p).name == WEIGHTS_FILE}):
         check_checkpoint_dir(directory)
