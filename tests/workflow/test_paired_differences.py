@@ -63,6 +63,29 @@ def test_annotation_section_pairs_accuracy_and_macro_f1_against_its_reference(tm
     assert pd.read_csv(tmp_path / "none.csv").empty and "seed by seed" not in section.markdown
 
 
+def test_annotation_section_pairs_against_each_of_several_references(tmp_path):
+    """`annotation.reference: [logreg, scanvi]`: one comparison per reference, each row naming its own."""
+    from scdiva.bench.report.paper import annotation_section
+
+    accuracy = {"logreg": [0.80, 0.82, 0.81], "scanvi": [0.70, 0.74, 0.72], "mine": [0.85, 0.81, 0.84]}
+    by_seed = pd.DataFrame([{"dataset": "d", "method": m, "seed": s, "metric": metric, "value": v - shift}
+                            for m, values in accuracy.items() for s, v in enumerate(values)
+                            for metric, shift in (("accuracy", 0.0), ("macro_f1", 0.1))])
+    summary = by_seed.groupby(["dataset", "method", "metric"], as_index=False)["value"].mean()
+    section = annotation_section(summary, {}, str(tmp_path / "bars.png"), [], by_seed=by_seed,
+                                 reference=["logreg", "scanvi"], paired_path=tmp_path / "paired.csv")
+    paired = pd.read_csv(tmp_path / "paired.csv").set_index(["reference", "method", "metric"])
+    # mine - logreg: +0.05, -0.01, +0.03 -> +0.0233, 2 wins; mine - scanvi: +0.15, +0.07, +0.12 -> +0.1133, 3 wins
+    assert paired.loc[("logreg", "mine", "accuracy"), "mean_diff"] == pytest.approx(0.07 / 3)
+    assert paired.loc[("logreg", "mine", "accuracy"), "wins"] == 2
+    assert paired.loc[("scanvi", "mine", "macro_f1"), "mean_diff"] == pytest.approx(0.34 / 3)
+    assert paired.loc[("scanvi", "mine", "macro_f1"), "wins"] == 3
+    assert paired.loc[("scanvi", "logreg", "accuracy"), "wins"] == 3  # each reference meets the other
+    assert "Against `logreg`, seed by seed" in section.markdown and "Against `scanvi`, seed by seed" in section.markdown
+    scanvi_part = section.markdown.split("Against `scanvi`")[1]
+    assert re.search(r"\| mine\s+\| 3\s+\| \+0\.113\s+\|", scanvi_part)
+
+
 def test_a_tie_is_no_win_and_every_row_names_its_reference():
     runs = by_seed({"scvi": [0.70, 0.72], "mine": [0.70, 0.73]})
     row = paired_differences(runs, "scvi").iloc[0]

@@ -166,11 +166,13 @@ ANNOTATION_METRICS = {"accuracy": "accuracy", "macro_f1": "macro-F1",
 PAIRED_ANNOTATION_METRICS = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
 
 
-def annotation_paired(by_seed: pd.DataFrame, reference: str) -> pd.DataFrame:
-    """Every annotation method against ``reference``, seed by seed, on :data:`PAIRED_ANNOTATION_METRICS`
-    (:func:`scdiva.bench.report.tables.paired_differences`; no rows when ``reference`` did not run)."""
-    return pd.concat([paired_differences(by_seed, reference, metric) for metric in PAIRED_ANNOTATION_METRICS],
-                     ignore_index=True)
+def annotation_paired(by_seed: pd.DataFrame, reference: str | Sequence[str]) -> pd.DataFrame:
+    """Every annotation method against each ``reference`` method, seed by seed, on
+    :data:`PAIRED_ANNOTATION_METRICS` (:func:`scdiva.bench.report.tables.paired_differences`; no rows
+    for a reference that did not run)."""
+    references = [reference] if isinstance(reference, str) else list(reference)
+    return pd.concat([paired_differences(by_seed, ref, metric) for ref in references or [""]
+                      for metric in PAIRED_ANNOTATION_METRICS], ignore_index=True)
 
 
 def write_table(table: pd.DataFrame, path: str | os.PathLike) -> None:
@@ -181,12 +183,12 @@ def write_table(table: pd.DataFrame, path: str | os.PathLike) -> None:
 
 def annotation_section(annotation: pd.DataFrame, infos: Mapping[str, Mapping], figure: str,
                        confusion_figures: Sequence[str], *, by_seed: pd.DataFrame | None = None,
-                       reference: str | None = None, paired_path: str | os.PathLike | None = None,
+                       reference: str | Sequence[str] | None = None, paired_path: str | os.PathLike | None = None,
                        development: Collection[str] = (), models: Collection[str] | None = None) -> Section:
     """Accuracy / macro-F1 / timing table and bars, unseen classes, per-class F1, confusion matrices.
 
-    With ``by_seed`` (per-run scores of completed runs) and a ``reference`` method among them: every
-    other method's paired differences of accuracy and macro-F1 against it, seed by seed
+    With ``by_seed`` (per-run scores of completed runs) and a ``reference`` method (or several) among
+    them: every other method's paired differences of accuracy and macro-F1 against each, seed by seed
     (:func:`scdiva.bench.report.tables.paired_differences`), shown in the section and written to
     ``paired_path`` (when given; without a comparison, with the header only). ``development``: the
     datasets whose model rows are in-sample (marked in the table, named in the text); ``models``: the
@@ -216,10 +218,12 @@ def annotation_section(annotation: pd.DataFrame, infos: Mapping[str, Mapping], f
     per_class = annotation[annotation["metric"].str.startswith("f1:")].copy()
     per_class["class"] = per_class["metric"].str.removeprefix("f1:")
     per_class_table = per_class.pivot_table(index=["dataset", "class"], columns="method", values="value")
-    paired = annotation_paired(by_seed if by_seed is not None else _empty(BY_SEED_COLUMNS), reference or "")
+    references = [reference] if isinstance(reference, str) else list(reference or [])
+    paired = annotation_paired(by_seed if by_seed is not None else _empty(BY_SEED_COLUMNS), references)
     if paired_path is not None:
         write_table(paired, paired_path)
-    paired_md = paired_comparison_markdown(paired, reference or "", PAIRED_ANNOTATION_METRICS)
+    paired_md = "".join(paired_comparison_markdown(paired[paired["reference"] == ref], ref, PAIRED_ANNOTATION_METRICS)
+                        for ref in references)
     if development:
         lines.append(f"Development data ({', '.join(f'`{d}`' for d in sorted(development))}): "
                      + IN_SAMPLE_NOTE.removeprefix("**Development data**: "))
