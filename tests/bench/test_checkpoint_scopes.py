@@ -28,6 +28,11 @@ def test_each_job_loads_the_checkpoint_of_its_scope(recipe, expected):
     assert scopes.checkpoint_instance(config, "released", "pancreas", 2) == "released"
 
 
+def test_a_scoped_checkpoint_is_staged_beside_the_recipes_directory_not_inside_it():
+    assert scopes.staging_directory("tiny") == "resources/checkpoints/.tiny.partial"
+    assert scopes.staging_directory("tiny/pbmc/seed1") == "resources/checkpoints/.tiny.pbmc.seed1.partial"
+
+
 def test_an_instance_knows_its_corpus_and_its_seed():
     both = config_with(datasets="each", seed="each")
     assert scopes.parse_instance(both, "tiny/lung/seed4") == ("tiny", "lung", 4)

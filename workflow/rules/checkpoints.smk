@@ -58,8 +58,8 @@ rule pretrain:
         device="cuda" if use_gpu() else "cpu",
         cli=SCDIVA_CLI,  # [<this job's python>, -m, scdiva.cli]: no `scdiva` command on PATH needed
         # `scdiva train` writes into a staging directory that replaces the output only when complete.
-        staging=lambda wc: f"resources/checkpoints/.{wc.checkpoint.replace('/', '.')}.partial",
-        staging_history=lambda wc: f"resources/checkpoints/.{wc.checkpoint.replace('/', '.')}.partial.history.json",
+        staging=lambda wc: _scopes.staging_directory(wc.checkpoint),
+        staging_history=lambda wc: f"{_scopes.staging_directory(wc.checkpoint)}.history.json",
         history=lambda wc: f"results/logs/pretrain/{wc.checkpoint}.history.json",
         out_dir=lambda wc: f"resources/checkpoints/{wc.checkpoint}",
     log:

@@ -55,6 +55,12 @@ def checkpoint_directory(config: Mapping[str, Any], name: str, dataset: str, see
     return f"{CHECKPOINT_ROOT}/{checkpoint_instance(config, name, dataset, seed)}"
 
 
+def staging_directory(instance: str) -> str:
+    """Where ``scdiva train`` writes ``instance`` before it replaces the checkpoint directory whole (a
+    sibling of ``resources/checkpoints/<name>``, its path flattened, so no partial run is ever loaded)."""
+    return f"{CHECKPOINT_ROOT}/.{instance.replace('/', '.')}.partial"
+
+
 def parse_instance(config: Mapping[str, Any], instance: str) -> tuple[str, str | None, int | None]:
     """(recipe name, dataset or None, seed or None) of a path made by :func:`checkpoint_instance`."""
     name, *rest = instance.split("/")
