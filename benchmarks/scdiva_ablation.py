@@ -148,10 +148,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # the tiny preset's context before Dec 5: each cell's 64 top-ranked expressed genes (and 8 unexpressed
     # ones) instead of 32 and 4, so every forward pass runs about twice the token work
     "long_context": {"config": {"max_tokens": 64, "n_zero_tokens": 8}},
-    # a free per-batch offset on every gene's decoder logit (config.decoder_batch_gene_offsets), from
-    # pretraining on: batch effects that are gene-specific (a library's capture of some genes) need not
-    # pass through the decoder's hidden layer
-    "batch_gene_offsets": {"config": {"decoder_batch_gene_offsets": True}},
     # the adversarial batch classifier on the latent from pretraining on (config), so every fine-tune keeps it
     "adversarial_batch": {"config": {"adversarial_batch_weight": 0.1}},
     # a negative-binomial dispersion per gene and batch in the integration fine-tune (scVI's

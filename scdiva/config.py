@@ -41,6 +41,11 @@ OBJECTIVE_SETTINGS = ("kl_weight", "kl_weight_ramp_epochs", "kl_free_bits", "adv
                       "decoder_dispersion")
 
 
+#: options that were removed, with the value every model now has: a saved config.json that names
+#: one with that value loads as before
+REMOVED_FIELDS: dict[str, Any] = {"decoder_batch_gene_offsets": False}
+
+
 class ConfigError(ValueError):
     """A configuration value is invalid (the message names the field and the allowed values)."""
 
@@ -106,8 +111,6 @@ class ScDiVaConfig:
     decoder_batch_conditioning: str = "every_layer"
     #: hidden layers of the count decoder (scVI uses 1)
     decoder_layers: int = 1
-    #: a free per-batch offset on every gene's decoder logit
-    decoder_batch_gene_offsets: bool = False
     #: the count decoder's negative-binomial dispersion: "gene" (one per gene, scVI's default) or
     #: "gene-batch" (one per gene and batch, scVI's ``dispersion="gene-batch"``); see CountDecoderHead
     decoder_dispersion: str = "gene"
@@ -152,7 +155,12 @@ class ScDiVaConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ScDiVaConfig:
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known - {"model_type", "scdiva_version"}
+        for name, fixed in REMOVED_FIELDS.items():
+            if name in values and values[name] != fixed:
+                raise ConfigError(f"config.json sets {name}={values[name]!r}, an option this version no longer has "
+                                  f"(only {fixed!r}; docs/model.md#decisions): the checkpoint needs the version that "
+                                  "wrote it")
+        unknown = set(values) - known - set(REMOVED_FIELDS) - {"model_type", "scdiva_version"}
         if unknown:
             raise ConfigError(f"config.json has unknown field(s) {sorted(unknown)}")
         return cls(**{k: v for k, v in values.items() if k in known})

@@ -106,7 +106,6 @@ class CountDecoderHead(TaskHead):
       original design; kept for the ablation: it barely moves in a short run, so the encoder has to
       absorb the batch effect).
 
-    ``config.decoder_batch_gene_offsets`` adds a free per-batch offset to every gene's logit.
     ``config.decoder_dispersion="gene-batch"`` gives each batch its own dispersion ``theta_gs`` (a
     per-batch offset on ``log theta_g``, zero at first): libraries and chemistries differ in how
     overdispersed a gene's counts are, not only in its mean, and noise the decoder cannot attribute to
@@ -144,9 +143,6 @@ class CountDecoderHead(TaskHead):
             for embedding, fan_in in zip(self.batch_embeddings, widths, strict=True):
                 bound = 1.0 / math.sqrt(fan_in + n_batch)  # nn.Linear's init for a one-hot input column
                 nn.init.uniform_(embedding.weight, -bound, bound)
-        self.gene_offsets = (nn.Embedding(n_batch, config.n_genes) if config.decoder_batch_gene_offsets else None)
-        if self.gene_offsets is not None:
-            nn.init.zeros_(self.gene_offsets.weight)
         self.log_theta = nn.Parameter(torch.zeros(config.n_genes))
         self.batch_log_theta = (nn.Embedding(n_batch, config.n_genes) if config.decoder_dispersion == "gene-batch"
                                 else None)
@@ -176,8 +172,6 @@ class CountDecoderHead(TaskHead):
         fan_ins = [self.config.n_latent] + [self.config.decoder_hidden] * self.config.decoder_layers
         self.batch_embeddings = nn.ModuleList(grow(e, fan_in, legacy)
                                               for e, fan_in in zip(self.batch_embeddings, fan_ins, strict=False))
-        if self.gene_offsets is not None:
-            self.gene_offsets = grow(self.gene_offsets, 0, True)
         if self.batch_log_theta is not None:
             self.batch_log_theta = grow(self.batch_log_theta, 0, True)
         if self.adversary is not None:
@@ -266,8 +260,6 @@ class CountDecoderHead(TaskHead):
         logits = self.scale(h).float()
         if self.config.decoder_batch_conditioning != "legacy":
             logits = logits + self.batch_embeddings[-1](codes).float() * known
-        if self.gene_offsets is not None:
-            logits = logits + self.gene_offsets(codes).float() * known
         if batch.observed is not None:
             logits = logits.masked_fill(~batch.observed, float("-inf"))
         return torch.softmax(logits, dim=-1)

@@ -38,3 +38,12 @@ def test_bad_config_values_raise_clear_errors(overrides, message):
 def test_unknown_size_lists_the_named_sizes():
     with pytest.raises(ConfigError, match=r"choose one of \['base', 'large', 'small', 'tiny'\]"):
         ScDiVaConfig.from_size("huge")
+
+
+def test_a_removed_option_loads_at_its_fixed_value_and_is_named_otherwise():
+    saved = {**ScDiVaConfig.from_size("tiny", n_genes=50).to_dict(), "decoder_batch_gene_offsets": False}
+    assert ScDiVaConfig.from_dict(saved) == ScDiVaConfig.from_size("tiny", n_genes=50)
+    with pytest.raises(ConfigError, match=r"decoder_batch_gene_offsets=True, an option this version no longer has"):
+        ScDiVaConfig.from_dict({**saved, "decoder_batch_gene_offsets": True})
+    with pytest.raises(ConfigError, match=r"unknown field\(s\) \['no_such_option'\]"):
+        ScDiVaConfig.from_dict({**saved, "no_such_option": 1})
