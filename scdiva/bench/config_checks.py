@@ -19,6 +19,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from scdiva.bench.checkpoints import scopes
 from scdiva.bench.checkpoints.adapters import check_adapter
 from scdiva.bench.checkpoints.fetch import check_vocabulary_serves, source_files
 from scdiva.bench.checkpoints.files import CheckpointError
@@ -107,8 +108,7 @@ def task_params(config: Mapping[str, Any], task: str, method: str) -> dict[str, 
 
 def recipe_datasets(config: Mapping[str, Any], name: str) -> list[str]:
     """Datasets whose cells make up checkpoint recipe ``name``'s pretraining corpus."""
-    chosen = config["checkpoints"][name]["recipe"].get("datasets", "all")
-    return list(config["datasets"]) if chosen in ("all", "each") else list(chosen)
+    return scopes.recipe_datasets(config, name)
 
 
 def annotation_datasets(config: Mapping[str, Any]) -> list[str]:

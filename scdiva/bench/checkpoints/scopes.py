@@ -28,6 +28,13 @@ def _recipe(config: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
     return (config.get("checkpoints", {}).get(name) or {}).get("recipe")
 
 
+def recipe_datasets(config: Mapping[str, Any], name: str) -> list[str]:
+    """Datasets whose cells recipe ``name`` pretrains on: its list, or every configured dataset (``all``,
+    and ``each``, where each dataset's checkpoint takes its own)."""
+    chosen = _recipe(config, name).get("datasets", "all")
+    return list(config["datasets"]) if chosen in ("all", EACH) else list(chosen)
+
+
 def per_dataset(config: Mapping[str, Any], name: str) -> bool:
     """True when checkpoint ``name`` is a recipe pretrained once per dataset (``datasets: each``)."""
     recipe = _recipe(config, name)
@@ -75,10 +82,7 @@ def parse_instance(config: Mapping[str, Any], instance: str) -> tuple[str, str |
 def instance_datasets(config: Mapping[str, Any], instance: str) -> list[str]:
     """The datasets whose cells pretrain ``instance`` (its recipe's ``datasets``, or its one dataset)."""
     name, dataset, _ = parse_instance(config, instance)
-    if dataset is not None:
-        return [dataset]
-    chosen = _recipe(config, name).get("datasets", "all")
-    return list(config["datasets"]) if chosen in ("all", EACH) else list(chosen)
+    return [dataset] if dataset is not None else recipe_datasets(config, name)
 
 
 def instance_seed(config: Mapping[str, Any], instance: str) -> int:

@@ -25,6 +25,7 @@ from typing import Any
 import anndata as ad
 import numpy as np
 
+from scdiva.bench.checkpoints import scopes
 from scdiva.bench.checkpoints.fetch import corpus_batches
 from scdiva.bench.core.io import trim_freed_memory
 from scdiva.bench.methods._common import (
@@ -46,7 +47,7 @@ from scdiva.model.recipes import (
 from scdiva.model.settings import FitSettings
 from scdiva.model.tasks import TaskSpec
 
-CHECKPOINT_ROOT = Path("resources/checkpoints")
+CHECKPOINT_ROOT = Path(scopes.CHECKPOINT_ROOT)
 #: cells a streamed job embeds between two heap trims (the chunk measured in docs/scale.md: 25,600 cells)
 STREAM_CHUNK_CELLS = 25_600
 
