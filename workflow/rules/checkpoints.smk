@@ -27,7 +27,9 @@ rule pretrain_corpus:
     input:
         "results/{dataset}/preprocessed.h5ad",
     output:
-        temp("results/checkpoints/{checkpoint}/corpus/{dataset}.h5ad"),
+        # kept (not temp): made again for a seed added later, it would be newer than the checkpoints
+        # already pretrained from it, and Snakemake would pretrain them all again
+        "results/checkpoints/{checkpoint}/corpus/{dataset}.h5ad",
     wildcard_constraints:
         checkpoint=_one_of(checkpoint_names("recipe")),
     params:
