@@ -4,8 +4,9 @@ A recipe is a set of :class:`scdiva.model.settings.FitSettings` fields (the sett
 rest keep FitSettings' defaults). :data:`INTEGRATION_FINETUNE` is what ``ScDiVaModel.fit_integration`` and
 ``ScDiVaInference.integrate_batches`` train with by default, and what the workflow's
 ``scdiva_finetuned`` method starts from (scdiva.bench.methods.scdiva), so a user's batch correction
-and the benchmark tables come from the same fine-tune. The figures below come from
-``benchmarks/scdiva_ablation.py`` (docs/model.md has each run's command and table).
+and the benchmark tables come from the same fine-tune. The figures below are
+paired differences over seeds on the embedded datasets (docs/model.md#decisions has each one's table;
+config/ablation_variants.yaml runs every alternative as a workflow method).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ ANNOTATION_FINETUNE: dict[str, Any] = {
     "balance_labels": True,
     # the ensemble's genes expert refitted to its optimum after each fit: PBMC query macro-F1 +0.005
     # [95% t: +0.001, +0.009] and accuracy +0.006 [+0.001, +0.011] over 10 seeds (higher in 8);
-    # `joint_genes_expert` in benchmarks/scdiva_ablation.py turns it back (docs/model.md)
+    # `scdiva_joint_genes_expert` in config/ablation_variants.yaml turns it back (docs/model.md)
     "converge_genes_expert": True,
 }
 

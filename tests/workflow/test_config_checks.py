@@ -42,9 +42,36 @@ def test_the_workflow_runs_every_check_in_the_order_of_check_config():
                                   "check_multimodal", "check_cross_species"]
 
 
-@pytest.mark.parametrize("names", [("config.yaml",), ("config.yaml", "smoke.yaml")], ids=["default", "smoke"])
+@pytest.mark.parametrize("names", [("config.yaml",), ("config.yaml", "smoke.yaml"), ("config.yaml", "ablation.yaml"),
+                                   ("config.yaml", "ablation.yaml", "ablation_variants.yaml")],
+                         ids=["default", "smoke", "ablation", "ablation_variants"])
 def test_shipped_configs_pass(tmp_path, names):
     config_checks.check_config(load_config(*names), REPO_ROOT, tmp_path)
+
+
+def test_every_ablation_variant_changes_what_it_names():
+    """A variant equal to the shipped recipe measures nothing: each derived method's parameters and each
+    variant checkpoint's model settings differ from what the method or recipe it varies uses."""
+    from scdiva.bench.methods.catalog import get_method
+    from scdiva.config import NAMED_SIZES
+
+    config = load_config("config.yaml", "ablation.yaml", "ablation_variants.yaml")
+    variants = yaml.safe_load((REPO_ROOT / "config" / "ablation_variants.yaml").read_text())
+    shipped_recipe = config["checkpoints"]["scdiva_tiny"]["recipe"]
+    for name in variants["checkpoints"]:
+        recipe = config["checkpoints"][name]["recipe"]
+        changed = {k: v for k, v in recipe.items() if k != "model" and shipped_recipe.get(k) != v}
+        model = recipe.get("model", {})
+        assert changed or model, name
+        for key, value in model.items():
+            assert value != NAMED_SIZES["tiny"].get(key), (name, key)
+    for name, entry in variants["methods"].items():
+        task = entry.get("task", "integration")
+        base = get_method(task, entry["base"], None)
+        assert entry["params"], name
+        for key, value in entry["params"].items():
+            assert value != base.defaults[key], (name, key)
+        assert name in config[task]["methods"], name  # every defined variant runs
 
 
 def test_relative_published_checkpoint_path_resolves_against_the_repository_root(tmp_path):

@@ -12,8 +12,8 @@
 
 The checkpoint is `resources/checkpoints/<name>/` (made by workflow/rules/checkpoints.smk) or
 any directory / Hugging Face repo id `ScDiVaModel.from_pretrained` accepts. The functions that
-take a loaded model (`finetune_integration`, `fit_annotation_model`) are what the ablation script
-(benchmarks/scdiva_ablation.py) calls too, so both measure the same recipe.
+take a loaded model (`finetune_integration`, `fit_annotation_model`) are what the performance
+scripts in benchmarks/ time, so they time the recipe the workflow runs.
 """
 
 from __future__ import annotations
