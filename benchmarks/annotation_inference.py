@@ -1,14 +1,29 @@
 """Annotation inference: ScDiVa's ``predict`` on the query per 1,000 cells beside scANVI's, one process.
 
-The annotators are fitted as the workflow fits them (the registry's scANVI at its authors' settings;
-ScDiVa's ``fit_annotation_model`` from the ablation's checkpoint of each of ``--variants``, ``default``
-unless named, cached under ``--out``), then each labels the whole query ``--repeats`` times, the calls
-interleaved (scANVI, then each ScDiVa variant at its default inference precision and in float32), so
-all see the same machine load. Timed is what the workflow's annotation table times: one ``predict`` on
-the query. ``ratio`` = ScDiVa seconds / scANVI seconds for the first variant (lower is better; issue
-13's target is at most 3); the summary gives every variant's.
+Reads what a workflow run made: ``--data``, a preprocessed dataset (``results/<dataset>/preprocessed.h5ad``,
+its batch and label columns named by ``uns["preprocess"]``), split by batch into the labelled reference
+(``--reference-batches``) and the query (``--query-batches``) as the workflow's annotation jobs split it
+(defaults: the PBMCs' ``3pv2 5p`` and ``3pv1``); and ``--checkpoint``, one or more ScDiVa checkpoint
+directories. After ``make run`` the defaults are there (``resources/checkpoints/scdiva_tiny``, pretrained
+without labels on the run's datasets); after a run of ``config/ablation.yaml`` (one checkpoint per dataset
+and seed) name one: ``--checkpoint resources/checkpoints/scdiva_tiny/pbmc_3chem/seed0``.
 
-    python benchmarks/annotation_inference.py --dataset pbmc --threads 1 --out /tmp/ablation
+The annotators are fitted as the workflow's annotation jobs fit them: the registry's scANVI at its
+authors' settings, and ScDiVa's ``scdiva`` method (``load_checkpoint``, then ``fit_annotation_model``
+with ``SCDIVA_ANNOTATION_DEFAULTS``) from each checkpoint; each maps the query (without its labels).
+Then each labels the whole query ``--repeats`` times, the calls interleaved (scANVI, then each ScDiVa
+at its default inference precision and in float32), so all see the same machine load. Timed is what
+the workflow's annotation table times: one ``predict`` on the query. ``ratio`` = ScDiVa seconds /
+scANVI seconds for the first checkpoint (lower is better; issue 13's target is at most 3); the summary
+gives every checkpoint's. Training takes minutes at the defaults; ``--max-epochs N`` caps every
+training (scANVI's scVI, scANVI, its query surgery; ScDiVa's reference fit and query mapping) for a
+quick check of the script: the timed calls are the same forward passes, the models less trained.
+
+    python benchmarks/annotation_inference.py --threads 1
+    python benchmarks/annotation_inference.py --threads 1 --checkpoint resources/checkpoints/scdiva_tiny/pbmc_3chem/seed0
+    python benchmarks/annotation_inference.py --threads 1 --data results/pancreas_baron/preprocessed.h5ad \\
+        --checkpoint resources/checkpoints/scdiva_tiny/pancreas_baron/seed0 \\
+        --reference-batches human2_lib1 human2_lib2 human2_lib3 --query-batches human4_lib1 human4_lib3
 """
 
 from __future__ import annotations
@@ -18,68 +33,144 @@ import statistics
 import time
 from pathlib import Path
 
-from _bench import record
-from scdiva_ablation import DATASETS, REPO, VARIANTS, fitted_annotator
+from _bench import REPO, record
+
+DEFAULT_DATA = Path("results/pbmc_3chem/preprocessed.h5ad")
+DEFAULT_CHECKPOINT = Path("resources/checkpoints/scdiva_tiny")
+
+
+def workflow_data(path: Path) -> Path:
+    """``path`` if it is a file, else an error naming it and the workflow command that writes it."""
+    if not path.is_file():
+        raise SystemExit(f"--data {path}: no such file. The workflow's preprocess rule writes it: `make run` "
+                         f"makes {DEFAULT_DATA}; another dataset's, `snakemake --cores 2 --configfile "
+                         "config/ablation.yaml results/<dataset>/preprocessed.h5ad`")
+    return path
+
+
+def workflow_checkpoint(path: Path) -> Path:
+    """``path`` if it is a checkpoint directory, else an error naming it and the workflow command that makes it."""
+    if not (path / "model.safetensors").is_file():
+        raise SystemExit(f"--checkpoint {path}: no ScDiVa checkpoint there (no model.safetensors). The workflow's "
+                         f"checkpoint rules make it: `make run` makes {DEFAULT_CHECKPOINT}; a run of "
+                         "config/ablation.yaml one per dataset and seed, e.g. `snakemake --cores 2 --configfile "
+                         f"config/ablation.yaml {DEFAULT_CHECKPOINT}/pbmc_3chem/seed0/model.safetensors`")
+    return path
+
+
+def obs_keys(adata, path: Path) -> tuple[str, str]:
+    """The batch and label columns the workflow preprocessed ``adata`` with (``uns["preprocess"]``)."""
+    settings = adata.uns.get("preprocess", {})
+    if "batch_key" not in settings or "label_key" not in settings:
+        raise SystemExit(f"--data {path}: uns['preprocess'] names no batch_key / label_key; pass a file the "
+                         "workflow's preprocess rule wrote (results/<dataset>/preprocessed.h5ad)")
+    return str(settings["batch_key"]), str(settings["label_key"])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="pbmc", choices=list(DATASETS))
+    parser.add_argument("--data", type=Path, default=REPO / DEFAULT_DATA,
+                        help=f"a preprocessed .h5ad written by the workflow (default: {DEFAULT_DATA})")
+    parser.add_argument("--checkpoint", type=Path, nargs="+", default=[REPO / DEFAULT_CHECKPOINT],
+                        help=f"ScDiVa checkpoint directories (default: {DEFAULT_CHECKPOINT}); the first gives the "
+                             "recorded ratio")
+    parser.add_argument("--reference-batches", nargs="+", default=["3pv2", "5p"])
+    parser.add_argument("--query-batches", nargs="+", default=["3pv1"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=9)
-    parser.add_argument("--out", type=Path, default=REPO / "results" / "ablation")
-    parser.add_argument("--variants", nargs="+", default=["default"], choices=list(VARIANTS),
-                        help="ScDiVa variants of scdiva_ablation.py to time (the first gives the recorded ratio)")
+    parser.add_argument("--max-epochs", type=int, default=None,
+                        help="cap every training at this many epochs (a quick check; default: each method's own)")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    if args.max_epochs is not None and args.max_epochs < 1:
+        parser.error("--max-epochs must be >= 1")
+    data_path = workflow_data(args.data)
+    checkpoints = [workflow_checkpoint(path) for path in args.checkpoint]
     from scdiva.bench.core.threads import limit_threads
 
     limit_threads(args.threads)
-    import torch
+    import anndata as ad
 
     from scdiva.bench.core.memory import keep_freed_memory
+    from scdiva.bench.core.sampling import split_reference_query
+    from scdiva.bench.core.threads import limited_threadpools
+    from scdiva.bench.methods._common import seed_everything, set_threads
     from scdiva.bench.methods.catalog import get_method
+    from scdiva.bench.methods.scdiva import dataset_name, fit_annotation_model, load_checkpoint
+    from scdiva.bench.tasks.annotation.metrics import annotation_metrics
+    from scdiva.bench.tasks.annotation.run import checked_annotator, without_labels
 
-    torch.set_num_threads(args.threads)
+    adata = ad.read_h5ad(data_path)
+    batch_key, label_key = obs_keys(adata, data_path)
+    dataset = dataset_name(adata) or data_path.parent.name
+    try:
+        reference, query = split_reference_query(adata, batch_key=batch_key, label_key=label_key,
+                                                 reference_batches=args.reference_batches,
+                                                 query_batches=args.query_batches, dataset=dataset)
+    except ValueError as err:  # a batch the file does not have, or one on both sides
+        raise SystemExit(f"--reference-batches / --query-batches on {data_path}: {err}") from None
+    truth = query.obs[label_key].astype(str).to_numpy()
+    query = without_labels(query, batch_key=batch_key)  # what a method sees, as in the workflow's annotation job
     keep_freed_memory()  # as the workflow's annotation jobs do
-    spec = DATASETS[args.dataset]
-    annotators = {variant: fitted_annotator(args.dataset, args.seed, args.out, variant) for variant in args.variants}
-    _, _, reference, query = annotators[args.variants[0]]
+    n = args.max_epochs
     scanvi = get_method("annotation", "scanvi")
-    scanvi_fitted = scanvi.load()(reference, label_key=spec["label_key"], batch_key=spec["batch_key"],
-                                  seed=args.seed, params=scanvi.params(None), threads=args.threads)
-    scanvi_fitted.map_query(query)
+    scanvi_cap = {} if n is None else {"scvi_max_epochs": n, "scanvi_max_epochs": n, "query_max_epochs": n}
+    scdiva = get_method("annotation", "scdiva")
+    scdiva_cap = {} if n is None else {"max_epochs": n, "query_epochs": n}
+    with limited_threadpools(args.threads):
+        scanvi_fitted = checked_annotator(scanvi.load()(reference.copy(), label_key=label_key, batch_key=batch_key,
+                                                        seed=args.seed, params=scanvi.params(scanvi_cap),
+                                                        threads=args.threads), method="scanvi")
+        scanvi_fitted.map_query(query)
+        annotators = []
+        for checkpoint in checkpoints:  # as the workflow's scdiva method (fit_scdiva_annotation), model kept
+            params = scdiva.params({"checkpoint": str(checkpoint), **scdiva_cap})
+            set_threads(args.threads)
+            seed_everything(args.seed)
+            model = load_checkpoint(params["checkpoint"])
+            fitted = fit_annotation_model(model, reference.copy(), label_key=label_key, batch_key=batch_key,
+                                          seed=args.seed, params=params)
+            fitted.map_query(query)
+            annotators.append((model, fitted))
 
-    def scdiva_at(variant: str, precision: str):
-        model, fitted, _, _ = annotators[variant]
+        def scdiva_at(index: int, precision: str):
+            model, fitted = annotators[index]
 
-        def predict():
-            model.inference_precision = precision
-            return fitted.predict(query)
-        return predict
+            def predict():
+                model.inference_precision = precision
+                return fitted.predict(query)
+            return predict
 
-    calls = {"scanvi": lambda: scanvi_fitted.predict(query)}
-    for variant in args.variants:
-        suffix = "" if variant == args.variants[0] else f"_{variant}"
-        calls[f"scdiva{suffix}"] = scdiva_at(variant, "auto")
-        calls[f"scdiva{suffix}_fp32"] = scdiva_at(variant, "fp32")
-    seconds: dict[str, list[float]] = {name: [] for name in calls}
-    for repeat in range(args.repeats + 1):  # the first round warms up
-        for name, call in calls.items():
-            start = time.perf_counter()
-            call()
-            if repeat:
-                seconds[name].append(time.perf_counter() - start)
+        names = ["scdiva"] + [f"scdiva_{i + 1}" for i in range(1, len(checkpoints))]
+        calls = {"scanvi": lambda: scanvi_fitted.predict(query)}
+        for index, name in enumerate(names):
+            calls[name] = scdiva_at(index, "auto")
+            calls[f"{name}_fp32"] = scdiva_at(index, "fp32")
+        seconds: dict[str, list[float]] = {name: [] for name in calls}
+        accuracy: dict[str, float] = {}
+        for repeat in range(args.repeats + 1):  # the first round warms up
+            for name, call in calls.items():
+                start = time.perf_counter()
+                labels = call()
+                if repeat:
+                    seconds[name].append(time.perf_counter() - start)
+                else:
+                    accuracy[name] = annotation_metrics(truth, labels.astype(str))["accuracy"]
     per_1k = {name: statistics.median(times) / query.n_obs * 1000 for name, times in seconds.items()}
     ratio = per_1k["scdiva"] / per_1k["scanvi"]
-    others = "".join(f"; {variant}: {per_1k[f'scdiva_{variant}']:.3f} = {per_1k[f'scdiva_{variant}'] / per_1k['scanvi']:.2f}x"
-                     for variant in args.variants[1:])
-    record(f"scdiva_annotation_inference_{args.dataset}", per_1k["scdiva"], "s per 1K cells", per_1k["scanvi"], ratio,
-           summary=(f"ScDiVa ({args.variants[0]}) {per_1k['scdiva']:.3f} s per 1K cells (float32: "
+    others = "".join(f"; {checkpoints[i]}: {per_1k[name]:.3f} = {per_1k[name] / per_1k['scanvi']:.2f}x"
+                     for i, name in enumerate(names) if i)
+    capped = "" if n is None else f"; every training capped at {n} epochs"
+    record(f"scdiva_annotation_inference_{dataset}", per_1k["scdiva"], "s per 1K cells", per_1k["scanvi"], ratio,
+           summary=(f"ScDiVa ({checkpoints[0]}) {per_1k['scdiva']:.3f} s per 1K cells (float32: "
                     f"{per_1k['scdiva_fp32']:.3f}) vs scANVI {per_1k['scanvi']:.3f} on the same {query.n_obs} query "
-                    f"cells = {ratio:.2f}x (float32: {per_1k['scdiva_fp32'] / per_1k['scanvi']:.2f}x){others}"),
-           dataset=args.dataset, query_cells=query.n_obs, seed=args.seed, threads=args.threads,
-           variants=args.variants, seconds_per_call=seconds, s_per_1k=per_1k)
+                    f"cells = {ratio:.2f}x (float32: {per_1k['scdiva_fp32'] / per_1k['scanvi']:.2f}x){others}{capped}"),
+           dataset=dataset, data=str(data_path), checkpoints=[str(c) for c in checkpoints],
+           reference_batches=args.reference_batches, query_batches=args.query_batches, query_cells=query.n_obs,
+           seed=args.seed, threads=args.threads, repeats=args.repeats, max_epochs=n, seconds_per_call=seconds,
+           s_per_1k=per_1k, query_accuracy=accuracy)
 
 
 if __name__ == "__main__":
