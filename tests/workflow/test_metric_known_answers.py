@@ -337,6 +337,9 @@ def test_mixed_beats_separated_on_every_batch_metric_and_ties_on_bio(full_scores
         assert scores["mixed"][name] == pytest.approx(1.0, abs=1e-6), name
 
 
+STANDARD = ("batch_score", "bio_score", "total_score")
+
+
 def test_aggregate_membership_by_name():
     base = {name: 0.5 for name in M.METRICS}
     before = M.aggregate_scores(base)
@@ -350,8 +353,12 @@ def test_aggregate_membership_by_name():
             assert moved["batch_score"] == pytest.approx(0.5), name
         else:
             assert name in DIAGNOSTICS
-            assert moved == pytest.approx(before), name
+            assert [moved[k] for k in STANDARD] == pytest.approx([before[k] for k in STANDARD]), name
+        # the graph aggregates move with the six graph metrics and nothing else
+        graph_moved = moved["graph_total_score"] != pytest.approx(before["graph_total_score"])
+        assert graph_moved == (name in M.GRAPH_METRICS), name
     assert set(M.METRICS) == BATCH_AGGREGATE | BIO_AGGREGATE | DIAGNOSTICS
+    assert set(M.GRAPH_METRICS) == {"ilisi", "kbet", "graph_connectivity", "clisi", "nmi_leiden", "ari_leiden"}
 
 
 def test_aggregate_values_by_hand():
@@ -359,7 +366,10 @@ def test_aggregate_values_by_hand():
               "isolated_labels": 0.9, "nmi_kmeans": 0.8, "ari_kmeans": 0.7, "silhouette_label": 0.6, "clisi": 0.5,
               "silhouette_batch": 0.05, "nmi_leiden": 0.01, "ari_leiden": 0.02}
     agg = M.aggregate_scores(values)
-    assert agg == pytest.approx({"batch_score": 0.3, "bio_score": 0.7, "total_score": 0.4 * 0.3 + 0.6 * 0.7})
+    graph_batch, graph_bio = (0.2 + 0.3 + 0.4) / 3, (0.5 + 0.01 + 0.02) / 3  # iLISI, kBET, GC; cLISI, Leiden
+    assert agg == pytest.approx({"batch_score": 0.3, "bio_score": 0.7, "total_score": 0.4 * 0.3 + 0.6 * 0.7,
+                                 "graph_batch_score": graph_batch, "graph_bio_score": graph_bio,
+                                 "graph_total_score": 0.4 * graph_batch + 0.6 * graph_bio})
     # A NaN metric is left out of its group's mean (not counted as 0, not propagated).
     agg_nan = M.aggregate_scores({**values, "kbet": float("nan")})
     assert agg_nan["batch_score"] == pytest.approx((0.1 + 0.2 + 0.4 + 0.5) / 4)
@@ -374,7 +384,8 @@ def test_metrics_frame_and_kinds():
     values = {name: 0.5 for name in M.METRICS}
     frame = M.metrics_frame(values, dataset="d", method="m", seed=3)
     assert list(frame.columns) == ["dataset", "method", "seed", "metric", "value"]
-    assert list(frame["metric"]) == [*M.METRICS, "batch_score", "bio_score", "total_score"]
+    assert list(frame["metric"]) == [*M.METRICS, "batch_score", "bio_score", "total_score", "graph_batch_score",
+                                     "graph_bio_score", "graph_total_score"]
     assert (frame["dataset"] == "d").all() and (frame["seed"] == 3).all()
     assert frame.set_index("metric")["value"]["total_score"] == pytest.approx(0.5)
     assert {n: M.metric_kind(n) for n in ("ilisi", "clisi", "total_score", "batch_score")} == {

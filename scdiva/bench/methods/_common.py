@@ -14,6 +14,9 @@ from scdiva.bench.core.io import write_h5ad_atomic
 from scdiva.bench.core.threads import limit_torch_threads
 
 EMBEDDING_KEY = "X_emb"
+#: where a graph-only integration method (record ``output="graph"``, e.g. BBKNN) writes its result:
+#: a sparse cells x cells matrix whose stored entries in row i are the distances to cell i's neighbours
+GRAPH_KEY = "graph_distances"
 
 
 def resolve_params(method: str, defaults: Mapping[str, Any], params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -79,7 +82,8 @@ def categories(values: Iterable) -> list[str]:
 
 
 def write_embedding(adata, path: str | Path, *, method: str, seed: int) -> None:
-    """Write obs index + ``obsm["X_emb"]`` + ``uns["runtime_s"]`` to ``path`` atomically.
+    """Write obs index + ``obsm["X_emb"]`` (a graph-only method: ``obsp["graph_distances"]``) +
+    ``uns["runtime_s"]`` to ``path`` atomically.
 
     ``uns["embedding_flags"]`` (one-line warnings :func:`scdiva.bench.api.integrate` left about
     the embedding, e.g. constant columns) goes into the file's uns too. The file is written next to
@@ -99,10 +103,13 @@ def write_embedding(adata, path: str | Path, *, method: str, seed: int) -> None:
     import anndata as ad
     import pandas as pd
 
-    if EMBEDDING_KEY not in adata.obsm:
-        raise KeyError(f"{method} did not write adata.obsm[{EMBEDDING_KEY!r}]")
     out = ad.AnnData(obs=pd.DataFrame(index=adata.obs_names.copy()))
-    out.obsm[EMBEDDING_KEY] = np.asarray(adata.obsm[EMBEDDING_KEY], dtype=np.float32)
+    if EMBEDDING_KEY in adata.obsm:
+        out.obsm[EMBEDDING_KEY] = np.asarray(adata.obsm[EMBEDDING_KEY], dtype=np.float32)
+    elif GRAPH_KEY in adata.obsp:
+        out.obsp[GRAPH_KEY] = adata.obsp[GRAPH_KEY]
+    else:
+        raise KeyError(f"{method} wrote neither adata.obsm[{EMBEDDING_KEY!r}] nor adata.obsp[{GRAPH_KEY!r}]")
     out.uns["runtime_s"] = float(adata.uns["runtime_s"])
     out.uns["method"] = method
     out.uns["seed"] = int(seed)

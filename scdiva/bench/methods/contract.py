@@ -1,4 +1,5 @@
-"""The output contract of an integration method: what an embedding must be to be scored.
+"""The output contract of an integration method: what an embedding (or, for a graph-only method, a
+neighbour graph) must be to be scored.
 
 Checked in the method's own job (:func:`scdiva.bench.tasks.integration.run.run`, the command and
 precomputed-embedding readers of :mod:`scdiva.bench.methods.external`), naming the method.
@@ -83,3 +84,29 @@ def embedding_flags(embedding: np.ndarray, *, method: str) -> list[str]:
     shown = ", ".join(str(int(i)) for i in constant[:10]) + (", ..." if len(constant) > 10 else "")
     return [f"integration method {method!r}: {len(constant)} of {embedding.shape[1]} columns of obsm"
             f"[{EMBEDDING_KEY!r}] are constant or near-constant (columns {shown})"]
+
+
+def check_graph(values: Any, *, n_cells: int, method: str, source: str):
+    """``values`` as a CSR matrix of neighbour distances (cells x cells), or a one-line
+    :class:`MethodError` naming ``method`` and ``source``.
+
+    Refused: anything but a scipy sparse matrix, another shape than ``n_cells`` x ``n_cells``, negative
+    or non-finite distances, and a cell without neighbours (its graph metrics would be undefined).
+    """
+    # deferred: imports scipy (this module is imported at workflow parse time)
+    import scipy.sparse
+
+    where = f"integration method {method!r}: {source}"
+    if not scipy.sparse.issparse(values):
+        raise MethodError(f"{where} is a {type(values).__name__}; a neighbour graph is a scipy sparse matrix "
+                          "(cells x cells) of distances")
+    graph = scipy.sparse.csr_matrix(values, dtype=np.float32)
+    if graph.shape != (n_cells, n_cells):
+        raise MethodError(f"{where} has shape {graph.shape} for {n_cells} cells; a neighbour graph is cells x cells")
+    if not np.isfinite(graph.data).all() or (graph.data < 0).any():
+        raise MethodError(f"{where} has negative or non-finite distances; they must be finite and >= 0")
+    lonely = np.flatnonzero(np.diff(graph.indptr) == 0)
+    if len(lonely):
+        raise MethodError(f"{where}: {len(lonely)} cells have no neighbours (first: row {int(lonely[0])}); every "
+                          "cell needs at least one")
+    return graph

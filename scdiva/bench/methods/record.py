@@ -82,6 +82,9 @@ class MethodRecord:
     #: the method pretrains its own model on the benchmark's cells, without their labels (cross-species
     #: ScDiVa): its annotation fitter also takes them as ``corpus``, its integration function embeds them
     pretrains: bool = False
+    #: what an integration method writes: ``"embedding"`` (``obsm["X_emb"]``, scored on every metric) or
+    #: ``"graph"`` (``obsp["graph_distances"]``, a neighbour graph: scored on the graph metrics only)
+    output: str = "embedding"
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
@@ -89,6 +92,8 @@ class MethodRecord:
                                     "(it becomes a file name and a wildcard)")
         if self.role not in ROLES:
             raise MethodConfigError(f"method {self.name!r}: role {self.role!r} is not one of {ROLES}")
+        if self.output not in ("embedding", "graph"):
+            raise MethodConfigError(f"method {self.name!r}: output {self.output!r} is not 'embedding' or 'graph'")
         if self.control not in (None, "negative", "positive") or (self.control and self.role != "control"):
             raise MethodConfigError(f"method {self.name!r}: control {self.control!r} needs role 'control' and is "
                                     "'negative' or 'positive'")

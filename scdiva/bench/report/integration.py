@@ -19,7 +19,13 @@ from scdiva.bench.report.document import Section
 from scdiva.bench.report.figures import message_figure, results_table_figure, umap_grid, walltime_figure
 from scdiva.bench.report.ranks import rank_stability_section
 from scdiva.bench.report.tables import paired_comparison_markdown, paired_differences, wide_table
-from scdiva.bench.tasks.integration.metrics import AGGREGATES, BATCH_WEIGHT, BIO_WEIGHT, METRICS
+from scdiva.bench.tasks.integration.metrics import (
+    AGGREGATES,
+    BATCH_WEIGHT,
+    BIO_WEIGHT,
+    GRAPH_METRICS,
+    METRICS,
+)
 
 VERSION_PACKAGES = ("scdiva", "scanpy", "anndata", "scvi-tools", "scib-metrics", "harmonypy", "scanorama",
                     "torch", "jax", "numpy", "pandas", "scikit-learn", "snakemake")
@@ -108,16 +114,52 @@ def scaled_by_controls(wide: pd.DataFrame, columns: Sequence[str]) -> tuple[pd.D
     return (wide.loc[methods, list(columns)] - negative) / span, flagged
 
 
+#: what a graph-only method's embedding metrics and embedding-based aggregates show
+NOT_APPLICABLE = "n/a (graph)"
+
+
+def graph_only_methods(wide: pd.DataFrame) -> list[str]:
+    """The methods of a wide table scored from a neighbour graph alone: a graph total, no embedding
+    metric (scdiva.bench.tasks.integration.metrics.compute_graph_metrics)."""
+    embedding_metrics = [c for c in wide.columns if c in METRICS and c not in GRAPH_METRICS]
+    if "graph_total_score" not in wide.columns or not embedding_metrics:
+        return []
+    graph_only = wide["graph_total_score"].notna() & wide[embedding_metrics].isna().all(axis=1)
+    return list(wide.index[graph_only])
+
+
 def mean_std_table(long: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """Methods x metrics as strings ``mean ± std`` (just ``mean`` with one seed), best total first."""
+    """Methods x metrics as strings ``mean ± std`` (just ``mean`` with one seed), best total first; a
+    graph-only method's metrics that need an embedding read :data:`NOT_APPLICABLE`."""
     wide = wide_table(long, dataset)
     sub = long[long["dataset"] == dataset]
     std = sub.pivot(index="method", columns="metric", values="std").reindex_like(wide)
+    graph_only = set(graph_only_methods(wide))
+
+    def cell(method: str, metric: str, mean: float, sd: float) -> str:
+        if method in graph_only and not np.isfinite(mean) and metric not in GRAPH_METRICS:
+            return NOT_APPLICABLE
+        return f"{mean:.3f}" if not np.isfinite(sd) else f"{mean:.3f} ± {sd:.3f}"
+
     return pd.DataFrame(
-        {c: [f"{m:.3f}" if not np.isfinite(s) else f"{m:.3f} ± {s:.3f}"
-             for m, s in zip(wide[c], std[c], strict=True)] for c in wide.columns},
+        {c: [cell(method, c, m, s) for method, m, s in zip(wide.index, wide[c], std[c], strict=True)]
+         for c in wide.columns},
         index=wide.index,
     )
+
+
+def graph_only_note(methods: Sequence[str]) -> str:
+    """What the integration section says when graph-only methods ran (empty when none did)."""
+    if not methods:
+        return ""
+    names = ", ".join(f"`{m}`" for m in methods)
+    labels = ", ".join(METRICS[m].label for m in GRAPH_METRICS)
+    return (f"\n\n{names} gives a neighbour graph, not an embedding: it is scored on the metrics that need only "
+            f"a graph ({labels}), on its own neighbours (the embeddings' graphs have 15, 50 and 90); the "
+            f"metrics that need an embedding, and the batch, bio and total scores built on them, are not "
+            f"applicable (`{NOT_APPLICABLE}`). Compare it on `graph_total_score`: {BATCH_WEIGHT} x the mean of "
+            f"the graph batch metrics + {BIO_WEIGHT} x the mean of the graph bio metrics, which every method "
+            f"has. It is not ranked on the total.")
 
 
 def benchmark_walltimes(bench_dir: str | os.PathLike[str]) -> pd.DataFrame:
@@ -151,9 +193,9 @@ def _metric_glossary() -> str:
 
 def _seed_column(long: pd.DataFrame, dataset: str, methods: pd.Index, runs: pd.DataFrame | None) -> pd.Series:
     """Per method ``ok seeds/scheduled seeds`` (and "not ranked" when it missed a seed)."""
-    if runs is None:  # no run record: the seeds that have a total score
-        sub = long[(long["dataset"] == dataset) & (long["metric"] == "total_score")].set_index("method")
-        return pd.Series([str(int(sub.loc[m, "n_seeds"])) for m in methods], index=methods)
+    if runs is None:  # no run record: the seeds that have a score (a graph-only method: its graph metrics)
+        seeds = long[long["dataset"] == dataset].groupby("method")["n_seeds"].max()
+        return pd.Series([str(int(seeds.loc[m])) for m in methods], index=methods)
     counts = seed_counts(runs, "integration", dataset).droplevel("dataset")
     missing = [m for m in methods if m not in counts.index]
     if missing:
@@ -247,7 +289,9 @@ def integration_sections(
             counts = seed_counts(runs, "integration", dataset)
             ranked = [m for (_, m), complete in counts["complete"].items() if complete]
         wide = wide_table(long, dataset, ranked)
-        ranked_by_dataset[dataset] = [m for m in wide.index if ranked is None or m in ranked]
+        # a graph-only method has no total, so no rank on it
+        ranked_by_dataset[dataset] = [m for m in wide.index if (ranked is None or m in ranked)
+                                      and m not in graph_only_methods(wide)]
         seeds_done = _seed_column(long, dataset, wide.index, runs)
         _write_csv(wide, tables / f"{dataset}_integration_wide.csv")
         pretty = mean_std_table(long, dataset).reindex(wide.index)
@@ -277,8 +321,12 @@ def integration_sections(
                       & (runs["status"] == "ok")]
             shown = [m for m in shown if m in set(ok["method"])]
         embeddings = {}
+        graphs = []
         for method in shown:
             emb = ad.read_h5ad(inputs.embeddings[method])
+            if "X_emb" not in emb.obsm:  # a graph-only method (BBKNN)
+                graphs.append(method)
+                continue
             # Align to the preprocessed cell order whatever order the method wrote.
             embeddings[method] = pd.DataFrame(np.asarray(emb.obsm["X_emb"]), index=emb.obs_names).loc[obs.index].to_numpy()
         if embeddings:
@@ -286,7 +334,7 @@ def integration_sections(
                       paths=fig_umap, seed=seed)
         else:
             message_figure(f"{dataset}: no run of seed {seed} completed", fig_umap)
-        no_umap = [m for m in wide.index if m not in embeddings]
+        no_umap = [m for m in wide.index if m not in embeddings and m not in graphs]
         contenders = [m for m in wide.index if not is_control(m) and (ranked is None or m in ranked)]
         if contenders:
             best = contenders[0]
@@ -320,12 +368,14 @@ def integration_sections(
                 f"Tables: `tables/{dataset}_integration.csv`, `.tex`; raw means: "
                 f"`tables/{dataset}_integration_wide.csv`.\n\n"
                 + pretty[[*(["in-sample"] if inputs.development else []), "seeds", *[METRICS[c].label if c in METRICS else c for c in wide.columns
-                                     if c in AGGREGATES]]].to_markdown() + controls_md + left_out_md
+                                     if c in AGGREGATES]]].to_markdown()
+                + graph_only_note(graph_only_methods(wide)) + controls_md + left_out_md
                 + "\n\n<details><summary>All metrics</summary>\n\n"
                 + pretty.to_markdown() + "\n\n</details>\n\nUMAP rows are methods (seed "
                 f"{seed}); left coloured by batch, right by label."
                 + (f" No UMAP of {', '.join(f'`{m}`' for m in no_umap)}: its seed {seed} run did not complete."
                    if no_umap else "")
+                + (f" No UMAP of {', '.join(f'`{m}`' for m in graphs)}: a graph has no coordinates." if graphs else "")
             ),
             figures=[str(fig_table[0]), str(fig_umap[0])],
         ))

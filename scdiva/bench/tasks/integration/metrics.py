@@ -9,6 +9,10 @@ Aggregates (:func:`aggregate_scores`, the one place they are computed):
 * ``batch_score`` = mean of the batch-correction metrics flagged ``in_aggregate``
 * ``bio_score``   = mean of the bio-conservation metrics flagged ``in_aggregate``
 * ``total_score`` = 0.4 * batch_score + 0.6 * bio_score (scIB's weights)
+* ``graph_batch_score``, ``graph_bio_score``, ``graph_total_score``: the same over the metrics that need
+  only a neighbour graph (:data:`GRAPH_METRICS`: iLISI, kBET, graph connectivity; cLISI, Leiden NMI and
+  ARI), for every method: what a graph-only method (BBKNN) is compared on. A graph-only method has no
+  embedding, so its embedding metrics and the three aggregates above are not applicable (NaN).
 
 They are computed from the raw metric values of one (dataset, method, seed), NOT min-max scaled
 across methods (scIB's paper scales across methods; scib-metrics' ``Benchmarker.get_results``
@@ -52,11 +56,14 @@ import pandas as pd
 from scdiva.bench.core.io import atomic_path
 from scdiva.bench.core.numba_cache import import_with_numba_cache
 from scdiva.bench.core.outcomes import embedding_status, first_line
+from scdiva.bench.methods._common import GRAPH_KEY
 
 BATCH_WEIGHT = 0.4
 BIO_WEIGHT = 0.6
 NEIGHBOR_COUNTS = (15, 50, 90)
-AGGREGATES = ("batch_score", "bio_score", "total_score")
+AGGREGATES = ("batch_score", "bio_score", "total_score", "graph_batch_score", "graph_bio_score", "graph_total_score")
+#: metrics computed from the neighbour graph alone: a graph-only method (BBKNN) is scored on these
+GRAPH_METRICS = ("ilisi", "kbet", "graph_connectivity", "clisi", "nmi_leiden", "ari_leiden")
 
 
 @dataclass(frozen=True)
@@ -303,6 +310,59 @@ def compute_integration_metrics(
                          progress=progress, subsample_max_cells=subsample_max_cells)
 
 
+def graph_neighbors(graph):
+    """A neighbour graph (sparse cells x cells distances, row i's stored entries = cell i's neighbours)
+    as a scib-metrics ``NeighborsResults``: each cell first (distance 0, as scib-metrics' own graphs
+    hold it), then its neighbours by distance. Every row keeps as many neighbours as the row with the
+    fewest (BBKNN gives each cell the same number)."""
+    _library()
+    # deferred: imports scib-metrics, scipy (this module is imported at workflow parse time)
+    import scipy.sparse
+    from scib_metrics.nearest_neighbors import NeighborsResults
+
+    graph = scipy.sparse.csr_matrix(graph)
+    graph.setdiag(0)
+    graph.eliminate_zeros()
+    counts = np.diff(graph.indptr)
+    k = int(counts.min()) if len(counts) else 0
+    if k < 1:
+        raise ValueError(f"{int((counts == 0).sum())} cells of the neighbour graph have no neighbours")
+    n = graph.shape[0]
+    indices = np.empty((n, k + 1), dtype=np.int64)
+    distances = np.zeros((n, k + 1), dtype=np.float32)
+    for row in range(n):
+        start, end = graph.indptr[row], graph.indptr[row + 1]
+        order = np.argsort(graph.data[start:end], kind="stable")[:k]
+        indices[row, 0] = row
+        indices[row, 1:] = graph.indices[start:end][order]
+        distances[row, 1:] = graph.data[start:end][order]
+    return NeighborsResults(indices=indices, distances=distances)
+
+
+def compute_graph_metrics(graph, *, batches: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict[str, float]:
+    """The :data:`GRAPH_METRICS` of a neighbour graph (a graph-only method's output); every other metric
+    of :data:`METRICS` is NaN (not applicable: it needs an embedding).
+
+    The graph's own neighbours serve every metric (BBKNN's default: 3 per batch), where an embedding's
+    are 15 (graph connectivity, Leiden), 50 (kBET) and 90 (LISI); LISI's perplexity follows the
+    neighbour count, as in scib-metrics. No subsample: a graph cannot be rebuilt on one.
+    """
+    batches = np.asarray(batches).astype(str)
+    labels = np.asarray(labels).astype(str)
+    if graph.shape[0] != len(batches) or len(labels) != len(batches):
+        raise ValueError(f"graph {graph.shape}, batches {len(batches)} and labels {len(labels)} must all have one "
+                         "row per cell")
+    if len(np.unique(batches)) < 2:
+        raise ValueError("batch metrics need at least 2 batches")
+    neighbors = graph_neighbors(graph)
+    values = {name: float("nan") for name in METRICS}
+    values.update(ilisi=ilisi(neighbors, batches), clisi=clisi(neighbors, labels),
+                  kbet=kbet(neighbors, batches, labels, seed=seed),
+                  graph_connectivity=graph_connectivity(neighbors, labels),
+                  **nmi_ari_leiden(neighbors, labels, seed=seed))
+    return values
+
+
 def metrics_subsample(labels: np.ndarray, batches: np.ndarray, max_cells: int | None, seed: int) -> np.ndarray:
     """Row positions the :data:`SUBSAMPLED_METRICS` are scored on: all cells up to ``max_cells``, else a
     stratified (label x batch) seeded subsample of exactly ``max_cells`` (sorted)."""
@@ -356,10 +416,13 @@ def _scib_metrics(embedding: np.ndarray, batches: np.ndarray, labels: np.ndarray
 
 def aggregate_scores(values: Mapping[str, float], *, batch_weight: float = BATCH_WEIGHT,
                      leave_out: Collection[str] = ()) -> dict[str, float]:
-    """batch_score, bio_score and total_score (0.4 batch + 0.6 bio) from raw metric values.
+    """batch_score, bio_score and total_score (0.4 batch + 0.6 bio) from raw metric values, and the
+    same over the :data:`GRAPH_METRICS` alone (``graph_*``).
 
-    Only metrics with ``in_aggregate=True`` count; NaN metrics (e.g. kBET with too few cells) are
-    skipped in their group's mean. Range [0, 1]; higher = better.
+    Only metrics with ``in_aggregate=True`` count (for the graph aggregates: the graph metrics);
+    NaN metrics (e.g. kBET with too few cells) are skipped in their group's mean. Values without a
+    single embedding metric are a graph-only method's: its batch, bio and total scores are NaN (not
+    applicable), not a mean of the graph metrics it has. Range [0, 1]; higher = better.
 
     Parameters
     ----------
@@ -370,14 +433,21 @@ def aggregate_scores(values: Mapping[str, float], *, batch_weight: float = BATCH
     leave_out
         Metrics left out of their group's mean (rank-stability checks; the tables use none).
     """
-    def group_mean(kind: str) -> float:
+    def group_mean(kind: str, graph: bool) -> float:
         vals = [values[m.name] for m in METRICS.values()
-                if m.kind == kind and m.in_aggregate and m.name not in leave_out and m.name in values
-                and np.isfinite(values[m.name])]
+                if m.kind == kind and (m.name in GRAPH_METRICS if graph else m.in_aggregate)
+                and m.name not in leave_out and m.name in values and np.isfinite(values[m.name])]
         return float(np.mean(vals)) if vals else float("nan")
 
-    batch, bio = group_mean("batch"), group_mean("bio")
-    return {"batch_score": batch, "bio_score": bio, "total_score": batch_weight * batch + (1 - batch_weight) * bio}
+    graph_only = not any(np.isfinite(values.get(name, np.nan)) for name in METRICS if name not in GRAPH_METRICS)
+    scores = {}
+    for prefix, graph in (("", False), ("graph_", True)):
+        batch, bio = group_mean("batch", graph), group_mean("bio", graph)
+        if graph_only and not graph:
+            batch = bio = float("nan")
+        scores |= {f"{prefix}batch_score": batch, f"{prefix}bio_score": bio,
+                   f"{prefix}total_score": batch_weight * batch + (1 - batch_weight) * bio}
+    return scores
 
 
 def metrics_frame(values: Mapping[str, float], **ids: Any) -> pd.DataFrame:
@@ -452,8 +522,9 @@ def load_embedding_files(runs: Iterable[tuple[str, int, str | Path]], preprocess
             if status != "ok" and problems is not None:
                 problems[(method, seed)] = ("skipped", f"integration run {status}: {reason}")
                 continue
-            if "X_emb" not in emb.obsm:
-                raise KeyError(f"{path}: no obsm['X_emb']; rerun its integrate job")
+            if "X_emb" not in emb.obsm and GRAPH_KEY not in emb.obsp:
+                raise KeyError(f"{path}: no obsm['X_emb'] (nor a graph-only method's obsp[{GRAPH_KEY!r}]); rerun "
+                               "its integrate job")
             if not emb.obs_names.is_unique:
                 dups = emb.obs_names[emb.obs_names.duplicated()].unique()[:5].tolist()
                 raise ValueError(f"{path}: duplicate cell names {dups}; rows cannot be matched to cells, "
@@ -560,6 +631,10 @@ def _score_one(emb: Any, ref: Any, *, dataset: str, method: str, seed: int, batc
                n_jobs: int) -> pd.DataFrame:
     """The long rows of one embedding (see :func:`score_embedding_files`)."""
     cells = aligned_cells(ref, emb.obs_names)
+    if GRAPH_KEY in emb.obsp and "X_emb" not in emb.obsm:  # a graph-only method (BBKNN)
+        values = compute_graph_metrics(emb.obsp[GRAPH_KEY], batches=cells.obs[batch_key].to_numpy(),
+                                       labels=cells.obs[label_key].to_numpy(), seed=seed)
+        return _long_rows(values, cells.n_obs, dataset=dataset, method=method, seed=seed, subsampled=False)
     values = compute_integration_metrics(
         emb.obsm["X_emb"],
         batches=cells.obs[batch_key].to_numpy(),
@@ -569,10 +644,16 @@ def _score_one(emb: Any, ref: Any, *, dataset: str, method: str, seed: int, batc
         n_jobs=n_jobs,
         progress=False,
     )
+    return _long_rows(values, cells.n_obs, dataset=dataset, method=method, seed=seed, subsampled=True)
+
+
+def _long_rows(values: Mapping[str, float], n_cells: int, *, dataset: str, method: str, seed: int,
+               subsampled: bool) -> pd.DataFrame:
     frame = metrics_frame(values, dataset=dataset, method=method, seed=seed)
     frame.insert(frame.columns.get_loc("metric") + 1, "kind", frame["metric"].map(metric_kind))
     # Cells each value was computed on (the subsampled metrics' subsample above SUBSAMPLE_MAX_CELLS).
-    frame["n_cells"] = [cells_scored(m, cells.n_obs) if m in METRICS else cells.n_obs for m in frame["metric"]]
+    frame["n_cells"] = [cells_scored(m, n_cells) if m in METRICS and subsampled else n_cells
+                        for m in frame["metric"]]
     return frame
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from scdiva.bench.methods.record import MethodRecord
 from scdiva.bench.methods.scdiva import SCDIVA_FINETUNED_DEFAULTS, SCDIVA_ZEROSHOT_DEFAULTS
+from scdiva.bench.tasks.integration.bbknn import BBKNN_DEFAULTS
 from scdiva.bench.tasks.integration.controls import BATCH_DEFAULTS, CELLTYPE_DEFAULTS, RANDOM_DEFAULTS
 from scdiva.bench.tasks.integration.harmony import HARMONY_DEFAULTS
 from scdiva.bench.tasks.integration.scanorama import SCANORAMA_DEFAULTS
@@ -29,6 +30,8 @@ def builtin_records() -> list[MethodRecord]:
                      CELLTYPE_DEFAULTS, role="control", control="positive", needs_labels=True,
                      description="positive control: the cell-type one-hot plus noise"),
         MethodRecord("harmony", "integration", f"{_HERE}.harmony:run_harmony", HARMONY_DEFAULTS),
+        MethodRecord("bbknn", "integration", f"{_HERE}.bbknn:run_bbknn", BBKNN_DEFAULTS, output="graph",
+                     description="batch-balanced neighbour graph of the PCA (scored on the graph metrics)"),
         MethodRecord("scanorama", "integration", f"{_HERE}.scanorama:run_scanorama", SCANORAMA_DEFAULTS),
         MethodRecord("scvi", "integration", f"{_HERE}.scvi_model:run_scvi", SCVI_DEFAULTS, gpu=True,
                      saves_model=True),

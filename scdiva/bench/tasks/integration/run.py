@@ -7,7 +7,8 @@ Every integration method has one signature::
 
 It reads the preprocessed AnnData (``layers["counts"]`` raw counts, ``X`` log1p-normalised,
 ``var["highly_variable"]``, ``obsm["X_pca"]``) and writes its embedding to
-``adata.obsm["X_emb"]`` (cells x dimensions, float). ``params`` are the method's entries from
+``adata.obsm["X_emb"]`` (cells x dimensions, float), or, a graph-only method, its neighbour graph to
+``adata.obsp["graph_distances"]``. ``params`` are the method's entries from
 config ``methods.<name>``. The built-in methods' records are
 :func:`scdiva.bench.tasks.integration.records.builtin_records`; users add methods through config
 alone (``entry_point``, ``command`` or ``embedding``; docs/methods-and-metrics.md). By name:
@@ -23,8 +24,8 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from scdiva.bench.core.memory import keep_freed_memory
-from scdiva.bench.methods._common import EMBEDDING_KEY
-from scdiva.bench.methods.contract import check_embedding, embedding_flags
+from scdiva.bench.methods._common import EMBEDDING_KEY, GRAPH_KEY
+from scdiva.bench.methods.contract import check_embedding, check_graph, embedding_flags
 from scdiva.bench.methods.record import MethodError, MethodRecord
 
 IntegrationMethod = Callable[..., None]
@@ -72,7 +73,9 @@ def run(
     embedding contract (:func:`~scdiva.bench.methods.contract.check_embedding`): ``obsm["X_emb"]``
     a dense finite float array with one row per cell, at least one column and not every column
     constant, else a one-line :class:`MethodError` naming the method. Constant columns of an
-    accepted embedding are logged as warnings and listed in ``adata.uns["embedding_flags"]``.
+    accepted embedding are logged as warnings and listed in ``adata.uns["embedding_flags"]``. A
+    graph-only method (record ``output="graph"``, BBKNN) writes ``obsp["graph_distances"]`` instead,
+    checked by :func:`~scdiva.bench.methods.contract.check_graph`.
     The wall time is also stored in ``adata.uns["runtime_s"]``.
 
     Parameters
@@ -97,6 +100,8 @@ def run(
     if record.needs_labels and label_key is None:
         raise ValueError(f"integration method {name!r} needs cell-type labels; set datasets.<name>.label_key")
     adata.obsm.pop(EMBEDDING_KEY, None)
+    if GRAPH_KEY in adata.obsp:
+        del adata.obsp[GRAPH_KEY]
     adata.uns.pop(FLAGS_KEY, None)
     obsm_before = set(adata.obsm.keys())
     keep_freed_memory()  # a method's training and embedding reuse what it freed instead of faulting it in again
@@ -111,6 +116,13 @@ def run(
                  params={**record.overrides, **dict(params or {})} if record.check_params else merged,
                  threads=threads, **files)
         runtime = time.perf_counter() - start
+    if record.output == "graph":
+        if GRAPH_KEY not in adata.obsp:
+            raise MethodError(f"integration method {name!r} is a graph method but did not write obsp[{GRAPH_KEY!r}]")
+        adata.obsp[GRAPH_KEY] = check_graph(adata.obsp[GRAPH_KEY], n_cells=adata.n_obs, method=name,
+                                            source=f"obsp[{GRAPH_KEY!r}]")
+        adata.uns["runtime_s"] = runtime
+        return runtime
     if EMBEDDING_KEY not in adata.obsm:
         wrote = sorted(set(adata.obsm.keys()) - obsm_before)
         raise MethodError(f"integration method {name!r} did not write obsm[{EMBEDDING_KEY!r}] (the obsm keys it "
