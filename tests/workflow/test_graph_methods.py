@@ -151,3 +151,27 @@ def test_the_integration_section_shows_a_graph_method_as_not_applicable(tmp_path
     assert pretty.loc["bbknn", "graph_total_score"].startswith("0.505") and pretty.loc["bbknn", "seeds"] == 2
     ranks = pd.read_csv(tmp_path / "report/tables/d_rank_stability.csv", index_col=0)
     assert "bbknn" not in ranks.index  # no total, so not ranked on it
+
+
+@pytest.mark.slow
+def test_bbknn_runs_through_the_workflow_into_the_report(smoke_run, workflow_tools, tmp_path):
+    """The smoke run with BBKNN added: its job, the metrics stage, the tables and the report."""
+    import yaml
+
+    workdir = workflow_tools.copy(smoke_run, tmp_path / "run")
+    methods = yaml.safe_load((workflow_tools.repo / "config" / "config.yaml").read_text())["integration"]["methods"]
+    overlay = tmp_path / "bbknn.yaml"
+    overlay.write_text(yaml.safe_dump({"integration": {"methods": [*methods, "bbknn"]}}))
+    workflow_tools.run(workdir, overlay)
+    results = workdir / "results"
+    runs = pd.read_csv(results / "tables/runs.csv")
+    assert runs.loc[runs["method"] == "bbknn", "status"].tolist() == ["ok"]
+    long = pd.read_csv(results / "tables/integration_scores.csv")
+    bbknn = long[long["method"] == "bbknn"].set_index("metric")["value"]
+    embedding_only = [name for name in M.METRICS if name not in M.GRAPH_METRICS]
+    assert bbknn[[*embedding_only, "batch_score", "bio_score", "total_score"]].isna().all()
+    assert bbknn[[*M.GRAPH_METRICS, "graph_total_score"]].between(0, 1).all()
+    harmony = long[long["method"] == "harmony"].set_index("metric")["value"]
+    assert np.isfinite(harmony["graph_total_score"]) and np.isfinite(harmony["total_score"])
+    report = (results / "report/report.md").read_text()
+    assert "`bbknn` gives a neighbour graph, not an embedding" in report and "n/a (graph)" in report
