@@ -31,10 +31,15 @@ import argparse
 import time
 from pathlib import Path
 
-from _bench import REPO, record
-
-DEFAULT_DATA = Path("results/pbmc_3chem/preprocessed.h5ad")
-DEFAULT_CHECKPOINT = Path("resources/checkpoints/scdiva_tiny")
+from _bench import (
+    DEFAULT_CHECKPOINT,
+    DEFAULT_DATA,
+    REPO,
+    obs_keys,
+    record,
+    workflow_checkpoint,
+    workflow_data,
+)
 
 
 def timed(fn) -> tuple[float, float]:
@@ -42,34 +47,6 @@ def timed(fn) -> tuple[float, float]:
     wall, cpu = time.perf_counter(), time.process_time()
     fn()
     return time.perf_counter() - wall, time.process_time() - cpu
-
-
-def workflow_data(path: Path) -> Path:
-    """``path`` if it is a file, else an error naming it and the workflow command that writes it."""
-    if not path.is_file():
-        raise SystemExit(f"--data {path}: no such file. The workflow's preprocess rule writes it: `make run` "
-                         f"makes {DEFAULT_DATA}; another dataset's, `snakemake --cores 2 --configfile "
-                         "config/ablation.yaml results/<dataset>/preprocessed.h5ad`")
-    return path
-
-
-def workflow_checkpoint(path: Path) -> Path:
-    """``path`` if it is a checkpoint directory, else an error naming it and the workflow command that makes it."""
-    if not (path / "model.safetensors").is_file():
-        raise SystemExit(f"--checkpoint {path}: no ScDiVa checkpoint there (no model.safetensors). The workflow's "
-                         f"checkpoint rules make it: `make run` makes {DEFAULT_CHECKPOINT}; a run of "
-                         "config/ablation.yaml one per dataset and seed, e.g. `snakemake --cores 2 --configfile "
-                         f"config/ablation.yaml {DEFAULT_CHECKPOINT}/pbmc_3chem/seed0/model.safetensors`")
-    return path
-
-
-def obs_keys(adata, path: Path) -> tuple[str, str]:
-    """The batch and label columns the workflow preprocessed ``adata`` with (``uns["preprocess"]``)."""
-    settings = adata.uns.get("preprocess", {})
-    if "batch_key" not in settings or "label_key" not in settings:
-        raise SystemExit(f"--data {path}: uns['preprocess'] names no batch_key / label_key; pass a file the "
-                         "workflow's preprocess rule wrote (results/<dataset>/preprocessed.h5ad)")
-    return str(settings["batch_key"]), str(settings["label_key"])
 
 
 def main() -> None:
