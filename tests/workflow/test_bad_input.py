@@ -278,8 +278,8 @@ def test_single_batch(tmp_path):
 
 def test_unknown_method(tmp_path):
     """Through the CLI (the method error kept end to end)."""
-    proc = run_snakemake(tmp_path, {"integration": {"methods": ["harmony", "bbknn"]}})
-    assert_fails_cleanly(proc, tmp_path, "unknown integration method 'bbknn'", "built-in:", "harmony",
+    proc = run_snakemake(tmp_path, {"integration": {"methods": ["harmony", "scgen"]}})
+    assert_fails_cleanly(proc, tmp_path, "unknown integration method 'scgen'", "built-in:", "harmony",
                          "entry_point", started=PARSE_TIME)
     assert not (tmp_path / "resources").exists()
 
