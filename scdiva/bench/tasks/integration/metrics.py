@@ -523,8 +523,8 @@ def load_embedding_files(runs: Iterable[tuple[str, int, str | Path]], preprocess
                 problems[(method, seed)] = ("skipped", f"integration run {status}: {reason}")
                 continue
             if "X_emb" not in emb.obsm and GRAPH_KEY not in emb.obsp:
-                raise KeyError(f"{path}: no obsm['X_emb'] (nor a graph-only method's obsp[{GRAPH_KEY!r}]); rerun "
-                               "its integrate job")
+                # (a graph-only method's file holds obsp[GRAPH_KEY] instead)
+                raise KeyError(f"{path}: no obsm['X_emb']; rerun its integrate job")
             if not emb.obs_names.is_unique:
                 dups = emb.obs_names[emb.obs_names.duplicated()].unique()[:5].tolist()
                 raise ValueError(f"{path}: duplicate cell names {dups}; rows cannot be matched to cells, "
