@@ -289,9 +289,10 @@ def integration_sections(
             counts = seed_counts(runs, "integration", dataset)
             ranked = [m for (_, m), complete in counts["complete"].items() if complete]
         wide = wide_table(long, dataset, ranked)
+        graph_only = graph_only_methods(wide)
         # a graph-only method has no total, so no rank on it
         ranked_by_dataset[dataset] = [m for m in wide.index if (ranked is None or m in ranked)
-                                      and m not in graph_only_methods(wide)]
+                                      and m not in graph_only]
         seeds_done = _seed_column(long, dataset, wide.index, runs)
         _write_csv(wide, tables / f"{dataset}_integration_wide.csv")
         pretty = mean_std_table(long, dataset).reindex(wide.index)
@@ -369,7 +370,7 @@ def integration_sections(
                 f"`tables/{dataset}_integration_wide.csv`.\n\n"
                 + pretty[[*(["in-sample"] if inputs.development else []), "seeds", *[METRICS[c].label if c in METRICS else c for c in wide.columns
                                      if c in AGGREGATES]]].to_markdown()
-                + graph_only_note(graph_only_methods(wide)) + controls_md + left_out_md
+                + graph_only_note(graph_only) + controls_md + left_out_md
                 + "\n\n<details><summary>All metrics</summary>\n\n"
                 + pretty.to_markdown() + "\n\n</details>\n\nUMAP rows are methods (seed "
                 f"{seed}); left coloured by batch, right by label."

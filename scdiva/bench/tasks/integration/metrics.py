@@ -321,21 +321,20 @@ def graph_neighbors(graph):
     from scib_metrics.nearest_neighbors import NeighborsResults
 
     graph = scipy.sparse.csr_matrix(graph)
-    graph.setdiag(0)
-    graph.eliminate_zeros()
-    counts = np.diff(graph.indptr)
-    k = int(counts.min()) if len(counts) else 0
+    n = graph.shape[0]
+    rows = np.repeat(np.arange(n), np.diff(graph.indptr))
+    # the cell itself and stored zeros are no neighbours; each cell is put first below
+    keep = (graph.indices != rows) & (graph.data != 0)
+    rows, columns, data = rows[keep], graph.indices[keep], graph.data[keep]
+    counts = np.bincount(rows, minlength=n)
+    k = int(counts.min()) if n else 0
     if k < 1:
         raise ValueError(f"{int((counts == 0).sum())} cells of the neighbour graph have no neighbours")
-    n = graph.shape[0]
-    indices = np.empty((n, k + 1), dtype=np.int64)
-    distances = np.zeros((n, k + 1), dtype=np.float32)
-    for row in range(n):
-        start, end = graph.indptr[row], graph.indptr[row + 1]
-        order = np.argsort(graph.data[start:end], kind="stable")[:k]
-        indices[row, 0] = row
-        indices[row, 1:] = graph.indices[start:end][order]
-        distances[row, 1:] = graph.data[start:end][order]
+    order = np.lexsort((data, rows))  # by cell, then by distance (stable: ties keep their stored order)
+    nearest = (np.cumsum(counts) - counts)[:, None] + np.arange(k)  # each cell's k nearest, in ``order``
+    self_column = np.arange(n)[:, None]
+    indices = np.hstack([self_column, columns[order][nearest]]).astype(np.int64)
+    distances = np.hstack([np.zeros((n, 1)), data[order][nearest]]).astype(np.float32)
     return NeighborsResults(indices=indices, distances=distances)
 
 
